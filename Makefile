@@ -1,0 +1,46 @@
+# Two commands for a user: `make demo` and `make test`. Both run `make setup` first, which is
+# idempotent and close to a no-op once done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
+export MLOPS_ENV ?= local
+export MLOPS_PROJECT_ROOT := $(CURDIR)
+
+.PHONY: help setup demo test test-fast lint up down status lock bench wheel clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## create .venv, install pinned deps, fetch Spark jars, initialise Airflow + MLflow (idempotent)
+	@bash scripts/setup.sh
+
+demo: setup ## run the pipeline end to end on the local stack and print a summary
+	@$(PY) scripts/demo.py
+
+test: setup ## the whole test suite (unit, DAG integrity, end to end under the real scheduler)
+	@$(PY) -m ruff check .
+	@$(PY) -m pytest
+
+test-fast: setup ## the tests without the end-to-end Airflow runs
+	@$(PY) -m pytest -m "not e2e"
+
+lint: setup ## ruff, including Airflow's AIR rules
+	@$(PY) -m ruff check .
+
+up: setup ## start Airflow (api-server, scheduler, dag-processor, triggerer) and the MLflow UI on 127.0.0.1
+	@$(PY) scripts/local_airflow.py up
+
+down: ## stop what `make up` started, by pid
+	@if [ -x $(PY) ]; then $(PY) scripts/local_airflow.py down; fi
+
+status: ## which local services are running
+	@$(PY) scripts/local_airflow.py status
+
+lock: ## recompile requirements.txt from requirements.in (needs network)
+	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+
+clean: down ## remove local data, Airflow home and MLflow store (keeps .venv and jars)
+	rm -rf .local/lakehouse .local/landing .local/reports .local/mlflow .local/airflow

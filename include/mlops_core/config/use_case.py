@@ -1,0 +1,63 @@
+"""Use-case config: one YAML per use case under include/config/use_cases/<name>.yaml.
+
+Each pipeline stage owns the model of its own section (ingest/spec.py owns `sources`, and so on);
+this module composes them and checks what crosses sections (keys that must exist in a source)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops_core.config.loader import ConfigError, config_dir, expand_vars, read_yaml, validate
+from mlops_core.ingest.spec import SourceSpec
+
+
+class EntitySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Entity the model predicts for, e.g. customer")
+    key: str = Field(description="Key column of the entity, present in the sources that describe it")
+
+
+class UseCaseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    entity: EntitySpec
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+
+    # Filled in by load_use_case: lets every run record exactly which config produced it.
+    config_hash: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _source_names(self) -> UseCaseConfig:
+        for name in self.sources:
+            if not name.replace("_", "").isalnum() or not name[0].isalpha():
+                raise ValueError(f"source name {name!r} must be letters, digits and underscores")
+        return self
+
+
+def use_case_file(name: str) -> Path:
+    return config_dir() / "use_cases" / f"{name}.yaml"
+
+
+def available_use_cases() -> list[str]:
+    folder = config_dir() / "use_cases"
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def load_use_case(name: str | None = None, path: str | Path | None = None) -> UseCaseConfig:
+    """Load and validate a use case by name (include/config/use_cases/<name>.yaml) or by path."""
+    if path is None and name is None:
+        raise ConfigError("name a use case or give a path")
+    file = Path(path) if path else use_case_file(name or "")
+    if not file.is_file():
+        raise ConfigError(f"{file}: file not found; known use cases: {', '.join(available_use_cases()) or 'none'}")
+    raw = file.read_bytes()
+    data = expand_vars(read_yaml(file), file)
+    cfg = validate(UseCaseConfig, data, file)
+    cfg.config_hash = hashlib.sha256(raw).hexdigest()[:16]
+    return cfg

@@ -1,0 +1,1 @@
+"""Ingest stage: landing files → typed, validated bronze Delta tables, bad input → quarantine."""

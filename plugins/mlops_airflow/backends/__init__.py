@@ -1,0 +1,48 @@
+"""Compute backends of the Spark job operator, chosen by the environment config (compute.backend).
+
+A backend takes a JobCommand (which core-library entry point, with which arguments) and runs it to the
+end, returning the job's JSON result. The DAGs never know which backend ran them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+RESULT_MARKER = "MLOPS_RESULT "  # must match mlops_core.jobs.runner.RESULT_MARKER
+
+
+@dataclass(frozen=True)
+class JobCommand:
+    """A core-library job: `python -m mlops_core.jobs.<job> <args>`, plus the environment it runs in."""
+
+    job: str
+    args: list[str]
+    env_name: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        return f"mlops_core.jobs.{self.job}"
+
+
+def parse_result(line: str) -> dict[str, Any] | None:
+    """The job's result if `line` is its result line, else None."""
+    line = line.strip()
+    if not line.startswith(RESULT_MARKER):
+        return None
+    return json.loads(line[len(RESULT_MARKER) :])
+
+
+class JobBackend(Protocol):
+    def run(self, command: JobCommand, log: Any) -> dict[str, Any]: ...
+
+    def kill(self) -> None: ...
+
+
+def get_backend(name: str, **settings: Any) -> JobBackend:
+    if name == "local":
+        from mlops_airflow.backends.local import LocalSparkBackend
+
+        return LocalSparkBackend(**settings)
+    raise ValueError(f"unknown compute backend {name!r}; this build supports: local")

@@ -1,0 +1,74 @@
+"""Local backend: the job runs as a child Python process (its own local Spark), its output streamed into
+the task log line by line, its exit code respected."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+from mlops_airflow.backends import JobCommand, parse_result
+
+
+class JobFailed(AirflowException):
+    """The job process exited non-zero; the message carries the tail of its output."""
+
+
+class LocalSparkBackend:
+    def __init__(self, python: str | None = None, tail_lines: int = 40):
+        # The worker's own interpreter: the venv that has pyspark and the core library.
+        self.python = python or sys.executable
+        self.tail_lines = tail_lines
+        self._proc: subprocess.Popen[str] | None = None
+
+    def run(self, command: JobCommand, log: Any) -> dict[str, Any]:
+        argv = [self.python, "-u", "-m", command.module, *command.args]
+        env = dict(os.environ)
+        env.update(command.extra_env)
+        if command.env_name:
+            env["MLOPS_ENV"] = command.env_name
+        env.setdefault("PYSPARK_PYTHON", self.python)
+        env.setdefault("PYSPARK_DRIVER_PYTHON", self.python)
+        log.info("running: %s", " ".join(argv))
+        tail: collections.deque[str] = collections.deque(maxlen=self.tail_lines)
+        result: dict[str, Any] | None = None
+        # A new session, so on_kill can stop the job and its JVM together.
+        self._proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            line = line.rstrip("\n")
+            parsed = parse_result(line)
+            if parsed is not None:
+                result = parsed
+            tail.append(line)
+            log.info("%s", line)
+        code = self._proc.wait()
+        self._proc = None
+        if code != 0:
+            raise JobFailed(f"job {command.job} exited with code {code}; last output:\n" + "\n".join(tail))
+        if result is None:
+            raise JobFailed(f"job {command.job} exited 0 but printed no result line")
+        return result
+
+    def kill(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,39 @@
+"""What every DAG of the project shares: owner, retries, tags, the use case it runs for, asset names.
+
+Light on purpose (no pyspark/mlflow import): DAG files import it while parsing."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import lru_cache
+
+from mlops_core.config import UseCaseConfig, load_use_case
+
+OWNER = "mlops"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+}
+
+
+def use_case_name() -> str:
+    """The use case these DAGs run: MLOPS_USE_CASE (default `churn`), a file under include/config/use_cases."""
+    return os.environ.get("MLOPS_USE_CASE", "churn")
+
+
+@lru_cache(maxsize=8)
+def use_case(name: str | None = None) -> UseCaseConfig:
+    return load_use_case(name or use_case_name())
+
+
+def tags(*extra: str) -> list[str]:
+    return ["mlops", f"use_case:{use_case_name()}", *extra]
+
+
+def asset_uri(use_case: str, layer: str, name: str) -> str:
+    """Stable asset URI of a lakehouse table, independent of where the environment stores it."""
+    return f"mlops://{use_case}/{layer}/{name}"
