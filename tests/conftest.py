@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ os.environ.setdefault("MLOPS_PROJECT_ROOT", str(PROJECT_ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Unit tests never touch the user's Airflow home; the e2e harness makes its own.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="mlops-test-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # Keep the tests independent of whichever environment the shell selected.
 os.environ["MLOPS_ENV"] = "local"
 for key in [k for k in os.environ if k.startswith("MLOPS__")]:

@@ -6,7 +6,6 @@ the Delta tables and the MLflow registry. Every process started here is stopped 
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 from pathlib import Path
@@ -67,7 +66,8 @@ def run_dag(airflow_client):
 
 
 @pytest.fixture(autouse=True)
-def _point_at_e2e_data(monkeypatch, e2e_data_dir):
-    """Assertions in e2e tests read the same data directory the Airflow workers wrote."""
+def data_dir(monkeypatch, e2e_data_dir):
+    """Overrides the unit-test data_dir: e2e assertions (and the `env`/`lakehouse` fixtures) read the same
+    data directory the Airflow workers wrote."""
     monkeypatch.setenv("MLOPS_DATA_DIR", str(e2e_data_dir))
-    os.environ.setdefault("MLOPS_ENV", "local")
+    return e2e_data_dir

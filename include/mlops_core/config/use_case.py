@@ -11,7 +11,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlops_core.config.loader import ConfigError, config_dir, expand_vars, read_yaml, validate
+from mlops_core.features.spec import FeaturesSpec
 from mlops_core.ingest.spec import SourceSpec
+from mlops_core.training.spec import ModelSpec
 
 
 class EntitySpec(BaseModel):
@@ -28,6 +30,8 @@ class UseCaseConfig(BaseModel):
     description: str = ""
     entity: EntitySpec
     sources: dict[str, SourceSpec] = Field(min_length=1)
+    features: FeaturesSpec | None = None
+    model: ModelSpec | None = None
 
     # Filled in by load_use_case: lets every run record exactly which config produced it.
     config_hash: str = Field(default="", exclude=True)
@@ -37,6 +41,18 @@ class UseCaseConfig(BaseModel):
         for name in self.sources:
             if not name.replace("_", "").isalnum() or not name[0].isalpha():
                 raise ValueError(f"source name {name!r} must be letters, digits and underscores")
+        return self
+
+    @model_validator(mode="after")
+    def _model_label_source(self) -> UseCaseConfig:
+        if self.model is not None:
+            self.model.check_sources(self.sources)
+        return self
+
+    @model_validator(mode="after")
+    def _feature_sources(self) -> UseCaseConfig:
+        if self.features is not None:
+            self.features.check_sources(self.sources, self.entity.key)
         return self
 
 

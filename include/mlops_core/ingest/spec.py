@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,6 +51,11 @@ class SourceSpec(BaseModel):
         default="fail", description="When no file lands before the wait times out: fail the run or skip the source"
     )
     wait_timeout_minutes: float = Field(default=60, ge=0)
+    on_extra_columns: Literal["quarantine", "flag"] = Field(
+        default="quarantine",
+        description="Columns (CSV header) or fields (JSON) the contract does not declare: quarantine the file "
+        "(CSV/Parquet) or the row (JSON), or `flag` = load the declared columns and record a file-level flag",
+    )
     description: str = ""
 
     @model_validator(mode="after")
@@ -67,3 +73,21 @@ class SourceSpec(BaseModel):
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def has_header(self) -> bool:
+        """CSV only: whether the first line of each file is a header (reader option `header`, default true)."""
+        return str(self.options.get("header", "true")).strip().lower() == "true"
+
+    @property
+    def delimiter(self) -> str:
+        return self.options.get("sep") or self.options.get("delimiter") or ","
+
+    def folder(self, landing_root: str, day: date | str) -> str:
+        """The landing folder of one logical date: <landing_root>/<path with {date} = YYYY-MM-DD>."""
+        text = day.isoformat() if isinstance(day, date) else str(day)
+        return f"{landing_root.rstrip('/')}/{self.path.format(date=text).strip('/')}"

@@ -1,0 +1,145 @@
+"""Feature definitions -> Spark SQL expressions (strings), independent of the as-of date.
+
+Every expression is evaluated where a column `as_of_date` (DATE) holds the snapshot date:
+- aggregates run in `GROUP BY <key>, as_of_date` over the events of one source, with a column
+  `_event_date` = to_date(event time) (UTC days), already restricted to event dates <= as_of_date;
+  window w keeps events with `_event_date > date_sub(as_of_date, w)`, i.e. the w days [D - w + 1, D];
+- attributes run over the entity's attribute row (the attribute source's columns + as_of_date);
+- derived features run over the finished feature columns.
+
+Pure Python: the plan can be inspected and unit-tested without Spark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mlops_core.features.sqlexpr import rename
+from mlops_core.features.spec import AS_OF_DATE, ZERO_WHEN_EMPTY, FeatureColumn, FeaturesSpec, windowed
+
+if TYPE_CHECKING:
+    from mlops_core.config import UseCaseConfig
+
+EVENT_DATE = "_event_date"
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def in_window(window: int) -> str:
+    return f"{_q(EVENT_DATE)} > date_sub({_q(AS_OF_DATE)}, {int(window)})"
+
+
+def aggregate_sql(col: FeatureColumn) -> str:
+    """The aggregate expression of one windowed feature (NULL-free for the ZERO_WHEN_EMPTY kinds)."""
+    assert col.kind == "aggregate" and col.window is not None and col.agg is not None
+    cond = in_window(col.window)
+    value = _q(col.column) if col.column else "1"
+    when = f"CASE WHEN {cond} THEN {value} END"
+    when_date = f"CASE WHEN {cond} THEN {_q(EVENT_DATE)} END"
+    sql = {
+        "count": f"COUNT({when})",
+        "sum": f"COALESCE(SUM({when}), 0)",
+        "avg": f"AVG({when})",
+        "stddev": f"STDDEV_SAMP({when})",
+        "min": f"MIN({when})",
+        "max": f"MAX({when})",
+        "count_distinct": f"COUNT(DISTINCT {when})",
+        "days_since_last": f"DATEDIFF({_q(AS_OF_DATE)}, MAX({when_date}))",
+        "days_since_first": f"DATEDIFF({_q(AS_OF_DATE)}, MIN({when_date}))",
+        "active_days": f"COUNT(DISTINCT {when_date})",
+    }[col.agg]
+    return sql
+
+
+def derived_sql(col: FeatureColumn, windowed_bases: set[str]) -> str:
+    """A derived feature's expression with base names bound to the columns of its window."""
+    assert col.kind == "derived" and col.expr is not None
+    window = col.window
+
+    def bind(name: str) -> str | None:
+        if name in windowed_bases:
+            return windowed(name, window) if window is not None else None
+        return name
+
+    return rename(col.expr, bind)
+
+
+@dataclass(frozen=True)
+class SourceAggregates:
+    """The events of one source and the aggregate columns computed from them."""
+
+    source: str
+    event_time: str
+    primary_key: list[str]
+    longest_window: int
+    columns: list[str]  # source columns the aggregation reads (key, primary key, event time, values)
+    aggregates: list[tuple[str, str]]  # (feature column, SQL)
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    key: str
+    spec: FeaturesSpec
+    columns: list[FeatureColumn]
+    attribute_source: str | None
+    attribute_source_columns: list[str]  # every contract column of the attribute source
+    attributes: list[tuple[str, str]]
+    sources: list[SourceAggregates]
+    derived: list[tuple[str, str]]
+    zero_when_empty: list[str] = field(default_factory=list)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def comments(self) -> dict[str, str]:
+        return {c.name: c.comment for c in self.columns}
+
+
+def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
+    """The full plan of a use case's `features` section (validated at config load)."""
+    spec = cfg.features
+    if spec is None:
+        raise ValueError(f"use case {cfg.name!r} has no `features` section")
+    key = cfg.entity.key
+    columns = spec.columns()
+
+    attribute_source = spec.attributes.source if spec.attributes else None
+    attribute_source_columns = [c.name for c in cfg.sources[attribute_source].columns] if attribute_source else []
+    attributes = [(f.name, f.sql) for f in spec.attributes.features] if spec.attributes else []
+
+    sources: list[SourceAggregates] = []
+    for name in dict.fromkeys(g.source for g in spec.aggregations):
+        src = cfg.sources[name]
+        groups = [g for g in spec.aggregations if g.source == name]
+        event_time = spec.event_time(groups[0], cfg.sources)  # one per source, checked at config load
+        aggs = [c for c in columns if c.kind == "aggregate" and c.source == name]
+        needed = [key, *src.primary_key, event_time, *(c.column for c in aggs if c.column)]
+        sources.append(
+            SourceAggregates(
+                source=name,
+                event_time=event_time,
+                primary_key=list(src.primary_key),
+                longest_window=max(c.window or 0 for c in aggs),
+                columns=list(dict.fromkeys(needed)),
+                aggregates=[(c.name, aggregate_sql(c)) for c in aggs],
+            )
+        )
+
+    windowed_bases = {c.base for c in columns if c.kind == "aggregate"}
+    derived = [(c.name, derived_sql(c, windowed_bases)) for c in columns if c.kind == "derived"]
+    zero = [c.name for c in columns if c.kind == "aggregate" and c.agg in ZERO_WHEN_EMPTY]
+    return FeaturePlan(
+        key=key,
+        spec=spec,
+        columns=columns,
+        attribute_source=attribute_source,
+        attribute_source_columns=attribute_source_columns,
+        attributes=attributes,
+        sources=sources,
+        derived=derived,
+        zero_when_empty=zero,
+    )

@@ -1,0 +1,339 @@
+"""The `features` section of a use-case config: declarative features of the use case's entity.
+
+Example (include/config/use_cases/churn.yaml):
+
+    features:
+      description: Customer behaviour and attributes at the end of each day.
+      attributes:                       # one row per entity, carried forward day to day
+        source: customers
+        features:
+          - {name: plan, description: Subscription plan}
+          - {name: tenure_days, expr: "datediff(as_of_date, signup_date)", description: Days since sign-up}
+      aggregations:                     # events of a source, per entity, over trailing windows
+        - source: orders
+          windows: [30, 90]
+          features:
+            - {name: total_orders, agg: count, description: Orders placed}
+            - {name: total_spent, agg: sum, column: amount, description: Sum of order amounts}
+      derived:                          # expressions over other features, once per common window
+        - name: avg_days_between_orders
+          expr: "(days_since_first_order - days_since_last_order) / NULLIF(total_orders - 1, 0)"
+          description: Mean gap in days between consecutive orders
+
+A windowed feature `total_orders` with windows [30, 90] becomes the columns `total_orders_30d` and
+`total_orders_90d`. Semantics of a snapshot (see docs/features.md): a snapshot as of date D describes the
+entity at the END of day D, from events dated on or before D that had arrived (ingest_date) by D; the
+window of w days is [D - w + 1, D]. It may only be joined to labels observed strictly after D.
+
+Plain pydantic, no heavy import: DAG files load the use case while parsing. Checks that need the sources
+(columns exist, types fit) run in `check_sources`, called by UseCaseConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops_core.features.sqlexpr import ExpressionError, referenced_names
+
+if TYPE_CHECKING:
+    from mlops_core.ingest.spec import SourceSpec
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+# Columns every snapshot has besides the features; no feature may take these names.
+AS_OF_DATE = "as_of_date"
+RESERVED = {AS_OF_DATE}
+
+Aggregation = Literal[
+    "count", "sum", "avg", "stddev", "min", "max", "count_distinct", "days_since_last", "days_since_first",
+    "active_days",
+]  # fmt: skip
+# Which aggregations read a column: required, optional (count: non-null values of it), or none (event dates).
+NEEDS_COLUMN = {"sum", "avg", "stddev", "min", "max", "count_distinct"}
+NO_COLUMN = {"days_since_last", "days_since_first", "active_days"}
+NUMERIC_ONLY = {"sum", "avg", "stddev"}
+# Value of an aggregate for an entity with no event in the window (the others are NULL there).
+ZERO_WHEN_EMPTY = {"count", "sum", "count_distinct", "active_days"}
+NUMERIC_TYPES = {"int", "long", "double", "float"}
+
+Window = Annotated[int, Field(gt=0, le=3660, description="Window length in days, ending with the as-of date")]
+
+
+def _is_numeric(spark_type: str) -> bool:
+    return spark_type in NUMERIC_TYPES or spark_type.startswith("decimal")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AggregateFeature(_Strict):
+    name: str = Field(pattern=_NAME, description="Base name; each window adds the suffix _<w>d")
+    agg: Aggregation
+    column: str | None = Field(default=None, description="Source column aggregated (not for event-date aggs)")
+    windows: list[Window] | None = Field(default=None, min_length=1, description="Overrides the group's windows")
+    description: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _column_fits_agg(self) -> AggregateFeature:
+        if self.agg in NEEDS_COLUMN and not self.column:
+            raise ValueError(f"aggregation {self.agg!r} needs a `column`")
+        if self.agg in NO_COLUMN and self.column:
+            raise ValueError(f"aggregation {self.agg!r} works on event dates and takes no `column`")
+        return self
+
+
+class AggregationGroup(_Strict):
+    source: str = Field(description="Source (bronze table) holding the events")
+    event_time: str | None = Field(default=None, description="Event time column; default: the source's event_time")
+    windows: list[Window] = Field(min_length=1)
+    features: list[AggregateFeature] = Field(min_length=1)
+
+
+class AttributeFeature(_Strict):
+    name: str = Field(pattern=_NAME)
+    column: str | None = Field(default=None, description="Source column copied as is; default: the feature name")
+    expr: str | None = Field(
+        default=None, description="Spark SQL over the source's columns and `as_of_date`, e.g. datediff(...)"
+    )
+    description: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _column_or_expr(self) -> AttributeFeature:
+        if self.column and self.expr:
+            raise ValueError("give either `column` or `expr`, not both")
+        if self.expr:
+            _scan(self.expr)
+        elif not self.column:
+            self.column = self.name
+        return self
+
+    @property
+    def sql(self) -> str:
+        return self.expr or f"`{self.column}`"
+
+    def references(self) -> list[str]:
+        return referenced_names(self.expr) if self.expr else [self.column or self.name]
+
+
+class AttributesSpec(_Strict):
+    source: str = Field(description="Source with one row per entity (its primary key is the entity key)")
+    features: list[AttributeFeature] = Field(min_length=1)
+
+
+class DerivedFeature(_Strict):
+    name: str = Field(pattern=_NAME)
+    expr: str = Field(min_length=1, description="Spark SQL over other features' base names")
+    windows: list[Window] | None = Field(
+        default=None, min_length=1, description="Default: every window all the referenced windowed features have"
+    )
+    description: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _scannable(self) -> DerivedFeature:
+        _scan(self.expr)
+        return self
+
+
+def _scan(expr: str) -> list[str]:
+    try:
+        return referenced_names(expr)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    """One column of the feature table, after windows are expanded."""
+
+    name: str
+    kind: Literal["attribute", "aggregate", "derived"]
+    base: str
+    description: str
+    window: int | None = None
+    source: str | None = None
+    agg: str | None = None
+    column: str | None = None
+    expr: str | None = None  # attribute expr (SQL) or derived expr in base names
+
+    @property
+    def comment(self) -> str:
+        if self.window is None:
+            return self.description
+        return f"{self.description} (events dated in the {self.window} days up to and including as_of_date)"
+
+
+def windowed(base: str, window: int) -> str:
+    return f"{base}_{window}d"
+
+
+class FeaturesSpec(_Strict):
+    description: str = Field(default="", description="Table comment of the feature table")
+    attributes: AttributesSpec | None = None
+    aggregations: list[AggregationGroup] = Field(default_factory=list)
+    derived: list[DerivedFeature] = Field(default_factory=list)
+    partition_slack_days: int = Field(
+        default=1,
+        ge=0,
+        le=31,
+        description="Extra bronze partitions read before a window: events stamped up to this many days after "
+        "the day they landed (clock or time-zone skew) still count",
+    )
+    snapshot_ttl_days: int = Field(
+        default=7,
+        ge=1,
+        description="Training sets join a label to the newest snapshot at most this many days before it",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeaturesSpec:
+        if self.attributes is None and not self.aggregations:
+            raise ValueError("define `attributes` or `aggregations` (or both)")
+        self.columns()  # raises on duplicate names and derived features that reference unknown features
+        return self
+
+    # ---- expansion ----------------------------------------------------------------------------------
+    def columns(self) -> list[FeatureColumn]:
+        """Every feature column in table order: attributes, aggregates, derived. Validates names."""
+        cols: list[FeatureColumn] = []
+        where: dict[str, str] = {}
+
+        def add(col: FeatureColumn, key: str) -> None:
+            if col.name in RESERVED:
+                raise ValueError(f"{key}: {col.name!r} is a reserved column name")
+            if col.name in where:
+                raise ValueError(f"{key}: duplicate feature name {col.name!r} (also defined at {where[col.name]})")
+            where[col.name] = key
+            cols.append(col)
+
+        if self.attributes:
+            for i, f in enumerate(self.attributes.features):
+                add(
+                    FeatureColumn(f.name, "attribute", f.name, f.description, source=self.attributes.source,
+                                  column=f.column, expr=f.expr),
+                    f"features.attributes.features[{i}] ({f.name})",
+                )  # fmt: skip
+        attribute_names = {f.name for f in self.attributes.features} if self.attributes else set()
+        windows_of: dict[str, list[int]] = {}
+        for g, group in enumerate(self.aggregations):
+            for i, f in enumerate(group.features):
+                key = f"features.aggregations[{g}].features[{i}] ({f.name})"
+                wins = sorted(set(f.windows or group.windows))
+                if f.name in windows_of or f.name in attribute_names:
+                    raise ValueError(f"{key}: duplicate feature name {f.name!r}")
+                windows_of[f.name] = wins
+                for w in wins:
+                    add(
+                        FeatureColumn(windowed(f.name, w), "aggregate", f.name, f.description, window=w,
+                                      source=group.source, agg=f.agg, column=f.column),
+                        key,
+                    )  # fmt: skip
+        for i, d in enumerate(self.derived):
+            key = f"features.derived[{i}] ({d.name})"
+            refs = _scan(d.expr)
+            unknown = [r for r in refs if r not in windows_of and r not in attribute_names]
+            if unknown:
+                known = sorted([*windows_of, *attribute_names])
+                raise ValueError(f"{key}: expr references unknown feature(s) {unknown}; known: {known}")
+            windowed_refs = [r for r in refs if r in windows_of]
+            if not windowed_refs:
+                if d.windows:
+                    raise ValueError(f"{key}: `windows` given but the expr references no windowed feature")
+                add(FeatureColumn(d.name, "derived", d.name, d.description, expr=d.expr), key)
+                continue
+            common = sorted(set.intersection(*(set(windows_of[r]) for r in windowed_refs)))
+            wins = sorted(set(d.windows)) if d.windows else common
+            missing = sorted(set(wins) - set(common))
+            if missing or not wins:
+                raise ValueError(
+                    f"{key}: windows {missing or wins} are not defined for every referenced feature "
+                    f"{windowed_refs} (common windows: {common})"
+                )
+            for w in wins:
+                add(FeatureColumn(windowed(d.name, w), "derived", d.name, d.description, window=w, expr=d.expr), key)
+        return cols
+
+    def feature_names(self) -> list[str]:
+        return [c.name for c in self.columns()]
+
+    def sources(self) -> list[str]:
+        """Sources the features read, attribute source first."""
+        names = [self.attributes.source] if self.attributes else []
+        for g in self.aggregations:
+            if g.source not in names:
+                names.append(g.source)
+        return names
+
+    def longest_window(self, source: str | None = None) -> int:
+        wins = [c.window for c in self.columns() if c.kind == "aggregate" and (source is None or c.source == source)]
+        return max(wins, default=0)
+
+    # ---- checks against the sources ----------------------------------------------------------------
+    def check_sources(self, sources: dict[str, SourceSpec], entity_key: str) -> None:
+        """Every referenced source and column exists with a fitting type. Raises ValueError naming the key."""
+
+        def source_of(name: str, key: str) -> SourceSpec:
+            if name not in sources:
+                raise ValueError(f"{key}: unknown source {name!r}; defined sources: {sorted(sources)}")
+            return sources[name]
+
+        def types(src: SourceSpec) -> dict[str, str]:
+            return {c.name: c.type for c in src.columns}
+
+        if self.attributes:
+            key = "features.attributes.source"
+            src = source_of(self.attributes.source, key)
+            if src.primary_key != [entity_key]:
+                raise ValueError(
+                    f"{key}: source {self.attributes.source!r} must have one row per entity "
+                    f"(primary_key [{entity_key}]), it has {src.primary_key}"
+                )
+            allowed = {*types(src), AS_OF_DATE}
+            for i, f in enumerate(self.attributes.features):
+                unknown = [r for r in f.references() if r not in allowed]
+                if unknown:
+                    raise ValueError(
+                        f"features.attributes.features[{i}] ({f.name}): unknown column(s) {unknown} of source "
+                        f"{self.attributes.source!r}; columns: {sorted(allowed)}"
+                    )
+        event_times: dict[str, str] = {}
+        for g, group in enumerate(self.aggregations):
+            src = source_of(group.source, f"features.aggregations[{g}].source")
+            cols = types(src)
+            if entity_key not in cols:
+                raise ValueError(
+                    f"features.aggregations[{g}].source: source {group.source!r} has no entity key column "
+                    f"{entity_key!r}"
+                )
+            event_time = group.event_time or src.event_time
+            if cols.get(event_time) not in ("date", "timestamp"):
+                raise ValueError(
+                    f"features.aggregations[{g}].event_time: {event_time!r} must be a date or timestamp column "
+                    f"of source {group.source!r} (found {cols.get(event_time, 'no such column')})"
+                )
+            if event_times.setdefault(group.source, event_time) != event_time:
+                raise ValueError(
+                    f"features.aggregations[{g}].event_time: source {group.source!r} is already aggregated on "
+                    f"{event_times[group.source]!r}; use one event time per source"
+                )
+            for i, f in enumerate(group.features):
+                key = f"features.aggregations[{g}].features[{i}] ({f.name})"
+                if f.column is None:
+                    continue
+                if f.column not in cols:
+                    raise ValueError(
+                        f"{key}: unknown column {f.column!r} of source {group.source!r}; columns: {sorted(cols)}"
+                    )
+                if f.agg in NUMERIC_ONLY and not _is_numeric(cols[f.column]):
+                    raise ValueError(f"{key}: {f.agg} needs a numeric column; {f.column!r} is {cols[f.column]}")
+
+    def event_time(self, group: AggregationGroup, sources: dict[str, SourceSpec]) -> str:
+        return group.event_time or sources[group.source].event_time
+
+
+def spec_hash(spec: FeaturesSpec) -> str:
+    """A short hash of the feature definitions: recorded with every snapshot."""
+    import hashlib
+
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]

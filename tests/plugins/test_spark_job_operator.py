@@ -1,0 +1,78 @@
+"""The Spark job operator on the local backend: a real job process, its log streamed, its result returned,
+its failure surfaced with the job's own error."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pendulum
+import pytest
+from airflow.sdk import Asset
+
+from mlops_airflow.backends import JobCommand, parse_result
+from mlops_airflow.backends.local import JobFailed, LocalSparkBackend
+from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
+
+
+class _Events(dict):
+    def __missing__(self, key):
+        self[key] = SimpleNamespace(extra={})
+        return self[key]
+
+
+def _context(logical_date=None, run_after=None):
+    return {
+        "run_id": "test_run_1",
+        "logical_date": logical_date,
+        "dag_run": SimpleNamespace(run_after=run_after or pendulum.datetime(2026, 2, 3, 10, tz="UTC")),
+        "outlet_events": _Events(),
+    }
+
+
+def test_run_date_falls_back_to_run_after_for_manual_runs():
+    assert run_date(_context(pendulum.datetime(2026, 1, 5, tz="UTC"))) == "2026-01-05"
+    assert run_date(_context(None)) == "2026-02-03"
+
+
+def test_command_line_for_a_date_and_for_a_range():
+    op = SparkJobOperator(task_id="t", job="smoke", use_case="churn", job_params={"rows": 3})
+    cmd = op.build_command("r1", "2026-01-05")
+    assert cmd.module == "mlops_core.jobs.smoke"
+    assert cmd.args == ["--use-case", "churn", "--run-id", "r1", "--date", "2026-01-05", "--params", '{"rows": 3}']
+    ranged = SparkJobOperator(task_id="t", job="smoke", use_case="churn", start="2026-01-01", end="2026-01-03")
+    assert ranged.build_command("r1", "2026-01-05").args[4:] == ["--start-date", "2026-01-01", "--end-date", "2026-01-03"]
+
+
+def test_result_line_parsing():
+    assert parse_result('MLOPS_RESULT {"a": 1}\n') == {"a": 1}
+    assert parse_result("some log line") is None
+
+
+def test_operator_runs_a_real_spark_job_and_attaches_asset_extra(data_dir, capfd):
+    asset = Asset(name="churn.ops.smoke", uri="mlops://churn/ops/smoke")
+    op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn", job_params={"rows": 7}, outlets=[asset])
+    ctx = _context(pendulum.datetime(2026, 1, 5, tz="UTC"))
+    result = op.execute(ctx)
+    assert result["rows_total"] == 7
+    assert result["versions"] == {"2026-01-05": 0}
+    assert ctx["outlet_events"][asset].extra == {"dates": ["2026-01-05"], "rows_per_date": 7}
+    task_log = capfd.readouterr().out
+    # The job's own output reached the task logger, line by line.
+    assert "job smoke: use case churn" in task_log
+    assert "SparkJobOperator" in task_log
+    assert (data_dir / "lakehouse/churn/ops/smoke/_delta_log").is_dir()
+
+
+def test_failed_job_fails_the_task_with_its_error(data_dir):
+    backend = LocalSparkBackend()
+    with pytest.raises(JobFailed) as err:
+        backend.run(JobCommand(job="smoke", args=["--use-case", "no_such_use_case", "--date", "2026-01-01"]),
+                    logging.getLogger("test"))
+    assert "exited with code 2" in str(err.value)
+    assert "known use cases" in str(err.value)
+
+
+def test_unknown_job_module_fails_clearly(data_dir):
+    with pytest.raises(JobFailed, match="No module named mlops_core.jobs.nope"):
+        LocalSparkBackend().run(JobCommand(job="nope", args=[]), logging.getLogger("test"))
