@@ -42,5 +42,8 @@ status: ## which local services are running
 lock: ## recompile requirements.txt from requirements.in (needs network)
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
 
+wheel: setup ## build the core library wheel (dist/) that Databricks job clusters install
+	@$(VENV)/bin/uv build --wheel --out-dir dist . && ls -1 dist/*.whl
+
 clean: down ## remove local data, Airflow home and MLflow store (keeps .venv and jars)
 	rm -rf .local/lakehouse .local/landing .local/reports .local/mlflow .local/airflow

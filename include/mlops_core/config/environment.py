@@ -112,6 +112,9 @@ class DatabricksSettings(_Strict):
     )
     existing_cluster_id: str | None = None
     job_name_prefix: str = "mlops"
+    deferrable: bool = Field(
+        default=True, description="Wait for runs in the triggerer (frees the worker slot) instead of polling"
+    )
     spark_env_vars: dict[str, str] = Field(default_factory=dict)
 
 

@@ -35,14 +35,21 @@ def parse_result(line: str) -> dict[str, Any] | None:
 
 
 class JobBackend(Protocol):
-    def run(self, command: JobCommand, log: Any) -> dict[str, Any]: ...
+    def run(self, command: JobCommand, log: Any, context: Any = None, task_id: str = "spark_job",
+            timeout_seconds: int | None = None) -> dict[str, Any]: ...
 
     def kill(self) -> None: ...
 
 
-def get_backend(name: str, **settings: Any) -> JobBackend:
+def get_backend(env: Any) -> JobBackend:
+    """The backend the environment config names (compute.backend)."""
+    name = env.compute.backend
     if name == "local":
         from mlops_airflow.backends.local import LocalSparkBackend
 
-        return LocalSparkBackend(**settings)
-    raise ValueError(f"unknown compute backend {name!r}; this build supports: local")
+        return LocalSparkBackend()
+    if name == "databricks":
+        from mlops_airflow.backends.databricks import DatabricksBackend
+
+        return DatabricksBackend(env, deferrable=env.compute.databricks.deferrable)
+    raise ValueError(f"unknown compute backend {name!r}; supported: local, databricks")

@@ -26,7 +26,8 @@ class LocalSparkBackend:
         self.tail_lines = tail_lines
         self._proc: subprocess.Popen[str] | None = None
 
-    def run(self, command: JobCommand, log: Any) -> dict[str, Any]:
+    def run(self, command: JobCommand, log: Any, context: Any = None, task_id: str = "spark_job",
+            timeout_seconds: int | None = None) -> dict[str, Any]:
         argv = [self.python, "-u", "-m", command.module, *command.args]
         env = dict(os.environ)
         env.update(command.extra_env)

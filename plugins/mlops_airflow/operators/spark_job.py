@@ -28,6 +28,13 @@ class SparkJobOperator(BaseOperator):
     template_fields_renderers = {"job_params": "json"}
     ui_color = "#f4a460"
 
+    @property
+    def operator_extra_links(self):
+        # The provider's link reads the run page URL the Databricks backend pushes to XCom.
+        from airflow.providers.databricks.operators.databricks import DatabricksJobRunLink
+
+        return (DatabricksJobRunLink(),)
+
     def __init__(
         self,
         *,
@@ -71,12 +78,29 @@ class SparkJobOperator(BaseOperator):
         from mlops_airflow.backends import get_backend
 
         env = load_environment(self.env_name)
-        self._backend = get_backend(env.compute.backend)
+        self._backend = get_backend(env)
         command = self.build_command(context["run_id"], run_date(context))
         self.log.info("job %s on backend %s (environment %s)", self.job, env.compute.backend, env.name)
-        result = self._backend.run(command, self.log)
+        result = self._backend.run(command, self.log, context=context, task_id=self.task_id,
+                                   timeout_seconds=self._timeout_seconds())
         self._attach_asset_extras(context, result)
         return result
+
+    def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after a deferrable backend (Databricks) reported the run finished."""
+        from mlops_core.config import load_environment
+
+        from mlops_airflow.backends import get_backend
+
+        env = load_environment(self.env_name)
+        backend = get_backend(env)
+        command = self.build_command(context["run_id"], run_date(context))
+        result = backend.complete(command, self.log, context, event, self.task_id, self._timeout_seconds())
+        self._attach_asset_extras(context, result)
+        return result
+
+    def _timeout_seconds(self) -> int | None:
+        return int(self.execution_timeout.total_seconds()) if self.execution_timeout else None
 
     def _attach_asset_extras(self, context, result: dict[str, Any]) -> None:
         per_asset = result.get("asset_extras") or {}
