@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pendulum
 from airflow.sdk import Asset, Param, dag
+
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, asset_uri, tags, use_case_name
 from mlops_airflow.operators.spark_job import SparkJobOperator
 

@@ -168,15 +168,23 @@ expose_config = False
             raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout}\n{proc.stderr}")
 
     def import_settings(self, settings_file: Path = PROJECT_ROOT / "airflow_settings.yaml") -> dict[str, int]:
-        """Import connections, variables and pools from an Astro-style airflow_settings.yaml."""
-        code = (
-            "import json, sys; sys.path.insert(0, %r); from local_airflow import _import_settings_in_process; "
-            "print(json.dumps(_import_settings_in_process(%r)))" % (str(Path(__file__).parent), str(settings_file))
-        )
-        proc = subprocess.run([sys.executable, "-c", code], env=self.env(), text=True, capture_output=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"importing {settings_file} failed:\n{proc.stderr[-4000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        """Import connections, variables and pools from an Astro-style airflow_settings.yaml through the
+        Airflow CLI (overwriting what exists, so a changed file wins)."""
+        import tempfile
+
+        exports = settings_to_cli_files(settings_file)
+        counts = {}
+        with tempfile.TemporaryDirectory(prefix="airflow-settings-") as tmp:
+            for kind, (payload, args) in exports.items():
+                counts[kind] = len(payload)
+                if not payload:
+                    continue
+                file = Path(tmp) / f"{kind}.json"
+                file.write_text(json.dumps(payload))
+                proc = self._airflow(kind, "import", str(file), *args, check=False)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"importing {kind} from {settings_file} failed:\n{proc.stdout}\n{proc.stderr}")
+        return counts
 
     def init(self, settings_file: Path = PROJECT_ROOT / "airflow_settings.yaml") -> None:
         self.write_config()
@@ -306,49 +314,43 @@ def _mlflow_backend_uri(env: dict[str, str]) -> dict[str, str]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _import_settings_in_process(settings_file: str) -> dict[str, int]:
-    """Runs inside a process with AIRFLOW_HOME set: upserts connections, variables and pools."""
+def settings_to_cli_files(settings_file: Path) -> dict[str, tuple[Any, list[str]]]:
+    """airflow_settings.yaml (Astro format) → the JSON files `airflow <kind> import` reads, with its flags."""
     import yaml
-    from airflow.models import Connection, Pool, Variable
-    from airflow.utils.session import create_session
 
-    data = (yaml.safe_load(Path(settings_file).read_text()) or {}).get("airflow") or {}
-    counts = {"connections": 0, "variables": 0, "pools": 0}
-    with create_session() as session:
-        for item in data.get("connections") or []:
-            conn_id = item["conn_id"]
-            extra = item.get("conn_extra")
-            conn = Connection(
-                conn_id=conn_id,
-                conn_type=item.get("conn_type"),
-                host=item.get("conn_host"),
-                schema=item.get("conn_schema"),
-                login=item.get("conn_login"),
-                password=item.get("conn_password"),
-                port=item.get("conn_port"),
-                extra=json.dumps(extra) if isinstance(extra, dict) else extra,
-                description=item.get("conn_description"),
-            )
-            existing = session.query(Connection).filter(Connection.conn_id == conn_id).one_or_none()
-            if existing is not None:
-                session.delete(existing)
-                session.flush()
-            session.add(conn)
-            counts["connections"] += 1
-        for item in data.get("variables") or []:
-            value = item.get("variable_value")
-            Variable.set(item["variable_name"], value if isinstance(value, str) else json.dumps(value), session=session)
-            counts["variables"] += 1
-        for item in data.get("pools") or []:
-            Pool.create_or_update_pool(
-                name=item["pool_name"],
-                slots=int(item["pool_slot"]),
-                description=item.get("pool_description", ""),
-                include_deferred=False,
-                session=session,
-            )
-            counts["pools"] += 1
-    return counts
+    data = (yaml.safe_load(settings_file.read_text()) or {}).get("airflow") or {}
+    connections = {}
+    for item in data.get("connections") or []:
+        extra = item.get("conn_extra")
+        connections[item["conn_id"]] = {
+            key: value
+            for key, value in {
+                "conn_type": item.get("conn_type"),
+                "description": item.get("conn_description"),
+                "host": item.get("conn_host"),
+                "schema": item.get("conn_schema"),
+                "login": item.get("conn_login"),
+                "password": item.get("conn_password"),
+                "port": item.get("conn_port"),
+                "extra": json.dumps(extra) if isinstance(extra, dict) else extra,
+            }.items()
+            if value not in (None, "")
+        }
+    variables = {
+        item["variable_name"]: item["variable_value"] if isinstance(item.get("variable_value"), str)
+        else json.dumps(item.get("variable_value"))
+        for item in data.get("variables") or []
+    }
+    pools = {
+        item["pool_name"]: {"slots": int(item["pool_slot"]), "description": item.get("pool_description", ""),
+                            "include_deferred": False}
+        for item in data.get("pools") or []
+    }
+    return {
+        "connections": (connections, ["--overwrite"]),
+        "variables": (variables, ["--action-on-existing-key", "overwrite"]),
+        "pools": (pools, []),
+    }
 
 
 class AirflowClient:

@@ -24,6 +24,7 @@ CONTRACT_IDS = {
     "drift_report",
     "retrain_on_drift",
     "rollback_model",
+    "approve_model",
 }
 PARSE_BUDGET_SECONDS = 5.0
 

@@ -1,0 +1,48 @@
+"""rollback_model: move the `champion` alias back, with one click and a recorded reason.
+
+Manual only. `target` is a version number or `previous` (the version that held champion before the last
+move). Unknown versions and versions the gate rejected are refused with a clear error; every rollback is
+appended to the promotion-history table (which version was champion when, and why)."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import Param, dag
+
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.operators.spark_job import SparkJobOperator
+
+USE_CASE = use_case_name()
+
+
+@dag(
+    dag_id="rollback_model",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=tags("registry"),
+    doc_md=__doc__,
+    params={
+        "target": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$",
+                        description="Version to make champion again, or 'previous' for previous_champion"),
+        "reason": Param(type="string", minLength=3, description="Why (recorded in the promotion history)"),
+    },
+)
+def rollback_model():
+    SparkJobOperator(
+        task_id="rollback",
+        job="promote",
+        use_case=USE_CASE,
+        job_params={
+            "action": "rollback",
+            "target": "{{ params.target }}",
+            "reason": "{{ params.reason }}",
+            "triggered_by": "rollback_model",
+        },
+        retries=0,  # a refused rollback will be refused again: say so at once
+    )
+
+
+rollback_model()

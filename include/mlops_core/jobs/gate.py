@@ -1,0 +1,129 @@
+"""Gate job: measure the challenger and the champion on the same held-out rows, decide, record the
+decision (MLflow + promotion history), and move `champion` when the challenger passes (unless a person
+must approve first).
+
+    python -m mlops_core.jobs.gate --use-case churn --date 2026-05-01 --params '{"version": "3"}'
+
+Params: version (the challenger version; default: the `challenger` alias), triggered_by (why the run
+happened), require_approval (override the use case's gate.require_approval), mlflow_tracking_uri /
+mlflow_registry_uri (an Airflow connection's URIs).
+
+Result `decision`: promoted | awaiting_approval | rejected. The orchestrator fails the run on `rejected`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mlops_core.jobs.runner import JobContext, main_for
+
+log = logging.getLogger("mlops.job.gate")
+
+
+def _flag(value: Any) -> bool | None:
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        return None
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.promotion import champion as ch
+    from mlops_core.promotion.evaluate import heldout_start, measure
+    from mlops_core.promotion.gate import decide
+    from mlops_core.promotion.history import append_history, history_row
+    from mlops_core.promotion.spec import GateSpec
+    from mlops_core.tracking import configure_mlflow
+    from mlops_core.training.data import load_training_set
+    from mlops_core.training.dataset import LABEL_TIME
+    from mlops_core.training.registry import CHALLENGER, get_version_by_alias
+
+    use_case, spec = ctx.use_case, ctx.use_case.model
+    if spec is None:
+        raise ValueError(f"use case {use_case.name!r} has no `model` section")
+    gate = use_case.gate or GateSpec()
+    require_approval = _flag(ctx.params.get("require_approval"))
+    if require_approval is None:
+        require_approval = gate.require_approval
+    configure_mlflow(ctx.env, ctx.params.get("mlflow_tracking_uri") or None, ctx.params.get("mlflow_registry_uri") or None)
+    client = MlflowClient()
+    name = spec.registered_model_name
+    version = str(ctx.params.get("version") or "").strip()
+    if not version or version in ("None", "null"):
+        mv = get_version_by_alias(name, CHALLENGER, client)
+        if mv is None:
+            raise ValueError(f"{name} has no '{CHALLENGER}' version to validate")
+        version = str(mv.version)
+    challenger_mv = client.get_model_version(name, version)
+    champion_before = ch.champion_version(client, name)
+
+    start = heldout_start(challenger_mv.tags)
+    data = load_training_set(ctx.spark, ctx.lakehouse, use_case, start=start, end=None)
+    frame = data.to_pandas(use_case.entity.key)
+    log.info("held-out rows for %s v%s: %d (label dates %s..%s)", name, version, len(frame),
+             data.lineage["window_start"], data.lineage["window_end"])
+
+    challenger = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    champion = None
+    if champion_before is not None and champion_before != version:
+        champion = mlflow.pyfunc.load_model(f"models:/{name}/{champion_before}")
+    label_column = "label" if "label" in frame.columns else spec.label.column
+    m = measure(challenger=challenger, champion=champion, champion_version=champion_before, frame=frame,
+                label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples)
+    decision = decide(gate, m)
+
+    record = {
+        **decision.as_dict(),
+        "model_name": name,
+        "challenger_version": version,
+        "champion_version": champion_before,
+        "challenger_metrics": m.challenger,
+        "champion_metrics": m.champion,
+        "champion_note": m.champion_note,
+        "heldout": {**data.lineage, "rows": m.rows, "label_time_column": LABEL_TIME},
+        "inference": {"p95_latency_ms": m.p95_latency_ms, "rows_per_second": m.rows_per_second},
+        "thresholds": gate.model_dump(),
+        "dag_run_id": ctx.run_id,
+        "triggered_by": ctx.params.get("triggered_by") or "unknown",
+    }
+    triggered_by = str(record["triggered_by"])
+    champion_after = champion_before
+    if not decision.passed:
+        status = "rejected"
+    elif require_approval:
+        status = "awaiting_approval"
+    else:
+        status = "promoted"
+    ch.record_decision(client, name, version, record, "passed" if status == "promoted" else status)
+    rows = [history_row(model_name=name, version=version, action="gate", from_version=champion_before,
+                        to_version=None, decision=status, reason=decision.reason, dag_run_id=ctx.run_id,
+                        triggered_by=triggered_by, metrics={"challenger": m.challenger, "champion": m.champion})]
+    if status == "promoted":
+        ch.promote(client, name, version)
+        champion_after = version
+        rows.append(history_row(model_name=name, version=version, action="promote", from_version=champion_before,
+                                to_version=version, decision="promoted", reason=decision.reason,
+                                dag_run_id=ctx.run_id, triggered_by=triggered_by))
+    append_history(ctx.spark, ctx.lakehouse, rows)
+    log.info("gate for %s v%s: %s (%s)", name, version, status, decision.reason)
+    return {
+        "decision": status,
+        "passed": decision.passed,
+        "reason": decision.reason,
+        "model_name": name,
+        "version": version,
+        "champion_before": champion_before,
+        "champion_after": champion_after,
+        "checks": record["checks"],
+        "challenger_metrics": m.challenger,
+        "champion_metrics": m.champion,
+        "heldout_rows": m.rows,
+    }
+
+
+if __name__ == "__main__":
+    main_for("gate", run)

@@ -1,0 +1,106 @@
+"""Measure a challenger (and the champion) on the same held-out rows for the gate.
+
+Held-out rows = labels dated after the challenger's validation window (its test period, plus any newer
+labels that arrived since), joined point in time to the feature snapshots. The champion was trained on
+older data, so these rows are unseen by both models."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.promotion.gate import Measurements
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("mlops.gate")
+
+
+def heldout_start(version_tags: dict[str, str]) -> date:
+    end = version_tags.get("mlops.validation_end")
+    if not end:
+        raise ValueError("the challenger version has no mlops.validation_end lineage tag: was it trained by "
+                         "this project's train job?")
+    return date.fromisoformat(end) + timedelta(days=1)
+
+
+def model_inputs(model: Any) -> list[str]:
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        raise ValueError("the model has no input signature: the gate cannot check compatibility")
+    return list(schema.input_names())
+
+
+def conform(model: Any, frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The model's input columns cast to its signature's types: integer feature columns (counts) are
+    widened to the signature's double, which MLflow's schema enforcement would otherwise refuse."""
+    numeric = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32"}
+    types = {c.name: str(c.type) for c in model.metadata.get_input_schema().inputs}
+    out = frame[columns].copy()
+    for column in columns:
+        target = numeric.get(types.get(column, "").lower().replace("datatype.", ""))
+        if target:
+            out[column] = out[column].astype(target)
+    return out
+
+
+def score(model: Any, frame: pd.DataFrame, columns: list[str]):
+    import numpy as np
+
+    out = model.predict(conform(model, frame, columns))
+    return np.asarray(out, dtype="float64").reshape(-1)
+
+
+def inference_budget(model: Any, frame: pd.DataFrame, columns: list[str], samples: int) -> tuple[float, float]:
+    """(p95 single-row latency in ms, batch rows per second) on the loaded model."""
+    import numpy as np
+
+    rows = conform(model, frame, columns)
+    latencies = []
+    for i in range(min(samples, len(rows))):
+        one = rows.iloc[[i % len(rows)]]
+        t = time.perf_counter()
+        model.predict(one)
+        latencies.append((time.perf_counter() - t) * 1000)
+    import pandas as pd
+
+    # Enough rows for a stable throughput figure, whatever the size of the held-out set.
+    reps = max(1, 20_000 // max(len(rows), 1))
+    batch = pd.concat([rows] * reps, ignore_index=True) if reps > 1 else rows
+    t = time.perf_counter()
+    model.predict(batch)
+    elapsed = time.perf_counter() - t
+    p95 = float(np.percentile(latencies, 95)) if latencies else float("nan")
+    return p95, len(batch) / elapsed if elapsed > 0 else float("inf")
+
+
+def measure(*, challenger: Any, champion: Any | None, champion_version: str | None, frame: pd.DataFrame,
+            label: str, threshold: float, latency_samples: int) -> Measurements:
+    """Score both models on `frame` and collect everything the gate's checks look at."""
+    from mlops_core.training.train import evaluate
+
+    columns = model_inputs(challenger)
+    missing = [c for c in columns if c not in frame.columns]
+    y = frame[label].to_numpy()
+    if missing:
+        return Measurements(challenger={}, rows=len(frame), missing_columns=missing)
+    p = score(challenger, frame, columns)
+    import numpy as np
+
+    nan_scores = int(np.isnan(p).sum())
+    metrics = evaluate(y, np.nan_to_num(p, nan=0.5), threshold)
+    m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores)
+    m.p95_latency_ms, m.rows_per_second = inference_budget(challenger, frame, columns, latency_samples)
+    if champion is not None:
+        champ_cols = model_inputs(champion)
+        champ_missing = [c for c in champ_cols if c not in frame.columns]
+        if champ_missing:
+            m.champion_note = (f"champion v{champion_version} cannot score today's feature table (missing "
+                               f"{champ_missing}): comparison skipped")
+        else:
+            m.champion = evaluate(y, np.nan_to_num(score(champion, frame, champ_cols), nan=0.5), threshold)
+            m.champion_version = champion_version
+    return m

@@ -1,0 +1,64 @@
+"""The `gate` section of a use-case config: what a challenger must prove before it becomes champion.
+
+    gate:
+      min_metrics: {roc_auc: 0.65}          # absolute floors (metric >= value)
+      max_metrics: {ece: 0.15}              # absolute ceilings (metric <= value)
+      compare_metric: roc_auc               # challenger vs champion on the same rows
+      tolerance: 0.01                       # may be at most this much worse than the champion ...
+      min_improvement: 0.0                  # ... or, when > 0, must be better by at least this margin
+      positive_rate: {min: 0.01, max: 0.9}  # predicted positive rate at the model threshold
+      max_p95_latency_ms: 100               # single-row predict, loaded model
+      min_rows_per_second: 5000             # batch predict, loaded model
+      require_approval: false               # wait for a person (approve_model DAG) before champion moves
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Metrics the evaluation produces (mlops_core.training.train.evaluate); lower is better for these:
+LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
+KNOWN_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "accuracy"}
+
+
+class RateBounds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: float = Field(default=0.0, ge=0, le=1)
+    max: float = Field(default=1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RateBounds:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        return self
+
+
+class GateSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_metrics: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.6})
+    max_metrics: dict[str, float] = Field(default_factory=dict)
+    compare_metric: str = "roc_auc"
+    tolerance: float = Field(default=0.01, ge=0)
+    min_improvement: float = Field(default=0.0, ge=0)
+    positive_rate: RateBounds = Field(default_factory=RateBounds)
+    max_p95_latency_ms: float = Field(default=200.0, gt=0)
+    min_rows_per_second: float = Field(default=1000.0, gt=0)
+    latency_samples: int = Field(default=100, ge=10, le=10_000)
+    min_rows: int = Field(default=50, ge=1, description="Fewer held-out rows than this fails the gate")
+    require_approval: bool = False
+    approval_timeout_hours: float = Field(default=72, gt=0)
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> GateSpec:
+        for section, names in (("min_metrics", self.min_metrics), ("max_metrics", self.max_metrics),
+                               ("compare_metric", [self.compare_metric])):
+            unknown = sorted(set(names) - KNOWN_METRICS)
+            if unknown:
+                raise ValueError(f"{section}: unknown metric(s) {unknown}; known: {sorted(KNOWN_METRICS)}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.compare_metric not in LOWER_IS_BETTER
