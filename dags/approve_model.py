@@ -42,7 +42,6 @@ def approve_model():
             "reason": "{{ params.reason }}",
             "triggered_by": "approve_model",
         },
-        retries=0,
     )
 
 

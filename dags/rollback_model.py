@@ -10,6 +10,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.spark_job import SparkJobOperator
 
 USE_CASE = use_case_name()
@@ -41,7 +42,12 @@ def rollback_model():
             "reason": "{{ params.reason }}",
             "triggered_by": "rollback_model",
         },
-        retries=0,  # a refused rollback will be refused again: say so at once
+        on_success_callback=MlopsNotifier(
+            event="model_rolled_back",
+            message="champion rolled back to {{ params.target }}: {{ params.reason }} "
+                    "({{ ti.xcom_pull(task_ids='rollback') }})",
+            raise_on_error=False,
+        ),
     )
 
 

@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 
+from mlops_airflow.notifiers import MlopsNotifier
 from mlops_core.config import UseCaseConfig, load_use_case
 
 OWNER = "mlops"
@@ -17,6 +18,12 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
+    # One notifier (the mlops_notifier connection) for every failed task of every DAG.
+    "on_failure_callback": MlopsNotifier(
+        event="task_failed",
+        message="{{ ti.dag_id }}.{{ ti.task_id }} failed (run {{ run_id }}, try {{ ti.try_number }})",
+        raise_on_error=False,
+    ),
 }
 
 

@@ -69,7 +69,10 @@ def test_failed_job_fails_the_task_with_its_error(data_dir):
     with pytest.raises(JobFailed) as err:
         backend.run(JobCommand(job="smoke", args=["--use-case", "no_such_use_case", "--date", "2026-01-01"]),
                     logging.getLogger("test"))
-    assert "exited with code 2" in str(err.value)
+    assert "refused its input (no retry)" in str(err.value)
+    from airflow.sdk.exceptions import AirflowFailException
+
+    assert isinstance(err.value, AirflowFailException)  # bad input is not retried
     assert "known use cases" in str(err.value)
 
 

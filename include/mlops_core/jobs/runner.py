@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 RESULT_MARKER = "MLOPS_RESULT "
+# Exit code of a job that refused its input (bad config, bad params, a refused promotion): the orchestrator
+# fails the task without retrying it. Any other failure exits 1 and is retried.
+INPUT_ERROR_EXIT_CODE = 2
 log = logging.getLogger("mlops.job")
 
 
@@ -109,11 +112,15 @@ def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str
         )
     except (ConfigError, ValueError) as exc:
         log.error("%s", exc)
-        return 2
+        return INPUT_ERROR_EXIT_CODE
     started = time.monotonic()
     log.info("job %s: use case %s, env %s, dates %s..%s, run %s", job, ctx.use_case.name, ctx.env.name,
              args.start_date or args.date, args.end_date or args.date, ctx.run_id)
-    result = fn(ctx)
+    try:
+        result = fn(ctx)
+    except ValueError as exc:  # bad input or a refused request: retrying cannot help (exit code 2)
+        log.exception("job %s refused its input: %s", job, exc)
+        return INPUT_ERROR_EXIT_CODE
     result.setdefault("job", job)
     result["seconds"] = round(time.monotonic() - started, 3)
     emit_result(result, args.result_file)

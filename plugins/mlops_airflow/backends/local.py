@@ -10,13 +10,20 @@ import subprocess
 import sys
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops_airflow.backends import JobCommand, parse_result
 
 
 class JobFailed(AirflowException):
     """The job process exited non-zero; the message carries the tail of its output."""
+
+
+class JobRefusedInput(JobFailed, AirflowFailException):
+    """The job refused its input (exit code 2): the task fails without retries."""
+
+
+INPUT_ERROR_EXIT_CODE = 2  # must match mlops_core.jobs.runner.INPUT_ERROR_EXIT_CODE
 
 
 class LocalSparkBackend:
@@ -59,6 +66,8 @@ class LocalSparkBackend:
             log.info("%s", line)
         code = self._proc.wait()
         self._proc = None
+        if code == INPUT_ERROR_EXIT_CODE:
+            raise JobRefusedInput(f"job {command.job} refused its input (no retry); last output:\n" + "\n".join(tail))
         if code != 0:
             raise JobFailed(f"job {command.job} exited with code {code}; last output:\n" + "\n".join(tail))
         if result is None:
