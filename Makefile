@@ -9,13 +9,19 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export MLOPS_ENV ?= local
 export MLOPS_PROJECT_ROOT := $(CURDIR)
 
-.PHONY: help setup demo test test-fast lint up down status lock bench wheel clean
+.PHONY: help setup data demo test test-fast lint up down status lock bench wheel clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: ## create .venv, install pinned deps, fetch Spark jars, initialise Airflow + MLflow (idempotent)
 	@bash scripts/setup.sh
+
+# Demo landing data: 3000 customers over 120 days from 2026-01-01, drift from 2026-04-01, 1 % bad input.
+DATA_ARGS ?= --customers 3000 --days 120 --seed 7 --start 2026-01-01 --drift-from 2026-04-01 --bad-rate 0.01
+
+data: setup ## generate demo landing files into the environment's landing root (override DATA_ARGS=...)
+	@$(PY) -m mlops_core.datagen $(DATA_ARGS) --clean
 
 demo: setup ## run the pipeline end to end on the local stack and print a summary
 	@$(PY) scripts/demo.py

@@ -1,10 +1,14 @@
-"""`make demo`: the whole loop on the local stack, through the real Airflow scheduler.
+"""`make demo`: the pipeline on the local stack, through the real Airflow scheduler.
 
 1. generate the churn data set (with drift injected in the last weeks) into the landing zone;
 2. start Airflow on 127.0.0.1 (unless `make up` already runs it);
-3. trigger the DAGs over the REST API exactly as the UI does, one step after another, showing progress;
-4. print a summary (champion and its metrics, gate decisions, rows scored, drift, retraining) and where to look;
-5. stop what it started.
+3. trigger DAGs over the REST API exactly as the UI does, one after another, showing progress;
+4. print a summary and where to look; 5. stop what it started.
+
+Today it runs `platform_smoke`; `--chain` runs the whole loop (ingest → features → retrain with the gate →
+batch scoring → drift reports → retrain on drift), which is not yet verified end to end: unpausing
+`ingest_raw` also starts its scheduled run for yesterday, which waits for files and holds the manual backfill
+(max_active_runs=1). See the open issue #10.
 
 The runs stay in the local Airflow home: `make up` afterwards shows them in the UI.
 """
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-01-01")
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per DAG run")
+    parser.add_argument("--chain", action="store_true",
+                        help="run the whole loop (ingest ... retrain on drift); not yet verified end to end")
     args = parser.parse_args(argv)
     start = dt.date.fromisoformat(args.start)
     end = start + dt.timedelta(days=args.days - 1)
@@ -101,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         af.wait_until_healthy(timeout=240)
         client = af.client()
-        summary = run_chain(client, start, end, dt.date.fromisoformat(args.drift_from), args.timeout)
+        drift_from = dt.date.fromisoformat(args.drift_from)
+        steps = None if args.chain else [
+            Step("platform_smoke", {"rows": 1000}, "Spark + Delta round trip through the Spark job operator")
+        ]
+        summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
     finally:
         if started_here:
             say("stopping the Airflow processes this demo started")
@@ -146,6 +156,8 @@ def run_chain(client: AirflowClient, start: dt.date, end: dt.date, drift_from: d
         if run["state"] != "success":
             summary["ok"] = False
             break
+        if step.dag_id == "platform_smoke":
+            summary["smoke"] = client.xcom("platform_smoke", run["dag_run_id"], "delta_round_trip")
         collect(client, step.dag_id, run, summary)
     if summary["ok"]:
         follow_drift_retrain(client, summary, timeout)

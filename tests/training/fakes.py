@@ -7,6 +7,7 @@ Shapes follow the contracts: the feature table mlops_core.tables.features("custo
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ NUMERIC = [
     "total_spent_30d",
     "total_spent_90d",
     "avg_order_value_90d",
-    "days_since_last_order",
+    "days_since_last_order_90d",
     "distinct_channels_90d",
     "tenure_days",
 ]
@@ -65,7 +66,7 @@ def make_churn_data(
                     "total_spent_30d": float(spent30[i]),
                     "total_spent_90d": float(spent90[i]),
                     "avg_order_value_90d": float(spent90[i] / o90[i]) if o90[i] else np.nan,
-                    "days_since_last_order": since[i],
+                    "days_since_last_order_90d": since[i],
                     "distinct_channels_90d": int(min(3, rng.poisson(1.2) + (o90[i] > 0))),
                     "tenure_days": int(signup_age[i] + d),
                     "segment": segment[i],
@@ -79,7 +80,7 @@ def make_churn_data(
 
     snap = features[features["as_of_date"].map(lambda x: (x - start).days % label_every == 0)].copy()
     o30 = snap["total_orders_30d"].to_numpy()
-    since = snap["days_since_last_order"].fillna(120).to_numpy()
+    since = snap["days_since_last_order_90d"].fillna(120).to_numpy()
     risk = (
         0.4
         - 0.45 * np.minimum(o30, 8)
@@ -109,28 +110,71 @@ def training_frame(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame
 
 
 def write_lakehouse(spark, lakehouse, features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, int | None]:
-    """Write the feature table and bronze.labels as Delta tables; return their versions."""
+    """Write the feature table and bronze.labels as Delta tables; return their versions.
+
+    Test doubles of the real tables: same columns and keys, but the features are written unpartitioned and
+    the labels as one landed batch (one ingest_date), which is much faster on a small shared machine."""
     from pyspark.sql import functions as F
 
     from mlops_core import tables
 
     fdf = spark.createDataFrame(features.astype({"as_of_date": "datetime64[ns]"}))
-    fdf = fdf.withColumn("as_of_date", F.to_date("as_of_date"))
+    fdf = fdf.withColumn("as_of_date", F.to_date("as_of_date")).coalesce(1)
     for c in ("total_orders_30d", "total_orders_90d", "distinct_channels_90d", "tenure_days"):
         fdf = fdf.withColumn(c, F.col(c).cast("long"))
-    fversion = lakehouse.replace_partitions(
-        fdf, tables.features("customer"), "as_of_date", sorted(set(features["as_of_date"]))
-    )
+    fversion = lakehouse.append(fdf, tables.features("customer"))
+    landed = max(labels["label_date"])
     ldf = spark.createDataFrame(labels.astype({"label_date": "datetime64[ns]"}))
     ldf = (
         ldf.withColumn("label_date", F.to_date("label_date"))
         .withColumn("churned", F.col("churned").cast("int"))
-        .withColumn(tables.INGEST_DATE, F.col("label_date"))
+        .withColumn(tables.INGEST_DATE, F.lit(landed).cast("date"))
         .withColumn(tables.SOURCE_FILE, F.lit("fake.csv"))
         .withColumn(tables.INGEST_RUN_ID, F.lit("fake"))
         .withColumn(tables.INGESTED_AT, F.current_timestamp())
+        .coalesce(1)
     )
-    lversion = lakehouse.replace_partitions(
-        ldf, tables.bronze("labels"), tables.INGEST_DATE, sorted(set(labels["label_date"]))
-    )
+    lversion = lakehouse.replace_partitions(ldf, tables.bronze("labels"), tables.INGEST_DATE, [landed])
     return {"features": fversion, "labels": lversion}
+
+
+def append_conformed(spark, lakehouse, table, frame: pd.DataFrame, partition_column: str, values) -> int | None:
+    """Write `frame` into `table` for the partitions `values`, conformed to the table's schema when it already
+    exists (columns it lacks are NULL, types cast, its partitioning kept), else as a new table. End-to-end
+    tests use it to add their own date range to tables other tests' pipelines also wrote."""
+    from pyspark.sql import functions as F
+
+    df = spark.createDataFrame(frame)
+    if lakehouse.exists(spark, table):
+        target = lakehouse.read(spark, table).schema
+        df = df.select(
+            *[(F.col(f.name) if f.name in df.columns else F.lit(None)).cast(f.dataType).alias(f.name) for f in target]
+        )
+        detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.identifier(table)}").first()
+        partitions = list(detail["partitionColumns"] or [partition_column])
+        if partitions != [partition_column]:
+            raise ValueError(f"{table} is partitioned by {partitions}, not {partition_column}")
+    return lakehouse.replace_partitions(df.coalesce(1), table, partition_column, values)
+
+
+def seed_e2e_tables(spark, lakehouse, *, start: date, days: int, n_customers: int, seed: int) -> dict[str, Any]:
+    """Feature snapshots and bronze labels of generated customers `E2E...` for [start, start + days), added
+    next to whatever the pipeline DAGs wrote. Returns the table versions and the label dates."""
+    from mlops_core import tables
+
+    features, labels = make_churn_data(n_customers=n_customers, start=start, days=days, label_every=2, seed=seed)
+    features["customer_id"] = "E2E" + features["customer_id"]
+    labels["customer_id"] = "E2E" + labels["customer_id"]
+    features["as_of_date"] = pd.to_datetime(features["as_of_date"]).dt.date
+    features["_run_id"] = "e2e_seed"
+    fversion = append_conformed(spark, lakehouse, tables.features("customer"), features, "as_of_date",
+                                sorted(set(features["as_of_date"])))
+    landed = max(labels["label_date"])
+    labels = labels.assign(
+        label_date=pd.to_datetime(labels["label_date"]).dt.date,
+        **{tables.INGEST_DATE: landed, tables.SOURCE_FILE: "e2e_seed.csv", tables.INGEST_RUN_ID: "e2e_seed",
+           tables.INGESTED_AT: datetime(2026, 6, 1)},
+    )
+    lversion = append_conformed(spark, lakehouse, tables.bronze("labels"), labels, tables.INGEST_DATE, [landed])
+    label_dates = sorted(set(labels["label_date"]))
+    return {"features": fversion, "labels": lversion, "label_dates": label_dates}

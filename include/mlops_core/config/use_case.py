@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from mlops_core.config.loader import ConfigError, config_dir, expand_vars, read_yaml, validate
 from mlops_core.features.spec import FeaturesSpec
 from mlops_core.ingest.spec import SourceSpec
+from mlops_core.monitoring.spec import MonitoringSpec
+from mlops_core.promotion.spec import GateSpec
+from mlops_core.scoring.spec import ScoringSpec
 from mlops_core.training.spec import ModelSpec
 
 
@@ -32,6 +35,9 @@ class UseCaseConfig(BaseModel):
     sources: dict[str, SourceSpec] = Field(min_length=1)
     features: FeaturesSpec | None = None
     model: ModelSpec | None = None
+    gate: GateSpec | None = None
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    monitoring: MonitoringSpec | None = None
 
     # Filled in by load_use_case: lets every run record exactly which config produced it.
     config_hash: str = Field(default="", exclude=True)
@@ -44,15 +50,21 @@ class UseCaseConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _feature_sources(self) -> UseCaseConfig:
+        if self.features is not None:
+            self.features.check_sources(self.sources, self.entity.key)
+        return self
+
+    @model_validator(mode="after")
     def _model_label_source(self) -> UseCaseConfig:
         if self.model is not None:
             self.model.check_sources(self.sources)
         return self
 
     @model_validator(mode="after")
-    def _feature_sources(self) -> UseCaseConfig:
-        if self.features is not None:
-            self.features.check_sources(self.sources, self.entity.key)
+    def _monitored_features(self) -> UseCaseConfig:
+        if self.monitoring is not None and self.features is not None:
+            self.monitoring.check_features(self.features.feature_names())
         return self
 
 

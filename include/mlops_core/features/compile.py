@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlops_core.features.sqlexpr import rename
 from mlops_core.features.spec import AS_OF_DATE, ZERO_WHEN_EMPTY, FeatureColumn, FeaturesSpec, windowed
+from mlops_core.features.sqlexpr import rename
 
 if TYPE_CHECKING:
     from mlops_core.config import UseCaseConfig

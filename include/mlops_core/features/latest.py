@@ -1,62 +1,50 @@
 """The latest-features table: one row per entity, its newest snapshot (max as_of_date).
 
-Refreshed by a MERGE from the snapshots a run just wrote, updating a row only when the incoming snapshot
-is at least as new as the stored one. A backfill of older dates therefore never replaces newer values,
-and a rerun of the newest date replaces them (same as_of_date). The MERGE reads only the dates written,
-never the whole feature history."""
+Refreshed from the snapshots a run just wrote (per batch of dates): for each entity, the newer of its stored row and its newest
+new snapshot wins (on the same as_of_date the new one: a rerun replaces). A backfill of older dates therefore
+never replaces newer values. The refresh reads the latest table and the dates written, never the whole
+feature history, and rewrites the table in one overwrite (every entity gets a new snapshot each day, so a
+MERGE would rewrite every file anyway)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from typing import TYPE_CHECKING
 
 from mlops_core.features.spec import AS_OF_DATE
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from mlops_core.features.materialize import FeatureMaterializer
-    from mlops_core.lakehouse import Lakehouse, Table
+
+_PRIORITY = "__priority"
 
 
-def newest_rows(snapshots: DataFrame, key: str) -> DataFrame:
-    """One row per entity: the snapshot with the greatest as_of_date."""
+def newest_rows(snapshots: DataFrame, key: str, stored: DataFrame | None = None) -> DataFrame:
+    """One row per entity: the greatest as_of_date over `snapshots` and `stored`; ties go to `snapshots`."""
     from pyspark.sql import functions as F
 
     from mlops_core.features.materialize import latest_per
 
-    return latest_per(snapshots, [key], [F.col(AS_OF_DATE).desc()])
+    rows = snapshots.withColumn(_PRIORITY, F.lit(0))
+    if stored is not None:
+        rows = rows.unionByName(stored.withColumn(_PRIORITY, F.lit(1)), allowMissingColumns=True)
+    return latest_per(rows, [key], [F.col(AS_OF_DATE).desc(), F.col(_PRIORITY)]).drop(_PRIORITY)
 
 
-def merge_latest(
-    spark: SparkSession, lakehouse: Lakehouse, table: Table, rows: DataFrame, key: str
-) -> int | None:
-    """Upsert `rows` (one per entity) into `table`, keeping whichever as_of_date is newer."""
+def refresh_latest(m: FeatureMaterializer, snapshots: DataFrame) -> None:
+    """Fold `snapshots` (rows of the feature table just written) into the latest table of `m`'s entity."""
+    spark, lakehouse, table, key = m.spark, m.lakehouse, m.latest_table, m.plan.key
     if not lakehouse.exists(spark, table):
-        return lakehouse.merge(rows, table, [key])  # creates it
+        lakehouse.merge(newest_rows(snapshots, key), table, [key])  # creates it
+        return
+    m.ensure_columns(table, snapshots)
+    stored = lakehouse.read(spark, table)
+    rows = newest_rows(snapshots, key, stored).select(*stored.columns)  # INSERT matches columns by position
     view = f"latest_src_{uuid.uuid4().hex[:12]}"
     rows.createOrReplaceTempView(view)
     try:
-        spark.sql(
-            f"""
-            MERGE INTO {lakehouse.identifier(table)} AS t
-            USING {view} AS s
-            ON t.`{key}` <=> s.`{key}`
-            WHEN MATCHED AND s.`{AS_OF_DATE}` >= t.`{AS_OF_DATE}` THEN UPDATE SET *
-            WHEN NOT MATCHED THEN INSERT *
-            """
-        )
+        spark.sql(f"INSERT OVERWRITE {lakehouse.identifier(table)} SELECT * FROM {view}")
     finally:
         spark.catalog.dropTempView(view)
-    return lakehouse.version(spark, table)
-
-
-def refresh_latest(m: FeatureMaterializer, dates: list[date]) -> int | None:
-    """Merge the newest of the snapshots of `dates` into the latest table of `m`'s entity."""
-    from pyspark.sql import functions as F
-
-    snapshots = m.lakehouse.read(m.spark, m.features_table).where(F.col(AS_OF_DATE).isin(list(dates)))
-    rows = newest_rows(snapshots, m.plan.key)
-    m.ensure_columns(m.latest_table, rows)
-    return merge_latest(m.spark, m.lakehouse, m.latest_table, rows, m.plan.key)

@@ -1,30 +1,34 @@
 """Materialize feature snapshots: bronze -> features.<entity>_features, one partition per as-of date.
 
 Point in time, precisely. The snapshot as of date D describes each entity at the END of day D:
-- events count when their event date (UTC day of the event time) is <= D and they had landed by D
-  (bronze `ingest_date` <= D): nothing that arrived later leaks in, so a rerun next month gives the same
-  snapshot (as long as bronze partitions <= D are not rewritten);
-- a window of w days covers event dates [D - w + 1, D];
+- only rows that had landed by D count (bronze `ingest_date` <= D): nothing that arrived later leaks in, so
+  a rerun next month gives the same snapshot (as long as bronze partitions <= D are not rewritten);
+- of a record delivered more than once (same primary key), the newest copy landed by D is used;
+- an event counts when its event date (UTC day of its event time) is in the window: [D - w + 1, D] for a
+  window of w days, so never after D;
 - the snapshot may only be joined to labels observed strictly after D (see training_set.py).
 
 Incremental cost. An event in the window landed on or after its event date, so only the bronze partitions
-ingest_date in [D - W + 1 - slack, D] are read (W = longest window of the source, slack =
-`partition_slack_days` for events stamped after the day they landed). The cost of one new day does not grow
-with the history.
+ingest_date in [D - W + 1 - slack, D] are read (W = longest window of the source; slack =
+`partition_slack_days`, for events stamped after the day they landed). One new day costs the same whatever
+the length of the history.
 
-Population: every entity known from the attribute source by D, plus any entity with events in the longest
-window (its attributes are then NULL). Known entities are carried forward in a small state table
-(features.<entity>_entities, one partition per as-of date: the newest attribute-source row per entity as known
-on D), so a snapshot reads the previous state plus the attribute partitions that landed since, never the
-whole attribute history. Without a recent state (first run, or a gap longer than the longest window) it
-bootstraps from every attribute partition <= D, which gives the same result.
+Population: every entity known from the attribute source by D (its newest row landed by D has an event date
+<= D), plus any entity with events in the longest window (its attributes are then NULL). The newest
+attribute row of each entity is carried forward in a state table (features.<entity>_entities, one partition
+per as-of date), so a day reads the previous state plus the attribute partitions landed since, never the
+whole attribute history. Without a state in the last W days (first run, long gap) it bootstraps from every
+attribute partition <= D, with the same result.
 
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
-is more than 90 days old.
+is more than 90 days old, never a made-up cap.
 
-Every write is idempotent for its date (replaceWhere on as_of_date). The bronze Delta versions read are pinned
-once per run, recorded in the `_bronze_versions` column and returned."""
+Several dates run as one Spark pass per batch of up to `batch_days` consecutive dates (each event is
+expanded to the as-of dates it can count for, then the same SQL runs grouped by (key, as_of_date)); a
+daily run is the one-date case of the same code. Every write replaces exactly its as_of_date partitions
+(idempotent). The bronze Delta versions are pinned once per run, read at those versions, recorded in the
+`_bronze_versions` column and returned."""
 
 from __future__ import annotations
 
@@ -50,7 +54,6 @@ COMPUTED_AT = "_computed_at"
 RUN_ID = "_run_id"
 SPEC_HASH = "_spec_hash"
 BRONZE_VERSIONS = "_bronze_versions"
-METADATA_COLUMNS = (COMPUTED_AT, RUN_ID, SPEC_HASH, BRONZE_VERSIONS)
 METADATA_COMMENTS = {
     COMPUTED_AT: "When this snapshot row was computed",
     RUN_ID: "Orchestrator run that computed it",
@@ -58,13 +61,15 @@ METADATA_COMMENTS = {
     BRONZE_VERSIONS: "Delta version of each bronze table read (source -> version)",
 }
 AS_OF_COMMENT = (
-    "Snapshot date D: values describe the entity at the end of day D, from events dated <= D that had landed "
-    "(ingest_date) by D. Join only to labels observed after D."
+    "Snapshot date D: values describe the entity at the end of day D, from rows that had landed (ingest_date) "
+    "by D, events dated <= D. Join only to labels observed after D."
 )
+DEFAULT_BATCH_DAYS = 31
+COMMENTS_HASH = "mlops.comments_hash"
 
 
 def entity_state(entity: str) -> Table:
-    """Known entities and their newest attribute-source row, per as-of date (carried forward daily)."""
+    """Newest attribute-source row of every entity as known on each date (carried forward daily)."""
     return Table("features", f"{entity}_entities")
 
 
@@ -77,7 +82,7 @@ class SnapshotWrite:
     as_of_date: date
     rows: int
     feature_table_version: int
-    population_from: str  # "bootstrap" or the as-of date of the state it carried forward
+    population_from: str  # "bootstrap", or the as-of date of the state it carried forward
 
 
 @dataclass
@@ -86,8 +91,7 @@ class MaterializeResult:
     latest_table: str
     snapshots: list[SnapshotWrite]
     bronze_versions: dict[str, int]
-    feature_table_version: int
-    latest_table_version: int | None
+    feature_table_version: int  # the table's version after this run: pin it to read exactly these snapshots
     spec_hash: str
     feature_columns: list[str] = field(default_factory=list)
 
@@ -103,9 +107,17 @@ def latest_per(df: DataFrame, keys: list[str], order: list[Column]) -> DataFrame
     from pyspark.sql import functions as F
 
     rank = "__rank"
-    return df.withColumn(rank, F.row_number().over(Window.partitionBy(*keys).orderBy(*order))).where(
-        F.col(rank) == 1
-    ).drop(rank)
+    ranked = df.withColumn(rank, F.row_number().over(Window.partitionBy(*keys).orderBy(*order)))
+    return ranked.where(F.col(rank) == 1).drop(rank)
+
+
+def with_comments(df: DataFrame, comments: dict[str, str]) -> DataFrame:
+    """Attach column comments as schema metadata: a table created from `df` gets them without ALTERs."""
+    from pyspark.sql import functions as F
+
+    return df.select(
+        *[F.col(c).alias(c, metadata={"comment": comments[c]}) if c in comments else F.col(c) for c in df.columns]
+    )
 
 
 def _newest_first() -> list[Column]:
@@ -114,14 +126,43 @@ def _newest_first() -> list[Column]:
     return [F.col(tables.INGEST_DATE).desc_nulls_last(), F.col(tables.INGESTED_AT).desc_nulls_last()]
 
 
+def _as_of_dates(first: Column | date, last: date) -> Column:
+    """Explode a row to every as-of date from `first` (a column or date) to `last`."""
+    from pyspark.sql import functions as F
+
+    start = first if not isinstance(first, date) else F.lit(first)
+    return F.explode(F.sequence(start, F.lit(last)))
+
+
+def batches(dates: list[date], size: int) -> list[list[date]]:
+    """Consecutive runs of `dates` (sorted, unique), each cut into batches of at most `size` days."""
+    out: list[list[date]] = []
+    for d in sorted(set(dates)):
+        if out and (d - out[-1][-1]).days == 1 and len(out[-1]) < size:
+            out[-1].append(d)
+        else:
+            out.append([d])
+    return out
+
+
 class FeatureMaterializer:
     """Computes and writes the snapshots of one use case. Bronze versions are pinned at construction."""
 
-    def __init__(self, spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfig, run_id: str = "manual"):
+    def __init__(
+        self,
+        spark: SparkSession,
+        lakehouse: Lakehouse,
+        cfg: UseCaseConfig,
+        run_id: str = "manual",
+        batch_days: int = DEFAULT_BATCH_DAYS,
+    ):
+        if batch_days < 1:
+            raise ValueError(f"batch_days must be >= 1, got {batch_days}")
         self.spark = spark
         self.lakehouse = lakehouse
         self.cfg = cfg
         self.run_id = run_id
+        self.batch_days = batch_days
         self.plan: FeaturePlan = compile_features(cfg)
         self.spec_hash = spec_hash(self.plan.spec)
         entity = cfg.entity.name
@@ -151,8 +192,8 @@ class FeatureMaterializer:
     def _state_columns(self) -> list[str]:
         return [*self.plan.attribute_source_columns, tables.INGEST_DATE, tables.INGESTED_AT]
 
-    def previous_state(self, as_of: date) -> date | None:
-        """Newest state partition in [D - W, D - 1] (W = longest window), if the state has today's columns."""
+    def previous_state(self, first: date) -> date | None:
+        """Newest state partition in [first - W, first - 1] (W = longest window), if it has today's columns."""
         from pyspark.sql import functions as F
 
         if not self.lakehouse.exists(self.spark, self.state_table):
@@ -161,87 +202,81 @@ class FeatureMaterializer:
         if set(self._state_columns()) - set(state.columns):
             return None  # the attribute source gained columns: rebuild from bronze
         horizon = max(self.plan.spec.longest_window(), 1)
-        row = (
-            state.where(F.col(AS_OF_DATE).between(F.lit(as_of - timedelta(days=horizon)), F.lit(as_of - timedelta(days=1))))
-            .agg(F.max(AS_OF_DATE))
-            .first()
-        )
+        lo, hi = first - timedelta(days=horizon), first - timedelta(days=1)
+        row = state.where(F.col(AS_OF_DATE).between(F.lit(lo), F.lit(hi))).agg(F.max(AS_OF_DATE)).first()
         return row[0] if row and row[0] else None
 
-    def write_state(self, as_of: date, previous: date | None) -> DataFrame:
-        """Compute and write the known entities as of D; return that partition (read back from Delta)."""
+    def state(self, first: date, last: date, previous: date | None) -> DataFrame:
+        """The state of [first, last] (lazy): per entity and date, its newest attribute row landed by then,
+        from the state of `previous` plus the attribute partitions landed after it (or all, without one)."""
         from pyspark.sql import functions as F
 
         source = self.plan.attribute_source
         assert source is not None
-        spec = self.cfg.sources[source]
         cols = self._state_columns()
-        bronze = self.bronze(source)
-        if previous is None:
-            rows = bronze.where(F.col(tables.INGEST_DATE) <= F.lit(as_of)).select(*cols)
-        else:
-            lo = previous + timedelta(days=1 - self.plan.spec.partition_slack_days)
-            fresh = bronze.where(F.col(tables.INGEST_DATE).between(F.lit(lo), F.lit(as_of))).select(*cols)
+        ingest = F.col(tables.INGEST_DATE)
+        fresh = self.bronze(source).where(ingest <= F.lit(last))
+        if previous is not None:
+            fresh = fresh.where(ingest > F.lit(previous))
+        rows = fresh.select(*cols).withColumn(AS_OF_DATE, _as_of_dates(F.greatest(ingest, F.lit(first)), last))
+        if previous is not None:
             carried = (
                 self.lakehouse.read(self.spark, self.state_table)
                 .where(F.col(AS_OF_DATE) == F.lit(previous))
                 .select(*cols)
+                .withColumn(AS_OF_DATE, _as_of_dates(first, last))
             )
-            rows = carried.unionByName(fresh)
-        rows = rows.where(F.to_date(F.col(spec.event_time)) <= F.lit(as_of))
-        state = latest_per(rows, [self.plan.key], _newest_first()).withColumn(AS_OF_DATE, F.lit(as_of))
-        self.ensure_columns(self.state_table, state)
-        self.lakehouse.replace_partitions(state, self.state_table, AS_OF_DATE, [as_of])
-        return self.lakehouse.read(self.spark, self.state_table).where(F.col(AS_OF_DATE) == F.lit(as_of))
+            rows = carried.unionByName(rows)
+        return with_comments(latest_per(rows, [self.plan.key, AS_OF_DATE], _newest_first()), self.state_comments)
 
     # ---- aggregates ---------------------------------------------------------------------------------
-    def aggregates(self, as_of: date) -> list[DataFrame]:
-        """Per aggregation source: one row per entity with events in the longest window, keyed (key, as_of_date)."""
+    def aggregates(self, first: date, last: date) -> list[DataFrame]:
+        """Per aggregation source: one row per (entity, as_of_date) with events in the longest window."""
         from pyspark.sql import functions as F
 
         out = []
         slack = self.plan.spec.partition_slack_days
+        ingest = F.col(tables.INGEST_DATE)
         for src in self.plan.sources:
-            first_day = as_of - timedelta(days=src.longest_window - 1)
+            lookback = src.longest_window - 1
+            lo = first - timedelta(days=lookback + slack)
             events = (
                 self.bronze(src.source)
-                .where(F.col(tables.INGEST_DATE).between(F.lit(first_day - timedelta(days=slack)), F.lit(as_of)))
+                .where(ingest.between(F.lit(lo), F.lit(last)))
                 .select(*src.columns, tables.INGEST_DATE, tables.INGESTED_AT)
                 .withColumn(EVENT_DATE, F.to_date(F.col(src.event_time)))
-                .where(F.col(EVENT_DATE).between(F.lit(first_day), F.lit(as_of)))
+                .withColumn(AS_OF_DATE, _as_of_dates(F.greatest(ingest, F.lit(first)), last))
             )
-            # A record delivered twice (a re-sent file) counts once: its newest copy.
-            events = latest_per(events, src.primary_key, _newest_first())
+            # Per as-of date, the newest copy of each record that had landed by then; then the window.
+            events = latest_per(events, [*src.primary_key, AS_OF_DATE], _newest_first())
+            as_of = F.col(AS_OF_DATE)
+            events = events.where(F.col(EVENT_DATE).between(F.date_sub(as_of, lookback), as_of))
             out.append(
-                events.withColumn(AS_OF_DATE, F.lit(as_of))
-                .groupBy(self.plan.key, AS_OF_DATE)
-                .agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
+                events.groupBy(self.plan.key, AS_OF_DATE).agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
             )
         return out
 
-    # ---- one snapshot -------------------------------------------------------------------------------
-    def snapshot(self, as_of: date, state: DataFrame | None) -> DataFrame:
-        """The snapshot as of D (lazy): key, as_of_date, features in config order, metadata columns."""
+    # ---- snapshots ----------------------------------------------------------------------------------
+    def snapshots(self, first: date, last: date, state: DataFrame | None) -> DataFrame:
+        """Snapshots of [first, last] (lazy): key, as_of_date, features in config order, metadata columns."""
         from pyspark.sql import functions as F
 
         key = self.plan.key
         frames = []
         if state is not None:
-            frames.append(state.select(key, *[F.expr(sql).alias(name) for name, sql in self.plan.attributes]))
-        frames += [agg.drop(AS_OF_DATE) for agg in self.aggregates(as_of)]
+            event_time = self.cfg.sources[self.plan.attribute_source or ""].event_time
+            known = state.where(F.to_date(F.col(event_time)) <= F.col(AS_OF_DATE))
+            frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in self.plan.attributes]))
+        frames += self.aggregates(first, last)
         df = frames[0]
         for other in frames[1:]:
-            df = df.join(other, key, "full")
+            df = df.join(other, [key, AS_OF_DATE], "full")
         zero = set(self.plan.zero_when_empty)
-        df = df.select(
-            key,
-            F.lit(as_of).alias(AS_OF_DATE),
-            *[F.coalesce(F.col(c), F.lit(0)).alias(c) if c in zero else F.col(c) for c in df.columns if c != key],
-        )
+        df = df.select(*[F.coalesce(F.col(c), F.lit(0)).alias(c) if c in zero else F.col(c) for c in df.columns])
         for name, sql in self.plan.derived:
             df = df.withColumn(name, F.expr(sql))
         versions = F.create_map(*[F.lit(x) for kv in sorted(self.bronze_versions.items()) for x in kv])
-        return df.select(
+        df = df.select(
             key,
             AS_OF_DATE,
             *self.plan.feature_names,
@@ -250,56 +285,57 @@ class FeatureMaterializer:
             F.lit(self.spec_hash).alias(SPEC_HASH),
             versions.cast("map<string,bigint>").alias(BRONZE_VERSIONS),
         )
+        return with_comments(df, self.column_comments())
 
     # ---- the run ------------------------------------------------------------------------------------
     def materialize(self, dates: list[date]) -> MaterializeResult:
-        """Write the snapshots of `dates` (ascending), then refresh the latest table and the comments."""
+        """Write the snapshots of `dates`, fold them into the latest table, then sync the comments."""
         from mlops_core.features.latest import refresh_latest
 
-        dates = sorted(set(dates))
         if not dates:
             raise ValueError("no as-of dates to materialize")
         written: list[SnapshotWrite] = []
         previous: date | None = None
-        for as_of in dates:
-            state = None
-            origin = "none"
+        for batch in batches(dates, self.batch_days):
+            first, last = batch[0], batch[-1]
+            state, origin = None, "none"
             if self.plan.attribute_source:
-                if previous is None or (as_of - previous).days > max(self.plan.spec.longest_window(), 1):
-                    previous = self.previous_state(as_of)
+                if previous is None or previous != first - timedelta(days=1):
+                    previous = self.previous_state(first)
                 origin = previous.isoformat() if previous else "bootstrap"
-                state = self.write_state(as_of, previous)
-            df = self.snapshot(as_of, state)
-            self.ensure_columns(self.features_table, df)
-            version = self.lakehouse.replace_partitions(df, self.features_table, AS_OF_DATE, [as_of])
-            rows = self._rows_written(self.features_table, version)
-            written.append(SnapshotWrite(as_of, rows, int(version or 0), origin))
-            log.info("snapshot %s: %d rows, %s version %s (population from %s)", as_of, rows,
-                     self.features_table, version, origin)  # fmt: skip
-            previous = as_of
+                # Cached: written as the state, then reused for the snapshots without reading it back.
+                state = self.state(first, last, previous).persist()
+                self.ensure_columns(self.state_table, state)
+                self.lakehouse.replace_partitions(state, self.state_table, AS_OF_DATE, batch)
+            snaps = self.snapshots(first, last, state).persist()  # counted, written, folded into latest
+            try:
+                counts = {r[0]: int(r[1]) for r in snaps.groupBy(AS_OF_DATE).count().collect()}
+                self.ensure_columns(self.features_table, snaps)
+                version = int(self.lakehouse.replace_partitions(snaps, self.features_table, AS_OF_DATE, batch) or 0)
+                refresh_latest(self, snaps)
+            finally:
+                snaps.unpersist()
+                if state is not None:
+                    state.unpersist()
+            log.info("snapshots %s..%s: %d rows, %s version %s (population from %s)", first, last,
+                     sum(counts.values()), self.features_table, version, origin)  # fmt: skip
+            written += [SnapshotWrite(d, counts.get(d, 0), version, origin) for d in batch]
+            previous = last
 
-        latest_version = refresh_latest(self, dates)
-        self._comment_tables()
+        table_version = max(w.feature_table_version for w in written)
+        if self._comment_tables():  # a comment change is a commit too: report what readers should pin
+            table_version = int(self.lakehouse.version(self.spark, self.features_table) or table_version)
         return MaterializeResult(
             feature_table=self.lakehouse.identifier(self.features_table),
             latest_table=self.lakehouse.identifier(self.latest_table),
             snapshots=written,
             bronze_versions=dict(self.bronze_versions),
-            feature_table_version=written[-1].feature_table_version,
-            latest_table_version=latest_version,
+            feature_table_version=table_version,
             spec_hash=self.spec_hash,
             feature_columns=self.plan.feature_names,
         )
 
     # ---- table maintenance --------------------------------------------------------------------------
-    def _rows_written(self, table: Table, version: int | None) -> int:
-        """Rows the write of `version` produced, from the Delta history (no data scan)."""
-        ident = self.lakehouse.identifier(table)
-        row = self.spark.sql(f"DESCRIBE HISTORY {ident} LIMIT 1").select("version", "operationMetrics").first()
-        if row and row[0] == version and row[1] and "numOutputRows" in row[1]:
-            return int(row[1]["numOutputRows"])
-        return self.lakehouse.read(self.spark, table, version=version).count()  # pragma: no cover - fallback
-
     def ensure_columns(self, table: Table, df: DataFrame) -> list[str]:
         """Add the columns `df` has and the existing table lacks (a feature was added to the config)."""
         if not self.lakehouse.exists(self.spark, table):
@@ -320,39 +356,61 @@ class FeatureMaterializer:
             **METADATA_COMMENTS,
         }
 
-    def _comment_tables(self) -> None:
+    @property
+    def state_comments(self) -> dict[str, str]:
+        return {AS_OF_DATE: "State date D: the newest attribute row of each entity that had landed by the end of D"}
+
+    def _comment_tables(self) -> bool:
+        """Table comments, and column comments that changed in the config (new tables got them at creation).
+        True when the feature table got a new commit."""
         entity = self.cfg.entity.name
-        description = self.plan.spec.description or f"Feature snapshots of {entity}"
         comments = self.column_comments()
-        self._sync_comments(self.features_table, description, comments)
+        changed = self._sync_comments(
+            self.features_table, self.plan.spec.description or f"Feature snapshots of {entity}", comments
+        )
         self._sync_comments(
-            self.latest_table,
-            f"Newest snapshot (max as_of_date) of every {entity} in {self.features_table}",
-            comments,
+            self.latest_table, f"Newest snapshot (max as_of_date) of every {entity} in {self.features_table}", comments
         )
         if self.plan.attribute_source:
             self._sync_comments(
                 self.state_table,
-                f"Known {entity} entities as of each date: newest row of bronze.{self.plan.attribute_source} "
-                "that had landed by that date (feature materialization state)",
-                {AS_OF_DATE: "State date D: rows that had landed by the end of day D"},
+                f"Newest row of bronze.{self.plan.attribute_source} per {entity} as known on each date "
+                "(feature materialization state)",
+                self.state_comments,
             )
+        return changed
 
-    def _sync_comments(self, table: Table, description: str, columns: dict[str, str]) -> None:
-        """Set only the comments that differ: each ALTER is a Delta commit."""
+    def _sync_comments(self, table: Table, description: str, columns: dict[str, str]) -> bool:
+        """Bring the table and column comments in line with the config; True when anything was committed.
+
+        A hash of the wanted comments is kept as the table property mlops.comments_hash, so the usual run
+        reads one property and commits nothing; only a changed config pays for ALTERs (one commit each)."""
+        import hashlib
+        import json
+
         if not self.lakehouse.exists(self.spark, table):
-            return
+            return False
         ident = self.lakehouse.identifier(table)
-        schema = self.lakehouse.read(self.spark, table).schema
-        current = {f.name: f.metadata.get("comment") for f in schema.fields}
+        wanted = hashlib.sha256(json.dumps([description, columns], sort_keys=True).encode()).hexdigest()[:16]
+        row = self.spark.sql(f"SHOW TBLPROPERTIES {ident} ('{COMMENTS_HASH}')").first()
+        if row is not None and row[1] == wanted:
+            return False
+        current = {f.name: f.metadata.get("comment") for f in self.lakehouse.read(self.spark, table).schema.fields}
         changed = {c: text for c, text in columns.items() if c in current and current[c] != text}
-        detail = self.spark.sql(f"DESCRIBE DETAIL {ident}").select("description").first()
-        table_comment = description if (detail[0] if detail else None) != description else ""
-        if changed or table_comment:
-            self.lakehouse.set_comments(self.spark, table, table_comment, changed)
+        self.lakehouse.set_comments(self.spark, table, "", changed)
+        props = {"comment": description, COMMENTS_HASH: wanted}
+        pairs = ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in props.items())
+        self.spark.sql(f"ALTER TABLE {ident} SET TBLPROPERTIES ({pairs})")
+        return True
 
 
 def materialize(
-    spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfig, dates: list[date], run_id: str = "manual"
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    cfg: UseCaseConfig,
+    dates: list[date],
+    run_id: str = "manual",
+    batch_days: int = DEFAULT_BATCH_DAYS,
 ) -> MaterializeResult:
-    return FeatureMaterializer(spark, lakehouse, cfg, run_id).materialize(dates)
+    """Materialize the snapshots of `dates` (see the module doc for the semantics)."""
+    return FeatureMaterializer(spark, lakehouse, cfg, run_id, batch_days).materialize(dates)

@@ -194,14 +194,15 @@ class FeaturesSpec(_Strict):
         return self
 
     # ---- expansion ----------------------------------------------------------------------------------
-    def columns(self) -> list[FeatureColumn]:
-        """Every feature column in table order: attributes, aggregates, derived. Validates names."""
+    def columns(self, reserved: set[str] = RESERVED) -> list[FeatureColumn]:
+        """Every feature column in table order: attributes, aggregates, derived. Validates names: unique and
+        none of `reserved` (as_of_date; check_sources adds the entity key)."""
         cols: list[FeatureColumn] = []
         where: dict[str, str] = {}
 
         def add(col: FeatureColumn, key: str) -> None:
-            if col.name in RESERVED:
-                raise ValueError(f"{key}: {col.name!r} is a reserved column name")
+            if col.name in reserved:
+                raise ValueError(f"{key}: {col.name!r} is a reserved column name (snapshot key)")
             if col.name in where:
                 raise ValueError(f"{key}: duplicate feature name {col.name!r} (also defined at {where[col.name]})")
             where[col.name] = key
@@ -280,6 +281,8 @@ class FeaturesSpec(_Strict):
 
         def types(src: SourceSpec) -> dict[str, str]:
             return {c.name: c.type for c in src.columns}
+
+        self.columns(reserved={*RESERVED, entity_key})
 
         if self.attributes:
             key = "features.attributes.source"

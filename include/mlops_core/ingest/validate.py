@@ -44,10 +44,6 @@ REASON_CODES = {**ROW_CODES, **FILE_CODES}
 NUMERIC_PREFIXES = ("int", "long", "double", "float", "decimal")
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "\\'")
-
-
 def parse_column(raw: Column, col: ColumnSpec) -> Column:
     """The raw string parsed as the contract type; NULL when empty or unparseable (never an error)."""
     from pyspark.sql import functions as F

@@ -2,6 +2,7 @@
 
     python -m mlops_core.jobs.features --use-case churn --date 2026-03-01
     python -m mlops_core.jobs.features --use-case churn --start-date 2026-01-01 --end-date 2026-03-01
+    ... --params '{"batch_days": 7}'     # dates computed per Spark pass in a range (default 31)
 
 Writes features.<entity>_features (one partition per as-of date, replaced on rerun), refreshes
 features.<entity>_features_latest, and returns per-date row counts, the table versions and the bronze versions
@@ -21,9 +22,10 @@ def feature_asset_name(use_case: str, entity: str) -> str:
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    from mlops_core.features.materialize import materialize
+    from mlops_core.features.materialize import DEFAULT_BATCH_DAYS, materialize
 
-    result = materialize(ctx.spark, ctx.lakehouse, ctx.use_case, ctx.dates(), run_id=ctx.run_id)
+    batch_days = int(ctx.params.get("batch_days") or DEFAULT_BATCH_DAYS)
+    result = materialize(ctx.spark, ctx.lakehouse, ctx.use_case, ctx.dates(), run_id=ctx.run_id, batch_days=batch_days)
     dates = [s.as_of_date.isoformat() for s in result.snapshots]
     extra = {
         "dates": dates,

@@ -9,6 +9,7 @@ Params (all optional; strings are accepted because orchestrators template them a
   window_start / window_end   label dates of the training window (default: the spec's training_window_days
                               ending at the newest label on or before --date; --start-date/--end-date also work)
   hpo_trials, hpo_timeout_seconds (0 = no timeout), seed   override the use case's model.hpo
+  feature_table_version, label_table_version   read these Delta versions (reproduce a recorded lineage)
   reason                      why this model was trained (recorded on the run and the version)
   register_model, alias       register the model and point the alias at it (the DAG does this in its own task)
   mlflow_tracking_uri, mlflow_registry_uri   override the environment config (an Airflow connection)
@@ -39,6 +40,8 @@ class TrainParams(BaseModel):
     hpo_trials: int | None = Field(default=None, ge=1, le=1000)
     hpo_timeout_seconds: int | None = Field(default=None, ge=0, description="0 = no timeout")
     seed: int | None = Field(default=None, ge=0)
+    feature_table_version: int | None = Field(default=None, ge=0)
+    label_table_version: int | None = Field(default=None, ge=0)
     reason: str = "manual"
     register_model: bool = False
     alias: str = "challenger"
@@ -78,7 +81,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     end = p.window_end or ctx.end_date
     not_after = ctx.logical_date if end is None else None
 
-    ts = load_training_set(ctx.spark, ctx.lakehouse, ctx.use_case, start=start, end=end, not_after=not_after)
+    ts = load_training_set(ctx.spark, ctx.lakehouse, ctx.use_case, start=start, end=end, not_after=not_after,
+                           feature_table_version=p.feature_table_version, label_table_version=p.label_table_version)
     lineage = {**ts.lineage, "reason": p.reason or "manual", "orchestrator_run_id": ctx.run_id}
     timeout: int | None = -1 if p.hpo_timeout_seconds is None else (p.hpo_timeout_seconds or None)
     common = dict(env=ctx.env, use_case=ctx.use_case, lineage=lineage, seed=p.seed, hpo_trials=p.hpo_trials,

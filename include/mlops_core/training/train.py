@@ -248,7 +248,9 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.hpo.startup_trials)
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=spec.hpo.startup_trials, n_warmup_steps=10)
+        # No verdict before `early_stopping_rounds` rounds: slow learners (small learning_rate) start low.
+        optuna.pruners.MedianPruner(n_startup_trials=spec.hpo.startup_trials,
+                                    n_warmup_steps=spec.early_stopping_rounds, interval_steps=5)
         if spec.hpo.pruning
         else optuna.pruners.NopPruner()
     )

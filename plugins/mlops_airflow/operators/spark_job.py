@@ -73,9 +73,8 @@ class SparkJobOperator(BaseOperator):
         return JobCommand(job=self.job, args=args, env_name=self.env_name)
 
     def execute(self, context) -> dict[str, Any]:
-        from mlops_core.config import load_environment
-
         from mlops_airflow.backends import get_backend
+        from mlops_core.config import load_environment
 
         env = load_environment(self.env_name)
         self._backend = get_backend(env)
@@ -88,9 +87,8 @@ class SparkJobOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after a deferrable backend (Databricks) reported the run finished."""
-        from mlops_core.config import load_environment
-
         from mlops_airflow.backends import get_backend
+        from mlops_core.config import load_environment
 
         env = load_environment(self.env_name)
         backend = get_backend(env)

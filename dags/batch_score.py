@@ -1,0 +1,108 @@
+"""batch_score: score a feature snapshot with the champion, pinned to one model version for the whole run.
+
+Runs when `materialize_features` updates the feature table (asset), or by hand.
+
+1. **resolve_model** pins the model: `champion` (Param `model_alias`) or an explicit `model_version`, and
+   the `challenger` alias for shadow scoring, resolved ONCE through MLflow (connection `mlflow_default`
+   when its host is set, else the environment config). Later tasks get version numbers, never aliases, so
+   a promotion during the run cannot mix two models in one prediction table.
+2. **as_of_date** picks the snapshot: Param `as_of_date`, else the newest of the triggering feature
+   events' `as_of_dates`, else the run date.
+3. **score** (Spark job `score`, local or on Databricks) scores the snapshot and replaces that date's
+   partition of `gold.predictions` (score = probability, predicted_label at the use case's threshold,
+   model name/version/run id, feature table version, scored_at). Entities whose required features are
+   NULL are kept and flagged (`feature_status = 'missing_features'`, `missing_features` lists the columns);
+   a feature table that no longer matches the model signature fails the task, naming the columns.
+   With a challenger, its scores go to `gold.shadow_predictions` and a comparison (score correlation,
+   positive-rate difference, mean absolute score difference) is logged to MLflow and returned.
+
+Reruns replace the date's partition: no duplicates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow.assets import predictions_asset, table_asset
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.operators.resolve_model import ResolveModelVersionOperator
+from mlops_airflow.operators.spark_job import SparkJobOperator
+
+USE_CASE = use_case_name()
+CFG = use_case(USE_CASE)
+if CFG.model is None:
+    raise ValueError(f"use case {USE_CASE!r} has no `model` section: batch_score needs one")
+FEATURES = table_asset(USE_CASE, "features", f"{CFG.entity.name}_features")
+PREDICTIONS = predictions_asset(USE_CASE)
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def latest_as_of_date(events_by_asset) -> str | None:
+    """The newest `as_of_dates` entry over the triggering asset events (a mapping asset -> events)."""
+    dates: list[str] = []
+    for events in (events_by_asset or {}).values():
+        for event in events:
+            extra = getattr(event, "extra", None) or {}
+            dates += [str(d)[:10] for d in extra.get("as_of_dates") or []]
+    return max(dates) if dates else None
+
+
+@dag(
+    dag_id="batch_score",
+    schedule=[FEATURES],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=tags("scoring"),
+    doc_md=__doc__,
+    params={
+        "as_of_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                            description="Snapshot date to score (YYYY-MM-DD); empty = the newest date of the "
+                                        "triggering feature update, else the run date"),
+        "model_alias": Param("champion", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+                             description="Registry alias resolved once at the start of the run"),
+        "model_version": Param(None, type=["null", "integer"], minimum=1,
+                               description="Score with this exact version instead of the alias (rollback, "
+                                           "reproduction); empty = resolve the alias"),
+        "shadow": Param(CFG.scoring.shadow_alias is not None, type="boolean",
+                        description=f"Also score with `{CFG.scoring.shadow_alias}` into gold.shadow_predictions "
+                                    "when it exists"),
+    },
+)
+def batch_score():
+    resolve = ResolveModelVersionOperator(
+        task_id="resolve_model",
+        registered_model_name=CFG.model.registered_model_name,
+        alias="{{ params.model_alias }}",
+        version="{{ '' if params.model_version is none else params.model_version }}",
+        shadow_alias="{{ '" + (CFG.scoring.shadow_alias or "") + "' if params.shadow else '' }}",
+    )
+
+    @task(task_id="as_of_date")
+    def as_of_date(params=None, triggering_asset_events=None, logical_date=None, dag_run=None) -> str:
+        from datetime import date
+
+        chosen = (params or {}).get("as_of_date") or latest_as_of_date(triggering_asset_events)
+        if not chosen:
+            when = logical_date or dag_run.run_after
+            chosen = when.strftime("%Y-%m-%d")
+        date.fromisoformat(chosen)  # fails clearly on a malformed date
+        return chosen
+
+    day = as_of_date()
+    score = SparkJobOperator(
+        task_id="score",
+        job="score",
+        use_case=USE_CASE,
+        date=day,
+        job_params=resolve.output,  # the pinned versions (+ MLflow URIs when a connection set them)
+        outlets=[PREDICTIONS],
+        execution_timeout=timedelta(hours=2),
+    )
+    resolve >> day >> score
+
+
+batch_score()

@@ -1,0 +1,97 @@
+"""drift_report: the nightly Evidently drift report of the scored population.
+
+**report** (Spark job `drift`): the day's scoring inputs and outputs (gold.predictions joined to the feature
+snapshot they were scored from) against a reference: by default the training data of the model version that
+scored the day, rebuilt from its lineage tags (feature table Delta version + training window); or the scored
+snapshots of a window of earlier as-of dates. Both sides are sampled (at most `max_rows`, seeded, stated in the
+report). Per-column methods and thresholds, the dataset drift share and the key features come from the use
+case's `monitoring` section. Writes report.html/json to `<reports_root>/<use case>/drift/<date>/`, an MLflow run,
+and the date's rows of monitoring.drift_metrics (replaced on rerun); emits the drift asset with the summary.
+The task links to the report and the MLflow run. A date without predictions skips the run.
+
+**alert**: drift above threshold (dataset drift, a key feature, or the score) is sent through the
+`mlops_notifier` connection. The retrain decision is retrain_on_drift's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow.assets import drift_asset
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.operators.drift import DriftReportOperator
+
+USE_CASE = use_case_name()
+DRIFT = drift_asset(USE_CASE)
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dag(
+    dag_id="drift_report",
+    schedule="0 5 * * *",  # nightly, after the day's scoring
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=tags("monitoring"),
+    doc_md=__doc__,
+    params={
+        "date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                      description="As-of date to report (YYYY-MM-DD); empty = the newest scored date on or "
+                                  "before the run date"),
+        "reference": Param(None, type=["null", "string"], enum=[None, "champion_training", "window"],
+                           description="champion_training: the scoring model version's training data; window: "
+                                       "the scored snapshots of the `reference_days` dates before; empty = the "
+                                       "use case's monitoring.reference.kind"),
+        "reference_days": Param(None, type=["null", "integer"], minimum=1, maximum=366,
+                                description="Length of the window reference; empty = monitoring.reference.days"),
+        "max_rows": Param(None, type=["null", "integer"], minimum=100, maximum=5_000_000,
+                          description="Sample at most this many rows per side; empty = monitoring.sampling"),
+    },
+)
+def drift_report():
+    report = DriftReportOperator(
+        task_id="report",
+        use_case=USE_CASE,
+        job_params={
+            "date": "{{ params.date or '' }}",
+            "reference": "{{ params.reference or '' }}",
+            "reference_days": "{{ params.reference_days or '' }}",
+            "max_rows": "{{ params.max_rows or '' }}",
+        },
+        outlets=[DRIFT],
+        execution_timeout=timedelta(hours=1),
+    )
+
+    @task(task_id="alert")
+    def alert(result: dict) -> dict:
+        """Notify when the night's drift is above threshold; returns what was (or was not) sent."""
+        from airflow.sdk import get_current_context
+
+        from mlops_airflow.notifiers import MlopsNotifier
+
+        if not result or not result.get("alert"):
+            return {"sent": False, "reason": "no drift above threshold"}
+        drifted = result.get("drifted_features") or []
+        score = result.get("score_drift") or {}
+        message = (
+            f"{USE_CASE} drift on {result.get('date')} (model v{result.get('model_version')}): dataset drift "
+            f"share {result.get('drift_share', 0):.2f} (threshold {result.get('drift_share_threshold')}), "
+            f"{len(drifted)} drifted column(s): {', '.join(drifted[:10]) or 'none'}"
+            + (f"; key features: {', '.join(result['key_features_drifted'])}"
+               if result.get("key_features_drifted") else "")
+            + ("; the score drifted" if score.get("drifted") else "")
+            + f". Report: {result.get('report_url')}"
+        )
+        extra = {k: result.get(k) for k in ("date", "model_version", "drift_share", "dataset_drifted",
+                                            "drifted_features", "key_features_drifted", "score_drift",
+                                            "report_url", "mlflow_run_url")}
+        MlopsNotifier(event="drift_detected", message=message, extra=extra).notify(get_current_context())
+        return {"sent": True, "message": message}
+
+    alert(report.output)
+
+
+drift_report()

@@ -1,0 +1,117 @@
+"""retrain_on_drift: trigger `retrain_model` when the nightly drift reports say so.
+
+**wait_for_drift** (deferrable DriftRuleSensor): waits in the triggerer for the drift report of the expected
+night (default: the day before the run) and applies the retrain rule of the use case's `monitoring.retrain`
+section over monitoring.drift_metrics: a night drifted when its dataset drift share reached `drift_share` or a
+key feature drifted; retrain when at least `k` of the last `n` nightly reports drifted, unless a drift retrain
+was triggered less than `cooldown_days` ago. Params override the rule for one run. When the rule does not hold
+(or the report never came) the task is skipped and the run ends cleanly.
+
+**record_trigger** (Spark job `drift`, action record_retrain): writes the trigger to ops.retrain_triggers
+before anything is triggered: that table is where the cooldown comes from (a retry rewrites the same row).
+
+**trigger_retrain**: starts `retrain_model` with `reason` = which nights, shares, features and scores drifted.
+
+**notify**: tells the `mlops_notifier` connection that a drift retrain started."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_airflow.sensors.drift import DriftRuleSensor
+
+USE_CASE = use_case_name()
+CFG = use_case(USE_CASE)
+RULE = CFG.monitoring.retrain if CFG.monitoring else None
+DECISION = "ti.xcom_pull(task_ids='wait_for_drift')"
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dag(
+    dag_id="retrain_on_drift",
+    schedule="@hourly",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=tags("monitoring", "training"),
+    doc_md=__doc__,
+    params={
+        "k": Param(None, type=["null", "integer"], minimum=1,
+                   description=f"Drifted nights needed (empty = config: {RULE.k if RULE else 3})"),
+        "n": Param(None, type=["null", "integer"], minimum=1,
+                   description=f"... among the last n nightly reports (empty = config: {RULE.n if RULE else 5})"),
+        "drift_share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
+                             description="A night drifted when its dataset drift share reached this (empty = "
+                                         "config)"),
+        "cooldown_days": Param(None, type=["null", "number"], minimum=0,
+                               description="No drift retrain within this many days of the last one (empty = "
+                                           f"config: {RULE.cooldown_days if RULE else 7}); 0 = no cooldown"),
+        "key_features": Param(None, type=["null", "array"], items={"type": "string"},
+                              description="A night drifted when any of these drifted (empty = config)"),
+        "expected_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                               description="Night whose report must exist before judging (empty = the day "
+                                           "before the run date)"),
+        "wait_minutes": Param(50, type="integer", minimum=0, maximum=24 * 60,
+                              description="How long to wait for that night's report before skipping"),
+        "poll_seconds": Param(300, type="integer", minimum=1, maximum=3600,
+                              description="How often the trigger re-reads drift_metrics while waiting"),
+    },
+)
+def retrain_on_drift():
+    wait_for_drift = DriftRuleSensor(
+        task_id="wait_for_drift",
+        use_case=USE_CASE,
+        k="{{ params.k }}",
+        n="{{ params.n }}",
+        drift_share="{{ params.drift_share }}",
+        cooldown_days="{{ params.cooldown_days }}",
+        key_features="{{ (params.key_features or []) | join(',') }}",
+        expected_date="{{ params.expected_date or '' }}",
+        wait_minutes="{{ params.wait_minutes }}",
+        poll_seconds="{{ params.poll_seconds }}",
+    )
+    record_trigger = SparkJobOperator(
+        task_id="record_trigger",
+        job="drift",
+        use_case=USE_CASE,
+        job_params={
+            "action": "record_retrain",
+            "reason": "{{ " + DECISION + "['reason'] }}",
+            "target_dag_id": "retrain_model",
+            "target_run_id": "{{ " + DECISION + "['retrain_run_id'] }}",
+            "latest_date": "{{ " + DECISION + "['latest_date'] }}",
+            "drifted_dates": "{{ " + DECISION + "['drifted_dates'] | join(',') }}",
+            "model_version": "{{ " + DECISION + "['model_version'] or '' }}",
+            "rule": "{{ " + DECISION + "['rule'] | tojson }}",
+        },
+    )
+    trigger_retrain = TriggerDagRunOperator(
+        task_id="trigger_retrain",
+        trigger_dag_id="retrain_model",
+        trigger_run_id="{{ " + DECISION + "['retrain_run_id'] }}",
+        conf={"reason": "{{ " + DECISION + "['conf_reason'] }}"},
+        skip_when_already_exists=True,  # a retry after a successful trigger does not start a second retrain
+    )
+
+    @task(task_id="notify")
+    def notify(decision: dict) -> str:
+        from airflow.sdk import get_current_context
+
+        from mlops_airflow.notifiers import MlopsNotifier
+
+        message = f"{USE_CASE}: retrain_model triggered by drift. {decision.get('reason')}"
+        MlopsNotifier(event="retrain_triggered", message=message,
+                      extra={k: decision.get(k) for k in ("latest_date", "drifted_dates", "features", "rule",
+                                                          "retrain_run_id", "model_version")},
+                      ).notify(get_current_context())
+        return message
+
+    wait_for_drift >> record_trigger >> trigger_retrain >> notify(wait_for_drift.output)
+
+
+retrain_on_drift()

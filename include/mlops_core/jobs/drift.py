@@ -1,0 +1,202 @@
+"""Drift job: the nightly Evidently report of one scored date, and the retrain-trigger record.
+
+    python -m mlops_core.jobs.drift --use-case churn --date 2026-03-02
+    python -m mlops_core.jobs.drift --use-case churn --date 2026-03-02 \
+        --params '{"date": "2026-03-01", "reference": "window", "reference_days": 14, "max_rows": 50000}'
+    python -m mlops_core.jobs.drift --use-case churn --date 2026-03-02 \
+        --params '{"action": "record_retrain", "reason": "drift: ...", "latest_date": "2026-03-01"}'
+
+action=report (default). Params (all optional; blank strings mean unset):
+  date            the as-of date to report (default: the newest scored date on or before --date)
+  reference       champion_training | window (default: monitoring.reference.kind)
+  reference_days  length of the window reference (default: monitoring.reference.days)
+  max_rows, seed  sampling (default: monitoring.sampling)
+  log_mlflow      log the report as an MLflow run (default true)
+  mlflow_tracking_uri, mlflow_registry_uri   override the environment config (an Airflow connection)
+Writes report.html/json (+ performance.html) to <reports_root>/<use case>/drift/<date>/, the date's partition of
+monitoring.drift_metrics, an MLflow run in the use case's experiment (reused when the date is reported again).
+Result: the drift summary, where the report is, `asset_extra` for the drift asset. With no predictions for the
+date the result has status "no_data" and nothing is written.
+
+action=record_retrain: upsert a row of ops.retrain_triggers (keyed by --run-id): the retrain rule's cooldown.
+Params: reason, target_dag_id, target_run_id, latest_date, drifted_dates, model_name, model_version, rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+
+from mlops_core import tables
+from mlops_core.jobs.runner import JobContext, main_for
+
+log = logging.getLogger("mlops.job.drift")
+
+
+def drift_asset_name(use_case: str) -> str:
+    """Must match mlops_airflow.assets.drift_asset(use_case).name."""
+    return f"{use_case}.{tables.DRIFT_METRICS.layer}.{tables.DRIFT_METRICS.name}"
+
+
+def _given(value: Any) -> bool:
+    return not (value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")))
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if _given(value) else None
+
+
+def _bool(value: Any, default: bool) -> bool:
+    if not _given(value):
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def log_to_mlflow(ctx: JobContext, result, stored: dict[str, str]) -> tuple[str, str]:
+    """Log the report as a run of the use case's experiment (the same run when a date is reported again)."""
+    import mlflow
+
+    from mlops_core.tracking import configure_mlflow, ensure_experiment
+
+    configure_mlflow(ctx.env, ctx.params.get("mlflow_tracking_uri") or None,
+                     ctx.params.get("mlflow_registry_uri") or None)
+    experiment_id = ensure_experiment(ctx.env, ctx.use_case.name)
+    existing = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`mlops.stage` = 'drift' and tags.`mlops.drift_date` = '{result.date}'",
+        output_format="list", max_results=1,
+    )
+    run_kwargs: dict[str, Any] = ({"run_id": existing[0].info.run_id} if existing
+                                  else {"experiment_id": experiment_id, "run_name": f"drift-{result.date}"})
+    with mlflow.start_run(**run_kwargs) as run:
+        mlflow.set_tags({
+            "mlops.stage": "drift",
+            "mlops.use_case": ctx.use_case.name,
+            "mlops.drift_date": result.date,
+            "mlops.model_name": str(result.model_name),
+            "mlops.model_version": str(result.model_version),
+            "mlops.reference": str(result.reference.get("description", "")),
+            "mlops.orchestrator_run_id": ctx.run_id,
+            "mlops.report_uri": stored.get("report.html", ""),
+        })
+        metrics = {"drift_share": result.drift_share, "dataset_drifted": float(result.dataset_drifted),
+                   "drifted_features": float(len(result.drifted_features)),
+                   "sample_rows": float(result.sampling["current_rows"]),
+                   "reference_rows": float(result.sampling["reference_rows"])}
+        for c in result.columns:
+            if c.score is not None:
+                metrics[f"drift_score.{c.feature}"] = float(c.score)
+        for name, value in (result.performance.get("metrics") or {}).items():
+            metrics[f"perf.{name}"] = value
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
+        for path in result.files.values():
+            mlflow.log_artifact(path, artifact_path="drift_report")
+    return run.info.run_id, experiment_id
+
+
+def run_report(ctx: JobContext) -> dict[str, Any]:
+    import tempfile
+
+    from mlops_core.monitoring import drift
+    from mlops_core.monitoring.store import ReportStore
+
+    p = ctx.params
+    requested = date.fromisoformat(str(p["date"])[:10]) if _given(p.get("date")) else None
+    not_after = ctx.dates()[-1]
+    try:
+        day = drift.report_date(ctx.spark, ctx.lakehouse, requested, not_after)
+        with tempfile.TemporaryDirectory(prefix="drift-report-") as tmp:
+            result = drift.compute(
+                ctx.spark, ctx.lakehouse, ctx.use_case, day,
+                reference_kind=p.get("reference") if _given(p.get("reference")) else None,
+                reference_days=_int(p.get("reference_days")),
+                max_rows=_int(p.get("max_rows")), seed=_int(p.get("seed")), out_dir=tmp,
+            )
+            store = ReportStore(ctx.env.storage.reports_root, ctx.use_case.name)
+            stored = {name: store.put(result.date, path, name) for name, path in result.files.items()}
+            store.remove_stale(result.date, keep=set(stored))
+            mlflow_run_id = experiment_id = None
+            if _bool(p.get("log_mlflow"), True):
+                mlflow_run_id, experiment_id = log_to_mlflow(ctx, result, stored)
+    except drift.DriftInputError as exc:
+        log.warning("no drift report: %s", exc)
+        return {"status": "no_data", "reason": str(exc), "date": (requested or not_after).isoformat()}
+
+    rows = drift.metric_rows(result, ctx.run_id, stored.get("report.html"))
+    version = drift.write_metrics(ctx.spark, ctx.lakehouse, rows, day)
+    summary = result.summary()
+    log.info("drift %s: share %.2f (threshold %g), drifted %s, key %s, score %s", result.date, result.drift_share,
+             result.drift_share_threshold, result.drifted_features, result.key_features_drifted, result.score_drift)
+    extra = {
+        "date": result.date,
+        "model_version": result.model_version,
+        "drift_share": round(result.drift_share, 4),
+        "dataset_drifted": result.dataset_drifted,
+        "drifted_features": result.drifted_features,
+        "key_features_drifted": result.key_features_drifted,
+        "score_drifted": bool(result.score_drift and result.score_drift.get("drifted")),
+        "alert": result.alert,
+        "report_uri": stored.get("report.html"),
+        "drift_metrics_version": version,
+    }
+    return {
+        "status": "ok",
+        **summary,
+        "columns": {c.feature: {"method": c.method, "score": c.score, "threshold": c.threshold,
+                                "drifted": c.drifted} for c in result.columns},
+        "report_uris": stored,
+        "report_url": store.url(result.date, "report.html"),
+        "mlflow_run_id": mlflow_run_id,
+        "mlflow_experiment_id": experiment_id,
+        "mlflow_tracking_uri": ctx.params.get("mlflow_tracking_uri") or ctx.env.mlflow.tracking_uri,
+        "drift_metrics_version": version,
+        "rows_written": len(rows),
+        "timings": result.seconds,
+        "table_versions": {str(tables.DRIFT_METRICS): version},
+        "asset_extras": {drift_asset_name(ctx.use_case.name): extra},
+    }
+
+
+def run_record_retrain(ctx: JobContext) -> dict[str, Any]:
+    from mlops_core.monitoring.retrain_log import RETRAIN_TRIGGERS, record_trigger
+
+    p = ctx.params
+    rule = p.get("rule")
+    if isinstance(rule, str) and _given(rule):
+        try:
+            rule = json.loads(rule)
+        except ValueError:
+            rule = {"text": rule}
+    dates = p.get("drifted_dates") or []
+    if isinstance(dates, str):
+        dates = [d.strip(" '\"[]") for d in dates.split(",") if d.strip(" '\"[]")]
+    version = record_trigger(
+        ctx.spark, ctx.lakehouse,
+        orchestrator_run_id=ctx.run_id,
+        reason=str(p.get("reason") or "drift"),
+        target_dag_id=str(p.get("target_dag_id") or "retrain_model"),
+        target_run_id=p.get("target_run_id") if _given(p.get("target_run_id")) else None,
+        latest_date=p.get("latest_date") if _given(p.get("latest_date")) else None,
+        drifted_dates=list(dates),
+        model_name=p.get("model_name") if _given(p.get("model_name")) else None,
+        model_version=p.get("model_version") if _given(p.get("model_version")) else None,
+        rule=rule if isinstance(rule, dict) else None,
+    )
+    return {"status": "recorded", "table": ctx.lakehouse.identifier(RETRAIN_TRIGGERS), "version": version,
+            "orchestrator_run_id": ctx.run_id}
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    action = str(ctx.params.get("action") or "report")
+    if action == "report":
+        return run_report(ctx)
+    if action == "record_retrain":
+        return run_record_retrain(ctx)
+    raise ValueError(f"unknown drift action {action!r}: report or record_retrain")
+
+
+if __name__ == "__main__":
+    main_for("drift", run)

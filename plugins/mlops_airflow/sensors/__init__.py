@@ -1,0 +1,1 @@
+"""Sensors of the project (deferrable where waiting can be long)."""

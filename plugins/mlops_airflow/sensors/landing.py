@@ -1,0 +1,136 @@
+"""LandingFilesSensor: wait until a source's landing folder(s) for the run's date(s) hold a data file.
+
+* Dates: the run's logical date (or the day of a manual run without one), or `start`..`end` when both are
+  given (a backfill through Params). The same dates the ingest job receives.
+* Deferrable by default: one look from the worker, then the wait runs in the triggerer
+  (LandingFilesTrigger) and frees the worker slot. With deferrable=False it pokes in reschedule mode.
+* At the timeout: on_missing="fail" fails the task (no retry: waiting again would not help), "skip" skips it
+  (and so the ingest task after it) when no date has files; when some have, it succeeds and the job skips
+  the missing ones.
+* A source not in the run's `sources` param is skipped at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+from mlops_airflow.operators.spark_job import run_date
+
+
+def _blank(value: Any) -> bool:
+    return value is None or str(value).strip() in ("", "None", "null")
+
+
+class LandingFilesSensor(BaseSensorOperator):
+    template_fields: Sequence[str] = ("use_case", "source", "date", "start", "end", "wait_minutes", "env_name")
+    ui_color = "#c9e4f5"
+
+    def __init__(
+        self,
+        *,
+        use_case: str,
+        source: str,
+        date: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        on_missing: str = "fail",
+        wait_minutes: float | str | None = None,
+        selection_param: str | None = "sources",
+        deferrable: bool = True,
+        env_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if on_missing not in ("fail", "skip"):
+            raise ValueError(f"on_missing must be 'fail' or 'skip', got {on_missing!r}")
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", 30)
+        if wait_minutes is not None and not isinstance(wait_minutes, str):
+            kwargs.setdefault("timeout", float(wait_minutes) * 60)
+        super().__init__(soft_fail=on_missing == "skip", **kwargs)
+        self.use_case = use_case
+        self.source = source
+        self.date = date
+        self.start = start
+        self.end = end
+        self.on_missing = on_missing
+        self.wait_minutes = wait_minutes
+        self.selection_param = selection_param
+        self.deferrable = deferrable
+        self.env_name = env_name
+
+    # ---- what to look at ----------------------------------------------------------------------------
+    def dates(self, context) -> list[date]:
+        if not _blank(self.start) and not _blank(self.end):
+            first, last = date.fromisoformat(str(self.start)[:10]), date.fromisoformat(str(self.end)[:10])
+            if last < first:
+                raise ValueError(f"end date {last} is before start date {first}")
+            return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        return [date.fromisoformat(str(self.date)[:10] if not _blank(self.date) else run_date(context))]
+
+    def folders(self, context) -> list[str]:
+        from mlops_core.config import load_environment, load_use_case
+
+        env = load_environment(self.env_name)
+        spec = load_use_case(self.use_case).sources[self.source]
+        return [spec.folder(env.storage.landing_root, d) for d in self.dates(context)]
+
+    def _selected(self, context) -> bool:
+        if not self.selection_param:
+            return True
+        chosen = (context.get("params") or {}).get(self.selection_param)
+        return not chosen or self.source in chosen
+
+    def _timeout_seconds(self) -> float:
+        return float(self.timeout) if _blank(self.wait_minutes) else float(self.wait_minutes) * 60
+
+    # ---- running ------------------------------------------------------------------------------------
+    def poke(self, context) -> bool:
+        from mlops_core.ingest.landing import missing_folders
+
+        missing = missing_folders(self.folders(context))
+        if missing:
+            self.log.info("no data file yet in %d folder(s): %s", len(missing), ", ".join(missing[:5]))
+        return not missing
+
+    def execute(self, context) -> Any:
+        if not self._selected(context):
+            raise AirflowSkipException(f"source {self.source} is not in this run's {self.selection_param}")
+        self.timeout = self._timeout_seconds()
+        if not self.deferrable:
+            return super().execute(context)
+        from mlops_airflow.triggers.landing import LandingFilesTrigger
+        from mlops_core.ingest.landing import missing_folders
+
+        folders = self.folders(context)
+        missing = missing_folders(folders)
+        if not missing:
+            self.log.info("landing files present in all %d folder(s)", len(folders))
+            return None
+        self.log.info("deferring: waiting up to %.0fs for %s", self.timeout, ", ".join(missing[:5]))
+        self.defer(
+            trigger=LandingFilesTrigger(folders, deadline=time.time() + self.timeout, poll_interval=self.poke_interval),
+            method_name="execute_complete",
+            # A safety net only: the trigger itself ends at the deadline with a "timeout" event.
+            timeout=timedelta(seconds=self.timeout + 300),
+        )
+
+    def execute_complete(self, context, event: dict[str, Any] | None = None) -> None:
+        event = event or {}
+        if event.get("status") == "found":
+            self.log.info("landing files arrived")
+            return None
+        missing = event.get("missing") or []
+        total = len(self.dates(context))
+        message = f"{self.source}: no landing files after {self.timeout:.0f}s in {', '.join(missing[:5])}"
+        if self.on_missing == "skip":
+            if len(missing) >= total:
+                raise AirflowSkipException(message + " (on_missing: skip)")
+            self.log.warning("%s; %d of %d dates have files, the job skips the others", message, total - len(missing), total)
+            return None
+        raise AirflowSensorTimeout(message + " (on_missing: fail)")

@@ -1,0 +1,101 @@
+"""retrain_on_drift under the real scheduler and triggerer: the deferrable sensor hands the rule to the triggerer,
+which reads drift_metrics (seeded here in the e2e lakehouse); when the rule holds a `retrain_model` run is
+created with the drift reason in its conf, the trigger is recorded, and the cooldown skips the next run.
+
+retrain_model is kept paused while this runs, so the triggered run is created (queued) but no training starts;
+the test deletes it afterwards so later tests see the registry as they left it."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+MODEL_VERSION = "7"
+
+
+def seed_nights(spark, lakehouse, newest: date) -> list[str]:
+    """Five nightly reports ending at `newest`; the newest and the third newest drifted (2 of 5: the
+    configured rule, k=3, does not hold; k=2 does)."""
+    from mlops_core.monitoring.drift import ColumnResult, DriftResult, metric_rows, write_metrics
+
+    drifted_dates = []
+    for i in range(5):
+        day = newest - timedelta(days=i)
+        drifted = i in (0, 2)
+        cols = [
+            ColumnResult("country", "feature", "cat", "jensenshannon", 0.31 if drifted else 0.02, 0.1, drifted),
+            ColumnResult("total_spent_30d", "feature", "num", "wasserstein", 0.9 if drifted else 0.03, 0.1, drifted),
+            ColumnResult("plan", "feature", "cat", "jensenshannon", 0.01, 0.1, False),
+        ]
+        share = 2 / 3 if drifted else 0.0
+        result = DriftResult(
+            date=day.isoformat(), model_name="churn_xgboost", model_version=MODEL_VERSION,
+            reference={"description": "e2e seed"}, columns=cols, drift_share=share, dataset_drifted=drifted,
+            drift_share_threshold=0.5, key_features=["country", "total_spent_30d"],
+            sampling={"current_rows": 100, "reference_rows": 100, "current_rows_total": 100},
+        )
+        write_metrics(spark, lakehouse, metric_rows(result, "e2e-seed"), day)
+        if drifted:
+            drifted_dates.append(day.isoformat())
+    return drifted_dates
+
+
+def states(run) -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in run["task_instances"]}
+
+
+def drift_runs(airflow_client) -> list[dict]:
+    return [r for r in airflow_client.dag_runs("retrain_model") if r["dag_run_id"].startswith("drift__")]
+
+
+def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client, spark, lakehouse):
+    from mlops_core.monitoring.retrain_log import RETRAIN_TRIGGERS
+
+    try:
+        airflow_client.wait_for_dag("retrain_model", timeout=180)
+    except TimeoutError:
+        pytest.skip("the retrain_model DAG is not in dags/ yet")
+    airflow_client.set_paused("retrain_model", True)
+    before = {r["dag_run_id"] for r in drift_runs(airflow_client)}
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    drifted_dates = seed_nights(spark, lakehouse, yesterday)
+    conf = {"k": 2, "n": 5, "cooldown_days": 7, "poll_seconds": 2, "wait_minutes": 5}
+    created: list[str] = []
+    try:
+        run = run_dag("retrain_on_drift", conf, timeout=900)
+        assert run["state"] == "success", run["task_instances"]
+        assert states(run) == {"wait_for_drift": "success", "record_trigger": "success",
+                               "trigger_retrain": "success", "notify": "success"}
+        decision = airflow_client.xcom("retrain_on_drift", run["dag_run_id"], "wait_for_drift")
+        assert decision["status"] == "retrain" and decision["drifted_dates"] == drifted_dates
+        log = airflow_client.task_log("retrain_on_drift", run["dag_run_id"], "wait_for_drift")
+        assert "retrain: drift:" in log  # logged by execute_complete: reached only through the trigger
+
+        new = [r for r in drift_runs(airflow_client) if r["dag_run_id"] not in before]
+        created = [r["dag_run_id"] for r in new]
+        assert len(new) == 1, new
+        retrain = airflow_client.dag_run("retrain_model", new[0]["dag_run_id"])
+        reason = retrain["conf"]["reason"]
+        assert reason.startswith("drift: 2 of the last 5 nightly reports drifted")
+        for text in (*drifted_dates, "country", "total_spent_30d", f"model version {MODEL_VERSION}"):
+            assert text in reason, (text, reason)
+
+        triggers = lakehouse.read(spark, RETRAIN_TRIGGERS).where(
+            f"orchestrator_run_id = '{run['dag_run_id']}'").collect()
+        assert len(triggers) == 1 and triggers[0].target_run_id == new[0]["dag_run_id"]
+
+        # The same drift an hour later: the cooldown holds it back, and the run ends skipped, not failed.
+        second = run_dag("retrain_on_drift", conf, timeout=600)
+        assert second["state"] == "success", second["task_instances"]
+        assert set(states(second).values()) == {"skipped"}, states(second)
+        assert [r["dag_run_id"] for r in drift_runs(airflow_client) if r["dag_run_id"] not in before] == created
+    finally:
+        for run_id in created:  # leave no queued retrain behind for other tests
+            try:
+                airflow_client._request("DELETE", f"/api/v2/dags/retrain_model/dagRuns/{run_id}")
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass

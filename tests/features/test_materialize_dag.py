@@ -1,0 +1,48 @@
+"""The materialize_features DAG: scheduled on the bronze assets it reads, dates from Params or asset events."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dag_module():
+    import materialize_features
+
+    return materialize_features
+
+
+def _events(*extras):
+    return {"asset": [SimpleNamespace(extra=e) for e in extras]}
+
+
+def test_schedule_outlet_and_task_wiring(dag_module):
+    dag = dag_module.materialize_features()  # the decorated function builds the DAG
+    assert dag.dag_id == "materialize_features"
+    assert {a.name for a in dag_module.BRONZE} == {"churn.bronze.customers", "churn.bronze.orders"}
+    assert dag_module.FEATURES.name == "churn.features.customer_features"
+    assert dag_module.FEATURES.uri == "mlops://churn/features/customer_features"
+    job = dag.get_task("materialize")
+    assert job.job == "features" and [o.name for o in job.outlets] == ["churn.features.customer_features"]
+    assert dag.max_active_runs == 1
+    assert set(dag.params) == {"as_of_start", "as_of_end"}
+
+
+def test_dates_come_from_params_then_events_then_the_run_date(dag_module):
+    f = dag_module.as_of_range
+    assert f({"as_of_start": "2026-02-01", "as_of_end": "2026-02-05"}, _events({"dates": ["2026-03-01"]}), "2026-04-01") \
+        == {"start": "2026-02-01", "end": "2026-02-05"}
+    assert f({"as_of_start": "2026-02-01"}, None, "2026-04-01") == {"start": "2026-02-01", "end": "2026-02-01"}
+    # Two sources, each with its own event(s): the span of every date they ingested.
+    events = {
+        "orders": [SimpleNamespace(extra={"dates": ["2026-03-02", "2026-03-03"]})],
+        "customers": [SimpleNamespace(extra={"dates": ["2026-03-01"]}), SimpleNamespace(extra=None)],
+    }
+    assert f({}, events, "2026-04-01") == {"start": "2026-03-01", "end": "2026-03-03"}
+    assert f({}, {}, "2026-04-01") == {"start": "2026-04-01", "end": "2026-04-01"}
+    with pytest.raises(ValueError, match="before"):
+        f({"as_of_start": "2026-02-05", "as_of_end": "2026-02-01"}, None, "2026-04-01")
+    with pytest.raises(ValueError, match="without as_of_start"):
+        f({"as_of_end": "2026-02-05"}, None, "2026-04-01")

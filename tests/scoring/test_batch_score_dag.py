@@ -1,0 +1,73 @@
+"""The batch_score DAG's wiring: asset schedule, the resolve task first and feeding the score job, Params,
+and the choice of the as-of date."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    folder = Path(__file__).resolve().parents[2] / "dags"
+    bag = BundleDagBag(dag_folder=str(folder / "batch_score.py"), bundle_path=folder, bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    return bag.dags["batch_score"]
+
+
+def test_scheduled_on_the_feature_asset_and_emits_predictions(dag):
+    assets = list(dag.timetable.asset_condition.objects)
+    assert [a.name for a in assets] == ["churn.features.customer_features"]
+    assert [a.uri for a in assets] == ["mlops://churn/features/customer_features"]
+    score = dag.get_task("score")
+    assert [o.name for o in score.outlets] == ["churn.gold.predictions"]
+
+
+def test_the_version_is_resolved_first_and_passed_to_the_score_job(dag):
+    resolve, day, score = dag.get_task("resolve_model"), dag.get_task("as_of_date"), dag.get_task("score")
+    assert resolve.upstream_task_ids == set()
+    assert day.upstream_task_ids == {"resolve_model"}
+    assert score.upstream_task_ids == {"resolve_model", "as_of_date"}
+    assert score.job == "score"
+    # The job receives the pinned versions (the resolve task's XCom), never an alias to resolve itself.
+    assert getattr(score.job_params, "operator", None) is resolve
+    assert resolve.registered_model_name == "churn_xgboost"
+
+
+def test_params(dag):
+    params = dag.params
+    assert params["model_alias"] == "champion"
+    assert params["model_version"] is None and params["as_of_date"] is None and params["shadow"] is True
+    assert all(dag.params.get_param(k).description for k in params)
+    _validate(dag, {"as_of_date": "2026-03-01", "model_version": 3})
+    with pytest.raises(Exception, match="is not a 'date'|does not match"):
+        _validate(dag, {"as_of_date": "March 1st"})
+    with pytest.raises(Exception, match="less than the minimum"):
+        _validate(dag, {"model_version": 0})
+
+
+def _validate(dag, conf):
+    import copy
+
+    params = copy.deepcopy(dag.params)
+    for key, value in conf.items():
+        params[key] = value
+    params.validate()
+
+
+def _event(extra):
+    return SimpleNamespace(extra=extra)
+
+
+def test_as_of_date_comes_from_the_newest_triggering_event():
+    from batch_score import latest_as_of_date
+
+    assert latest_as_of_date(None) == latest_as_of_date({}) is None
+    events = {"features": [_event({"as_of_dates": ["2026-03-01", "2026-02-27"]}), _event({}),
+                           _event({"as_of_dates": ["2026-03-02"]})]}  # fmt: skip
+    assert latest_as_of_date(events) == "2026-03-02"

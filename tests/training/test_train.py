@@ -1,0 +1,160 @@
+"""Training on generated churn data: real XGBoost, Optuna, MLflow (SQLite) and registry.
+
+One training per module (the `trained` fixture) is inspected by several tests; the determinism test trains
+once more and must get identical metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.training.conftest import small_use_case
+from tests.training.fakes import NUMERIC
+
+
+@pytest.fixture(scope="module")
+def trained(module_env, churn_frame):
+    from mlops_core.training.registry import register_version
+    from mlops_core.training.train import train_and_log
+
+    uc = small_use_case()
+    lineage = {
+        "feature_table": "delta.`/lake/churn/features/customer_features`",
+        "feature_table_version": 7,
+        "label_table": "delta.`/lake/churn/bronze/labels`",
+        "label_table_version": 3,
+        "window_start": "2026-01-02",
+        "window_end": "2026-03-01",
+        "reason": "unit test",
+        "orchestrator_run_id": "manual__test",
+    }
+    result = train_and_log(churn_frame, env=module_env, use_case=uc, lineage=lineage)
+    reg = register_version(result.model_uri, uc.model.registered_model_name, run_id=result.run_id)
+    return uc, result, reg
+
+
+def test_test_period_is_the_most_recent_and_auc_is_well_above_chance(trained):
+    _, result, _ = trained
+    lin = result.lineage
+    assert lin["train_end"] < lin["validation_start"] <= lin["validation_end"] < lin["test_start"]
+    assert lin["test_end"] == "2026-03-01"  # the newest label date of the generated data
+    assert result.metrics["test_roc_auc"] > 0.7
+    assert result.metrics["validation_roc_auc"] > 0.7
+    for split in ("validation", "test"):
+        for name in ("pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1"):
+            value = result.metrics[f"{split}_{name}"]
+            assert math.isfinite(value), f"{split}_{name}"
+        assert 0 <= result.metrics[f"{split}_ece"] <= 1
+
+
+def test_registered_version_has_alias_challenger_and_every_lineage_tag(trained):
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.training.lineage import REQUIRED_KEYS, TAG_PREFIX
+
+    uc, result, reg = trained
+    client = MlflowClient()
+    name = uc.model.registered_model_name
+    by_alias = client.get_model_version_by_alias(name, "challenger")
+    assert int(by_alias.version) == reg["version"]
+    assert by_alias.run_id == result.run_id
+    tags = by_alias.tags
+    missing = [k for k in REQUIRED_KEYS if f"{TAG_PREFIX}{k}" not in tags]
+    assert not missing, f"version lacks lineage tags {missing}"
+    assert tags["mlops.feature_table_version"] == "7"
+    assert tags["mlops.label_table_version"] == "3"
+    assert tags["mlops.window_start"] == "2026-01-02"
+    assert tags["mlops.config_hash"] == uc.config_hash and len(uc.config_hash) == 16
+    assert tags["mlops.seed"] == "42"
+    assert tags["mlops.reason"] == "unit test"
+    assert tags["mlops.git_sha"]  # a sha or "unknown", never empty
+    assert int(tags["mlops.rows_total"]) == sum(int(tags[f"mlops.rows_{s}"]) for s in ("train", "validation", "test"))
+    assert 0 < float(tags["mlops.label_rate"]) < 1
+    # The run carries the same lineage.
+    run = client.get_run(result.run_id)
+    assert run.data.tags["mlops.feature_table_version"] == "7"
+
+
+def test_each_trial_is_a_nested_run(trained):
+    from mlflow.tracking import MlflowClient
+
+    _, result, _ = trained
+    client = MlflowClient()
+    children = client.search_runs(
+        [result.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert len(children) == 4
+    assert {c.data.tags["mlops.trial_state"] for c in children} <= {"complete", "pruned"}
+    complete = [c for c in children if c.data.tags["mlops.trial_state"] == "complete"]
+    assert complete and all("validation_roc_auc" in c.data.metrics for c in complete)
+    assert all("max_depth" in c.data.params for c in children)
+    assert result.trials_completed + result.trials_pruned == 4
+
+
+def test_artifacts_model_card_and_plots(trained):
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    _, result, _ = trained
+    client = MlflowClient()
+    top = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"model_card.md", "plots", "training", "hpo"} <= top
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"plots/feature_importance.png", "plots/confusion_matrix_test.png"} <= plots
+    card = open(download_artifacts(run_id=result.run_id, artifact_path="model_card.md")).read()
+    for section in ("## Intended use", "## Data", "## Metrics", "## Limitations", "## Lineage"):
+        assert section in card
+    assert "feature_table_version" in card
+
+
+def test_loaded_pyfunc_returns_probabilities(trained, churn_frame):
+    import mlflow
+    import numpy as np
+
+    uc, result, _ = trained
+    name = uc.model.registered_model_name
+    model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
+    rows = churn_frame.tail(200).astype({c: "float64" for c in NUMERIC})
+    probs = model.predict(rows)
+    values = np.asarray(probs, dtype="float64")
+    assert values.shape == (200,)
+    assert ((values >= 0) & (values <= 1)).all()
+    assert len(np.unique(values)) > 20  # scores, not 0/1 labels
+    # Unseen categories and missing values are scored, not rejected.
+    odd = rows.head(3).copy()
+    odd["country"] = ["XX", None, "US"]
+    odd["days_since_last_order_90d"] = np.nan
+    assert np.isfinite(np.asarray(model.predict(odd), dtype="float64")).all()
+    # The signature documents the inputs and the probability output.
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature.outputs.input_names() == ["probability"]
+    assert set(info.signature.inputs.input_names()) == set(NUMERIC) | {"segment", "country", "plan"}
+
+
+def test_same_data_config_and_seed_give_identical_metrics(trained, module_env, churn_frame):
+    from mlops_core.training.train import train_and_log
+
+    uc, first, _ = trained
+    again = train_and_log(churn_frame, env=module_env, use_case=uc, lineage={"reason": "determinism"})
+    assert again.run_id != first.run_id
+    assert again.best_params == first.best_params
+    for key, value in first.metrics.items():
+        if key.endswith("_seconds"):
+            continue
+        assert again.metrics[key] == value, key
+
+
+def test_registration_is_retry_safe_and_alias_moves(trained):
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.training.registry import get_version_by_alias, register_version, set_alias
+
+    uc, result, reg = trained
+    name = uc.model.registered_model_name
+    again = register_version(result.model_uri, name, run_id=result.run_id)
+    assert again["version"] == reg["version"]  # a retried task reuses the version
+    assert set_alias(name, "champion", reg["version"]) is None
+    assert int(get_version_by_alias(name, "champion").version) == reg["version"]
+    assert get_version_by_alias(name, "nope") is None
+    assert int(MlflowClient().get_registered_model(name).aliases["challenger"]) == reg["version"]
