@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlops_core import tables
-from mlops_core.monitoring.drift import ColumnResult, DriftResult, metric_rows, write_metrics
+from mlops_core.monitoring.drift import ColumnResult, DriftResult, metric_rows, metrics_schema, write_metrics
 
 LAST = date(2026, 3, 12)
 
@@ -29,14 +29,19 @@ def night_result(day: date, drifted: bool, version: str = "4") -> DriftResult:
                        sampling={"current_rows": 10, "reference_rows": 10, "current_rows_total": 10})
 
 
-def seed(spark, lakehouse, flags: dict[date, bool]) -> None:
-    for day, drifted in sorted(flags.items()):
-        write_metrics(spark, lakehouse, metric_rows(night_result(day, drifted), "seed"), day)
+def seed(spark, lakehouse, flags: dict[date, bool], one_commit: bool = True) -> None:
+    if not one_commit:
+        for day, drifted in sorted(flags.items()):
+            write_metrics(spark, lakehouse, metric_rows(night_result(day, drifted), "seed"), day)
+        return
+    rows = [r for day, drifted in sorted(flags.items()) for r in metric_rows(night_result(day, drifted), "seed")]
+    lakehouse.replace_partitions(spark.createDataFrame(rows, schema=metrics_schema()), tables.DRIFT_METRICS,
+                                 "date", list(flags))
 
 
 @pytest.fixture
 def history(spark, lakehouse):
-    """12 nights (one Delta commit each, so the log has a checkpoint); the last 3 drifted."""
+    """12 nights; the last 3 drifted."""
     flags = {LAST - timedelta(days=i): i < 3 for i in range(12)}
     seed(spark, lakehouse, flags)
     return flags
@@ -61,9 +66,25 @@ def make_trigger(lakehouse, expected: str | None, **rule):
                             params.model_dump(), expected, deadline=time.time() + 60, poll_interval=0.5)
 
 
-def test_trigger_fires_when_the_rule_holds_and_serializes(lakehouse, history):
+def test_reader_follows_checkpoints_and_replaced_partitions(spark, lakehouse):
+    """One commit per night (as the nightly job writes), more than 10: Delta writes a checkpoint; then a
+    rerun replaces a night. The Spark-free reader sees exactly what Spark sees."""
+    from mlops_core.monitoring.delta_log import read_rows
+
+    seed(spark, lakehouse, {LAST - timedelta(days=i): i < 3 for i in range(11)}, one_commit=False)
+    seed(spark, lakehouse, {LAST: False}, one_commit=False)
     log_dir = Path(lakehouse.path(tables.DRIFT_METRICS)) / "_delta_log"
     assert list(log_dir.glob("*.checkpoint.parquet")), "the reader must be exercised on a checkpoint"
+    plain = read_rows(lakehouse.path(tables.DRIFT_METRICS))
+    expected = lakehouse.read(spark, tables.DRIFT_METRICS).collect()
+    assert sorted((str(r["date"]), r["feature"], r["drifted"]) for r in plain) == \
+        sorted((str(r.date), r.feature, r.drifted) for r in expected)
+    assert not any(r["drifted"] for r in plain if str(r["date"]) == LAST.isoformat())
+    latest = read_rows(lakehouse.path(tables.DRIFT_METRICS), latest_partitions=("date", 2))
+    assert {str(r["date"]) for r in latest} == {LAST.isoformat(), (LAST - timedelta(days=1)).isoformat()}
+
+
+def test_trigger_fires_when_the_rule_holds_and_serializes(lakehouse, history):
     trigger = make_trigger(lakehouse, LAST.isoformat())
     event = first_event(trigger)
     assert event["status"] == "retrain" and event["holds"]
