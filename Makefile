@@ -48,6 +48,9 @@ status: ## which local services are running
 lock: ## recompile requirements.txt from requirements.in (needs network)
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
 
+bench: setup ## benchmarks against same-run baselines: table on stdout, JSON under bench/results/
+	@$(PY) -m bench.run
+
 wheel: setup ## build the core library wheel (dist/) that Databricks job clusters install
 	@$(VENV)/bin/uv build --wheel --out-dir dist . && ls -1 dist/*.whl
 
