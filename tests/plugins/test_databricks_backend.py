@@ -63,6 +63,18 @@ def _spark_tasks():
 
 def _context(dag, task, logical_date):
     ti = mock.MagicMock(dag_id=dag.dag_id, task_id=task.task_id, try_number=1, map_index=-1)
+    # upstream XComs a Spark task consumes: the as-of date another task chose, pinned model versions
+    upstream = {"as_of_date": logical_date.strftime("%Y-%m-%d"),
+                "resolve_model": {"model_name": "churn_model", "model_version": "3"},
+                "register": {"name": "churn_model", "version": "3"},
+                "wait_for_drift": {"reason": "drift on 3 of 5 days", "retrain_run_id": "drift__2026-03-04",
+                                   "latest_date": "2026-03-04", "drifted_dates": ["2026-03-02", "2026-03-04"],
+                                   "model_version": "3", "rule": {"k": 3, "n": 5}, "conf_reason": "drift"}}
+
+    def xcom_pull(task_ids=None, **_):  # a plain function: Jinja's sandbox refuses to call a mock
+        return upstream.get(task_ids)
+
+    ti.xcom_pull = xcom_pull
     run = mock.MagicMock(run_after=logical_date, conf={})
     return {
         "ti": ti,
@@ -111,11 +123,14 @@ def test_every_spark_task_submits_the_exact_payload(databricks_env, monkeypatch)
         output.assert_called_once_with(4243)
         payload = submit.call_args.args[0]
         expected_task = build_task(command, env)
-        assert payload == {
+        expected = {
             "tasks": [json.loads(json.dumps(expected_task), parse_int=str)],
             "run_name": f"mlops:{dag.dag_id}.{task.task_id}:{ctx['run_id']}",
             "idempotency_token": idempotency_token(dag.dag_id, task.task_id, ctx["run_id"], 1),
-        }, f"{dag.dag_id}.{task.task_id}"
+        }
+        if task.execution_timeout:  # the Databricks run is cut off together with the Airflow task
+            expected["timeout_seconds"] = str(int(task.execution_timeout.total_seconds()))
+        assert payload == expected, f"{dag.dag_id}.{task.task_id}"
         params = payload["tasks"][0]["python_wheel_task"]["parameters"]
         assert params[0] == op.job and params[1:3] == ["--use-case", op.use_case]
         assert ("--date" in params and "2026-03-04" in params) or "--start-date" in params

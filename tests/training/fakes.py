@@ -69,9 +69,9 @@ def make_churn_data(
                     "days_since_last_order_90d": since[i],
                     "distinct_channels_90d": int(min(3, rng.poisson(1.2) + (o90[i] > 0))),
                     "tenure_days": int(signup_age[i] + d),
-                    "segment": segment[i],
-                    "country": country[i],
-                    "plan": plan[i],
+                    "segment": str(segment[i]),
+                    "country": str(country[i]),
+                    "plan": str(plan[i]),
                 }
             )
     features = pd.DataFrame(rows)

@@ -80,9 +80,18 @@ def _features(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig
     return lakehouse.read(spark, table)
 
 
+def _hash_order(seed: int, columns: list[str]):
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(F.lit(seed), *[F.col(c) for c in columns])
+
+
 def _scored(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, first: date, last: date,
-            ) -> tuple[DataFrame, dict[str, Any]]:
-    """Predictions of as-of dates [first, last] joined to the feature snapshots they were scored from."""
+            max_rows: int | None = None, seed: int = 0) -> tuple[DataFrame, dict[str, Any]]:
+    """Predictions of as-of dates [first, last] joined to the feature snapshots they were scored from.
+
+    With `max_rows` the predictions are sampled BEFORE the join (the smallest seeded hashes of (key,
+    as_of_date), the same rule as `sample`), so a large day costs one narrow top-k and one join of the sample."""
     from pyspark.sql import functions as F
 
     key = use_case.entity.key
@@ -91,32 +100,34 @@ def _scored(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, 
     preds = lakehouse.read(spark, tables.PREDICTIONS).where(F.col(AS_OF_DATE).between(F.lit(first), F.lit(last)))
     cols = [c for c in PREDICTION_COLUMNS if c in preds.columns]
     preds = preds.select(key, AS_OF_DATE, *cols)
-    meta_row = preds.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.max("feature_table_version").alias("ftv") if "feature_table_version" in cols else F.lit(None).alias("ftv"),
-    ).first()
-    if not meta_row or not meta_row["rows"]:
+    group = [c for c in ("model_name", "model_version") if c in cols]
+    ftv_col = F.max("feature_table_version") if "feature_table_version" in cols else F.lit(None)
+    groups = (preds.groupBy(*group) if group else preds.groupBy()).agg(
+        F.count(F.lit(1)).alias("rows"), ftv_col.alias("ftv")).orderBy(F.desc("rows")).collect()
+    total = sum(int(g["rows"]) for g in groups)
+    if not total:
         raise DriftInputError(f"no predictions for as-of dates {first}..{last} in "
                               f"{lakehouse.identifier(tables.PREDICTIONS)}")
-    versions = (preds.groupBy("model_name", "model_version").count().orderBy(F.desc("count")).collect()
-                if "model_version" in cols else [])
-    model_name = versions[0]["model_name"] if versions else None
-    model_version = str(versions[0]["model_version"]) if versions else None
-    if len(versions) > 1:
+    model_name = groups[0]["model_name"] if "model_name" in group else None
+    model_version = str(groups[0]["model_version"]) if "model_version" in group else None
+    if len(groups) > 1:
         log.warning("predictions of %s..%s come from %d model versions; the reference follows the most common "
-                    "(%s %s)", first, last, len(versions), model_name, model_version)
-    ftv = meta_row["ftv"]
+                    "(%s %s)", first, last, len(groups), model_name, model_version)
+    versions = [g["ftv"] for g in groups if g["ftv"] is not None]
+    ftv = max(versions) if versions else None
+    if max_rows is not None and total > max_rows:
+        preds = preds.orderBy(_hash_order(seed, [key, AS_OF_DATE])).limit(max_rows)
     feats = _features(spark, lakehouse, use_case, ftv).where(F.col(AS_OF_DATE).between(F.lit(first), F.lit(last)))
     feature_cols = [c for c in feats.columns if c not in (key, AS_OF_DATE) and c not in cols]
     df = preds.join(feats.select(key, AS_OF_DATE, *feature_cols), [key, AS_OF_DATE], "inner")
     meta = {"model_name": model_name, "model_version": model_version, "feature_table_version": ftv,
-            "predictions": int(meta_row["rows"]), "model_versions": len(versions)}
+            "predictions": total, "model_versions": len(groups)}
     return df, meta
 
 
 def current_data(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, day: date,
-                 ) -> tuple[DataFrame, dict[str, Any]]:
-    return _scored(spark, lakehouse, use_case, day, day)
+                 max_rows: int | None = None, seed: int = 0) -> tuple[DataFrame, dict[str, Any]]:
+    return _scored(spark, lakehouse, use_case, day, day, max_rows, seed)
 
 
 # ---- reference data -----------------------------------------------------------------------------------
@@ -165,10 +176,10 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
 
 
 def window_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, day: date, days: int,
-                     ) -> tuple[DataFrame, dict[str, Any]]:
+                     max_rows: int | None = None, seed: int = 0) -> tuple[DataFrame, dict[str, Any]]:
     first, last = day - timedelta(days=days), day - timedelta(days=1)
-    df, meta = _scored(spark, lakehouse, use_case, first, last)
-    return df, {"kind": "window", "days": days, "start": first.isoformat(), "end": last.isoformat(),
+    df, meta = _scored(spark, lakehouse, use_case, first, last, max_rows, seed)
+    return df, {"kind": "window", "days": days, "rows_total": meta["predictions"], "start": first.isoformat(), "end": last.isoformat(),
                 "feature_table_version": meta["feature_table_version"],
                 "description": f"scored snapshots of {first}..{last} ({days} as-of dates before {day})"}
 
@@ -177,11 +188,10 @@ def window_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCas
 def sample(df: DataFrame, max_rows: int, seed: int, key_columns: list[str]) -> tuple[pd.DataFrame, int]:
     """At most `max_rows` rows as pandas: those with the smallest seeded hash of the key columns, so the same
     data and seed always give the same sample. Returns (sample, rows before sampling)."""
-    from pyspark.sql import functions as F
 
     total = df.count()
     if total > max_rows:
-        df = df.orderBy(F.xxhash64(F.lit(seed), *[F.col(c) for c in key_columns])).limit(max_rows)
+        df = df.orderBy(_hash_order(seed, key_columns)).limit(max_rows)
     return to_pandas(df), int(total)
 
 
@@ -508,18 +518,22 @@ def compute(
     timings: dict[str, float] = {}
     t0 = time.monotonic()
 
-    current_df, meta = current_data(spark, lakehouse, use_case, day)
+    current_df, meta = current_data(spark, lakehouse, use_case, day, max_rows, seed)
     if kind == "champion_training":
         if not meta["model_name"] or not meta["model_version"]:
             raise DriftInputError(f"predictions of {day} name no model version: use the window reference")
         reference_df, ref_info = champion_reference(spark, lakehouse, use_case, meta["model_name"],
                                                     meta["model_version"], mlflow_client)
     elif kind == "window":
-        reference_df, ref_info = window_reference(spark, lakehouse, use_case, day, days)
+        reference_df, ref_info = window_reference(spark, lakehouse, use_case, day, days, max_rows, seed)
     else:
         raise ValueError(f"unknown reference {kind!r}: champion_training or window")
-    current, current_total = sample(current_df, max_rows, seed, key_cols)
-    reference, reference_total = sample(reference_df, max_rows, seed, key_cols)
+    # Current and window reference come sampled (before their join); the training set is sampled here.
+    current, current_total = to_pandas(current_df), meta["predictions"]
+    if "rows_total" in ref_info:
+        reference, reference_total = to_pandas(reference_df), ref_info["rows_total"]
+    else:
+        reference, reference_total = sample(reference_df, max_rows, seed, key_cols)
     timings["load_and_sample"] = time.monotonic() - t0
     if current.empty:
         raise DriftInputError(f"no scored rows with features for {day}")
@@ -547,7 +561,7 @@ def compute(
         model_name=meta["model_name"],
         model_version=meta["model_version"],
         reference=ref_info,
-        sampling={"max_rows": max_rows, "seed": seed, "method": "smallest xxhash64(seed, key, as_of_date)",
+        sampling={"max_rows": max_rows, "seed": seed, "method": "smallest xxhash64(seed, key, as_of_date) of the scored rows",
                   "current_rows": len(current), "current_rows_total": current_total,
                   "reference_rows": len(reference), "reference_rows_total": reference_total},
         columns=columns,
