@@ -79,3 +79,14 @@ def test_failed_job_fails_the_task_with_its_error(data_dir):
 def test_unknown_job_module_fails_clearly(data_dir):
     with pytest.raises(JobFailed, match="No module named mlops_core.jobs.nope"):
         LocalSparkBackend().run(JobCommand(job="nope", args=[]), logging.getLogger("test"))
+
+
+def test_spark_tasks_share_the_spark_pool_that_settings_create():
+    import yaml
+
+    from mlops_airflow.operators.spark_job import SPARK_POOL
+
+    assert SparkJobOperator(task_id="t", job="smoke", use_case="churn").pool == SPARK_POOL
+    assert SparkJobOperator(task_id="t", job="smoke", use_case="churn", pool="big").pool == "big"
+    settings = yaml.safe_load(open("airflow_settings.yaml"))["airflow"]
+    assert SPARK_POOL in {p["pool_name"] for p in settings["pools"]}

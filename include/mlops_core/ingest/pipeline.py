@@ -167,10 +167,12 @@ def ingest_source(
     run_id: str,
     config_hash: str = "",
     force: bool = False,
-    chunk_days: int = 31,
+    chunk_days: int = 366,
+    chunk_bytes: int = 1 << 30,
     ingested_at: datetime | None = None,
 ) -> SourceResult:
-    """Ingest `source` for `dates` (in date order, `chunk_days` dates per Spark pass)."""
+    """Ingest `source` for `dates` in date order, in Spark passes of at most `chunk_days` dates and about
+    `chunk_bytes` of landing files (each pass pays four Delta commits, so a small backfill is one pass)."""
     ingested_at = ingested_at or datetime.now(UTC)
     result = SourceResult(source=source)
     listing = {d: list_files(spec.folder(landing_root, d)) for d in sorted(set(dates))}
@@ -201,8 +203,7 @@ def ingest_source(
                     log.info("%s %s: files unchanged since run %s, not re-read (force to redo)",
                              source, d, row["_ingest_run_id"])  # fmt: skip
 
-    for start in range(0, len(todo), max(chunk_days, 1)):
-        chunk = todo[start : start + chunk_days]
+    for chunk in plan_chunks(todo, listing, chunk_days, chunk_bytes):
         _ingest_chunk(spark, lh, source, spec, {d: listing[d] for d in chunk}, hashes, config_hash, run_id,
                       ingested_at, result)  # fmt: skip
     if result.bronze_version is None:
@@ -210,6 +211,25 @@ def ingest_source(
     if result.quarantine_version is None:
         result.quarantine_version = lh.version(spark, QUARANTINE)
     return result
+
+
+def plan_chunks(dates: Sequence[date], listing: dict[date, list[LandingFile]], max_days: int,
+                max_bytes: int) -> list[list[date]]:
+    """Consecutive runs of `dates` with at most `max_days` dates and, unless a single date is bigger,
+    at most `max_bytes` of files."""
+    chunks: list[list[date]] = []
+    current: list[date] = []
+    size = 0
+    for d in dates:
+        day_bytes = sum(f.size for f in listing[d])
+        if current and (len(current) >= max(max_days, 1) or size + day_bytes > max_bytes):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(d)
+        size += day_bytes
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _previous_log(spark: SparkSession, lh: Lakehouse, source: str, dates: Sequence[date]) -> dict[date, Any]:

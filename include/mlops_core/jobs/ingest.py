@@ -5,7 +5,8 @@
         --params '{"sources": ["orders"], "force": true}'
 
 Params: sources (list, default every source of the use case), force (bool: re-read dates whose files did
-not change since their last ingest), chunk_days (dates per Spark pass, default 31).
+not change since their last ingest), chunk_days / chunk_bytes (the most dates and
+landing bytes per Spark pass; default 366 and 1 GiB: a small backfill is one pass, a large one stays bounded).
 The result carries per-source counts {read, good, quarantined}, table versions and `asset_extras` keyed by
 the bronze asset name (<use case>.bronze.<source>), which SparkJobOperator attaches to the outlet events."""
 
@@ -48,7 +49,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
     dates = ctx.dates()
     force = as_bool(ctx.params.get("force", False))
-    chunk_days = int(ctx.params.get("chunk_days", 31))
+    chunk_days = int(ctx.params.get("chunk_days", 366))
+    chunk_bytes = int(ctx.params.get("chunk_bytes", 1 << 30))
     sources = selected_sources(ctx)
     per_source = {}
     for source in sources:
@@ -63,6 +65,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             config_hash=ctx.use_case.config_hash,
             force=force,
             chunk_days=chunk_days,
+            chunk_bytes=chunk_bytes,
         )
     uc = ctx.use_case.name
     return {

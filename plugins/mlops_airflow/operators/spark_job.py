@@ -15,6 +15,11 @@ def run_date(context) -> str:
     return when.strftime("%Y-%m-%d")
 
 
+# Every Spark task takes a slot of this pool (airflow_settings.yaml): on one machine each local job is a JVM
+# of about 1 GB and two cores' worth of work, so running more at once only makes all of them slower.
+SPARK_POOL = "spark"
+
+
 class SparkJobOperator(BaseOperator):
     """Run `python -m mlops_core.jobs.<job>` for a use case and a logical date (or a date range).
 
@@ -47,6 +52,7 @@ class SparkJobOperator(BaseOperator):
         env_name: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("pool", SPARK_POOL)
         super().__init__(**kwargs)
         self.job = job
         self.use_case = use_case
