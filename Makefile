@@ -24,7 +24,7 @@ data: setup ## generate demo landing files into the environment's landing root (
 	@$(PY) -m mlops_core.datagen $(DATA_ARGS) --clean
 
 demo: setup ## run the pipeline end to end on the local stack and print a summary
-	@$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
 test: setup ## the whole test suite (unit, DAG integrity, end to end under the real scheduler)
 	@$(PY) -m ruff check .

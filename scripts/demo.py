@@ -5,10 +5,10 @@
 3. trigger DAGs over the REST API exactly as the UI does, one after another, showing progress;
 4. print a summary and where to look; 5. stop what it started.
 
-Today it runs `platform_smoke`; `--chain` runs the whole loop (ingest → features → retrain with the gate →
-batch scoring → drift reports → retrain on drift), which is not yet verified end to end: unpausing
-`ingest_raw` also starts its scheduled run for yesterday, which waits for files and holds the manual backfill
-(max_active_runs=1). See the open issue #10.
+Every run is triggered by the demo itself, so the Airflow it starts has cron and asset scheduling switched
+off (`[scheduler] use_job_schedule = False`): otherwise unpausing `ingest_raw` also starts a scheduled run for
+yesterday that waits for files and holds the backfill (max_active_runs=1). `make up` keeps scheduling on.
+`--smoke` runs only the Spark + Delta smoke DAG (about a minute).
 
 The runs stay in the local Airflow home: `make up` afterwards shows them in the UI.
 """
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_airflow import PROJECT_ROOT, AirflowClient, LocalAirflow  # noqa: E402
 
 START = time.monotonic()
+DEMO_HPO_TRIALS = 8
 
 
 def say(message: str) -> None:
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default="2026-01-01")
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per DAG run")
-    parser.add_argument("--chain", action="store_true",
-                        help="run the whole loop (ingest ... retrain on drift); not yet verified end to end")
+    parser.add_argument("--smoke", action="store_true",
+                        help="only the Spark + Delta smoke DAG instead of the whole loop")
     args = parser.parse_args(argv)
     start = dt.date.fromisoformat(args.start)
     end = start + dt.timedelta(days=args.days - 1)
@@ -98,8 +99,15 @@ def main(argv: list[str] | None = None) -> int:
 
     generate_data(args)
     home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".local" / "airflow")).resolve()
-    af = LocalAirflow(home=home, port=args.port, mlflow_port=None)
+    # The demo triggers every run itself: no cron or asset-triggered runs racing its backfills.
+    af = LocalAirflow(home=home, port=args.port, mlflow_port=None,
+                      extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                                 # the drift-triggered retrain takes the use case's trials: fewer for a demo
+                                 "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(DEMO_HPO_TRIALS)})
     started_here = af.pid("scheduler") is None
+    if not started_here:
+        say("using the Airflow that `make up` runs: its schedules are on, so scheduled runs may queue "
+            "behind the demo's (make down first for a clean demo)")
     if started_here:
         say("starting Airflow on 127.0.0.1 (api-server, scheduler, dag-processor, triggerer)")
         af.write_config()
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         af.wait_until_healthy(timeout=240)
         client = af.client()
         drift_from = dt.date.fromisoformat(args.drift_from)
-        steps = None if args.chain else [
+        steps = None if not args.smoke else [
             Step("platform_smoke", {"rows": 1000}, "Spark + Delta round trip through the Spark job operator")
         ]
         summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def chain_steps(start: dt.date, end: dt.date, drift_from: dt.date, scored_days: int = 5,
-                hpo_trials: int = 8, rule: dict[str, Any] | None = None) -> list[Step]:
+                hpo_trials: int = DEMO_HPO_TRIALS, rule: dict[str, Any] | None = None) -> list[Step]:
     """The loop, one DAG run after another, each with the Params a person would type in the UI."""
     # The first model trains on labels known before the drift starts (a label needs 30 days of future).
     train_end = drift_from - dt.timedelta(days=31)
@@ -190,10 +198,11 @@ def collect(client: AirflowClient, dag_id: str, run: dict[str, Any], summary: di
         summary["scored_rows"] = summary.get("scored_rows", 0) + int(result.get("rows_scored", 0) or 0)
         summary["champion"] = result.get("model_version", summary.get("champion"))
     elif dag_id == "drift_report":
-        summary.setdefault("drift", []).append(_xcom(client, dag_id, run, "drift_report"))
+        summary.setdefault("drift", []).append(_xcom(client, dag_id, run, "report"))
     elif dag_id == "retrain_on_drift":
         summary["retrain_triggered"] = any(t["task_id"] == "trigger_retrain" and t["state"] == "success"
                                            for t in run["task_instances"])
+        summary["drift_decision"] = _xcom(client, dag_id, run, "wait_for_drift")
 
 
 def follow_drift_retrain(client: AirflowClient, summary: dict[str, Any], timeout: float) -> None:
@@ -212,6 +221,47 @@ def follow_drift_retrain(client: AirflowClient, summary: dict[str, Any], timeout
     summary.setdefault("gates", []).append(_xcom(client, "retrain_model", run, "validate_and_promote"))
 
 
+def _metrics(metrics: dict[str, Any] | None) -> str:
+    shown = {k: v for k, v in (metrics or {}).items() if k in ("roc_auc", "pr_auc", "log_loss", "f1")}
+    return ", ".join(f"{k} {v:.3f}" for k, v in shown.items() if isinstance(v, int | float)) or "n/a"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """What the loop produced, in the words of its results (XComs)."""
+    lines = []
+    ingest = summary.get("ingest")
+    if ingest:
+        lines.append(f"ingest: {ingest['read']} rows read, {ingest['good']} into bronze, "
+                     f"{ingest['quarantined']} quarantined with a reason (bronze.quarantine)")
+    features = summary.get("features") or {}
+    if features:
+        snaps = features.get("snapshots", [])
+        lines.append(f"features: {len(snaps)} daily snapshots, {sum(x['rows'] for x in snaps)} rows, "
+                     f"{len(features.get('feature_columns', []))} features, table version "
+                     f"{features.get('feature_table_version')}")
+    for gate in filter(None, summary.get("gates", [])):
+        lines.append(f"gate: {gate.get('model_name')} v{gate.get('version')} {gate.get('decision')} "
+                     f"(champion before: {gate.get('champion_before') or 'none'}, after: {gate.get('champion_after')}); "
+                     f"challenger {_metrics(gate.get('challenger_metrics'))}; {gate.get('reason')}")
+    if "scored_rows" in summary:
+        lines.append(f"batch scoring: {summary['scored_rows']} rows scored with champion v{summary.get('champion')}")
+    for night in filter(None, summary.get("drift", [])):
+        if night.get("status") != "ok":
+            lines.append(f"drift {night.get('date')}: {night.get('status')} ({night.get('reason')})")
+            continue
+        lines.append(f"drift {night['date']}: share {night['drift_share']:.2f} (threshold "
+                     f"{night['drift_share_threshold']}), drifted: {', '.join(night['drifted_features']) or 'none'}; "
+                     f"report {night.get('report_url')}")
+    decision = summary.get("drift_decision") or {}
+    if "retrain_triggered" in summary:
+        why = decision.get("reason") or decision.get("status") or "rule did not hold"
+        lines.append(f"retrain on drift: {'fired' if summary['retrain_triggered'] else 'not fired'} ({why})")
+    retrain = summary.get("drift_retrain")
+    if retrain:
+        lines.append(f"drift-triggered retrain_model run: {retrain['state']}")
+    return lines
+
+
 def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
     print("\n" + "=" * 78)
     print("Demo summary")
@@ -221,6 +271,8 @@ def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
     smoke = summary.get("smoke")
     if smoke:
         print(f"\n  Delta table {smoke['table']}: {smoke['rows_total']} rows, versions {smoke['versions']}")
+    for line in summary_lines(summary):
+        print("  " + line)
     print("\nWhere to look:")
     print(f"  Airflow UI   make up, then {af.base_url} (user admin; password printed by make up)")
     print("  MLflow UI    make up, then http://127.0.0.1:5000")

@@ -99,3 +99,15 @@ def test_unset_variable_without_default_is_an_error(tmp_path, monkeypatch):
                     "mlflow: {tracking_uri: 'sqlite:///m.db'}\n")
     with pytest.raises(ConfigError, match="MLOPS_TEST_UNSET is not set"):
         load_environment(path=file)
+
+
+def test_use_case_keys_are_overridden_from_the_environment_and_change_the_hash(monkeypatch):
+    base = load_use_case("churn")
+    monkeypatch.setenv("MLOPS_USE_CASE__MODEL__HPO__TRIALS", "3")
+    quick = load_use_case("churn")
+    assert base.model.hpo.trials == 20 and quick.model.hpo.trials == 3
+    assert quick.model.hpo.timeout_seconds == base.model.hpo.timeout_seconds  # siblings kept
+    assert quick.config_hash != base.config_hash
+    monkeypatch.setenv("MLOPS_USE_CASE__MODEL__HPO__TRIALS", "many")
+    with pytest.raises(ConfigError, match="trials"):
+        load_use_case("churn")

@@ -6,11 +6,19 @@ this module composes them and checks what crosses sections (keys that must exist
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops_core.config.loader import ConfigError, config_dir, expand_vars, read_yaml, validate
+from mlops_core.config.loader import (
+    ConfigError,
+    apply_env_overrides,
+    config_dir,
+    expand_vars,
+    read_yaml,
+    validate,
+)
 from mlops_core.features.spec import FeaturesSpec
 from mlops_core.ingest.spec import SourceSpec
 from mlops_core.monitoring.spec import MonitoringSpec
@@ -77,6 +85,11 @@ def available_use_cases() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+# MLOPS_USE_CASE__MODEL__HPO__TRIALS=5 overrides model.hpo.trials of the loaded use case (any key path), the
+# way MLOPS__... overrides the environment config: one knob for a quick demo or a test, no file edit.
+USE_CASE_OVERRIDE_PREFIX = "MLOPS_USE_CASE__"
+
+
 def load_use_case(name: str | None = None, path: str | Path | None = None) -> UseCaseConfig:
     """Load and validate a use case by name (include/config/use_cases/<name>.yaml) or by path."""
     if path is None and name is None:
@@ -85,7 +98,9 @@ def load_use_case(name: str | None = None, path: str | Path | None = None) -> Us
     if not file.is_file():
         raise ConfigError(f"{file}: file not found; known use cases: {', '.join(available_use_cases()) or 'none'}")
     raw = file.read_bytes()
-    data = expand_vars(read_yaml(file), file)
+    data = apply_env_overrides(expand_vars(read_yaml(file), file), USE_CASE_OVERRIDE_PREFIX)
     cfg = validate(UseCaseConfig, data, file)
-    cfg.config_hash = hashlib.sha256(raw).hexdigest()[:16]
+    # The hash names what ran: the file plus any override of it from the environment.
+    overrides = sorted((k, v) for k, v in os.environ.items() if k.startswith(USE_CASE_OVERRIDE_PREFIX))
+    cfg.config_hash = hashlib.sha256(raw + repr(overrides).encode() if overrides else raw).hexdigest()[:16]
     return cfg

@@ -59,10 +59,8 @@ def log_to_mlflow(ctx: JobContext, result, stored: dict[str, str]) -> tuple[str,
     """Log the report as a run of the use case's experiment (the same run when a date is reported again)."""
     import mlflow
 
-    from mlops_core.tracking import configure_mlflow, ensure_experiment
+    from mlops_core.tracking import ensure_experiment
 
-    configure_mlflow(ctx.env, ctx.params.get("mlflow_tracking_uri") or None,
-                     ctx.params.get("mlflow_registry_uri") or None)
     experiment_id = ensure_experiment(ctx.env, ctx.use_case.name)
     existing = mlflow.search_runs(
         experiment_ids=[experiment_id],
@@ -102,8 +100,12 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
 
     from mlops_core.monitoring import drift
     from mlops_core.monitoring.store import ReportStore
+    from mlops_core.tracking import configure_mlflow
 
     p = ctx.params
+    # First: the champion's training reference is read from the registry (MLflow's own default store is a
+    # sqlite file in the working directory, which would silently know no model).
+    configure_mlflow(ctx.env, p.get("mlflow_tracking_uri") or None, p.get("mlflow_registry_uri") or None)
     requested = date.fromisoformat(str(p["date"])[:10]) if _given(p.get("date")) else None
     not_after = ctx.dates()[-1]
     try:
