@@ -1,5 +1,10 @@
 """Spark session factory: a local Delta-enabled session bound to loopback, or the cluster's own session
-on Databricks. Stage code only ever calls `get_spark(env)`."""
+on Databricks. Stage code only ever calls `get_spark(env)`.
+
+Local sessions can also read and write s3:// (and s3a://) paths through Hadoop's S3A filesystem, whose jars
+`make setup` fetches: credentials come from the standard AWS chain (environment variables, profile, web
+identity, container or instance role), never from Spark settings; AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL
+point S3A at an S3-compatible server (path-style requests)."""
 
 from __future__ import annotations
 
@@ -32,6 +37,53 @@ LOCAL_DEFAULTS = {
 }
 
 
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+# Keys in Hadoop settings (fs.s3a.*) first, per-bucket ones included; then the AWS SDK's default chain:
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY(/AWS_SESSION_TOKEN), AWS_PROFILE and ~/.aws, web identity (EKS),
+# container and instance roles. Hadoop's own default chain has no profile and no web identity.
+S3A_CREDENTIAL_PROVIDERS = ",".join([
+    "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
+    "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+    "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
+])  # fmt: skip
+
+
+def s3a_settings(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Hadoop settings that make s3:// and s3a:// paths work, derived from the process environment.
+
+    Only locations and switches: a credential never goes into these settings (they are visible in Spark's
+    configuration and its logs); the credential providers read the environment themselves."""
+    environ = os.environ if environ is None else environ
+    settings = {
+        "fs.s3.impl": S3A_FILESYSTEM,  # s3://bucket/key as written in the environment config
+        "fs.s3a.impl": S3A_FILESYSTEM,
+        "fs.s3a.aws.credentials.provider": S3A_CREDENTIAL_PROVIDERS,
+    }
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if endpoint:
+        # An S3-compatible server (MinIO, moto, Ceph, ...): bucket in the path, TLS as the URL says.
+        settings["fs.s3a.endpoint"] = endpoint
+        settings["fs.s3a.path.style.access"] = "true"
+        settings["fs.s3a.connection.ssl.enabled"] = "true" if endpoint.lower().startswith("https") else "false"
+        region = region or "us-east-1"
+    if region:
+        # Without a region S3A asks the SDK's region chain, which ends with the instance metadata service.
+        settings["fs.s3a.endpoint.region"] = region
+    return settings
+
+
+def configure_s3a(session: SparkSession, env: EnvironmentConfig) -> None:
+    """Apply `s3a_settings()` to a running session's Hadoop configuration (for filesystems it creates from
+    now on), so a session started before AWS_ENDPOINT_URL was set still reaches the right server. Keys that
+    the environment config's spark.conf sets (spark.hadoop.fs.s3a.*) win."""
+    hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
+    configured = env.compute.spark.conf
+    for key, value in s3a_settings().items():
+        if f"spark.hadoop.{key}" not in configured:
+            hadoop_conf.set(key, value)
+
+
 class SparkSetupError(RuntimeError):
     """The local Spark session cannot start (for example the Delta jars were never fetched)."""
 
@@ -51,6 +103,17 @@ def local_jars(jars_dir: str | None) -> list[str]:
     return jars
 
 
+def check_s3a_jars(env: EnvironmentConfig, jars: list[str]) -> None:
+    """Fail early, with the fix, when the storage is on S3 but the S3A jars were never fetched."""
+    storage = env.storage
+    on_s3 = any(r.startswith(("s3://", "s3a://")) for r in (storage.lakehouse_root, storage.landing_root))
+    if on_s3 and jars and not any(os.path.basename(j).startswith("hadoop-aws-") for j in jars):
+        raise SparkSetupError(
+            f"no hadoop-aws jar in {env.compute.spark.jars_dir} for the s3:// storage of environment "
+            f"{env.name}: run `make setup` (it fetches the S3A jars from Maven Central once)"
+        )
+
+
 def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
     """Return the active session, creating a local one from the environment config when needed."""
     from pyspark.sql import SparkSession
@@ -59,6 +122,7 @@ def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
         return SparkSession.builder.getOrCreate()
     active = SparkSession.getActiveSession()
     if active is not None:
+        configure_s3a(active, env)
         return active
 
     # Python workers must run the same interpreter (and venv) as the driver, not `python3` from PATH.
@@ -68,7 +132,9 @@ def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
 
     spark_cfg = env.compute.spark
     conf = dict(LOCAL_DEFAULTS)
+    conf.update({f"spark.hadoop.{key}": value for key, value in s3a_settings().items()})
     jars = local_jars(spark_cfg.jars_dir)
+    check_s3a_jars(env, jars)
     if jars:
         conf["spark.jars"] = ",".join(jars)
     conf.update(spark_cfg.conf)
