@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run once by the postgres image, when its data volume is empty (/docker-entrypoint-initdb.d): one role and one
+# database for the Airflow metadata DB, one for the MLflow backend store. Passwords come from the environment
+# (docker/.env); psql quotes them (:'var'), so no value is ever pasted into SQL text or shown in a log.
+set -euo pipefail
+
+for var in POSTGRES_PASSWORD AIRFLOW_DB_PASSWORD MLFLOW_DB_PASSWORD; do
+  value=${!var:-}
+  if [ -z "$value" ] || [[ "${value,,}" == *change-me* ]]; then
+    echo "$var is unset or still the placeholder of docker/.env.example: refusing to initialise" >&2
+    exit 1
+  fi
+done
+
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+  -v airflow_password="$AIRFLOW_DB_PASSWORD" -v mlflow_password="$MLFLOW_DB_PASSWORD" <<'SQL'
+CREATE ROLE airflow LOGIN PASSWORD :'airflow_password';
+CREATE DATABASE airflow OWNER airflow;
+CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_password';
+CREATE DATABASE mlflow OWNER mlflow;
+REVOKE ALL ON DATABASE airflow FROM PUBLIC;
+REVOKE ALL ON DATABASE mlflow FROM PUBLIC;
+SQL
+echo "created databases airflow and mlflow"

@@ -1,0 +1,175 @@
+"""docker/deploy.py, the start-up steps of the compose services, outside a container: the secret checks, the
+admin password file, the settings import (what exists is kept) and the bucket creation (against moto)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import stat
+
+import pytest
+
+from ._support import DOCKER_DIR, ROOT
+
+_spec = importlib.util.spec_from_file_location("mlops_docker_deploy", DOCKER_DIR / "deploy.py")
+deploy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(deploy)
+
+
+def good_environment(tmp_path) -> dict[str, str]:
+    return {
+        "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "j" * 64,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:mlops-test-db-password@postgres:5432/airflow",
+        "AIRFLOW_ADMIN_PASSWORD": "a-long-admin-password",
+        "AWS_ACCESS_KEY_ID": "mlops-test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "mlops-test-secret-key",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "run" / "passwords.json"),
+    }
+
+
+def test_a_complete_environment_passes(tmp_path):
+    assert deploy.check_environment(good_environment(tmp_path)) == []
+
+
+def test_placeholders_missing_values_and_weak_secrets_are_named_without_their_values(tmp_path):
+    env = good_environment(tmp_path)
+    env.update({
+        "AIRFLOW__API_AUTH__JWT_SECRET": "change-me-jwt-secret",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:change-me-airflow-db@postgres/airflow",
+        "AIRFLOW_ADMIN_PASSWORD": "short1",
+        "AIRFLOW__CORE__FERNET_KEY": "not-a-fernet-key",
+    })  # fmt: skip
+    del env["AWS_SECRET_ACCESS_KEY"]
+    problems = deploy.check_environment(env)
+    text = "\n".join(problems)
+    assert "AIRFLOW__API_AUTH__JWT_SECRET still holds the placeholder" in text
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN still holds the placeholder" in text
+    assert "AWS_SECRET_ACCESS_KEY is not set" in text
+    assert "AIRFLOW__CORE__FERNET_KEY is not a Fernet key" in text
+    assert "AIRFLOW_ADMIN_PASSWORD is shorter than" in text
+    assert "short1" not in text and "not-a-fernet-key" not in text and "change-me-airflow-db" not in text
+    env["AIRFLOW__API_AUTH__JWT_SECRET"] = "too-short"
+    assert "AIRFLOW__API_AUTH__JWT_SECRET is shorter than 32 characters" in deploy.check_environment(env)
+
+
+def test_env_example_placeholders_are_all_refused():
+    """Every secret of docker/.env.example, as compose passes it, fails the init check."""
+    from ._support import load_compose
+
+    env = {k: str(v) for k, v in load_compose()["services"]["airflow-init"]["environment"].items()}
+    problems = "\n".join(deploy.check_environment(env))
+    for name in deploy.REQUIRED:
+        assert name in problems
+
+
+def test_init_refuses_to_start_with_placeholders(monkeypatch, capsys):
+    monkeypatch.setattr(deploy, "_airflow", lambda *a, **k: pytest.fail("must not reach the database"))
+    for name in deploy.REQUIRED:
+        monkeypatch.setenv(name, "change-me")
+    with pytest.raises(SystemExit) as exc:
+        deploy.init()
+    assert exc.value.code == 2
+    assert "docker/.env is not ready" in capsys.readouterr().err
+
+
+def test_admin_password_file_is_private_and_rewritten(tmp_path):
+    env = good_environment(tmp_path)
+    path = deploy.write_admin_password(env)
+    assert json.loads(path.read_text()) == {"admin": "a-long-admin-password"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    deploy.write_admin_password({**env, "AIRFLOW_ADMIN_PASSWORD": "another-long-password"})
+    assert json.loads(path.read_text()) == {"admin": "another-long-password"}
+
+
+def test_settings_import_keeps_what_exists(monkeypatch):
+    calls = []
+
+    class Done:
+        def __init__(self, returncode):
+            self.returncode = returncode
+
+    def fake_airflow(*args, check=True):
+        calls.append(args)
+        if args[:2] == ("pools", "import"):
+            calls.append(("pools-file", json.loads(open(args[2]).read())))
+        return Done(1 if args[:2] == ("pools", "get") else 0)  # no pool exists yet
+
+    monkeypatch.setattr(deploy, "_airflow", fake_airflow)
+    deploy.import_settings(ROOT / "airflow_settings.yaml")
+    kinds = [c[:2] for c in calls]
+    assert ("connections", "import") in kinds and ("variables", "import") in kinds
+    connections = next(c for c in calls if c[:2] == ("connections", "import"))
+    assert "--overwrite" not in connections, "connections changed in the UI must survive a restart"
+    variables = next(c for c in calls if c[:2] == ("variables", "import"))
+    assert variables[-2:] == ("--action-on-existing-key", "skip")
+    assert ("pools", "get", "spark") in calls
+    assert next(c for c in calls if c[0] == "pools-file")[1]["spark"]["slots"] == 2
+
+    calls.clear()
+    monkeypatch.setattr(deploy, "_airflow", lambda *a, check=True: calls.append(a) or Done(0))  # pool exists
+    deploy.import_settings(ROOT / "airflow_settings.yaml")
+    assert ("pools", "import") not in [c[:2] for c in calls]
+
+
+def test_buckets_come_from_the_docker_environment_config(monkeypatch):
+    monkeypatch.setenv("MLOPS_ENV", "docker")
+    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://team-lake")
+    buckets = deploy.environment_buckets({"MLFLOW_ARTIFACTS_DESTINATION": "s3://team-artifacts/mlflow"})
+    assert buckets == ["team-lake", "team-artifacts"]
+    assert deploy.buckets_of(["/local/path", None, "s3a://b/x", "s3://b/y", "file:///tmp"]) == ["b"]
+
+
+def test_missing_buckets_are_created_and_existing_ones_kept(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mlops-test-access-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "mlops-test-secret-key")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="existing")
+        assert deploy.ensure_buckets(["existing", "mlops"], client=s3) == ["mlops"]
+        assert deploy.ensure_buckets(["existing", "mlops"], client=s3) == []
+        eu = boto3.client("s3", region_name="eu-west-1")
+        assert deploy.ensure_buckets(["mlops-eu"], client=eu) == ["mlops-eu"]
+        assert eu.get_bucket_location(Bucket="mlops-eu")["LocationConstraint"] == "eu-west-1"
+
+
+def _run_postgres_init(tmp_path, **passwords):
+    """docker/postgres/10-create-databases.sh as the postgres image runs it, with a stand-in psql that records
+    its arguments and the SQL it is given."""
+    import subprocess
+
+    fake = tmp_path / "bin" / "psql"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path}/args\ncat > {tmp_path}/sql\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
+           **passwords}  # fmt: skip
+    script = DOCKER_DIR / "postgres" / "10-create-databases.sh"
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+
+
+def test_postgres_init_creates_both_databases_without_pasting_passwords_into_sql(tmp_path):
+    done = _run_postgres_init(tmp_path, POSTGRES_PASSWORD="pg-superuser-1234", AIRFLOW_DB_PASSWORD="af'pw;--",
+                              MLFLOW_DB_PASSWORD="mlflow-pw-1234")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sql, args = (tmp_path / "sql").read_text(), (tmp_path / "args").read_text().splitlines()
+    assert "CREATE DATABASE airflow OWNER airflow;" in sql and "CREATE DATABASE mlflow OWNER mlflow;" in sql
+    assert "PASSWORD :'airflow_password'" in sql and "af'pw" not in sql and "mlflow-pw-1234" not in sql
+    assert "airflow_password=af'pw;--" in args and "mlflow_password=mlflow-pw-1234" in args
+    assert "ON_ERROR_STOP=1" in args
+
+
+@pytest.mark.parametrize("placeholder", ["POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD"])
+def test_postgres_init_refuses_placeholders(tmp_path, placeholder):
+    passwords = {"POSTGRES_PASSWORD": "a-real-one-1", "AIRFLOW_DB_PASSWORD": "a-real-one-2",
+                 "MLFLOW_DB_PASSWORD": "a-real-one-3", placeholder: "change-me-something"}  # fmt: skip
+    done = _run_postgres_init(tmp_path, **passwords)
+    assert done.returncode == 1 and placeholder in done.stderr
+    assert not (tmp_path / "sql").exists()
