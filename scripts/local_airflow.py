@@ -240,27 +240,25 @@ expose_config = False
         return pids
 
     def stop(self, timeout: float = 30) -> list[str]:
-        """Stop every service this home started, by its pid file (the whole process group)."""
-        stopped = []
-        for name in [*AIRFLOW_COMPONENTS, "mlflow"]:
-            pid = self.pid(name)
-            if pid is None:
-                continue
+        """Stop every service this home started, by its pid file (the whole process group): all are asked
+        at once (SIGTERM), then whatever is still alive after `timeout` is killed."""
+        pids = {name: pid for name in [*AIRFLOW_COMPONENTS, "mlflow"] if (pid := self.pid(name)) is not None}
+        for pid in pids.values():
             try:
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+            time.sleep(0.2)
+        for name, pid in pids.items():
             if _alive(pid):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
-            stopped.append(name)
-        return stopped
+        return list(pids)
 
     def wait_until_healthy(self, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

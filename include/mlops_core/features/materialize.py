@@ -64,7 +64,9 @@ AS_OF_COMMENT = (
     "Snapshot date D: values describe the entity at the end of day D, from rows that had landed (ingest_date) "
     "by D, events dated <= D. Join only to labels observed after D."
 )
-DEFAULT_BATCH_DAYS = 31
+# An event expands to at most W as-of dates (W = its longest window) whatever the batch length, so longer
+# batches cost less in total (fewer passes, Delta commits and re-read windows); memory grows with the batch.
+DEFAULT_BATCH_DAYS = 120
 COMMENTS_HASH = "mlops.comments_hash"
 
 

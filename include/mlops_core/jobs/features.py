@@ -2,7 +2,7 @@
 
     python -m mlops_core.jobs.features --use-case churn --date 2026-03-01
     python -m mlops_core.jobs.features --use-case churn --start-date 2026-01-01 --end-date 2026-03-01
-    ... --params '{"batch_days": 7}'     # dates computed per Spark pass in a range (default 31)
+    ... --params '{"batch_days": 7}'     # dates computed per Spark pass in a range (default 120)
 
 Writes features.<entity>_features (one partition per as-of date, replaced on rerun), refreshes
 features.<entity>_features_latest, and returns per-date row counts, the table versions and the bronze versions

@@ -457,10 +457,13 @@ def _score_reference(reference: pd.DataFrame, model_name: str, model_version: st
     import mlflow.pyfunc
     import numpy as np
 
+    from mlops_core.promotion.evaluate import conform
+
     model = mlflow.pyfunc.load_model(f"models:/{model_name}/{model_version}")
     schema = model.metadata.get_input_schema()
     names = [n for n in (schema.input_names() if schema is not None else []) if n in reference.columns]
-    out = model.predict(reference[names] if names else reference)
+    # counts stored as integers are widened to the signature's doubles, as the gate and scoring do
+    out = model.predict(conform(model, reference, names) if names else reference)
     if hasattr(out, "to_numpy"):
         out = out.to_numpy()
     out = np.asarray(out, dtype="float64")

@@ -1,0 +1,127 @@
+"""The whole loop under the real scheduler, driven like `make demo` drives it (the same code: scripts/demo.py):
+generated churn data with drift injected in the last weeks → ingest_raw → materialize_features →
+retrain_model (gate, first champion) → batch_score + drift_report for the last nights → retrain_on_drift
+(deferrable sensor) → the retrain_model run it triggers, through the gate again.
+
+Its own Airflow home and data directory, with cron and asset scheduling off (`use_job_schedule = False`, as the
+demo's Airflow): every run is the one the test triggers. Results are checked in the Delta tables and the
+MLflow registry, not only in the run states."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from tests.e2e.conftest import _free_port
+
+pytestmark = pytest.mark.e2e
+
+START = dt.date(2026, 1, 1)
+DAYS = 120
+END = START + dt.timedelta(days=DAYS - 1)
+DRIFT_FROM = END - dt.timedelta(days=20)
+SCORED_DAYS = 2
+RULE = {"k": 2, "n": 2, "cooldown_days": 7}
+
+
+@pytest.fixture(scope="module")
+def chain_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("chain-data")
+
+
+@pytest.fixture
+def data_dir(monkeypatch, chain_dir):  # every fixture and subprocess of this module sees the chain's data
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(chain_dir))
+    return chain_dir
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, chain_dir):
+    """Generate the data, start a scheduling-off Airflow, run the loop; yields the demo summary."""
+    import demo  # scripts/ is on sys.path (tests/e2e/conftest.py)
+    from local_airflow import LocalAirflow
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_DIR", str(chain_dir))
+        demo.generate_data(demo.argparse.Namespace(customers=600, days=DAYS, start=START.isoformat(),
+                                                   drift_from=DRIFT_FROM.isoformat()))
+        af = LocalAirflow(
+            home=tmp_path_factory.mktemp("chain-airflow"), port=_free_port(), mlflow_port=None, fast_parsing=True,
+            extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
+                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": "3"},
+        )
+        af.init()
+        af.start()
+        try:
+            af.wait_until_healthy(timeout=240)
+            client = af.client()
+            steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=3, rule=RULE)
+            summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
+            summary["client"] = client
+            yield summary
+        finally:
+            af.stop()
+
+
+def test_every_step_of_the_loop_succeeds(chain):
+    failed = [r for r in chain["runs"] if r["state"] != "success"]
+    assert chain["ok"] and not failed, failed
+    assert [r["dag_id"] for r in chain["runs"]][:3] == ["ingest_raw", "materialize_features", "retrain_model"]
+    assert chain["ingest"]["good"] > 5_000 and chain["ingest"]["quarantined"] > 0
+
+
+def test_loop_wrote_features_predictions_and_drift(chain, spark, data_dir):
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+    from mlops_core.config import load_environment
+    from mlops_core.lakehouse import Lakehouse
+
+    lh = Lakehouse(load_environment("local"), "churn")
+    feats = lh.read(spark, tables.features("customer"))
+    assert feats.select("as_of_date").distinct().count() == DAYS
+    scored_days = [END - dt.timedelta(days=i) for i in range(SCORED_DAYS)]
+    preds = lh.read(spark, tables.PREDICTIONS)
+    for day in scored_days:
+        snapshot = feats.where(F.col("as_of_date") == F.lit(day)).select("customer_id")
+        scored = preds.where(F.col("as_of_date") == F.lit(day))
+        # every entity of the snapshot scored exactly once, by one pinned model version, with probabilities
+        assert scored.count() == snapshot.count() == scored.select("customer_id").distinct().count() > 0
+        assert scored.join(snapshot, "customer_id", "left_anti").count() == 0
+        assert scored.select("model_version").distinct().count() == 1
+        assert scored.where((F.col("score") < 0) | (F.col("score") > 1)).count() == 0
+    drift = lh.read(spark, tables.DRIFT_METRICS).where(F.col("date").isin([d for d in scored_days]))
+    drifted = {r["feature"] for r in drift.where(F.col("drifted")).select("feature").distinct().collect()}
+    # the generator shifted amounts, countries and order frequency from DRIFT_FROM on
+    assert drifted & {"country", "total_spent_30d", "total_spent_90d", "avg_order_value_90d"}, drifted
+    # prediction drift: the champion's training reference re-scored by the champion itself, every night
+    assert drift.where(F.col("kind") == "prediction").select("date").distinct().count() == SCORED_DAYS
+
+
+def test_drift_triggered_a_retrain_that_went_through_the_gate(chain, spark, data_dir):
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+    from mlops_core.config import load_environment
+    from mlops_core.lakehouse import Lakehouse
+
+    assert chain.get("retrain_triggered"), chain["runs"][-1]
+    retrain = chain.get("drift_retrain") or {}
+    assert retrain.get("state") in ("success", "failed"), retrain  # a rejected challenger fails the run loudly
+    assert "drift" in (retrain.get("reason") or ""), retrain
+    lh = Lakehouse(load_environment("local"), "churn")
+    gates = lh.read(spark, tables.PROMOTION_HISTORY).where(F.col("action") == "gate").orderBy("recorded_at").collect()
+    assert len(gates) == 2, gates
+    first, second = gates
+    assert first["decision"] == "promoted" and first["from_version"] is None  # no champion yet: absolute checks
+    assert second["decision"] in ("promoted", "rejected") and second["from_version"] == first["version"]
+    assert "drift" in second["triggered_by"], second
+    # the registry agrees with the history: champion is the newest promoted version
+    from mlflow import MlflowClient
+
+    from mlops_core.tracking import configure_mlflow
+
+    configure_mlflow(load_environment("local"))
+    champion = MlflowClient().get_model_version_by_alias(second["model_name"], "champion").version
+    assert champion == (second["version"] if second["decision"] == "promoted" else first["version"])
