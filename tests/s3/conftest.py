@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.net import wait_for_port
 
 # The JVM reads its environment once, when the first Spark session of the test run starts, so the dummy
 # credentials are set while the tests are collected, before any test runs. Nothing here can reach real AWS:
@@ -59,17 +60,10 @@ def s3_endpoint(tmp_path_factory):
     endpoint = f"http://127.0.0.1:{port}"
     mp = pytest.MonkeyPatch()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {proc.returncode}: {log_file.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        try:
+            wait_for_port(port, 60, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"moto_server: {exc}: {log_file.read_text()[-2000:]}") from exc
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
         yield endpoint
     finally:
