@@ -140,8 +140,12 @@ standalone_dag_processor = True
 use_job_schedule = True
 
 [dag_processor]
+# New files are found every refresh_interval; a file whose mtime changed is re-parsed at once (the default
+# file_parsing_sort_mode = modified_time). Unchanged files are re-parsed only every 10 minutes: re-parsing
+# every DAG file every few seconds kept most of a core busy on a 2-core laptop (0.84 cores when idle
+# against 0.06). Edit a DAG file to pick up a use-case YAML change sooner.
 refresh_interval = {refresh}
-min_file_process_interval = {refresh}
+min_file_process_interval = 600
 parsing_processes = 1
 
 [triggerer]

@@ -44,7 +44,7 @@ def airflow_stack(tmp_path_factory, e2e_data_dir):
         af.wait_until_healthy(timeout=240)
         yield af
     finally:
-        af.stop()
+        af.stop(timeout=10)  # the tests are done with it: no graceful 30 s wait for the executor
 
 
 @pytest.fixture(scope="session")

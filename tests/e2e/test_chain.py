@@ -1,7 +1,11 @@
 """The whole loop under the real scheduler, driven like `make demo` drives it (the same code: scripts/demo.py):
 generated churn data with drift injected in the last weeks → ingest_raw → materialize_features →
-retrain_model (gate, first champion) → batch_score + drift_report for the last nights → retrain_on_drift
+retrain_model (gate, first champion) → batch_score + drift_report for the last night → retrain_on_drift
 (deferrable sensor) → the retrain_model run it triggers, through the gate again.
+
+It is also the retrain_model e2e test: bad Params are refused at trigger time, and the first run's registered
+version carries its lineage (MLflow tags, XComs, extra links). One scored night keeps the test to one pass
+through each DAG (the k-of-n rule over several nights has its own e2e test, test_drift.py).
 
 Its own Airflow home and data directory, with cron and asset scheduling off (`use_job_schedule = False`, as the
 demo's Airflow): every run is the one the test triggers. Results are checked in the Delta tables and the
@@ -21,8 +25,9 @@ START = dt.date(2026, 1, 1)
 DAYS = 120
 END = START + dt.timedelta(days=DAYS - 1)
 DRIFT_FROM = END - dt.timedelta(days=20)
-SCORED_DAYS = 2
-RULE = {"k": 2, "n": 2, "cooldown_days": 7}
+SCORED_DAYS = 1
+RULE = {"k": 1, "n": 1, "cooldown_days": 7}
+HPO_TRIALS = 3
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +54,20 @@ def chain(tmp_path_factory, chain_dir):
         af = LocalAirflow(
             home=tmp_path_factory.mktemp("chain-airflow"), port=_free_port(), mlflow_port=None, fast_parsing=True,
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
-                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": "3"},
+                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS)},
         )
         af.init()
         af.start()
         try:
             af.wait_until_healthy(timeout=240)
             client = af.client()
-            steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=3, rule=RULE)
+            steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=HPO_TRIALS,
+                                     rule=RULE)
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
             summary["client"] = client
             yield summary
         finally:
-            af.stop()
+            af.stop(timeout=10)
 
 
 def test_every_step_of_the_loop_succeeds(chain):
@@ -123,5 +129,57 @@ def test_drift_triggered_a_retrain_that_went_through_the_gate(chain, spark, data
     from mlops_core.tracking import configure_mlflow
 
     configure_mlflow(load_environment("local"))
-    champion = MlflowClient().get_model_version_by_alias(second["model_name"], "champion").version
+    champion = int(MlflowClient().get_model_version_by_alias(second["model_name"], "champion").version)
     assert champion == (second["version"] if second["decision"] == "promoted" else first["version"])
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [({"hpo_trials": 0}, "hpo_trials"), ({"window_start": "last monday"}, "window_start"),
+     ({"hpo_timeout_seconds": "soon"}, "hpo_timeout_seconds")],
+)
+def test_bad_retrain_params_are_refused_at_trigger_time(chain, conf, field):
+    from local_airflow import AirflowApiError
+
+    with pytest.raises(AirflowApiError) as err:
+        chain["client"].trigger("retrain_model", conf)
+    assert err.value.status == 400
+    assert "Invalid input for param" in str(err.value) and field in str(err.value)
+
+
+def test_first_retrain_registered_a_version_with_its_lineage(chain, data_dir):
+    import urllib.parse
+
+    from mlflow import MlflowClient
+
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.tracking import configure_mlflow
+
+    client = chain["client"]
+    step = next(r for r in chain["runs"] if r["dag_id"] == "retrain_model")
+    run_id = step["run_id"]
+    trained = client.xcom("retrain_model", run_id, "train")
+    registered = client.xcom("retrain_model", run_id, "register")
+    lineage = trained["lineage"]
+    assert lineage["window_end"] == step["conf"]["window_end"] and lineage["window_start"] < lineage["window_end"]
+    assert lineage["reason"] == "demo: first model" and lineage["orchestrator_run_id"] == run_id
+    assert lineage["hpo_trials"] == HPO_TRIALS
+    assert lineage["hpo_trials_completed"] + lineage["hpo_trials_pruned"] == HPO_TRIALS
+    assert lineage["feature_table_version"] == chain["features"]["feature_table_version"]
+    assert trained["metrics"]["test_roc_auc"] > 0.7
+    assert "MLOPS_RESULT" in client.task_log("retrain_model", run_id, "train")
+
+    name = load_use_case("churn").model.registered_model_name
+    assert registered["name"] == name and registered["alias"] == "challenger"
+    configure_mlflow(load_environment("local"))
+    mv = MlflowClient().get_model_version(name, str(registered["version"]))
+    assert mv.run_id == trained["run_id"]
+    assert mv.tags["mlops.window_start"] == lineage["window_start"]
+    assert mv.tags["mlops.feature_table_version"] == str(lineage["feature_table_version"])
+    assert mv.tags["mlops.airflow_run_id"] == run_id
+
+    q = urllib.parse.quote(run_id, safe="")
+    links = client._request("GET", f"/api/v2/dags/retrain_model/dagRuns/{q}/taskInstances/register/links")
+    urls = links["extra_links"]
+    assert urls["MLflow model version"].endswith(f"/#/models/{name}/versions/{registered['version']}")
+    assert f"/runs/{trained['run_id']}" in urls["MLflow run"]

@@ -1,13 +1,10 @@
-"""ingest_raw under the real scheduler, dag-processor, triggerer and API server, triggered over REST like the UI.
-
-1. A manual backfill of one week (Params start_date/end_date): customers and orders land in bronze; labels
-   have no file in that week, so their deferrable sensor waits (in the triggerer) and skips them.
-2. A run for one logical date with sources=[labels] and force: only labels are ingested.
-The results are checked in the Delta tables, the XCom results and the bronze asset events."""
+"""ingest_raw under the real scheduler, dag-processor, triggerer and API server, triggered over REST like the UI:
+a run for one logical date with sources=[labels] and force ingests only labels (checked in the Delta table and
+the XCom result). The multi-day backfill, with bad rows, skipped sources and asset events, is checked in
+test_materialize_features.py, whose features it triggers."""
 
 from __future__ import annotations
 
-import urllib.parse
 from datetime import date, timedelta
 
 import pytest
@@ -32,50 +29,6 @@ def landed(e2e_data_dir):
 
 def _states(run):
     return {t["task_id"]: t["state"] for t in run["task_instances"]}
-
-
-def _asset_events(client, run_id):
-    query = urllib.parse.urlencode({"source_dag_id": "ingest_raw", "source_run_id": run_id, "limit": 50})
-    return {e["name"]: e for e in client._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]}
-
-
-def test_ingest_raw_backfills_a_week_and_skips_sources_without_files(landed, run_dag, airflow_client, spark, lakehouse):
-    from mlops_core.tables import QUARANTINE, bronze
-
-    end = START + timedelta(days=6)
-    run = run_dag(
-        "ingest_raw",
-        {"start_date": START.isoformat(), "end_date": end.isoformat(), "wait_timeout_minutes": 0.1},
-        logical_date=f"{end.isoformat()}T00:00:00Z",
-    )
-    states = _states(run)
-    assert run["state"] == "success", states
-    assert states == {
-        "customers.wait_for_files": "success", "customers.ingest": "success",
-        "orders.wait_for_files": "success", "orders.ingest": "success",
-        "labels.wait_for_files": "skipped", "labels.ingest": "skipped",
-    }  # fmt: skip
-
-    result = airflow_client.xcom("ingest_raw", run["dag_run_id"], "orders.ingest")
-    assert result["dates"] == [(START + timedelta(days=i)).isoformat() for i in range(7)]
-    counts = result["counts"]["orders"]
-    assert counts["read"] == counts["good"] + counts["quarantined"] and counts["good"] > 0
-
-    orders = lakehouse.read(spark, bronze("orders"))
-    assert orders.count() == counts["good"]
-    assert sorted(r[0].isoformat() for r in orders.select("ingest_date").distinct().collect()) == result["dates"]
-    assert {r[0] for r in orders.select("_ingest_run_id").distinct().collect()} == {run["dag_run_id"]}
-    quarantined = lakehouse.read(spark, QUARANTINE).where("source = 'orders'").groupBy().sum("record_count").first()[0]
-    assert (quarantined or 0) == counts["quarantined"]
-
-    events = _asset_events(airflow_client, run["dag_run_id"])
-    assert set(events) == {"churn.bronze.customers", "churn.bronze.orders"}
-    assert events["churn.bronze.orders"]["extra"]["good"] == counts["good"]
-    assert events["churn.bronze.orders"]["extra"]["dates"] == result["dates"]
-
-    # The sensor of labels waited in the triggerer, then skipped (on_missing: skip).
-    log = airflow_client.task_log("ingest_raw", run["dag_run_id"], "labels.wait_for_files")
-    assert "deferring" in log or "no landing files" in log
 
 
 def test_ingest_raw_for_one_date_and_one_source(landed, run_dag, airflow_client, spark, lakehouse):

@@ -1,7 +1,9 @@
-"""materialize_features under the real scheduler: triggered by the bronze assets that ingest_raw updates.
+"""ingest_raw → materialize_features under the real scheduler: features triggered by the bronze assets.
 
-1. materialize_features is unpaused, then ingest_raw backfills two weeks over REST; the scheduler starts an
-   asset-triggered materialize_features run for exactly those dates (from the events' `dates`).
+1. materialize_features is unpaused, then ingest_raw backfills two weeks over REST (Params start_date/end_date):
+   customers and orders land in bronze, bad rows in quarantine; labels have no file in those weeks, so their
+   deferrable sensor waits (in the triggerer) and skips them. The scheduler then starts an asset-triggered
+   materialize_features run for exactly those dates (from the events' `dates`).
 2. A manual rerun of part of the range (Params as_of_start/as_of_end) replaces those snapshots: no duplicates.
 Checked in the Delta tables (snapshots, latest table, bronze versions) and the feature asset event."""
 
@@ -48,6 +50,39 @@ def _feature_events(client, run_id: str) -> list[dict]:
     return client._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
 
 
+def check_ingest_backfill(client, run: dict, dates: list[str], spark, lakehouse) -> None:
+    """The backfill run's task states, XCom counts, bronze and quarantine rows and asset events agree."""
+    from mlops_core.tables import QUARANTINE, bronze
+
+    states = {t["task_id"]: t["state"] for t in run["task_instances"]}
+    assert states == {
+        "customers.wait_for_files": "success", "customers.ingest": "success",
+        "orders.wait_for_files": "success", "orders.ingest": "success",
+        "labels.wait_for_files": "skipped", "labels.ingest": "skipped",
+    }  # fmt: skip
+    result = client.xcom("ingest_raw", run["dag_run_id"], "orders.ingest")
+    assert result["dates"] == dates
+    counts = result["counts"]["orders"]
+    assert counts["read"] == counts["good"] + counts["quarantined"] and counts["good"] > 0 and counts["quarantined"] > 0
+
+    orders = lakehouse.read(spark, bronze("orders"))
+    assert orders.count() == counts["good"]
+    assert sorted(r[0].isoformat() for r in orders.select("ingest_date").distinct().collect()) == dates
+    assert {r[0] for r in orders.select("_ingest_run_id").distinct().collect()} == {run["dag_run_id"]}
+    quarantined = lakehouse.read(spark, QUARANTINE).where("source = 'orders'").groupBy().sum("record_count").first()[0]
+    assert (quarantined or 0) == counts["quarantined"]
+
+    query = urllib.parse.urlencode({"source_dag_id": "ingest_raw", "source_run_id": run["dag_run_id"], "limit": 50})
+    events = {e["name"]: e for e in client._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]}
+    assert set(events) == {"churn.bronze.customers", "churn.bronze.orders"}
+    assert events["churn.bronze.orders"]["extra"]["good"] == counts["good"]
+    assert events["churn.bronze.orders"]["extra"]["dates"] == dates
+
+    # The sensor of labels waited in the triggerer, then skipped (on_missing: skip).
+    log = client.task_log("ingest_raw", run["dag_run_id"], "labels.wait_for_files")
+    assert "deferring" in log or "no landing files" in log
+
+
 def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
     landed, run_dag, airflow_client, spark, lakehouse
 ):
@@ -65,6 +100,8 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
             logical_date=f"{end.isoformat()}T00:00:00Z",
         )
         assert ingest["state"] == "success", ingest["task_instances"]
+        check_ingest_backfill(client, ingest, [(START + timedelta(days=i)).isoformat() for i in range(DAYS)],
+                              spark, lakehouse)  # fmt: skip
 
         run = _wait_for_new_run(client, "materialize_features", known)
         states = {t["task_id"]: t["state"] for t in run["task_instances"]}

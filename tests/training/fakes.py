@@ -7,7 +7,6 @@ Shapes follow the contracts: the feature table mlops_core.tables.features("custo
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -136,45 +135,3 @@ def write_lakehouse(spark, lakehouse, features: pd.DataFrame, labels: pd.DataFra
     )
     lversion = lakehouse.replace_partitions(ldf, tables.bronze("labels"), tables.INGEST_DATE, [landed])
     return {"features": fversion, "labels": lversion}
-
-
-def append_conformed(spark, lakehouse, table, frame: pd.DataFrame, partition_column: str, values) -> int | None:
-    """Write `frame` into `table` for the partitions `values`, conformed to the table's schema when it already
-    exists (columns it lacks are NULL, types cast, its partitioning kept), else as a new table. End-to-end
-    tests use it to add their own date range to tables other tests' pipelines also wrote."""
-    from pyspark.sql import functions as F
-
-    df = spark.createDataFrame(frame)
-    if lakehouse.exists(spark, table):
-        target = lakehouse.read(spark, table).schema
-        df = df.select(
-            *[(F.col(f.name) if f.name in df.columns else F.lit(None)).cast(f.dataType).alias(f.name) for f in target]
-        )
-        detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.identifier(table)}").first()
-        partitions = list(detail["partitionColumns"] or [partition_column])
-        if partitions != [partition_column]:
-            raise ValueError(f"{table} is partitioned by {partitions}, not {partition_column}")
-    return lakehouse.replace_partitions(df.coalesce(1), table, partition_column, values)
-
-
-def seed_e2e_tables(spark, lakehouse, *, start: date, days: int, n_customers: int, seed: int) -> dict[str, Any]:
-    """Feature snapshots and bronze labels of generated customers `E2E...` for [start, start + days), added
-    next to whatever the pipeline DAGs wrote. Returns the table versions and the label dates."""
-    from mlops_core import tables
-
-    features, labels = make_churn_data(n_customers=n_customers, start=start, days=days, label_every=2, seed=seed)
-    features["customer_id"] = "E2E" + features["customer_id"]
-    labels["customer_id"] = "E2E" + labels["customer_id"]
-    features["as_of_date"] = pd.to_datetime(features["as_of_date"]).dt.date
-    features["_run_id"] = "e2e_seed"
-    fversion = append_conformed(spark, lakehouse, tables.features("customer"), features, "as_of_date",
-                                sorted(set(features["as_of_date"])))
-    landed = max(labels["label_date"])
-    labels = labels.assign(
-        label_date=pd.to_datetime(labels["label_date"]).dt.date,
-        **{tables.INGEST_DATE: landed, tables.SOURCE_FILE: "e2e_seed.csv", tables.INGEST_RUN_ID: "e2e_seed",
-           tables.INGESTED_AT: datetime(2026, 6, 1)},
-    )
-    lversion = append_conformed(spark, lakehouse, tables.bronze("labels"), labels, tables.INGEST_DATE, [landed])
-    label_dates = sorted(set(labels["label_date"]))
-    return {"features": fversion, "labels": lversion, "label_dates": label_dates}
