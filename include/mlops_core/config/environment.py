@@ -46,6 +46,11 @@ class StorageSettings(_Strict):
     catalog: str | None = Field(
         default=None, description="Unity Catalog catalog; when set, tables are catalog.schema.table names"
     )
+    aws_conn_id: str | None = Field(
+        default=None,
+        description="Airflow AWS connection whose region, endpoint and keys (or assumed role) the local compute "
+        "backend hands to each job's process; without it (or without keys in it) jobs use the worker's AWS chain",
+    )
 
     @model_validator(mode="after")
     def _absolute(self) -> StorageSettings:

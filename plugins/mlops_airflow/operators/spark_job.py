@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,13 @@ class SparkJobOperator(BaseOperator):
         env = load_environment(self.env_name)
         self._backend = get_backend(env)
         command = self.build_command(context["run_id"], run_date(context))
+        if env.compute.backend == "local" and env.storage.aws_conn_id:
+            # Local jobs are child processes: they get the connection's AWS credentials through their environment.
+            # (A Databricks job cluster reaches S3 with its own instance profile or Unity Catalog credentials.)
+            from mlops_airflow.hooks.aws import aws_job_environment
+
+            extra = {**command.extra_env, **aws_job_environment(env.storage.aws_conn_id, self.log)}
+            command = dataclasses.replace(command, extra_env=extra)
         self.log.info("job %s on backend %s (environment %s)", self.job, env.compute.backend, env.name)
         result = self._backend.run(command, self.log, context=context, task_id=self.task_id,
                                    timeout_seconds=self._timeout_seconds())
