@@ -9,7 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 
 from mlops_airflow.notifiers import MlopsNotifier
-from mlops_core.config import UseCaseConfig, load_use_case
+from mlops_core.config import UseCaseConfig, load_environment, load_use_case
 
 OWNER = "mlops"
 
@@ -32,9 +32,14 @@ def use_case_name() -> str:
     return os.environ.get("MLOPS_USE_CASE", "churn")
 
 
-@lru_cache(maxsize=8)
 def use_case(name: str | None = None) -> UseCaseConfig:
-    return load_use_case(name or use_case_name())
+    """The use case as it runs in this environment (MLOPS_ENV): model names qualified for its registry."""
+    return _use_case_in(name or use_case_name(), os.environ.get("MLOPS_ENV") or None)
+
+
+@lru_cache(maxsize=8)
+def _use_case_in(name: str, env_name: str | None) -> UseCaseConfig:
+    return load_use_case(name).for_environment(load_environment(env_name))
 
 
 def tags(*extra: str) -> list[str]:

@@ -111,3 +111,53 @@ def test_use_case_keys_are_overridden_from_the_environment_and_change_the_hash(m
     monkeypatch.setenv("MLOPS_USE_CASE__MODEL__HPO__TRIALS", "many")
     with pytest.raises(ConfigError, match="trials"):
         load_use_case("churn")
+
+
+@pytest.fixture
+def uc_env(monkeypatch):
+    monkeypatch.setenv("MLOPS_UC_CATALOG", "ml_prod")
+    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://acme-mlops")
+    return load_environment("databricks")
+
+
+def test_model_names_are_three_level_on_unity_catalog(uc_env, data_dir):
+    churn = load_use_case("churn")
+    assert churn.model.registered_model_name == "churn_xgboost"
+    on_uc = churn.for_environment(uc_env)
+    assert on_uc.model.registered_model_name == "ml_prod.mlops.churn_xgboost"
+    assert on_uc.config_hash == churn.config_hash and on_uc.sources == churn.sources
+    assert churn.model.registered_model_name == "churn_xgboost"  # the loaded config is left as it was
+    # locally nothing changes
+    assert churn.for_environment(load_environment("local")).model.registered_model_name == "churn_xgboost"
+
+
+def test_a_full_name_in_the_use_case_is_kept_and_a_two_level_one_refused_on_unity_catalog(uc_env, data_dir,
+                                                                                         monkeypatch):  # fmt: skip
+    monkeypatch.setenv("MLOPS_USE_CASE__MODEL__REGISTERED_MODEL_NAME", "risk.models.churn")
+    assert load_use_case("churn").for_environment(uc_env).model.registered_model_name == "risk.models.churn"
+    monkeypatch.setenv("MLOPS_USE_CASE__MODEL__REGISTERED_MODEL_NAME", "churn_xgboost")
+    no_namespace = uc_env.model_copy(update={"mlflow": uc_env.mlflow.model_copy(update={"model_namespace": None})})
+    with pytest.raises(ConfigError, match=r"not three-level.*mlflow.model_namespace: <catalog>.<schema>"):
+        load_use_case("churn").for_environment(no_namespace)
+
+
+def test_jobs_and_dags_see_the_qualified_name(uc_env, monkeypatch, tmp_path):
+    """A job's context (the entry point every job runs through) and the DAG tasks that name the model."""
+    import json
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    from mlops_core.jobs.runner import run_job
+
+    out = tmp_path / "result.json"
+    code = run_job("probe", lambda ctx: {"name": ctx.use_case.model.registered_model_name},
+                   ["--use-case", "churn", "--env", "databricks", "--result-file", str(out)])  # fmt: skip
+    assert code == 0 and json.loads(out.read_text())["name"] == "ml_prod.mlops.churn_xgboost"
+
+    monkeypatch.setenv("MLOPS_ENV", "databricks")
+    dags = Path(__file__).resolve().parents[2] / "dags"
+    bag = BundleDagBag(dag_folder=str(dags), bundle_path=dags, bundle_name="dags-folder")
+    assert not bag.import_errors
+    assert bag.dags["retrain_model"].get_task("register").registered_model_name == "ml_prod.mlops.churn_xgboost"
+    assert bag.dags["batch_score"].get_task("resolve_model").registered_model_name == "ml_prod.mlops.churn_xgboost"

@@ -70,6 +70,16 @@ class MlflowSettings(_Strict):
     conn_id: str | None = Field(
         default=None, description="Airflow connection that overrides tracking_uri (host) when it exists"
     )
+    model_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_][A-Za-z0-9_\-]*)?$",
+        description="Prefix of the registered model names of this environment: <catalog>.<schema> for a registry "
+        "in Unity Catalog (registry_uri databricks-uc), whose model names are three-level",
+    )
+
+    @property
+    def unity_catalog_registry(self) -> bool:
+        return (self.registry_uri or "").startswith("databricks-uc")
 
     @model_validator(mode="after")
     def _absolute(self) -> MlflowSettings:

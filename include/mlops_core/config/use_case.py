@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +26,9 @@ from mlops_core.monitoring.spec import MonitoringSpec
 from mlops_core.promotion.spec import GateSpec
 from mlops_core.scoring.spec import ScoringSpec
 from mlops_core.training.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from mlops_core.config.environment import EnvironmentConfig
 
 
 class EntitySpec(BaseModel):
@@ -74,6 +78,28 @@ class UseCaseConfig(BaseModel):
         if self.monitoring is not None and self.features is not None:
             self.monitoring.check_features(self.features.feature_names())
         return self
+
+    def for_environment(self, env: EnvironmentConfig) -> UseCaseConfig:
+        """This use case as it runs in `env`: a bare registered model name gets the environment's
+        mlflow.model_namespace (`churn_xgboost` -> `main.mlops.churn_xgboost` on Databricks), and a registry in
+        Unity Catalog refuses a name that is not <catalog>.<schema>.<model> before any job touches it."""
+        if self.model is None:
+            return self
+        name = self.model.registered_model_name
+        namespace = env.mlflow.model_namespace
+        if namespace and "." not in name:
+            name = f"{namespace}.{name}"
+        if env.mlflow.unity_catalog_registry and name.count(".") != 2:
+            raise ConfigError(
+                f"use case {self.name!r}: model name {name!r} is not three-level, as the Unity Catalog registry of "
+                f"environment {env.name!r} requires: set mlflow.model_namespace: <catalog>.<schema> in the "
+                "environment config, or write registered_model_name as <catalog>.<schema>.<model>"
+            )
+        if name == self.model.registered_model_name:
+            return self
+        qualified = self.model_copy(update={"model": self.model.model_copy(update={"registered_model_name": name})})
+        qualified.config_hash = self.config_hash  # the same file and overrides ran
+        return qualified
 
 
 def use_case_file(name: str) -> Path:

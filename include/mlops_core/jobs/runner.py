@@ -100,9 +100,10 @@ def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str
         params = json.loads(args.params)
         if not isinstance(params, dict):
             raise ValueError("--params must be a JSON object")
+        env = load_environment(args.env)
         ctx = JobContext(
-            env=load_environment(args.env),
-            use_case=load_use_case(args.use_case),
+            env=env,
+            use_case=load_use_case(args.use_case).for_environment(env),
             job=job,
             run_id=args.run_id,
             logical_date=args.date,
