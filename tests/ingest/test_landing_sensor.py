@@ -80,6 +80,17 @@ def test_wait_override_from_params_and_unselected_sources(env):
         _sensor().execute(_context(params={"sources": ["customers"]}))
 
 
+def test_no_wait_decides_at_once_without_deferring(env):
+    """wait_minutes=0 (a backfill of files already landed): no trigger, the on_missing rule applies now."""
+    with pytest.raises(AirflowSkipException, match="no landing files after 0s.*on_missing: skip"):
+        _sensor(on_missing="skip", wait_minutes="0").execute(_context())
+    with pytest.raises(AirflowSensorTimeout, match="on_missing: fail"):
+        _sensor(on_missing="fail", timeout=0).execute(_context())
+    write(env.storage.landing_root, "orders", "2026-01-05", "part-0.csv", csv_text(order("O1", "2026-01-05")))
+    partial = _sensor(on_missing="skip", wait_minutes="0", start="2026-01-05", end="2026-01-06")
+    assert partial.execute(_context()) is None  # one of two dates has files: the job skips the other
+
+
 def test_timeout_fails_or_skips_per_on_missing(env):
     event = {"status": "timeout", "missing": ["/landing/orders/2026-01-05"]}
     with pytest.raises(AirflowSensorTimeout, match="on_missing: fail"):

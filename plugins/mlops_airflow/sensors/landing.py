@@ -112,6 +112,11 @@ class LandingFilesSensor(BaseSensorOperator):
         if not missing:
             self.log.info("landing files present in all %d folder(s)", len(folders))
             return None
+        if self.timeout <= 0:
+            # Nothing to wait for: decide now. Deferring would hand the triggerer a deadline already past, and a
+            # trigger that fires before the scheduler has seen the deferring process exit makes Airflow 3.3 retry
+            # the task ("finished with state success, but the task instance's state attribute is running").
+            return self.execute_complete(context, {"status": "timeout", "missing": missing})
         self.log.info("deferring: waiting up to %.0fs for %s", self.timeout, ", ".join(missing[:5]))
         self.defer(
             trigger=LandingFilesTrigger(folders, deadline=time.time() + self.timeout, poll_interval=self.poke_interval),

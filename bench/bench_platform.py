@@ -1,0 +1,189 @@
+"""Platform overhead benchmarks: what every DAG file, every Spark task and the idle local Airflow cost.
+
+dag_parse: the module-level cost of each DAG file (imports, use-case config), in a fresh interpreter that has
+already imported the Airflow SDK; baseline: a one-task DAG file measured the same way in the same run.
+
+spark_task_overhead: a Spark task's fixed cost, from the job process start to its result, for the smallest job
+(smoke: 10 rows into a Delta table); baseline: a bare `SparkSession` start plus one trivial Spark job in a fresh
+interpreter (no Delta, no project code).
+
+airflow_idle_cpu: CPU used by an idle local Airflow (api-server, scheduler, dag-processor, triggerer) with DAG
+files re-parsed every 5 s (the old test setting) and only when changed (`min_file_process_interval = 600`, now);
+baseline: the machine with no stack, measured just before."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.run import PROJECT_ROOT, BenchContext, BenchResult, median
+
+DAGS_DIR = PROJECT_ROOT / "dags"
+MINIMAL_DAG = """
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.empty import EmptyOperator
+
+with DAG("bench_minimal", schedule=None):
+    EmptyOperator(task_id="noop")
+"""
+# Times one DAG file's module-level code after the Airflow SDK is imported (every DAG file pays that once per
+# parsing process anyway).
+PARSE_PROBE = """
+import runpy, sys, time
+import airflow.sdk  # noqa: F401
+t0 = time.perf_counter()
+runpy.run_path(sys.argv[1], run_name="bench_dag")
+print(time.perf_counter() - t0)
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    path = os.pathsep.join([str(PROJECT_ROOT / "plugins"), str(DAGS_DIR), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "MLOPS_PROJECT_ROOT": str(PROJECT_ROOT), **extra}
+
+
+def _parse_seconds(path: Path) -> float:
+    out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], env=_env(), capture_output=True, text=True,
+                         timeout=300, check=True)  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def dag_parse(ctx: BenchContext) -> BenchResult:
+    """Module-level parse time of every DAG file vs a one-task DAG file (fresh interpreter each)."""
+    files = sorted(p for p in DAGS_DIR.glob("*.py") if not p.name.startswith("_"))
+    minimal = ctx.work_dir / "bench_minimal_dag.py"
+    minimal.write_text(MINIMAL_DAG)
+    samples: dict[str, list[float]] = {"baseline": [], **{f.stem: [] for f in files}}
+    for _ in range(ctx.repeats):  # interleaved, so load from elsewhere hits every file alike
+        samples["baseline"].append(_parse_seconds(minimal))
+        for f in files:
+            samples[f.stem].append(_parse_seconds(f))
+    base = median(samples["baseline"])
+    rows = [{"dag_file": name, "median_s": median(v), "x_baseline": median(v) / base} for name, v in samples.items()]
+    slowest = max(rows[1:], key=lambda r: r["median_s"])
+    return BenchResult(
+        rows=rows,
+        summary={"baseline_s": round(base, 3), "slowest_file": slowest["dag_file"],
+                 "slowest_s": round(slowest["median_s"], 3), "slowest_x_baseline": round(slowest["x_baseline"], 2),
+                 "all_files_s": round(sum(r["median_s"] for r in rows[1:]), 3)},  # fmt: skip
+        samples=samples,
+    )
+
+
+RAW_SPARK = """
+import time
+t0 = time.perf_counter()
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+spark.range(10).count()
+print(time.perf_counter() - t0)
+spark.stop()
+"""
+
+
+def _timed_job(data_dir: Path) -> tuple[float, float]:
+    """(seconds to the job's first log line, seconds to its result line) of the smoke job in a fresh process."""
+    cmd = [sys.executable, "-u", "-m", "mlops_core.jobs.smoke", "--use-case", "churn", "--date", "2026-01-01",
+           "--run-id", "bench", "--params", '{"rows": 10}']  # fmt: skip
+    t0 = time.perf_counter()
+    first = result = None
+    with subprocess.Popen(cmd, env=_env(MLOPS_DATA_DIR=str(data_dir), MLOPS_ENV="local"), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - t0
+            if first is None and "mlops.job: job smoke" in line:
+                first = now
+            if line.startswith("MLOPS_RESULT"):
+                result = now
+    if proc.returncode != 0 or first is None or result is None:
+        raise RuntimeError(f"smoke job failed (exit {proc.returncode})")
+    return first, result
+
+
+def spark_task_overhead(ctx: BenchContext) -> BenchResult:
+    """A Spark task's fixed cost (smallest job, process start to result) vs a bare SparkSession + one job."""
+    samples: dict[str, list[float]] = {"raw_spark_start_and_job": [], "job_first_log_line": [], "job_result": []}
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        for i in range(ctx.repeats):
+            raw = subprocess.run([sys.executable, "-c", RAW_SPARK], env=_env(), capture_output=True, text=True,
+                                 timeout=600, check=True)  # fmt: skip
+            samples["raw_spark_start_and_job"].append(float(raw.stdout.strip().splitlines()[-1]))
+            first, result = _timed_job(Path(tmp) / f"run{i}")
+            samples["job_first_log_line"].append(first)
+            samples["job_result"].append(result)
+    base = median(samples["raw_spark_start_and_job"])
+    rows = [{"case": name, "median_s": median(v), "x_baseline": median(v) / base} for name, v in samples.items()]
+    return BenchResult(
+        rows=rows,
+        summary={"raw_spark_s": round(base, 2), "task_overhead_s": round(median(samples["job_result"]), 2),
+                 "task_overhead_x_raw_spark": round(median(samples["job_result"]) / base, 2)},  # fmt: skip
+        samples=samples,
+        notes=["job_result includes Python imports (MLflow, pandas via the job framework), the Delta-enabled "
+               "session, one Delta write and the result line; the operator's own Airflow task start is not in it"],
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _busy_cores(seconds: float) -> float:
+    def busy() -> int:
+        with open("/proc/stat") as f:
+            values = list(map(int, f.readline().split()[1:]))
+        return sum(values) - values[3] - values[4]  # minus idle and iowait
+
+    start, t0 = busy(), time.monotonic()
+    time.sleep(seconds)
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (busy() - start) / ticks / (time.monotonic() - t0)
+
+
+def airflow_idle_cpu(ctx: BenchContext) -> BenchResult:
+    """Busy cores of an idle local Airflow: DAG files re-parsed every 5 s vs only when changed."""
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from local_airflow import LocalAirflow
+
+    window = float(ctx.param("window_seconds", 60.0))
+    samples: dict[str, list[float]] = {"machine_without_stack": [], "reparse_every_5s": [], "reparse_when_changed": []}
+    for _ in range(ctx.repeats):
+        samples["machine_without_stack"].append(_busy_cores(window))
+        for case, interval in (("reparse_every_5s", "5"), ("reparse_when_changed", "600")):
+            with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
+                af = LocalAirflow(home=Path(home), port=_free_port(), mlflow_port=None, fast_parsing=True,
+                                  extra_env={"MLOPS_DATA_DIR": str(Path(home) / "data"),
+                                             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": interval})  # fmt: skip
+                af.init()
+                af.start()
+                try:
+                    af.wait_until_healthy(timeout=300)
+                    time.sleep(30)  # first parse of every file done
+                    samples[case].append(_busy_cores(window))
+                finally:
+                    af.stop(timeout=10)
+    base = median(samples["machine_without_stack"])
+    rows = [{"case": name, "busy_cores": median(v)} for name, v in samples.items()]
+    old, new = median(samples["reparse_every_5s"]) - base, median(samples["reparse_when_changed"]) - base
+    return BenchResult(
+        rows=rows,
+        summary={"stack_cores_reparse_every_5s": round(old, 3), "stack_cores_reparse_when_changed": round(new, 3),
+                 "reduction_x": round(old / new, 1) if new > 0 else None},  # fmt: skip
+        samples=samples,
+        notes=[f"{window:.0f} s windows, 30 s after start-up; stack figures are cores above the machine's own load"],
+    )
+
+
+BENCHMARKS = {
+    "dag_parse": dag_parse,
+    "spark_task_overhead": spark_task_overhead,
+    "airflow_idle_cpu": airflow_idle_cpu,
+}
