@@ -14,7 +14,6 @@ baseline: the machine with no stack, measured just before."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.run import PROJECT_ROOT, BenchContext, BenchResult, median
+from tests.net import free_port
 
 DAGS_DIR = PROJECT_ROOT / "dags"
 MINIMAL_DAG = """
@@ -130,11 +130,6 @@ def spark_task_overhead(ctx: BenchContext) -> BenchResult:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _busy_cores(seconds: float) -> float:
     def busy() -> int:
@@ -159,7 +154,7 @@ def airflow_idle_cpu(ctx: BenchContext) -> BenchResult:
         samples["machine_without_stack"].append(_busy_cores(window))
         for case, interval in (("reparse_every_5s", "5"), ("reparse_when_changed", "600")):
             with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
-                af = LocalAirflow(home=Path(home), port=_free_port(), mlflow_port=None, fast_parsing=True,
+                af = LocalAirflow(home=Path(home), port=free_port(), mlflow_port=None, fast_parsing=True,
                                   extra_env={"MLOPS_DATA_DIR": str(Path(home) / "data"),
                                              "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": interval})  # fmt: skip
                 af.init()

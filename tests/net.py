@@ -1,10 +1,17 @@
-"""Waiting for a server a test started on 127.0.0.1 (moto, webhook receivers)."""
+"""A free port for, and waiting on, a server a test starts on 127.0.0.1 (Airflow, moto, webhook receivers)."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -6,20 +6,15 @@ the Delta tables and the MLflow registry. Every process started here is stopped 
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.net import free_port
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from local_airflow import LocalAirflow  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +28,7 @@ def airflow_stack(tmp_path_factory, e2e_data_dir):
     home = tmp_path_factory.mktemp("airflow-home")
     af = LocalAirflow(
         home=home,
-        port=_free_port(),
+        port=free_port(),
         mlflow_port=None,
         fast_parsing=True,
         extra_env={"MLOPS_DATA_DIR": str(e2e_data_dir), "MLOPS_ENV": "local", "AIRFLOW__CORE__PARALLELISM": "4"},

@@ -17,7 +17,7 @@ import datetime as dt
 
 import pytest
 
-from tests.e2e.conftest import _free_port
+from tests.net import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def chain(tmp_path_factory, chain_dir):
         demo.generate_data(demo.argparse.Namespace(customers=600, days=DAYS, start=START.isoformat(),
                                                    drift_from=DRIFT_FROM.isoformat()))
         af = LocalAirflow(
-            home=tmp_path_factory.mktemp("chain-airflow"), port=_free_port(), mlflow_port=None, fast_parsing=True,
+            home=tmp_path_factory.mktemp("chain-airflow"), port=free_port(), mlflow_port=None, fast_parsing=True,
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
                        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS)},
         )

@@ -8,7 +8,6 @@ tests/conftest.py: `get_spark(env)` applies the endpoint to a session that is al
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.net import wait_for_port
+from tests.net import free_port, wait_for_port
 
 # The JVM reads its environment once, when the first Spark session of the test run starts, so the dummy
 # credentials are set while the tests are collected, before any test runs. Nothing here can reach real AWS:
@@ -42,17 +41,12 @@ for _key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="package")
 def s3_endpoint(tmp_path_factory):
     """`moto_server -H 127.0.0.1 -p <free port>` while the tests of this folder run; AWS_ENDPOINT_URL points
     boto3, pyarrow, MLflow and (through get_spark) S3A at it. Stopped by its pid after the last one."""
-    port = _free_port()
+    port = free_port()
     log_file = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with open(log_file, "wb") as log:
         proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log,

@@ -20,15 +20,9 @@ def aws_job_environment(conn_id: str, task_log: Any = log) -> dict[str, str]:
     A connection without keys and without a role contributes only its region and endpoint: the job then uses the
     worker's own credential chain (environment, profile, web identity, instance role), as it would without it."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
     from airflow.sdk.log import mask_secret
 
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        task_log.info("no Airflow connection %r: the job uses the worker's AWS credential chain", conn_id)
-        return {}
+    # The hook reads the connection once; a missing one leaves it empty (no region, endpoint, keys or role).
     hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
     config = hook.conn_config
     env: dict[str, str] = {}
@@ -38,8 +32,9 @@ def aws_job_environment(conn_id: str, task_log: Any = log) -> dict[str, str]:
     if endpoint:
         env["AWS_ENDPOINT_URL_S3"] = endpoint
     if not (config.aws_access_key_id or config.role_arn):
-        task_log.info("AWS connection %r has no keys and no role: the job uses the worker's AWS credential chain%s",
-                      conn_id, f" (region/endpoint from the connection: {sorted(env)})" if env else "")
+        task_log.info("AWS connection %r: no keys and no role (or no such connection): the job uses the worker's "
+                      "AWS credential chain%s", conn_id,
+                      f" (region/endpoint from the connection: {sorted(env)})" if env else "")  # fmt: skip
         return env
     credentials = hook.get_credentials(region_name=config.region_name)  # assumes the role when there is one
     for secret in (credentials.secret_key, credentials.token):
