@@ -8,15 +8,12 @@ tests/conftest.py: `get_spark(env)` applies the endpoint to a session that is al
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 import uuid
-from pathlib import Path
 
 import pytest
 
-from tests.net import free_port, wait_for_port
+from tests.objectstore import keys, moto_server, upload_folder  # noqa: F401 - the S3 tests import them from here
 
 # The JVM reads its environment once, when the first Spark session of the test run starts, so the dummy
 # credentials are set while the tests are collected, before any test runs. Nothing here can reach real AWS:
@@ -38,36 +35,18 @@ for _key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SEC
              "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"):  # fmt: skip
     os.environ.pop(_key, None)
 
-MOTO_SERVER = Path(sys.executable).with_name("moto_server")
-
-
 
 @pytest.fixture(scope="package")
 def s3_endpoint(tmp_path_factory):
-    """`moto_server -H 127.0.0.1 -p <free port>` while the tests of this folder run; AWS_ENDPOINT_URL points
-    boto3, pyarrow, MLflow and (through get_spark) S3A at it. Stopped by its pid after the last one."""
-    port = free_port()
-    log_file = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                                stderr=subprocess.STDOUT)  # fmt: skip
-    endpoint = f"http://127.0.0.1:{port}"
-    mp = pytest.MonkeyPatch()
-    try:
-        try:
-            wait_for_port(port, 60, proc)
-        except RuntimeError as exc:
-            raise RuntimeError(f"moto_server: {exc}: {log_file.read_text()[-2000:]}") from exc
+    """A moto S3 server while the tests of this folder run; AWS_ENDPOINT_URL points boto3, pyarrow, MLflow and
+    (through get_spark) S3A at it. Stopped by its pid after the last one."""
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto_server.log") as endpoint:
+        mp = pytest.MonkeyPatch()
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
-        yield endpoint
-    finally:
-        mp.undo()
-        proc.terminate()
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+            yield endpoint
+        finally:
+            mp.undo()
 
 
 @pytest.fixture(scope="package")
@@ -88,24 +67,6 @@ def new_bucket(s3) -> str:
 def bucket(s3) -> str:
     """A fresh bucket of this test."""
     return new_bucket(s3)
-
-
-def keys(s3, bucket: str, prefix: str = "") -> list[str]:
-    """Every object key under the prefix."""
-    out: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        out += [o["Key"] for o in page.get("Contents", [])]
-    return sorted(out)
-
-
-def upload_folder(s3, folder: Path, bucket: str, prefix: str) -> int:
-    """Upload every file under `folder` to s3://bucket/prefix/<relative path>; return the number of files."""
-    n = 0
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"{prefix.strip('/')}/{path.relative_to(folder).as_posix()}")
-            n += 1
-    return n
 
 
 @pytest.fixture
