@@ -194,9 +194,9 @@ def collect(client: AirflowClient, dag_id: str, run: dict[str, Any], summary: di
     elif dag_id == "retrain_model":
         summary.setdefault("gates", []).append(_xcom(client, dag_id, run, "validate_and_promote"))
     elif dag_id == "batch_score":
-        result = _xcom(client, dag_id, run, "score") or {}
-        summary["scored_rows"] = summary.get("scored_rows", 0) + int(result.get("rows_scored", 0) or 0)
-        summary["champion"] = result.get("model_version", summary.get("champion"))
+        result = _xcom(client, dag_id, run, "score") or {}  # the score job's result (mlops_core.jobs.score)
+        summary["scored_rows"] = summary.get("scored_rows", 0) + int(result.get("rows_total", 0) or 0)
+        summary["champion"] = (result.get("model") or {}).get("version", summary.get("champion"))
     elif dag_id == "drift_report":
         summary.setdefault("drift", []).append(_xcom(client, dag_id, run, "report"))
     elif dag_id == "retrain_on_drift":

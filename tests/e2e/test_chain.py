@@ -97,6 +97,8 @@ def test_loop_wrote_features_predictions_and_drift(chain, spark, data_dir):
         assert scored.join(snapshot, "customer_id", "left_anti").count() == 0
         assert scored.select("model_version").distinct().count() == 1
         assert scored.where((F.col("score") < 0) | (F.col("score") > 1)).count() == 0
+    # the demo's summary reports what the tables hold
+    assert chain["scored_rows"] == preds.where(F.col("as_of_date").isin(scored_days)).count()
     drift = lh.read(spark, tables.DRIFT_METRICS).where(F.col("date").isin([d for d in scored_days]))
     drifted = {r["feature"] for r in drift.where(F.col("drifted")).select("feature").distinct().collect()}
     # the generator shifted amounts, countries and order frequency from DRIFT_FROM on
