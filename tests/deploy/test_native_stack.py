@@ -1,0 +1,245 @@
+"""The Docker Compose deployment's topology run natively (this machine has no Docker engine), from the compose
+file's own configuration: PostgreSQL from the distribution's packages, initialised by docker/postgres's script;
+an MLflow tracking server on a PostgreSQL backend store with artifacts proxied to an S3 store (moto here, MinIO
+in compose), started with the compose service's command and environment; Airflow's api-server (through
+docker/deploy.py, as compose starts it), scheduler, dag-processor and triggerer with the LocalExecutor on
+PostgreSQL, after `deploy.py init` (secret checks, `airflow db migrate`, settings import, buckets); the jobs in
+the `docker` environment config. Only the compose service names are replaced by their 127.0.0.1 ports.
+
+On it, the chain ingest_raw -> materialize_features -> retrain_model (gate, first champion) -> batch_score runs
+through the real scheduler, and the results are checked where the deployment keeps them: run states in
+PostgreSQL, the registry in MLflow's PostgreSQL store and through its server, model artifacts, Delta tables and
+predictions in the object store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy._support import DOCKER_DIR, ROOT
+from tests.deploy.native import (
+    PostgresCluster,
+    delta_active_files,
+    generated_dotenv,
+    leftover_service_hosts,
+    postgres_bin_dir,
+    postgres_cluster,
+    read_delta,
+    service_command,
+    service_environment,
+)
+from tests.net import free_port, serve
+from tests.objectstore import keys, moto_server, upload_folder
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import demo  # noqa: E402
+from local_airflow import VENV_BIN, AirflowClient, LocalAirflow  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+START = dt.date(2026, 1, 1)
+DAYS = 90
+END = START + dt.timedelta(days=DAYS - 1)
+CUSTOMERS = 400
+BUCKET = "mlops-native"
+HPO_TRIALS = 2
+
+
+class ComposeAirflow(LocalAirflow):
+    """The Airflow components as compose runs them: the api-server through `deploy.py api-server`."""
+
+    def _commands(self) -> dict[str, list[str]]:
+        cmds = super()._commands()
+        cmds["api-server"] = [sys.executable, str(DOCKER_DIR / "deploy.py"), "api-server", *cmds["api-server"][2:]]
+        return cmds
+
+
+@dataclass
+class NativeStack:
+    pg: PostgresCluster
+    dotenv: dict[str, str]
+    s3_endpoint: str
+    mlflow_url: str
+    airflow: ComposeAirflow
+    client: AirflowClient
+    airflow_env: dict[str, str]
+    init_log: str
+    summary: dict[str, Any]
+
+    def s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id=self.dotenv["S3_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.dotenv["S3_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+
+    def table(self, prefix: str, **where: str):
+        return read_delta(self.s3(), self.s3_endpoint, self.dotenv["S3_ACCESS_KEY_ID"],
+                          self.dotenv["S3_SECRET_ACCESS_KEY"], BUCKET, prefix, where)  # fmt: skip
+
+
+def _native(env: dict[str, str], home: Path, health_port: int) -> dict[str, str]:
+    """What the image and compose's network give a container, given natively instead."""
+    return {
+        **env,
+        # the image's paths
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "run" / "simple_auth_manager_passwords.json"),
+        "MLOPS_JARS_DIR": str(ROOT / ".local" / "jars"),
+        # docker.yaml names the tracking server by its compose host (http://mlflow:5000)
+        "MLOPS__MLFLOW__TRACKING_URI": env["MLOPS_NATIVE_MLFLOW_URL"],
+        # the scheduler's health server on loopback and a free port (0.0.0.0:8974 inside its container)
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
+        # every run is the one the test triggers (as `make demo`'s Airflow)
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS),
+    }
+
+
+def _generate_landing(tmp: Path, s3) -> int:
+    from mlops_core.config import load_use_case
+    from mlops_core.datagen import GenConfig, generate
+
+    folder = tmp / "landing"
+    generate(GenConfig(customers=CUSTOMERS, days=DAYS, seed=7, start=START, bad_rate=0.002), folder,
+             load_use_case("churn"))  # fmt: skip
+    return upload_folder(s3, folder, BUCKET, "landing")  # docker.yaml: landing_root = s3://<bucket>/landing
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if postgres_bin_dir() is None and not os.environ.get("MLOPS_REQUIRE_POSTGRES"):
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql); CI requires them")
+    tmp = tmp_path_factory.mktemp("native-stack")
+    logs = tmp / "logs"
+    home = tmp / "airflow-home"
+    af_port, mlflow_port, health_port = free_port(), free_port(), free_port()
+    mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    with moto_server(logs / "s3.log") as s3_endpoint:
+        dotenv = generated_dotenv({"S3_ENDPOINT_URL": s3_endpoint, "MLOPS_BUCKET": BUCKET,
+                                   "AIRFLOW_PORT": str(af_port), "MLFLOW_PORT": str(mlflow_port)})  # fmt: skip
+        with postgres_cluster(dotenv["POSTGRES_PASSWORD"], logs / "postgres.log") as pg:
+            hosts = {"postgres:5432": f"127.0.0.1:{pg.port}", "airflow-api-server:8080": f"127.0.0.1:{af_port}",
+                     "http://mlflow:5000": mlflow_url}  # fmt: skip
+            base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_", "MLFLOW_"))}
+
+            # postgres' first start: the image runs docker/postgres/*.sh against the fresh cluster
+            pg_env = service_environment("postgres", dotenv, hosts)
+            subprocess.run(["bash", str(DOCKER_DIR / "postgres" / "10-create-databases.sh")], check=True,
+                           capture_output=True, text=True,
+                           env={**base, **pg_env, "PGHOST": pg.host, "PGPORT": str(pg.port),
+                                "PGPASSWORD": pg.superuser_password})  # fmt: skip
+
+            # mlflow: `mlflow db upgrade` then `mlflow server <compose command>` (host and port on loopback)
+            mlflow_env = {**base, **service_environment("mlflow", dotenv, hosts)}
+            mlflow_bin = str(VENV_BIN / "mlflow")
+            subprocess.run([mlflow_bin, "db", "upgrade", mlflow_env["MLFLOW_BACKEND_STORE_URI"]], env=mlflow_env,
+                           check=True, capture_output=True)  # fmt: skip
+            args = [a for a in service_command("mlflow", dotenv) if not a.startswith(("--host=", "--port="))]
+            cmd = [mlflow_bin, "server", "--host=127.0.0.1", f"--port={mlflow_port}", *args]
+            with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
+                scheduler_env = service_environment("airflow-scheduler", dotenv, hosts)
+                scheduler_env["MLOPS_NATIVE_MLFLOW_URL"] = mlflow_url
+                airflow_env = _native(scheduler_env, home, health_port)
+                init_env = _native({**service_environment("airflow-init", dotenv, hosts),
+                                    "MLOPS_NATIVE_MLFLOW_URL": mlflow_url}, home, health_port)  # fmt: skip
+                api_env = service_environment("airflow-api-server", dotenv, hosts)
+                af = ComposeAirflow(home=home, port=af_port, mlflow_port=None, fast_parsing=True,
+                                    extra_env={**airflow_env, "AIRFLOW_ADMIN_PASSWORD": api_env["AIRFLOW_ADMIN_PASSWORD"]})  # fmt: skip
+                af.write_config()  # paths and loopback ports; the metadata DB comes from the environment
+                init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "init"], text=True,
+                                      capture_output=True, env={**af.env(), **init_env}, cwd=home)  # fmt: skip
+                assert init.returncode == 0, f"deploy.py init failed:\n{init.stdout}\n{init.stderr}"
+                stack = NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, None, airflow_env,  # type: ignore[arg-type]
+                                    init.stdout + init.stderr, {})  # fmt: skip
+                n_files = _generate_landing(tmp, stack.s3())
+                assert n_files > 0
+                af.start()
+                try:
+                    af.wait_until_healthy(timeout=300)
+                    stack.client = AirflowClient(af.base_url, "admin", dotenv["AIRFLOW_ADMIN_PASSWORD"])
+                    steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
+                    steps = [s for s in steps if s.dag_id in ("ingest_raw", "materialize_features",
+                                                              "retrain_model", "batch_score")]  # fmt: skip
+                    stack.summary = demo.run_chain(stack.client, START, END, END, timeout=1200, steps=steps)
+                    yield stack
+                finally:
+                    af.stop(timeout=10)
+
+
+def test_the_compose_configuration_translates_completely(stack):
+    assert leftover_service_hosts(stack.airflow_env) == []
+    assert stack.airflow_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
+    assert stack.airflow_env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert stack.airflow_env["MLOPS_ENV"] == "docker"
+    # deploy.py init migrated the DB, imported the settings and created the bucket of the environment config
+    assert "bucket mlops-native: created" in stack.init_log and "init done" in stack.init_log
+
+
+def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
+    runs = stack.summary["runs"]
+    assert [r["dag_id"] for r in runs] == ["ingest_raw", "materialize_features", "retrain_model", "batch_score"]
+    assert stack.summary["ok"], [(r["dag_id"], r["state"], r["tasks"]) for r in runs]
+    # Airflow's metadata lives in PostgreSQL (no SQLite file next to the config)
+    rows = stack.pg.query("airflow", "SELECT dag_id, state FROM dag_run WHERE run_id = ANY(%s)",
+                          ([r["run_id"] for r in runs],), user="airflow",
+                          password=stack.dotenv["AIRFLOW_DB_PASSWORD"])  # fmt: skip
+    assert sorted(rows) == sorted((r["dag_id"], "success") for r in runs)
+    assert not (stack.airflow.home / "airflow.db").exists()
+    ingest = stack.summary["ingest"]
+    assert ingest["good"] > 1000 and ingest["read"] == ingest["good"] + ingest["quarantined"]
+
+
+def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack):
+    from mlflow import MlflowClient
+
+    gate = stack.summary["gates"][0]
+    assert gate["decision"] == "promoted", gate
+    name, version = gate["model_name"], str(gate["version"])
+    aliases = stack.pg.query("mlflow", "SELECT alias, version FROM registered_model_aliases WHERE name = %s",
+                             (name,), user="mlflow", password=stack.dotenv["MLFLOW_DB_PASSWORD"])  # fmt: skip
+    assert ("champion", int(version)) in aliases
+    champion = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == version
+    run = MlflowClient(tracking_uri=stack.mlflow_url).get_run(champion.run_id)
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
+    artifacts = keys(stack.s3(), BUCKET, "mlflow/")
+    assert any(k.endswith("/MLmodel") for k in artifacts), artifacts[:20]
+    assert any(k.endswith("/model.ubj") for k in artifacts)  # the booster the training stage logged
+
+
+def test_predictions_in_the_object_store_score_every_entity_once_with_the_champion(stack):
+    gate = stack.summary["gates"][0]
+    features = stack.table("lakehouse/churn/features/customer_features", as_of_date=END.isoformat())
+    predictions = stack.table("lakehouse/churn/gold/predictions", as_of_date=END.isoformat())
+    assert features is not None and predictions is not None
+    files = delta_active_files(stack.s3(), BUCKET, "lakehouse/churn/gold/predictions")
+    assert predictions.num_rows > 0, [(f["path"], f.get("partitionValues"), f.get("stats")) for f in files]
+    entities = set(features.column("customer_id").to_pylist())
+    scored = predictions.column("customer_id").to_pylist()
+    assert len(scored) == len(set(scored)) == len(entities) > 0 and set(scored) == entities
+    assert set(predictions.column("model_version").to_pylist()) == {int(gate["version"])}
+    scores = predictions.column("score").to_pylist()
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert stack.summary["scored_rows"] == len(entities)  # the demo's summary line
+    assert str(stack.summary["champion"]) == str(gate["version"])
+
+
+def test_the_deployment_health_checks_answer(stack):
+    # compose's health checks of the scheduler (HTTP) and of the dag-processor and triggerer (`airflow jobs check`)
+    port = stack.airflow_env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+        assert resp.status == 200
+    for job_type in ("DagProcessorJob", "TriggererJob"):
+        check = subprocess.run([str(VENV_BIN / "airflow"), "jobs", "check", "--job-type", job_type],
+                               env=stack.airflow.env(), capture_output=True, text=True)  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr
+    with urllib.request.urlopen(f"{stack.mlflow_url}/health", timeout=10) as resp:
+        assert resp.status == 200
