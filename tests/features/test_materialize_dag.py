@@ -23,7 +23,7 @@ def test_schedule_outlet_and_task_wiring(dag_module):
     assert dag.dag_id == "materialize_features"
     assert {a.name for a in dag_module.BRONZE} == {"churn.bronze.customers", "churn.bronze.orders"}
     assert dag_module.FEATURES.name == "churn.features.customer_features"
-    assert dag_module.FEATURES.uri == "mlops://churn/features/customer_features"
+    assert dag_module.FEATURES.uri == "x-mlops://churn/features/customer_features"
     job = dag.get_task("materialize")
     assert job.job == "features" and [o.name for o in job.outlets] == ["churn.features.customer_features"]
     assert dag.max_active_runs == 1

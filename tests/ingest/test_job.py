@@ -91,4 +91,4 @@ def test_asset_names_match_the_airflow_assets():
 
     asset = bronze_asset("churn", "orders")
     assert asset.name == bronze_asset_name("churn", "orders") == "churn.bronze.orders"
-    assert asset.uri == "mlops://churn/bronze/orders"
+    assert asset.uri == "x-mlops://churn/bronze/orders"

@@ -50,7 +50,7 @@ def test_result_line_parsing():
 
 
 def test_operator_runs_a_real_spark_job_and_attaches_asset_extra(data_dir, capfd):
-    asset = Asset(name="churn.ops.smoke", uri="mlops://churn/ops/smoke")
+    asset = Asset(name="churn.ops.smoke", uri="x-mlops://churn/ops/smoke")
     op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn", job_params={"rows": 7}, outlets=[asset])
     ctx = _context(pendulum.datetime(2026, 1, 5, tz="UTC"))
     result = op.execute(ctx)

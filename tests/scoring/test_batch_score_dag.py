@@ -23,7 +23,7 @@ def dag():
 def test_scheduled_on_the_feature_asset_and_emits_predictions(dag):
     assets = list(dag.timetable.asset_condition.objects)
     assert [a.name for a in assets] == ["churn.features.customer_features"]
-    assert [a.uri for a in assets] == ["mlops://churn/features/customer_features"]
+    assert [a.uri for a in assets] == ["x-mlops://churn/features/customer_features"]
     score = dag.get_task("score")
     assert [o.name for o in score.outlets] == ["churn.gold.predictions"]
 

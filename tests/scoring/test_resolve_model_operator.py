@@ -102,7 +102,7 @@ def test_pinned_at_the_start_through_the_operators(spark, scoring_env, uc, empty
     pins = ResolveModelVersionOperator(task_id="resolve_model", registered_model_name=name).execute(_context())
     set_alias(name, "champion", v2["version"])  # promotion between resolve_model and score
 
-    asset = Asset(name="churn.gold.predictions", uri="mlops://churn/gold/predictions")
+    asset = Asset(name="churn.gold.predictions", uri="x-mlops://churn/gold/predictions")
     op = SparkJobOperator(task_id="score", job="score", use_case="churn", date="2026-03-01", job_params=pins,
                           outlets=[asset])
     ctx = _context()
