@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.deploy._support import load_compose, read_env_file
+from tests.deploy._support import read_env_file
 from tests.net import free_port, serve
 
 SERVICE_HOSTS = ("postgres:5432", "airflow-api-server:8080", "mlflow:5000", "minio:9000")
@@ -41,7 +41,6 @@ class PostgresCluster:
     port: int
     superuser: str
     superuser_password: str
-    folder: Path
 
     def query(self, database: str, sql: str, params: tuple = (), *, user: str | None = None,
               password: str | None = None) -> list[tuple]:  # fmt: skip
@@ -86,7 +85,7 @@ def postgres_cluster(superuser_password: str, log_file: Path) -> Iterator[Postgr
                # a throwaway cluster: durability off for speed
                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
         with serve(cmd, port, log_file, user=user, stop_signal=signal.SIGINT):
-            yield PostgresCluster("127.0.0.1", port, "postgres", superuser_password, folder)
+            yield PostgresCluster("127.0.0.1", port, "postgres", superuser_password)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -108,10 +107,10 @@ def generated_dotenv(overrides: Mapping[str, str]) -> dict[str, str]:
     return values
 
 
-def service_environment(service: str, dotenv: Mapping[str, str], hosts: Mapping[str, str]) -> dict[str, str]:
-    """The `environment` of a compose service, interpolated with `dotenv` the way compose does, with the other
-    services' names (compose DNS) replaced by their 127.0.0.1 addresses."""
-    env = load_compose(dotenv)["services"][service].get("environment") or {}
+def service_environment(service: Mapping[str, Any], hosts: Mapping[str, str]) -> dict[str, str]:
+    """The `environment` of an interpolated compose service (`load_compose(dotenv)["services"][name]`), with the
+    other services' names (compose DNS) replaced by their 127.0.0.1 addresses."""
+    env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     out = {}
@@ -121,11 +120,6 @@ def service_environment(service: str, dotenv: Mapping[str, str], hosts: Mapping[
             text = text.replace(old, new)
         out[key] = text
     return out
-
-
-def service_command(service: str, dotenv: Mapping[str, str]) -> list[str]:
-    command = load_compose(dotenv)["services"][service].get("command") or []
-    return command.split() if isinstance(command, str) else [str(c) for c in command]
 
 
 def leftover_service_hosts(env: Mapping[str, str]) -> list[str]:

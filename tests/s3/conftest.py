@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.objectstore import keys, moto_server, upload_folder  # noqa: F401 - the S3 tests import them from here
+from tests.objectstore import moto_server
 
 # The JVM reads its environment once, when the first Spark session of the test run starts, so the dummy
 # credentials are set while the tests are collected, before any test runs. Nothing here can reach real AWS:

@@ -9,7 +9,8 @@ from datetime import date
 import pytest
 
 from mlops_core.lakehouse import Lakehouse, Table
-from tests.s3.conftest import ACCESS_KEY, SECRET_KEY, keys
+from tests.objectstore import keys
+from tests.s3.conftest import ACCESS_KEY, SECRET_KEY
 
 EVENTS = Table("bronze", "events")
 STATE = Table("ops", "state")

@@ -9,8 +9,8 @@ import json
 import logging
 import uuid
 
+from tests.objectstore import keys
 from tests.plugins.test_spark_job_operator import _context
-from tests.s3.conftest import keys
 
 CONN_ACCESS_KEY = "mlops-conn-access-key"
 CONN_SECRET = f"mlops-conn-secret-{uuid.uuid4().hex}"

@@ -17,7 +17,8 @@ import pytest
 
 from mlops_core import tables
 from mlops_core.jobs.runner import RESULT_MARKER
-from tests.s3.conftest import SECRET_KEY, keys, new_bucket, upload_folder
+from tests.objectstore import keys, upload_folder
+from tests.s3.conftest import SECRET_KEY, new_bucket
 
 START = date(2026, 1, 5)
 DAYS = 6
