@@ -49,7 +49,10 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMPS/deps" 2>/dev/null)" != "$deps_
   step "installing the pinned Python stack into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade "uv==0.13.9"
-  .venv/bin/uv pip install -q --python .venv/bin/python -r requirements.txt
+  # Bytecode compiled once here (pip does it by default, uv does not): otherwise every Airflow task and job
+  # process compiles MLflow, Airflow, pandas, ... again on import wherever .pyc files cannot be written
+  # (PYTHONDONTWRITEBYTECODE, read-only installs): 16 s of imports per job instead of 7 on 2 cores.
+  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -r requirements.txt
   .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
   echo "$deps_hash" > "$STAMPS/deps"
 fi
