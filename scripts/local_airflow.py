@@ -5,7 +5,8 @@ the tests run Airflow exactly the way a user does. Every service is started as i
 recorded in a pid file, and stopped by that pid.
 
     python scripts/local_airflow.py init     # write airflow.cfg, migrate, import airflow_settings.yaml
-    python scripts/local_airflow.py up       # start api-server, scheduler, dag-processor, triggerer (+ MLflow UI)
+    python scripts/local_airflow.py up       # start api-server, scheduler, dag-processor, triggerer (+ MLflow UI,
+                                             # + the shared Spark Connect server the local jobs connect to)
     python scripts/local_airflow.py down     # stop them by pid
     python scripts/local_airflow.py status
 """
@@ -32,6 +33,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+SPARK_SERVICE = "spark-connect"
+SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE)
 
 
 def _airflow_bin() -> str:
@@ -46,6 +49,9 @@ class LocalAirflow:
     home: Path
     port: int = 8080
     mlflow_port: int | None = 5000
+    # The shared Spark Connect server (mlops_core.spark_server) for environments with
+    # compute.spark.shared_server: true; None = every job starts its own local Spark.
+    spark_port: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     dags_folder: Path = PROJECT_ROOT / "dags"
     plugins_folder: Path = PROJECT_ROOT / "plugins"
@@ -86,7 +92,30 @@ class LocalAirflow:
         )
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
         env.update(self.extra_env)
+        shared = self.shared_spark_env(env)
+        if shared:
+            # The jobs of that environment connect to the server instead of starting a JVM each.
+            env["MLOPS_SPARK_REMOTE"] = f"sc://{LOOPBACK}:{self.spark_port}"
+            env["MLOPS_SPARK_REMOTE_ENV"] = shared
         return env
+
+    def shared_spark_env(self, service_env: dict[str, str] | None = None) -> str | None:
+        """The environment whose jobs get the shared Spark server: the services' MLOPS_ENV when a spark_port
+        is set and that environment runs Spark locally with compute.spark.shared_server; else None."""
+        if not self.spark_port:
+            return None
+        service_env = service_env if service_env is not None else self.env()
+        saved = dict(os.environ)
+        try:  # the environment config as the services will read it (MLOPS_* overrides included)
+            os.environ.clear()
+            os.environ.update(service_env)
+            from mlops_core.config import load_environment
+
+            env = load_environment(None)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return env.name if env.compute.backend == "local" and env.compute.spark.shared_server else None
 
     def write_config(self) -> Path:
         """Write airflow.cfg once; later calls keep the generated secrets and only refresh the paths."""
@@ -212,6 +241,10 @@ expose_config = False
                 "--default-artifact-root", from_env["artifact_root"],
                 "--host", LOOPBACK, "--port", str(self.mlflow_port), "--workers", "1",
             ]  # fmt: skip
+        shared = self.shared_spark_env()
+        if shared:
+            cmds[SPARK_SERVICE] = [sys.executable, "-m", "mlops_core.spark_server", "--env", shared,
+                                   "--port", str(self.spark_port)]  # fmt: skip
         return cmds
 
     def pid(self, name: str) -> int | None:
@@ -246,7 +279,7 @@ expose_config = False
     def stop(self, timeout: float = 30) -> list[str]:
         """Stop every service this home started, by its pid file (the whole process group): all are asked
         at once (SIGTERM), then whatever is still alive after `timeout` is killed."""
-        pids = {name: pid for name in [*AIRFLOW_COMPONENTS, "mlflow"] if (pid := self.pid(name)) is not None}
+        pids = {name: pid for name in SERVICES if (pid := self.pid(name)) is not None}
         for pid in pids.values():
             try:
                 os.killpg(pid, signal.SIGTERM)
@@ -267,10 +300,15 @@ expose_config = False
     def wait_until_healthy(self, timeout: float = 180) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: Any = None
+        spark = SPARK_SERVICE in self._commands()
         while time.monotonic() < deadline:
-            for name in AIRFLOW_COMPONENTS:
+            for name in [*AIRFLOW_COMPONENTS, *([SPARK_SERVICE] if spark else [])]:
                 if self.pid(name) is None:
                     raise RuntimeError(f"{name} exited during start-up; see {self.service_log_dir / (name + '.log')}")
+            if spark and not _port_open(self.spark_port):
+                last = f"Spark Connect server not listening on {LOOPBACK}:{self.spark_port} yet"
+                time.sleep(1)
+                continue
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     last = json.loads(resp.read())
@@ -291,6 +329,16 @@ expose_config = False
 
     def client(self) -> AirflowClient:
         return AirflowClient(self.base_url, "admin", self.admin_password())
+
+
+def _port_open(port: int | None) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((LOOPBACK, int(port or 0)), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -458,8 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", default=os.environ.get("AIRFLOW_HOME", str(PROJECT_ROOT / ".local" / "airflow")))
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
+    parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
+                        help="shared Spark Connect server port (0: every job starts its own Spark)")
     args = parser.parse_args(argv)
-    af = LocalAirflow(home=Path(args.home).resolve(), port=args.port, mlflow_port=args.mlflow_port or None)
+    af = LocalAirflow(home=Path(args.home).resolve(), port=args.port, mlflow_port=args.mlflow_port or None,
+                      spark_port=args.spark_port or None)
 
     if args.action == "init":
         settings = PROJECT_ROOT / "airflow_settings.yaml"
@@ -488,13 +539,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nAirflow UI:  {af.base_url}   (login admin / {af.admin_password()})")
         if af.mlflow_port:
             print(f"MLflow UI:   http://{LOOPBACK}:{af.mlflow_port}")
+        if SPARK_SERVICE in pids:
+            print(f"Spark:       sc://{LOOPBACK}:{af.spark_port} (shared by the local jobs)")
         print(f"Logs:        {af.service_log_dir}\nStop with:   make down")
         return 0
     if args.action == "down":
         stopped = af.stop()
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
-    running = {name: af.pid(name) for name in [*AIRFLOW_COMPONENTS, "mlflow"]}
+    running = {name: af.pid(name) for name in SERVICES}
     for name, pid in running.items():
         print(f"{name:14s} {'running, pid ' + str(pid) if pid else 'stopped'}")
     return 0

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.net import free_port, serve
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLOPS_PROJECT_ROOT", str(PROJECT_ROOT))
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -56,6 +58,33 @@ def spark():
     from mlops_core.spark import get_spark
 
     session = get_spark(load_environment("local"), app_name="mlops-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory):
+    """`python -m mlops_core.spark_server` on a free loopback port for this module; stopped by its pid."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("spark-connect") / "server.log"
+    cmd = [sys.executable, "-m", "mlops_core.spark_server", "--env", "local", "--port", str(port)]
+    with serve(cmd, port, log, env=dict(os.environ), timeout=240):
+        yield f"sc://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def remote_spark(connect_server, monkeypatch):
+    """A Spark Connect session from get_spark(env), announced the way the local Airflow announces it.
+    pyspark marks the whole process as Spark Connect once a remote session exists (SPARK_CONNECT_MODE_ENABLED):
+    that mark is set through monkeypatch here, so the tests after this one get their classic session back."""
+    from mlops_core.config import load_environment
+    from mlops_core.spark import get_spark, is_connect_session
+
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE", connect_server)
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE_ENV", "local")
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    session = get_spark(load_environment("local"))
+    assert is_connect_session(session)
     yield session
     session.stop()
 

@@ -8,6 +8,7 @@ or MERGE on keys."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from mlops_core.config import EnvironmentConfig
 
 LAYERS = ("bronze", "features", "gold", "monitoring", "ops")
+# What Delta answers DESCRIBE DETAIL with when a path holds no Delta table (missing folder included).
+NOT_A_DELTA_TABLE = {"DELTA_MISSING_DELTA_TABLE", "DELTA_TABLE_NOT_FOUND", "PATH_NOT_FOUND", "DELTA_PATH_DOES_NOT_EXIST"}
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,18 @@ class Lakehouse:
 
     # ---- reading ------------------------------------------------------------------------------------
     def exists(self, spark: SparkSession, table: Table) -> bool:
-        from delta.tables import DeltaTable
-
         if self.catalog:
             return spark.catalog.tableExists(f"{self.catalog}.{self.use_case}_{table.layer}.{table.name}")
-        return DeltaTable.isDeltaTable(spark, self.path(table))
+        # SQL rather than DeltaTable.isDeltaTable: it works the same on a Spark Connect session.
+        from pyspark.errors import AnalysisException
+
+        try:
+            spark.sql(f"DESCRIBE DETAIL {self.identifier(table)}").collect()
+        except AnalysisException as exc:
+            if exc.getCondition() in NOT_A_DELTA_TABLE:
+                return False
+            raise
+        return True
 
     def read(self, spark: SparkSession, table: Table, version: int | None = None) -> DataFrame:
         """Read the table, optionally as of an earlier Delta version (time travel)."""
@@ -126,26 +136,22 @@ class Lakehouse:
     def merge(
         self, df: DataFrame, table: Table, keys: Sequence[str], partition_by: Sequence[str] | None = None
     ) -> int | None:
-        """Upsert rows on `keys`: matched rows are updated, new ones inserted. Creates the table if needed."""
-        from delta.tables import DeltaTable
-
+        """Upsert rows on `keys`: matched rows are updated, new ones inserted. Creates the table if needed.
+        SQL MERGE (not the DeltaTable API) so it runs the same on a Spark Connect session."""
         spark = df.sparkSession
         if not self.exists(spark, table):
             self._save(self._writer(df, "overwrite", partition_by), table)
             return self.version(spark, table)
-        target = (
-            DeltaTable.forName(spark, f"{self.catalog}.{self.use_case}_{table.layer}.{table.name}")
-            if self.catalog
-            else DeltaTable.forPath(spark, self.path(table))
-        )
         condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        (
-            target.alias("t")
-            .merge(df.alias("s"), condition)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        source = f"mlops_merge_source_{uuid.uuid4().hex}"
+        df.createOrReplaceTempView(source)
+        try:
+            spark.sql(
+                f"MERGE INTO {self.identifier(table)} AS t USING {source} AS s ON {condition} "
+                "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+            )
+        finally:
+            spark.catalog.dropTempView(source)
         return self.version(spark, table)
 
     def set_comments(self, spark: SparkSession, table: Table, table_comment: str, columns: dict[str, str]) -> None:

@@ -30,6 +30,7 @@ def airflow_stack(tmp_path_factory, e2e_data_dir):
         home=home,
         port=free_port(),
         mlflow_port=None,
+        spark_port=free_port(),  # jobs use the shared Spark Connect server, as under `make up`
         fast_parsing=True,
         extra_env={"MLOPS_DATA_DIR": str(e2e_data_dir), "MLOPS_ENV": "local", "AIRFLOW__CORE__PARALLELISM": "4"},
     )

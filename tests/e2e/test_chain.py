@@ -53,6 +53,7 @@ def chain(tmp_path_factory, chain_dir):
                                                    drift_from=DRIFT_FROM.isoformat()))
         af = LocalAirflow(
             home=tmp_path_factory.mktemp("chain-airflow"), port=free_port(), mlflow_port=None, fast_parsing=True,
+            spark_port=free_port(),  # the shared Spark Connect server, as `make demo` runs it
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
                        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS)},
         )
@@ -75,6 +76,19 @@ def test_every_step_of_the_loop_succeeds(chain):
     assert chain["ok"] and not failed, failed
     assert [r["dag_id"] for r in chain["runs"]][:3] == ["ingest_raw", "materialize_features", "retrain_model"]
     assert chain["ingest"]["good"] > 5_000 and chain["ingest"]["quarantined"] > 0
+
+
+def test_every_spark_job_ran_on_the_shared_server(chain):
+    """Each job reports where its Spark work ran: the demo's jobs connect to the one server it started."""
+    spark_tasks = {"ingest_raw": "orders.ingest", "materialize_features": "materialize", "retrain_model": "train",
+                   "batch_score": "score", "drift_report": "report"}  # fmt: skip
+    seen = set()
+    for run in chain["runs"]:
+        if task := spark_tasks.get(run["dag_id"]):
+            result = chain["client"].xcom(run["dag_id"], run["run_id"], task)
+            assert result["spark"].startswith("connect sc://127.0.0.1:"), (run["dag_id"], result.get("spark"))
+            seen.add(run["dag_id"])
+    assert seen == set(spark_tasks)
 
 
 def test_loop_wrote_features_predictions_and_drift(chain, spark, data_dir):

@@ -97,6 +97,11 @@ class SparkSettings(_Strict):
         default=".local/jars", description="Folder of jars (Delta, S3A) that `make setup` fetched from Maven"
     )
     conf: dict[str, str] = Field(default_factory=dict)
+    shared_server: bool = Field(
+        default=False,
+        description="`make up` / `make demo` start one local Spark Connect server that every job of this "
+        "environment connects to, instead of a JVM per job (mlops_core.spark_server)",
+    )
 
     @model_validator(mode="after")
     def _absolute(self) -> SparkSettings:

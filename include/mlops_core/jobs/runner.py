@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,25 @@ class JobContext:
         from mlops_core.spark import get_spark
 
         return get_spark(self.env, app_name=f"{self.use_case.name}-{self.job}")
+
+    def spark_used(self) -> str | None:
+        """Where this run's Spark work ran: "connect <url>" (the shared server), "local", or None (no Spark)."""
+        if "spark" not in self.__dict__:
+            return None
+        from mlops_core.spark import is_connect_session, shared_server_url
+
+        return f"connect {shared_server_url(self.env)}" if is_connect_session(self.spark) else "local"
+
+    def close(self) -> None:
+        """Release a Spark Connect session on the shared server (its temp views, its settings) now rather
+        than when the server times it out; a job-local session ends with the process."""
+        from mlops_core.spark import is_connect_session
+
+        if "spark" in self.__dict__ and is_connect_session(self.spark):
+            try:
+                self.spark.stop()
+            except Exception as exc:  # noqa: BLE001 - the job's own outcome matters more than the release
+                log.warning("could not release the Spark Connect session: %s", exc)
 
     @cached_property
     def lakehouse(self) -> Lakehouse:
@@ -95,6 +115,8 @@ def emit_result(result: dict[str, Any], result_file: str | None = None) -> None:
 def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str] | None = None) -> int:
     """Parse the command line, build the context, run `fn`, print the result. Returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    # A job's output is a task log, not a terminal: no progress bars for every model download.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser(job).parse_args(argv)
     try:
         params = json.loads(args.params)
@@ -119,10 +141,15 @@ def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str
              args.start_date or args.date, args.end_date or args.date, ctx.run_id)
     try:
         result = fn(ctx)
+        spark_used = ctx.spark_used()
     except ValueError as exc:  # bad input or a refused request: retrying cannot help (exit code 2)
         log.exception("job %s refused its input: %s", job, exc)
         return INPUT_ERROR_EXIT_CODE
+    finally:
+        ctx.close()
     result.setdefault("job", job)
+    if spark_used:
+        result.setdefault("spark", spark_used)
     result["seconds"] = round(time.monotonic() - started, 3)
     emit_result(result, args.result_file)
     return 0

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_core import tables
 from mlops_core.features.spec import AS_OF_DATE
 from mlops_core.monitoring.spec import DATASET_FEATURE, P_VALUE_METHODS, SCORE_COLUMN, MonitoringSpec
+from mlops_core.spark import to_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -193,17 +194,6 @@ def sample(df: DataFrame, max_rows: int, seed: int, key_columns: list[str]) -> t
     if total > max_rows:
         df = df.orderBy(_hash_order(seed, key_columns)).limit(max_rows)
     return to_pandas(df), int(total)
-
-
-def to_pandas(df: DataFrame) -> pd.DataFrame:
-    spark = df.sparkSession
-    key = "spark.sql.execution.arrow.pyspark.enabled"
-    before = spark.conf.get(key, "false")
-    spark.conf.set(key, "true")
-    try:
-        return df.toPandas()
-    finally:
-        spark.conf.set(key, before)
 
 
 # ---- columns ----------------------------------------------------------------------------------------

@@ -157,11 +157,25 @@ def missing_names(required: list[str]) -> Column:
     return F.filter(F.array(*flags), lambda x: x.isNotNull())
 
 
+class _Inline:
+    """The `.value` of a broadcast variable, for sessions without them (Spark Connect)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _share(spark: SparkSession, value: Any) -> Any:
+    from mlops_core.spark import is_connect_session
+
+    return _Inline(value) if is_connect_session(spark) else spark.sparkContext.broadcast(value)
+
+
 def score_columns(
     snapshot: DataFrame, packages: list[ModelPackage], key: str, required: list[str], nthread: int = 1
 ) -> DataFrame:
     """(key, _missing_mask, _score_0, _score_1, ...): one mapInPandas pass over `snapshot` scoring every
-    package. The packages are broadcast; each Python worker builds its predictors once."""
+    package. The packages are broadcast (on Spark Connect, which has no broadcast variables, they travel
+    inside the function); each Python task builds its predictors once."""
     from pyspark.sql.types import DoubleType, LongType, StructField, StructType
 
     spark = snapshot.sparkSession
@@ -184,7 +198,7 @@ def score_columns(
         [StructField(key, key_field.dataType, key_field.nullable), StructField(_MASK, LongType(), False)]
         + [StructField(f"_score_{i}", DoubleType(), True) for i in range(len(packages))]
     )
-    shared = spark.sparkContext.broadcast(packages)
+    shared = _share(spark, packages)
     n_models = len(packages)
 
     def score_batches(batches):
@@ -349,8 +363,12 @@ class BatchScorer:
 
     def _parallel(self, df: DataFrame) -> DataFrame:
         """Use every core even when the snapshot is one file (one input partition)."""
-        cores = self.spark.sparkContext.defaultParallelism
-        if df.rdd.getNumPartitions() < cores:
+        from mlops_core.spark import default_parallelism, is_connect_session
+
+        cores = default_parallelism(self.spark)
+        # Spark Connect has no RDD to ask: one input file is one partition unless it is very large.
+        parts = len(df.inputFiles()) if is_connect_session(self.spark) else df.rdd.getNumPartitions()
+        if parts < cores:
             return df.repartition(cores)
         return df
 

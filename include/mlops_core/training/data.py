@@ -25,14 +25,9 @@ class LoadedTrainingSet:
 
     def to_pandas(self, key: str) -> pd.DataFrame:
         """Collect to pandas in a deterministic order (label_time, key), through Arrow (much faster)."""
-        conf = self.df.sparkSession.conf
-        key_arrow = "spark.sql.execution.arrow.pyspark.enabled"
-        before = conf.get(key_arrow, "false")
-        conf.set(key_arrow, "true")
-        try:
-            return self.df.orderBy(LABEL_TIME, key).toPandas()
-        finally:
-            conf.set(key_arrow, before)
+        from mlops_core.spark import to_pandas
+
+        return to_pandas(self.df.orderBy(LABEL_TIME, key))
 
 
 def label_dates(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig,

@@ -125,11 +125,12 @@ class SparkData(PreparedData):
         from pyspark.ml.functions import vector_to_array
         from pyspark.sql import functions as F
 
-        out = (
+        from mlops_core.spark import to_pandas
+
+        out = to_pandas(
             model.transform(self.encoded[name])
             .select(LABEL, vector_to_array(F.col("probability"))[1].alias("p"), self.key, LABEL_TIME)
             .orderBy(LABEL_TIME, self.key)
-            .toPandas()
         )
         return out[LABEL].to_numpy(dtype="int64"), np.asarray(out["p"], dtype="float64")
 
@@ -181,7 +182,9 @@ class SparkData(PreparedData):
         return {n: self._scores(self._best_model, n) for n in ("train", "validation", "test")}
 
     def sample(self) -> pd.DataFrame:
-        return self.parts["train"].orderBy(LABEL_TIME, self.key).limit(5).toPandas()
+        from mlops_core.spark import to_pandas
+
+        return to_pandas(self.parts["train"].orderBy(LABEL_TIME, self.key).limit(5))
 
 
 def train_spark_and_log(

@@ -1,0 +1,106 @@
+"""Jobs on the shared local Spark Connect server (mlops_core.spark_server; fixtures in tests/conftest.py),
+started from the environment config exactly as `make up` starts it: the same Delta reads, writes and MERGE
+as a job-local session, and a job entry point that reports where it ran. The score job on the server:
+tests/scoring/test_score_on_spark_connect.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+
+import pytest
+
+from tests.net import free_port
+
+
+def test_server_command_is_the_job_session_settings_on_loopback(data_dir):
+    from mlops_core.config import load_environment
+    from mlops_core.spark import local_conf
+    from mlops_core.spark_server import SERVER_CLASS, server_command
+
+    env = load_environment("local")
+    cmd = server_command(env, port=15123)
+    assert cmd[0].endswith("/bin/spark-submit") and cmd[cmd.index("--class") + 1] == SERVER_CLASS
+    assert cmd[cmd.index("--master") + 1] == env.compute.spark.master
+    conf = dict(cmd[i + 1].split("=", 1) for i, arg in enumerate(cmd) if arg == "--conf")
+    assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"
+    assert conf["spark.connect.grpc.binding.port"] == "15123"
+    for key, value in local_conf(env).items():  # Delta extension, jars, the environment's spark.conf
+        assert conf[key] == value
+    assert "delta-spark" in conf["spark.jars"] and conf["spark.driver.memory"] == "2g"
+
+    databricks = env.model_copy(update={"compute": env.compute.model_copy(update={"backend": "databricks"})})
+    with pytest.raises(ValueError, match="no local Spark server"):
+        server_command(databricks)
+
+
+def test_only_the_announced_environment_uses_the_server(monkeypatch, data_dir):
+    from mlops_core.config import load_environment
+    from mlops_core.spark import _reachable, shared_server_url
+
+    env = load_environment("local")
+    monkeypatch.delenv("MLOPS_SPARK_REMOTE", raising=False)
+    assert shared_server_url(env) is None
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://127.0.0.1:15002")
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE_ENV", "s3")  # a server started for another environment's settings
+    assert shared_server_url(env) is None
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE_ENV", "local")
+    assert shared_server_url(env) == "sc://127.0.0.1:15002"
+    assert not _reachable(f"sc://127.0.0.1:{free_port()}")  # nothing listens: the job starts its own Spark
+
+
+def test_delta_reads_writes_and_merge_on_the_server(remote_spark, data_dir):
+    from mlops_core.config import load_environment
+    from mlops_core.lakehouse import Lakehouse, Table
+
+    lake = Lakehouse(load_environment("local"), "connect")
+    table = Table("ops", "upserts")
+    assert not lake.exists(remote_spark, table)
+
+    day1, day2 = date(2026, 3, 1), date(2026, 3, 2)
+    rows = [(i, f"v{i}", day1) for i in range(5)] + [(i, f"w{i}", day2) for i in range(3)]
+    df = remote_spark.createDataFrame(rows, "id INT, value STRING, day DATE")
+    v0 = lake.replace_partitions(df, table, "day", [day1, day2])
+    assert lake.exists(remote_spark, table) and v0 == 0
+    again = remote_spark.createDataFrame([(9, "x", day1)], "id INT, value STRING, day DATE")
+    v1 = lake.replace_partitions(again, table, "day", [day1])  # replaces day1 only
+    got = {(r.id, r.value, r.day) for r in lake.read(remote_spark, table).collect()}
+    assert v1 == 1 and got == {(9, "x", day1), (0, "w0", day2), (1, "w1", day2), (2, "w2", day2)}
+
+    upsert = remote_spark.createDataFrame([(1, "updated", day2), (7, "new", day2)], "id INT, value STRING, day DATE")
+    v2 = lake.merge(upsert, table, keys=["id", "day"])
+    got = {(r.id, r.value) for r in lake.read(remote_spark, table).collect()}
+    assert v2 == 2 and got == {(9, "x"), (0, "w0"), (1, "updated"), (2, "w2"), (7, "new")}
+    assert lake.read(remote_spark, table, version=0).count() == 8  # time travel works through the server too
+    assert [t.name for t in remote_spark.catalog.listTables() if t.name.startswith("mlops_merge_source")] == []
+
+
+def test_collected_frames_carry_no_plan_metrics(remote_spark):
+    """Spark Connect hangs the plan's metrics on toPandas() results and pandas deep-copies them into every
+    derived frame (a one-row slice then cost ~70 ms to score instead of ~10 ms: the gate's latency budget
+    failed). to_pandas() drops them and keeps the data."""
+    from mlops_core.spark import to_pandas
+
+    df = remote_spark.range(200).selectExpr("id", "id % 7 AS bucket").groupBy("bucket").count().orderBy("bucket")
+    assert df.toPandas().attrs  # what pyspark gives
+    frame = to_pandas(df)
+    assert frame.attrs == {} and frame.iloc[[0]].attrs == {}
+    assert frame["bucket"].tolist() == list(range(7)) and frame["count"].sum() == 200
+
+
+def test_a_job_entry_point_runs_on_the_server_and_says_so(connect_server, data_dir):
+    """What the Airflow worker runs: `python -m mlops_core.jobs.smoke` with the server announced."""
+    env = {**os.environ, "MLOPS_SPARK_REMOTE": connect_server, "MLOPS_SPARK_REMOTE_ENV": "local",
+           "MLOPS_DATA_DIR": str(data_dir)}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    cmd = [sys.executable, "-m", "mlops_core.jobs.smoke", "--use-case", "churn", "--date", "2026-03-01",
+           "--params", json.dumps({"rows": 40})]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("MLOPS_RESULT "))[13:])
+    assert result["spark"] == f"connect {connect_server}"
+    assert result["rows_total"] == 40 and result["versions"] == {"2026-03-01": 0}
+    assert (data_dir / "lakehouse" / "churn" / "ops" / "smoke" / "_delta_log").is_dir()  # written by the server
