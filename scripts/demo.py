@@ -2,7 +2,8 @@
 
 1. generate the churn data set (with drift injected in the last weeks) into the landing zone;
 2. start Airflow on 127.0.0.1 (unless `make up` already runs it);
-3. trigger DAGs over the REST API exactly as the UI does, one after another, showing progress;
+3. trigger DAGs over the REST API exactly as the UI does, one after another (each night's drift report next
+   to the next night's scoring), showing progress;
 4. print a summary and where to look; 5. stop what it started.
 
 Every run is triggered by the demo itself, so the Airflow it starts has cron and asset scheduling switched
@@ -44,32 +45,43 @@ class Step:
     conf: dict[str, Any]
     why: str
     results: dict[str, Any] = field(default_factory=dict)
+    # Consecutive steps with the same wave run at the same time (the nights' drift report next to the next
+    # night's scoring, as their schedules let them in production); each wave waits for the one before.
+    wave: int = 0
 
 
-def run_step(client: AirflowClient, step: Step, timeout: float) -> dict[str, Any]:
-    client.wait_for_dag(step.dag_id, timeout=180)
-    client.set_paused(step.dag_id, False)
-    t0 = time.monotonic()
-    say(f"{step.dag_id}: {step.why}")
-    run_id = client.trigger(step.dag_id, step.conf)
-    seen: dict[str, str] = {}
-    deadline = t0 + timeout
-    while True:
-        run = client.dag_run(step.dag_id, run_id)
-        for ti in client.task_instances(step.dag_id, run_id):
-            state = ti.get("state") or "queued"
-            if seen.get(ti["task_id"]) != state and state in ("running", "success", "failed", "skipped",
-                                                              "up_for_retry", "deferred"):
-                seen[ti["task_id"]] = state
-                say(f"  {step.dag_id}.{ti['task_id']}: {state}")
-        if run["state"] in ("success", "failed"):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{step.dag_id} did not finish in {timeout:.0f}s")
-        time.sleep(2)
-    say(f"{step.dag_id}: {run['state']} in {time.monotonic() - t0:.0f}s")
-    run["task_instances"] = client.task_instances(step.dag_id, run_id)
-    return run
+def run_wave(client: AirflowClient, steps: list[Step], timeout: float) -> list[dict[str, Any]]:
+    """Trigger the steps' DAG runs together and follow them to the end, printing each task's state changes."""
+    started = []
+    for step in steps:
+        client.wait_for_dag(step.dag_id, timeout=180)
+        client.set_paused(step.dag_id, False)
+        say(f"{step.dag_id}: {step.why}")
+        started.append((step, client.trigger(step.dag_id, step.conf), time.monotonic()))
+    deadline = time.monotonic() + timeout
+    seen: dict[tuple[str, str], str] = {}
+    finished: dict[str, dict[str, Any]] = {}
+    while len(finished) < len(started):
+        for step, run_id, t0 in started:
+            if run_id in finished:
+                continue
+            run = client.dag_run(step.dag_id, run_id)
+            for ti in client.task_instances(step.dag_id, run_id):
+                state = ti.get("state") or "queued"
+                if seen.get((run_id, ti["task_id"])) != state and state in (
+                        "running", "success", "failed", "skipped", "up_for_retry", "deferred"):
+                    seen[(run_id, ti["task_id"])] = state
+                    say(f"  {step.dag_id}.{ti['task_id']}: {state}")
+            if run["state"] in ("success", "failed"):
+                say(f"{step.dag_id}: {run['state']} in {time.monotonic() - t0:.0f}s")
+                run["task_instances"] = client.task_instances(step.dag_id, run_id)
+                finished[run_id] = run
+        if len(finished) < len(started):
+            if time.monotonic() > deadline:
+                late = [step.dag_id for step, run_id, _ in started if run_id not in finished]
+                raise TimeoutError(f"{', '.join(late)} did not finish in {timeout:.0f}s")
+            time.sleep(2)
+    return [finished[run_id] for _, run_id, _ in started]
 
 
 def generate_data(args: argparse.Namespace) -> None:
@@ -89,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--start", default="2026-01-01")
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
+    parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
+                        help="port of the shared Spark Connect server the jobs use (0: each job starts its own Spark)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per DAG run")
     parser.add_argument("--smoke", action="store_true",
                         help="only the Spark + Delta smoke DAG instead of the whole loop")
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     generate_data(args)
     home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".local" / "airflow")).resolve()
     # The demo triggers every run itself: no cron or asset-triggered runs racing its backfills.
-    af = LocalAirflow(home=home, port=args.port, mlflow_port=None,
+    af = LocalAirflow(home=home, port=args.port, mlflow_port=None, spark_port=args.spark_port or None,
                       extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                                  # the drift-triggered retrain takes the use case's trials: fewer for a demo
                                  "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(DEMO_HPO_TRIALS)})
@@ -109,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         say("using the Airflow that `make up` runs: its schedules are on, so scheduled runs may queue "
             "behind the demo's (make down first for a clean demo)")
     if started_here:
-        say("starting Airflow on 127.0.0.1 (api-server, scheduler, dag-processor, triggerer)")
+        spark = af.shared_spark_env()
+        say("starting Airflow on 127.0.0.1 (api-server, scheduler, dag-processor, triggerer"
+            + (f", and the Spark Connect server every job shares on port {af.spark_port})" if spark else ")"))
         af.write_config()
         af.start()
     try:
@@ -130,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def chain_steps(start: dt.date, end: dt.date, drift_from: dt.date, scored_days: int = 5,
                 hpo_trials: int = DEMO_HPO_TRIALS, rule: dict[str, Any] | None = None) -> list[Step]:
-    """The loop, one DAG run after another, each with the Params a person would type in the UI."""
+    """The loop, one DAG run after another (but for the nights: see Step.wave), each with the Params a person
+    would type in the UI."""
     # The first model trains on labels known before the drift starts (a label needs 30 days of future).
     train_end = drift_from - dt.timedelta(days=31)
     last_days = [end - dt.timedelta(days=i) for i in range(scored_days - 1, -1, -1)]
@@ -143,30 +160,50 @@ def chain_steps(start: dt.date, end: dt.date, drift_from: dt.date, scored_days: 
                                "reason": "demo: first model"},
              f"train on labels up to {train_end}, register challenger, gate, promote"),
     ]
-    for day in last_days:
-        steps.append(Step("batch_score", {"as_of_date": day.isoformat()}, f"score the {day} snapshot with the champion"))
-        steps.append(Step("drift_report", {"date": day.isoformat()}, f"Evidently drift report for {day}"))
+    # Night i's drift report runs next to night i+1's scoring: it only needs night i's predictions.
+    for i, day in enumerate(last_days):
+        steps.append(Step("batch_score", {"as_of_date": day.isoformat()}, f"score the {day} snapshot with the champion",
+                          wave=3 + i))
+        steps.append(Step("drift_report", {"date": day.isoformat()}, f"Evidently drift report for {day}", wave=4 + i))
     steps.append(Step("retrain_on_drift", {"expected_date": end.isoformat(), "wait_minutes": 0, **(rule or {})},
-                      "does the drift history call for a retrain? (k of the last n nights drifted)"))
+                      "does the drift history call for a retrain? (k of the last n nights drifted)",
+                      wave=4 + len(last_days)))
+    for i, step in enumerate(steps[:3]):
+        step.wave = i
     return steps
+
+
+def waves(steps: list[Step]) -> list[list[Step]]:
+    """Consecutive steps of the same wave, in order."""
+    grouped: list[list[Step]] = []
+    for step in steps:
+        if grouped and grouped[-1][0].wave == step.wave:
+            grouped[-1].append(step)
+        else:
+            grouped.append([step])
+    return grouped
 
 
 def run_chain(client: AirflowClient, start: dt.date, end: dt.date, drift_from: dt.date, timeout: float,
               steps: list[Step] | None = None) -> dict[str, Any]:
-    """Run the steps in order; stop at the first failed run. Returns what the summary prints."""
+    """Run the steps wave by wave; stop after the first wave with a failed run. Returns what the summary prints."""
     summary: dict[str, Any] = {"runs": [], "ok": True}
-    for step in steps or chain_steps(start, end, drift_from):
-        run = run_step(client, step, timeout)
-        states = {t["task_id"]: t["state"] for t in run["task_instances"]}
-        summary["runs"].append({"dag_id": step.dag_id, "state": run["state"], "tasks": states,
-                                "run_id": run["dag_run_id"], "conf": step.conf})
-        client.set_paused(step.dag_id, True)  # no cron runs of demo DAGs behind the user's back
-        if run["state"] != "success":
-            summary["ok"] = False
+    for wave in waves(steps or chain_steps(start, end, drift_from)):
+        runs = run_wave(client, wave, timeout)
+        for step in wave:
+            client.set_paused(step.dag_id, True)  # no cron runs of demo DAGs behind the user's back
+        for step, run in zip(wave, runs, strict=True):
+            states = {t["task_id"]: t["state"] for t in run["task_instances"]}
+            summary["runs"].append({"dag_id": step.dag_id, "state": run["state"], "tasks": states,
+                                    "run_id": run["dag_run_id"], "conf": step.conf})
+            if run["state"] != "success":
+                summary["ok"] = False
+                continue
+            if step.dag_id == "platform_smoke":
+                summary["smoke"] = client.xcom("platform_smoke", run["dag_run_id"], "delta_round_trip")
+            collect(client, step.dag_id, run, summary)
+        if not summary["ok"]:
             break
-        if step.dag_id == "platform_smoke":
-            summary["smoke"] = client.xcom("platform_smoke", run["dag_run_id"], "delta_round_trip")
-        collect(client, step.dag_id, run, summary)
     if summary["ok"]:
         follow_drift_retrain(client, summary, timeout)
     return summary

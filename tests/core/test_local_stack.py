@@ -1,0 +1,58 @@
+"""What `make up` / `make demo` start and in which order the demo runs the loop (scripts/local_airflow.py,
+scripts/demo.py): the shared Spark Connect server only for environments that ask for it, announced to the
+jobs of that environment only; the nights' drift reports next to the next night's scoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import pytest
+from local_airflow import SPARK_SERVICE, LocalAirflow
+
+
+def _stack(tmp_path, env_name: str, spark_port: int | None = 15123) -> LocalAirflow:
+    return LocalAirflow(home=tmp_path / "airflow", port=18080, mlflow_port=None, spark_port=spark_port,
+                        extra_env={"MLOPS_ENV": env_name, "MLOPS_DATA_DIR": str(tmp_path / "data"),
+                                   "MLOPS_S3_ROOT": "s3://bucket/prefix"})  # fmt: skip
+
+
+def test_the_local_environment_gets_a_shared_spark_server(tmp_path):
+    stack = _stack(tmp_path, "local")
+    assert stack.shared_spark_env() == "local"
+    env = stack.env()
+    assert env["MLOPS_SPARK_REMOTE"] == "sc://127.0.0.1:15123" and env["MLOPS_SPARK_REMOTE_ENV"] == "local"
+    assert stack._commands()[SPARK_SERVICE] == [sys.executable, "-m", "mlops_core.spark_server", "--env", "local",
+                                                "--port", "15123"]  # fmt: skip
+
+
+@pytest.mark.parametrize("env_name, port", [("s3", 15123), ("local", None)])
+def test_no_shared_server_without_a_port_or_for_environments_that_do_not_ask(tmp_path, env_name, port):
+    # s3.yaml: jobs get the AWS connection's keys through their own environment, which a shared server
+    # started earlier could not see; so its jobs keep their own Spark.
+    stack = _stack(tmp_path, env_name, port)
+    assert stack.shared_spark_env() is None
+    assert "MLOPS_SPARK_REMOTE" not in stack.env() and SPARK_SERVICE not in stack._commands()
+
+
+def test_an_override_in_the_services_environment_is_honoured(tmp_path):
+    stack = _stack(tmp_path, "local")
+    stack.extra_env["MLOPS__COMPUTE__SPARK__SHARED_SERVER"] = "false"
+    assert stack.shared_spark_env() is None
+
+
+def test_each_nights_drift_report_runs_next_to_the_next_nights_scoring():
+    import demo
+
+    end = dt.date(2026, 4, 30)
+    steps = demo.chain_steps(dt.date(2026, 1, 1), end, dt.date(2026, 4, 10), scored_days=3)
+    plan = [[(s.dag_id, s.conf.get("as_of_date") or s.conf.get("date") or "") for s in wave]
+            for wave in demo.waves(steps)]  # fmt: skip
+    assert plan == [
+        [("ingest_raw", "")], [("materialize_features", "")], [("retrain_model", "")],
+        [("batch_score", "2026-04-28")],
+        [("drift_report", "2026-04-28"), ("batch_score", "2026-04-29")],
+        [("drift_report", "2026-04-29"), ("batch_score", "2026-04-30")],
+        [("drift_report", "2026-04-30")],
+        [("retrain_on_drift", "")],
+    ]  # fmt: skip
