@@ -4,7 +4,8 @@ dag_parse: the module-level cost of each DAG file (imports, use-case config), in
 already imported the Airflow SDK; baseline: a one-task DAG file measured the same way in the same run.
 
 spark_task_overhead: a Spark task's fixed cost, from the job process start to its result, for the smallest job
-(smoke: 10 rows into a Delta table); baseline: a bare `SparkSession` start plus one trivial Spark job in a fresh
+(smoke: 10 rows into a Delta table), with its own local Spark and on the shared Spark Connect server (started
+once, warmed by one job); baseline: a bare `SparkSession` start plus one trivial Spark job in a fresh
 interpreter (no Delta, no project code).
 
 airflow_idle_cpu: CPU used by an idle local Airflow (api-server, scheduler, dag-processor, triggerer) with DAG
@@ -13,7 +14,9 @@ baseline: the machine with no stack, measured just before.
 
 demo_wall_time: `scripts/demo.py` (what `make demo` runs) end to end in a fresh Airflow home and data folder:
 total wall seconds and each DAG run's; baseline: the same script with --smoke (Airflow start-up plus one Spark
-task through the operator), measured just before. Goal: the whole loop <= 10 minutes on 2 cores."""
+task through the operator), measured just before. Goal: the whole loop <= 10 minutes on 2 cores. With
+`own_spark=true` the whole demo also runs once more with a JVM per job (--spark-port 0), the set-up before the
+shared Spark Connect server."""
 
 from __future__ import annotations
 
@@ -92,14 +95,18 @@ spark.stop()
 """
 
 
-def _timed_job(data_dir: Path) -> tuple[float, float]:
-    """(seconds to the job's first log line, seconds to its result line) of the smoke job in a fresh process."""
+def _timed_job(data_dir: Path, remote: str | None = None) -> tuple[float, float]:
+    """(seconds to the job's first log line, seconds to its result line) of the smoke job in a fresh process,
+    on its own local Spark or on the shared server at `remote`."""
     cmd = [sys.executable, "-u", "-m", "mlops_core.jobs.smoke", "--use-case", "churn", "--date", "2026-01-01",
            "--run-id", "bench", "--params", '{"rows": 10}']  # fmt: skip
+    extra = {"MLOPS_DATA_DIR": str(data_dir), "MLOPS_ENV": "local"}
+    if remote:
+        extra |= {"MLOPS_SPARK_REMOTE": remote, "MLOPS_SPARK_REMOTE_ENV": "local"}
     t0 = time.perf_counter()
     first = result = None
-    with subprocess.Popen(cmd, env=_env(MLOPS_DATA_DIR=str(data_dir), MLOPS_ENV="local"), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:  # fmt: skip
+    with subprocess.Popen(cmd, env=_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:  # fmt: skip
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter() - t0
@@ -107,14 +114,20 @@ def _timed_job(data_dir: Path) -> tuple[float, float]:
                 first = now
             if line.startswith("MLOPS_RESULT"):
                 result = now
+                if remote and f'"spark": "connect {remote}"' not in line:
+                    raise RuntimeError(f"the smoke job did not run on the shared server {remote}: {line[:300]}")
     if proc.returncode != 0 or first is None or result is None:
         raise RuntimeError(f"smoke job failed (exit {proc.returncode})")
     return first, result
 
 
 def spark_task_overhead(ctx: BenchContext) -> BenchResult:
-    """A Spark task's fixed cost (smallest job, process start to result) vs a bare SparkSession + one job."""
-    samples: dict[str, list[float]] = {"raw_spark_start_and_job": [], "job_first_log_line": [], "job_result": []}
+    """A Spark task's fixed cost (smallest job, process start to result), with its own Spark and on the shared
+    Spark Connect server, vs a bare SparkSession + one job."""
+    from tests.net import serve
+
+    samples: dict[str, list[float]] = {"raw_spark_start_and_job": [], "job_first_log_line": [], "job_result": [],
+                                       "job_result_shared_server": []}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for i in range(ctx.repeats):
             raw = subprocess.run([sys.executable, "-c", RAW_SPARK], env=_env(), capture_output=True, text=True,
@@ -123,15 +136,26 @@ def spark_task_overhead(ctx: BenchContext) -> BenchResult:
             first, result = _timed_job(Path(tmp) / f"run{i}")
             samples["job_first_log_line"].append(first)
             samples["job_result"].append(result)
+        port = free_port()
+        server = [sys.executable, "-m", "mlops_core.spark_server", "--env", "local", "--port", str(port)]
+        with serve(server, port, Path(tmp) / "spark-connect.log", env=_env(MLOPS_ENV="local"), timeout=300):
+            remote = f"sc://127.0.0.1:{port}"
+            _timed_job(Path(tmp) / "warm-up", remote)  # the server's first job compiles what every later one reuses
+            for i in range(ctx.repeats):
+                samples["job_result_shared_server"].append(_timed_job(Path(tmp) / f"remote{i}", remote)[1])
     base = median(samples["raw_spark_start_and_job"])
     rows = [{"case": name, "median_s": median(v), "x_baseline": median(v) / base} for name, v in samples.items()]
+    own, shared = median(samples["job_result"]), median(samples["job_result_shared_server"])
     return BenchResult(
         rows=rows,
-        summary={"raw_spark_s": round(base, 2), "task_overhead_s": round(median(samples["job_result"]), 2),
-                 "task_overhead_x_raw_spark": round(median(samples["job_result"]) / base, 2)},  # fmt: skip
+        summary={"raw_spark_s": round(base, 2), "task_overhead_s": round(own, 2),
+                 "task_overhead_x_raw_spark": round(own / base, 2),
+                 "task_overhead_shared_server_s": round(shared, 2),
+                 "shared_server_speedup_x": round(own / shared, 1)},  # fmt: skip
         samples=samples,
         notes=["job_result includes Python imports (MLflow, pandas via the job framework), the Delta-enabled "
-               "session, one Delta write and the result line; the operator's own Airflow task start is not in it"],
+               "session, one Delta write and the result line; the operator's own Airflow task start is not in it",
+               "job_result_shared_server: the same job as a Spark Connect client of a warm shared server"],
     )
 
 
@@ -196,7 +220,10 @@ def _run_demo(work: Path, args: list[str]) -> dict[str, object]:
     LocalAirflow(home=home, port=port, mlflow_port=None, extra_env=extra).init()
     env = {**_env(**extra), "AIRFLOW_HOME": str(home), "AIRFLOW_PORT": str(port)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "scripts" / "demo.py"), "--port", str(port), *args],
+    demo = [sys.executable, str(PROJECT_ROOT / "scripts" / "demo.py"), "--port", str(port)]
+    if "--spark-port" not in args:
+        demo += ["--spark-port", str(free_port())]  # never the 15002 of a running `make up`
+    proc = subprocess.run([*demo, *args],
                           env=env, capture_output=True, text=True, timeout=4 * 3600)  # fmt: skip
     wall = time.perf_counter() - t0
     steps: list[tuple[str, int]] = []
@@ -214,7 +241,10 @@ def _run_demo(work: Path, args: list[str]) -> dict[str, object]:
 def demo_wall_time(ctx: BenchContext) -> BenchResult:
     """The whole demo loop's wall time (and each DAG run's) vs the smoke demo (Airflow start + one Spark task)."""
     demo_args = str(ctx.param("demo_args", "--customers 3000 --days 120")).split()
+    own_spark = str(ctx.param("own_spark", "false")).lower() == "true"
     samples: dict[str, list[float]] = {"smoke_demo": [], "whole_demo": []}
+    if own_spark:
+        samples["whole_demo_jvm_per_job"] = []
     per_step: dict[str, list[int]] = {}
     for i in range(ctx.repeats):
         with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
@@ -223,6 +253,9 @@ def demo_wall_time(ctx: BenchContext) -> BenchResult:
             samples["whole_demo"].append(float(run["wall"]))
             for n, (dag, seconds) in enumerate(run["steps"]):  # type: ignore[arg-type]
                 per_step.setdefault(f"{n + 1:02d} {dag}", []).append(seconds)
+            if own_spark:
+                own = _run_demo(Path(tmp) / f"own{i}", [*demo_args, "--spark-port", "0"])
+                samples["whole_demo_jvm_per_job"].append(float(own["wall"]))
     base = median(samples["smoke_demo"])
     rows = [{"case": name, "median_s": median(v), "x_smoke": median(v) / base} for name, v in samples.items()]
     rows += [{"case": f"  step {name}", "median_s": median(v), "x_smoke": None} for name, v in per_step.items()]
