@@ -199,6 +199,16 @@ def to_pandas(df: DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _connect_session(url: str) -> SparkSession:
+    """What `SparkSession.builder.remote(url)` does, without its refusal when the process also holds a
+    classic session (a test process can; a job process never does): pyspark's functions build Connect
+    expressions from now on (SPARK_CONNECT_MODE_ENABLED)."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    return ConnectSession.builder.remote(url).getOrCreate()
+
+
 def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
     """Return the active session, the shared server's, or a new local one from the environment config."""
     from pyspark.sql import SparkSession
@@ -209,7 +219,7 @@ def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
     if url:
         if _reachable(url):
             log.info("Spark: shared Spark Connect server %s (environment %s)", url, env.name)
-            return SparkSession.builder.remote(url).getOrCreate()
+            return _connect_session(url)
         log.warning("Spark: the shared server %s does not answer; this job starts its own local session", url)
     active = SparkSession.getActiveSession()
     if active is not None:
