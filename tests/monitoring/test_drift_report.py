@@ -144,10 +144,12 @@ def test_no_predictions_for_the_date_is_reported_not_raised(env, lakehouse, chur
     assert out["status"] == "no_data" and "2026-04-01" in out["reason"]
 
 
-def test_champion_training_reference_and_performance(spark, env, lakehouse, churn, data_dir, tmp_path):
+def test_champion_training_reference_and_performance(spark, env, lakehouse, churn, data_dir, tmp_path,
+                                                     monkeypatch):
     """Reference = the scoring version's training data rebuilt from its lineage tags (feature table at the
     recorded Delta version: later snapshots are not in it), scored by that version for prediction drift;
-    labels that arrived give a classification report."""
+    labels that arrived give a classification report. The reference is built once per model version: the
+    next night reads it back from the report store."""
     import mlflow
     import numpy as np
     from mlflow.pyfunc import PythonModel
@@ -201,15 +203,35 @@ def test_champion_training_reference_and_performance(spark, env, lakehouse, chur
     arrived[tables.INGEST_RUN_ID] = "test"
     append(spark, lakehouse, tables.bronze("labels"), arrived, tables.INGEST_DATE)
 
+    from mlops_core.monitoring import drift as drift_module
+    from mlops_core.monitoring.store import ReportStore
+
+    store = ReportStore(str(tmp_path / "reports"), "churn")
     result = compute(spark, lakehouse, churn, date(2026, 3, 2), reference_kind="champion_training",
-                     out_dir=tmp_path / "champion")
-    assert result.reference["kind"] == "champion_training"
+                     out_dir=tmp_path / "champion", reference_store=store)
+    assert result.reference["kind"] == "champion_training" and result.reference["cached"] is False
     assert result.reference["feature_table_version"] == ftv and result.reference["model_version"] == str(mv.version)
     assert result.sampling["reference_rows_total"] == len(feats)  # only the training snapshots, every label joined
     assert {"total_spent_30d", "country"} <= set(result.drifted_features)
     assert result.score_drift and "score" in result.score_drift  # the reference was scored by the version
     assert result.performance["rows"] == 300 and "RocAuc" in result.performance["metrics"]
     assert Path(result.files["performance.html"]).is_file()
+
+    # The next night: same model version, so the stored reference is read back, not rebuilt.
+    cache = drift_module.reference_cache_name("churn_xgboost", str(mv.version), result.sampling["max_rows"],
+                                              result.sampling["seed"])
+    assert (tmp_path / "reports" / "churn" / "drift" / "_reference" / cache).is_file()
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the champion reference was rebuilt instead of read from the store")
+
+    monkeypatch.setattr(drift_module, "champion_reference", no_rebuild)
+    again = compute(spark, lakehouse, churn, date(2026, 3, 2), reference_kind="champion_training",
+                    out_dir=tmp_path / "champion-again", reference_store=store)
+    assert again.reference == {**result.reference, "cached": True}
+    assert again.sampling == result.sampling
+    assert again.drifted_features == result.drifted_features and again.score_drift == result.score_drift
+    assert [(c.feature, c.score) for c in again.columns] == [(c.feature, c.score) for c in result.columns]
 
 
 def test_amount_columns_constant_matches_the_generator():

@@ -110,6 +110,9 @@ def test_local_store_replaces_a_date(tmp_path):
     store.remove_stale("2026-03-02", keep={"report.html"})
     assert store.read_text("2026-03-02", "report.html") == "<html>v2</html>"
     assert not store.exists("2026-03-02", "performance.html")
+    assert store.get("2026-03-02", "report.html", tmp_path / "copy.html")
+    assert (tmp_path / "copy.html").read_text() == "<html>v2</html>"
+    assert not store.get("2026-03-02", "performance.html", tmp_path / "none.html")
     assert store.url("2026-03-02", "report.html").startswith("file:///")
 
 
@@ -148,3 +151,6 @@ def test_s3_store(moto_s3, tmp_path):
     assert json.loads(store.read_text("2026-03-02", "report.json")) == {"a": 1}
     assert store.exists("2026-03-02", "report.json") and not store.exists("2026-03-02", "old.html")
     assert store.url("2026-03-02", "report.json").startswith("https://s3.console.aws.amazon.com/s3/object/reports")
+    assert store.get("2026-03-02", "report.json", tmp_path / "back.json")  # e.g. a cached drift reference
+    assert json.loads((tmp_path / "back.json").read_text()) == {"a": 1}
+    assert not store.get("2026-03-02", "old.html", tmp_path / "gone.html") and not (tmp_path / "gone.html").exists()

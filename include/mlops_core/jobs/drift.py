@@ -108,6 +108,7 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
     configure_mlflow(ctx.env, p.get("mlflow_tracking_uri") or None, p.get("mlflow_registry_uri") or None)
     requested = date.fromisoformat(str(p["date"])[:10]) if _given(p.get("date")) else None
     not_after = ctx.dates()[-1]
+    store = ReportStore(ctx.env.storage.reports_root, ctx.use_case.name)
     try:
         day = drift.report_date(ctx.spark, ctx.lakehouse, requested, not_after)
         with tempfile.TemporaryDirectory(prefix="drift-report-") as tmp:
@@ -116,8 +117,9 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
                 reference_kind=p.get("reference") if _given(p.get("reference")) else None,
                 reference_days=_int(p.get("reference_days")),
                 max_rows=_int(p.get("max_rows")), seed=_int(p.get("seed")), out_dir=tmp,
+                # the champion's reference is built on its first night and read back on the next ones
+                reference_store=store,
             )
-            store = ReportStore(ctx.env.storage.reports_root, ctx.use_case.name)
             stored = {name: store.put(result.date, path, name) for name, path in result.files.items()}
             store.remove_stale(result.date, keep=set(stored))
             mlflow_run_id = experiment_id = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from mlops_core.config import UseCaseConfig
     from mlops_core.lakehouse import Lakehouse
+    from mlops_core.monitoring.store import ReportStore
 
 log = logging.getLogger("mlops.drift")
 
@@ -183,6 +185,49 @@ def window_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCas
     return df, {"kind": "window", "days": days, "rows_total": meta["predictions"], "start": first.isoformat(), "end": last.isoformat(),
                 "feature_table_version": meta["feature_table_version"],
                 "description": f"scored snapshots of {first}..{last} ({days} as-of dates before {day})"}
+
+
+# ---- the champion reference, built once per model version ---------------------------------------------
+REFERENCE_FOLDER = "_reference"  # in the report store, next to the dated report folders
+REFERENCE_FORMAT = 1  # bump when the cached frame's layout changes: older files are then ignored
+
+
+def reference_cache_name(model_name: str, model_version: str, max_rows: int, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)
+    return f"champion-{safe}-v{model_version}-rows{max_rows}-seed{seed}-f{REFERENCE_FORMAT}.parquet"
+
+
+def load_cached_reference(store: ReportStore, name: str) -> tuple[pd.DataFrame, int, dict[str, Any]] | None:
+    """(sample, rows before sampling, reference info) of a champion reference stored earlier, or None.
+
+    A model version's training data is pinned (label and feature table versions in its lineage), so its
+    sampled and scored reference never changes: nights after the first read it instead of rebuilding the
+    point-in-time training set and scoring it again."""
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
+        local = Path(tmp) / name
+        if not store.get(REFERENCE_FOLDER, name, local):
+            return None
+        table = pq.read_table(local)
+    meta = json.loads((table.schema.metadata or {}).get(b"mlops.reference", b"{}"))
+    if "rows_total" not in meta or "info" not in meta:
+        return None
+    return table.to_pandas(), int(meta["rows_total"]), {**meta["info"], "cached": True}
+
+
+def save_cached_reference(store: ReportStore, name: str, frame: pd.DataFrame, rows_total: int,
+                          info: dict[str, Any]) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {**(table.schema.metadata or {}),
+            b"mlops.reference": json.dumps({"rows_total": rows_total, "info": info}, default=str).encode()}
+    with tempfile.TemporaryDirectory(prefix="drift-reference-") as tmp:
+        local = Path(tmp) / name
+        pq.write_table(table.replace_schema_metadata(meta), local)
+        return store.put(REFERENCE_FOLDER, local, name)
 
 
 # ---- sampling ---------------------------------------------------------------------------------------
@@ -500,8 +545,10 @@ def compute(
     seed: int | None = None,
     out_dir: str | Path | None = None,
     mlflow_client=None,
+    reference_store: ReportStore | None = None,
 ) -> DriftResult:
-    """Build current and reference data, run the reports, write report.html/json into `out_dir`."""
+    """Build current and reference data, run the reports, write report.html/json into `out_dir`. With a
+    `reference_store`, a champion_training reference is built once per model version and read back after."""
     spec = spec_of(use_case)
     kind = reference_kind or spec.reference.kind
     days = reference_days or spec.reference.days
@@ -512,9 +559,15 @@ def compute(
     t0 = time.monotonic()
 
     current_df, meta = current_data(spark, lakehouse, use_case, day, max_rows, seed)
+    cached = cache_name = None
     if kind == "champion_training":
         if not meta["model_name"] or not meta["model_version"]:
             raise DriftInputError(f"predictions of {day} name no model version: use the window reference")
+        cache_name = reference_cache_name(meta["model_name"], meta["model_version"], max_rows, seed)
+        cached = load_cached_reference(reference_store, cache_name) if reference_store is not None else None
+    if cached is not None:
+        reference, reference_total, ref_info = cached
+    elif kind == "champion_training":
         reference_df, ref_info = champion_reference(spark, lakehouse, use_case, meta["model_name"],
                                                     meta["model_version"], mlflow_client)
     elif kind == "window":
@@ -523,10 +576,11 @@ def compute(
         raise ValueError(f"unknown reference {kind!r}: champion_training or window")
     # Current and window reference come sampled (before their join); the training set is sampled here.
     current, current_total = to_pandas(current_df), meta["predictions"]
-    if "rows_total" in ref_info:
-        reference, reference_total = to_pandas(reference_df), ref_info["rows_total"]
-    else:
-        reference, reference_total = sample(reference_df, max_rows, seed, key_cols)
+    if cached is None:
+        if "rows_total" in ref_info:
+            reference, reference_total = to_pandas(reference_df), ref_info["rows_total"]
+        else:
+            reference, reference_total = sample(reference_df, max_rows, seed, key_cols)
     timings["load_and_sample"] = time.monotonic() - t0
     if current.empty:
         raise DriftInputError(f"no scored rows with features for {day}")
@@ -540,6 +594,9 @@ def compute(
         except Exception as exc:  # noqa: BLE001 - prediction drift is optional; feature drift still runs
             score_note = f"reference not scored ({type(exc).__name__}: {exc})"
             log.warning("no prediction drift: %s", score_note)
+    if cached is None and cache_name and reference_store is not None and score_note is None:
+        save_cached_reference(reference_store, cache_name, reference, int(reference_total), ref_info)
+        ref_info = {**ref_info, "cached": False}
     with_score = SCORE_COLUMN in reference.columns and current[SCORE_COLUMN].notna().any() \
         and reference[SCORE_COLUMN].notna().any()
 

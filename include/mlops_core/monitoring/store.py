@@ -1,4 +1,5 @@
-"""Where drift reports live: `<storage.reports_root>/<use case>/drift/<date>/report.html|json`.
+"""Where drift reports live: `<storage.reports_root>/<use case>/drift/<date>/report.html|json` (and the cached
+champion references, under `<use case>/drift/_reference/`).
 
 The root is a local folder or s3://bucket/prefix (boto3; AWS_ENDPOINT_URL points it at any S3-compatible
 server). Writing the same date again replaces its files: a rerun never leaves two reports for one night."""
@@ -64,6 +65,19 @@ class ReportStore:
             bucket, key = self._bucket_key(day, name)
             return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
         return Path(self.uri(day, name)).read_text(encoding="utf-8")
+
+    def get(self, day: str, name: str, local_file: str | Path) -> bool:
+        """Copy a stored file to `local_file`; False when the store has no such file."""
+        if not self.exists(day, name):
+            return False
+        if self.is_s3:
+            import boto3
+
+            bucket, key = self._bucket_key(day, name)
+            boto3.client("s3").download_file(bucket, key, str(local_file))
+        else:
+            shutil.copyfile(self.uri(day, name), local_file)
+        return True
 
     def exists(self, day: str, name: str) -> bool:
         if self.is_s3:
