@@ -36,7 +36,7 @@ test-fast: setup ## the tests without the end-to-end Airflow runs
 lint: setup ## ruff, including Airflow's AIR rules
 	@$(PY) -m ruff check .
 
-up: setup ## start Airflow (api-server, scheduler, dag-processor, triggerer) and the MLflow UI on 127.0.0.1
+up: setup ## start Airflow (api-server, scheduler, dag-processor, triggerer), the MLflow UI and the shared Spark Connect server on 127.0.0.1
 	@$(PY) scripts/local_airflow.py up
 
 down: ## stop what `make up` started, by pid
