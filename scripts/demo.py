@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if started_here:
             say("stopping the Airflow processes this demo started")
-            af.stop()
+            af.stop(timeout=10)  # every run has finished: no 30 s wait for a graceful executor shutdown
     print_summary(summary, af)
     return 0 if summary.get("ok") else 1
 
