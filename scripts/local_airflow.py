@@ -301,11 +301,13 @@ expose_config = False
         deadline = time.monotonic() + timeout
         last: Any = None
         spark = SPARK_SERVICE in self._commands()
+        if spark:
+            from mlops_core.spark import server_answers
         while time.monotonic() < deadline:
             for name in [*AIRFLOW_COMPONENTS, *([SPARK_SERVICE] if spark else [])]:
                 if self.pid(name) is None:
                     raise RuntimeError(f"{name} exited during start-up; see {self.service_log_dir / (name + '.log')}")
-            if spark and not _port_open(self.spark_port):
+            if spark and not server_answers(f"sc://{LOOPBACK}:{self.spark_port}"):
                 last = f"Spark Connect server not listening on {LOOPBACK}:{self.spark_port} yet"
                 time.sleep(1)
                 continue
@@ -329,16 +331,6 @@ expose_config = False
 
     def client(self) -> AirflowClient:
         return AirflowClient(self.base_url, "admin", self.admin_password())
-
-
-def _port_open(port: int | None) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((LOOPBACK, int(port or 0)), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def _alive(pid: int) -> bool:

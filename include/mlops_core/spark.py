@@ -152,7 +152,8 @@ def shared_server_url(env: EnvironmentConfig) -> str | None:
     return url
 
 
-def _reachable(url: str, timeout: float = 3.0) -> bool:
+def server_answers(url: str, timeout: float = 3.0) -> bool:
+    """True when something accepts connections at the host:port of `url` (sc://host:port/...)."""
     hostport = url.split("://", 1)[-1].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     try:
@@ -217,7 +218,7 @@ def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
         return SparkSession.builder.getOrCreate()
     url = shared_server_url(env)
     if url:
-        if _reachable(url):
+        if server_answers(url):
             log.info("Spark: shared Spark Connect server %s (environment %s)", url, env.name)
             return _connect_session(url)
         log.warning("Spark: the shared server %s does not answer; this job starts its own local session", url)

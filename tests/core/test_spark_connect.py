@@ -39,7 +39,7 @@ def test_server_command_is_the_job_session_settings_on_loopback(data_dir):
 
 def test_only_the_announced_environment_uses_the_server(monkeypatch, data_dir):
     from mlops_core.config import load_environment
-    from mlops_core.spark import _reachable, shared_server_url
+    from mlops_core.spark import server_answers, shared_server_url
 
     env = load_environment("local")
     monkeypatch.delenv("MLOPS_SPARK_REMOTE", raising=False)
@@ -49,7 +49,7 @@ def test_only_the_announced_environment_uses_the_server(monkeypatch, data_dir):
     assert shared_server_url(env) is None
     monkeypatch.setenv("MLOPS_SPARK_REMOTE_ENV", "local")
     assert shared_server_url(env) == "sc://127.0.0.1:15002"
-    assert not _reachable(f"sc://127.0.0.1:{free_port()}")  # nothing listens: the job starts its own Spark
+    assert not server_answers(f"sc://127.0.0.1:{free_port()}")  # nothing listens: the job starts its own Spark
 
 
 def test_delta_reads_writes_and_merge_on_the_server(remote_spark, data_dir):
