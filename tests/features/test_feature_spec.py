@@ -147,7 +147,9 @@ def test_compiled_windows_are_the_last_w_days_including_the_as_of_date():
     sql = dict(plan.sources[0].aggregates)
     assert sql["total_orders_30d"] == "COUNT(CASE WHEN `_event_date` > date_sub(`as_of_date`, 30) THEN 1 END)"
     assert sql["days_since_last_order_90d"].startswith("DATEDIFF(`as_of_date`, MAX(")
-    assert sql["active_days_30d"].startswith("COUNT(DISTINCT CASE WHEN")
+    # Distinct counts filter the rows instead of wrapping the argument: both windows share one expansion.
+    assert sql["active_days_30d"] == "COUNT(DISTINCT `_event_date`) FILTER (WHERE `_event_date` > date_sub(`as_of_date`, 30))"
+    assert sql["distinct_channels_90d"] == "COUNT(DISTINCT `channel`) FILTER (WHERE `_event_date` > date_sub(`as_of_date`, 90))"
     assert dict(plan.derived)["avg_days_between_orders_30d"] == (
         "(`days_since_first_order_30d` - `days_since_last_order_30d`) / NULLIF(`total_orders_30d` - 1, 0)"
     )

@@ -207,3 +207,48 @@ def test_job_entry_point_returns_the_asset_extras(spark, lakehouse, churn, bronz
     assert extra["feature_table_version"] == lakehouse.version(spark, tables.features("customer"))
     assert extra["rows"] == {day: len(expected_snapshot(bronze, D1))}
     assert result["snapshots"][0]["population_from"] == "bootstrap"
+
+
+def test_expand_while_newest_equals_the_newest_copy_per_date(spark):
+    """Each copy of a record counts exactly for the as-of dates on which it is the newest copy landed and its
+    event is in the window, as a brute force over every date says: a correction that moves the event out
+    of the window, or that has no event time, ends the older copy's dates; a copy landed before the range
+    counts from its first date; copies landed on the same day go by _ingested_at."""
+    from datetime import date, datetime
+
+    from pyspark.sql import functions as F
+
+    from mlops_core.features.materialize import expand_while_newest
+
+    first, last, lookback = date(2026, 3, 1), date(2026, 3, 20), 6
+    at = lambda d, h=0: datetime(2026, d.month, d.day, h)  # noqa: E731
+    day = lambda n: date(2026, 3, n) if n > 0 else date(2026, 2, 28 + n)  # noqa: E731
+    copies = [  # (copy, key, ingest_date, _ingested_at, event date)
+        ("a1", "A", day(2), at(day(2)), day(2)),
+        ("a2", "A", day(9), at(day(9)), day(15)),  # corrected: the event moves to the 15th
+        ("b1", "B", day(-3), at(day(-3)), day(-4)),  # landed before the range, still in the window on the 1st
+        ("c1", "C", day(4), at(day(4)), day(3)),
+        ("c2", "C", day(7), at(day(7)), None),  # corrected to no event time: C counts nowhere after the 7th
+        ("d1", "D", day(5), at(day(5), 9), day(5)),
+        ("d2", "D", day(5), at(day(5), 3), day(1)),  # same day, ingested earlier: never the newest
+        ("e1", "E", day(18), at(day(18)), day(25)),  # stamped after the range: counts for no date
+    ]
+    rows = spark.createDataFrame(
+        copies, "copy string, key string, ingest_date date, _ingested_at timestamp, _event_date date"
+    )
+    got = expand_while_newest(rows, ["key"], first, last, counts_from=F.col("_event_date"),
+                              counts_until=F.date_add(F.col("_event_date"), lookback))  # fmt: skip
+    actual = sorted((r["copy"], r["as_of_date"]) for r in got.select("copy", "as_of_date").collect())
+
+    expected = []
+    for n in range((last - first).days + 1):
+        d = first + timedelta(days=n)
+        for key in {c[1] for c in copies}:
+            landed = [c for c in copies if c[1] == key and c[2] <= d]
+            if landed:
+                newest = max(landed, key=lambda c: (c[2], c[3]))
+                event = newest[4]
+                if event is not None and event <= d <= event + timedelta(days=lookback):
+                    expected.append((newest[0], d))
+    assert actual == sorted(expected)
+    assert {c for c, _ in actual} == {"a1", "a2", "b1", "c1", "d1"}

@@ -337,8 +337,7 @@ def _ingest_chunk(
 
         # 4. Writes: each replaces exactly this chunk's dates.
         step("validate_count")
-        # One file per date partition: few, well-sized files instead of one per task and date.
-        good = good.repartition(INGEST_DATE)
+        # replace_partitions gathers each date's rows first: few, well-sized files instead of one per task and date.
         bronze_version = with_conflict_retry(
             lambda: lh.replace_partitions(good, bronze(source), INGEST_DATE, dates), str(bronze(source))
         )
