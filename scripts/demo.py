@@ -299,6 +299,13 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _lakehouse_root() -> str:
+    """Where the jobs wrote their Delta tables: the environment's lakehouse (MLOPS_DATA_DIR moves it)."""
+    from mlops_core.config import load_environment
+
+    return load_environment().storage.lakehouse_root
+
+
 def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
     print("\n" + "=" * 78)
     print("Demo summary")
@@ -313,7 +320,7 @@ def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
     print("\nWhere to look:")
     print(f"  Airflow UI   make up, then {af.base_url} (user admin; password printed by make up)")
     print("  MLflow UI    make up, then http://127.0.0.1:5000")
-    print(f"  Lakehouse    {PROJECT_ROOT / '.local' / 'lakehouse'}")
+    print(f"  Lakehouse    {_lakehouse_root()}")
     print(f"  Task logs    {af.home / 'logs'}")
     print(f"\nTotal time: {time.monotonic() - START:.0f}s; result: {'OK' if summary.get('ok') else 'FAILED'}")
 

@@ -47,6 +47,12 @@ def server_command(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str =
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
         "spark.ui.enabled": "false",
+        # A job-local pyspark session logs at WARN; at INFO the server logged every plan it received and
+        # every task (55,000 lines in one demo), CPU the jobs are waiting for.
+        "spark.log.level": "WARN",
+        # The nights repeat the same plans: keep their compiled code (Janino compiled ~1,900 classes, 66 s,
+        # in one demo with the default of 100 entries).
+        "spark.sql.codegen.cache.maxEntries": "2000",
     })  # fmt: skip
     cmd = [spark_submit(), "--class", SERVER_CLASS, "--name", f"mlops-spark-connect-{env.name}",
            "--master", env.compute.spark.master]  # fmt: skip

@@ -31,6 +31,8 @@ def test_server_command_is_the_job_session_settings_on_loopback(data_dir):
     for key, value in local_conf(env).items():  # Delta extension, jars, the environment's spark.conf
         assert conf[key] == value
     assert "delta-spark" in conf["spark.jars"] and conf["spark.driver.memory"] == "2g"
+    # Quiet like a job-local session, and the repeated nightly plans keep their compiled code.
+    assert conf["spark.log.level"] == "WARN" and int(conf["spark.sql.codegen.cache.maxEntries"]) >= 1000
 
     databricks = env.model_copy(update={"compute": env.compute.model_copy(update={"backend": "databricks"})})
     with pytest.raises(ValueError, match="no local Spark server"):
