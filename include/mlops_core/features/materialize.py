@@ -237,12 +237,12 @@ class FeatureMaterializer:
         assert source is not None
         cols = self._state_columns()
         ingest = F.col(tables.INGEST_DATE)
-        rows = self.bronze(source).where(ingest <= F.lit(last))
+        rows = self.bronze(source).where(ingest <= F.lit(last)).select(*cols)
         if previous is not None:
             # The state of `previous` stands in for every attribute row landed by then.
             carried = self.lakehouse.read(self.spark, self.state_table).where(F.col(AS_OF_DATE) == F.lit(previous))
-            rows = rows.where(ingest > F.lit(previous)).select(*cols).unionByName(carried.select(*cols))
-        state = expand_while_newest(rows.select(*cols), [self.plan.key], first, last)
+            rows = rows.where(ingest > F.lit(previous)).unionByName(carried.select(*cols))
+        state = expand_while_newest(rows, [self.plan.key], first, last)
         return with_comments(state, self.state_comments)
 
     # ---- aggregates ---------------------------------------------------------------------------------
