@@ -2,11 +2,19 @@
 
 A job that starts its own local session pays a JVM start and a cold JIT and code generator (about 20 s on
 two cores before its first Delta write); on the shared server it connects in about a second, and the plans
-the nightly jobs repeat are already compiled. The server runs Spark's own SparkConnectServer through the
-`spark-submit` of the installed pyspark, with exactly the settings a job-local session would get
-(`mlops_core.spark.local_conf`: Delta, S3A, the environment's spark.conf), bound to loopback.
+the nightly jobs repeat are already compiled. The server is a Spark application of this interpreter with
+exactly the settings a job-local session would get (`mlops_core.spark.local_conf`: Delta, S3A, the
+environment's spark.conf) that serves Spark Connect on loopback through Spark's own plugin
+(`spark.plugins=org.apache.spark.sql.connect.SparkConnectPlugin`).
 
-    python -m mlops_core.spark_server --env local --port 15002    # replaces itself with the server (exec)
+Why the plugin and not Spark's SparkConnectServer class: that class forces artifact isolation per session,
+and Spark keys its Python worker pool by the session's artifacts. Every job then got a new Python worker
+daemon for its mapInPandas (the workers importing pandas, pyarrow and xgboost again: 4.5 s of a 3,000-row
+scoring run) and left that daemon behind for the life of the server (47 MB per job run). The jobs add no
+artifacts (no jars, no pyfiles: the core library is installed in this venv), so isolating them bought nothing;
+here their sessions share one pool of Python workers. SQL state (temp views, settings) stays per session.
+
+    python -m mlops_core.spark_server --env local --port 15002    # runs until SIGTERM / SIGINT
 
 `scripts/local_airflow.py` starts it next to the Airflow services and announces it to the jobs
 (MLOPS_SPARK_REMOTE, MLOPS_SPARK_REMOTE_ENV). Spark's Python workers on the server run this interpreter,
@@ -17,35 +25,36 @@ so the core library they import is the one installed in this venv: restart the s
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
-from pathlib import Path
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlops_core.config import EnvironmentConfig
 
-SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+CONNECT_PLUGIN = "org.apache.spark.sql.connect.SparkConnectPlugin"
 DEFAULT_PORT = 15002  # Spark Connect's own default
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger("mlops.spark_server")
 
 
-def spark_submit() -> str:
-    """The spark-submit script of the installed pyspark (its jars include the Connect server)."""
-    import pyspark
-
-    return str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
-
-
-def server_command(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str = LOOPBACK) -> list[str]:
+def server_conf(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str = LOOPBACK) -> dict[str, str]:
+    """Every Spark setting of the server: a job-local session's, plus Spark Connect on host:port."""
     from mlops_core.spark import local_conf
 
     if env.compute.backend != "local":
         raise ValueError(f"environment {env.name} runs its jobs on {env.compute.backend}: no local Spark server")
-    conf = local_conf(env)
+    conf = {"spark.master": env.compute.spark.master, "spark.app.name": f"mlops-spark-connect-{env.name}"}
+    conf.update(local_conf(env))
     conf.update({
+        "spark.plugins": CONNECT_PLUGIN,
         "spark.connect.grpc.binding.address": host,
         "spark.connect.grpc.binding.port": str(port),
+        # One Python worker pool for every job's session (see the module docstring).
+        "spark.sql.artifact.isolation.enabled": "false",
         "spark.ui.enabled": "false",
         # A job-local pyspark session logs at WARN; at INFO the server logged every plan it received and
         # every task (55,000 lines in one demo), CPU the jobs are waiting for.
@@ -54,11 +63,34 @@ def server_command(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str =
         # in one demo with the default of 100 entries).
         "spark.sql.codegen.cache.maxEntries": "2000",
     })  # fmt: skip
-    cmd = [spark_submit(), "--class", SERVER_CLASS, "--name", f"mlops-spark-connect-{env.name}",
-           "--master", env.compute.spark.master]  # fmt: skip
+    return conf
+
+
+def serve(conf: dict[str, str], stop: threading.Event | None = None) -> None:
+    """Start the Spark application with `conf` and serve until `stop` is set (by SIGTERM or SIGINT when
+    not given). The JVM is this process's child: it also ends when this process dies (Spark's Python
+    gateway exits when its parent's pipe closes)."""
+    from pyspark.sql import SparkSession
+
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    # Spark's Python workers (mapInPandas) run this venv's interpreter, as they do for a job-local session.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    builder = SparkSession.builder
     for key, value in conf.items():
-        cmd += ["--conf", f"{key}={value}"]
-    return cmd
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    where = url(int(conf["spark.connect.grpc.binding.port"]), conf["spark.connect.grpc.binding.address"])
+    log.info("Spark Connect server on %s (master %s)", where, conf["spark.master"])
+    try:
+        while not stop.wait(timeout=1.0):
+            pass
+    finally:
+        log.info("stopping the Spark Connect server on %s", where)
+        session.stop()
 
 
 def url(port: int = DEFAULT_PORT, host: str = LOOPBACK) -> str:
@@ -72,19 +104,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default=None, help="environment name (default $MLOPS_ENV or local)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--print", action="store_true", help="print the command instead of running it")
+    parser.add_argument("--print", action="store_true", help="print the settings instead of serving")
     args = parser.parse_args(argv)
-    cmd = server_command(load_environment(args.env), args.port)
+    conf = server_conf(load_environment(args.env), args.port)
     if args.print:
-        print(" ".join(cmd))
+        print("\n".join(f"{key}={value}" for key, value in conf.items()))
         return 0
-    environ = dict(os.environ)
-    # Spark's Python workers (mapInPandas) run this venv's interpreter, as they do for a job-local session.
-    environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-    sys.stdout.flush()
-    os.execvpe(cmd[0], cmd, environ)  # the pid stays the server's: stopped by pid like every local service
-    return 1  # unreachable
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(conf)
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,16 +16,14 @@ import pytest
 from tests.net import free_port
 
 
-def test_server_command_is_the_job_session_settings_on_loopback(data_dir):
+def test_server_settings_are_the_job_session_settings_on_loopback(data_dir):
     from mlops_core.config import load_environment
     from mlops_core.spark import local_conf
-    from mlops_core.spark_server import SERVER_CLASS, server_command
+    from mlops_core.spark_server import CONNECT_PLUGIN, server_conf
 
     env = load_environment("local")
-    cmd = server_command(env, port=15123)
-    assert cmd[0].endswith("/bin/spark-submit") and cmd[cmd.index("--class") + 1] == SERVER_CLASS
-    assert cmd[cmd.index("--master") + 1] == env.compute.spark.master
-    conf = dict(cmd[i + 1].split("=", 1) for i, arg in enumerate(cmd) if arg == "--conf")
+    conf = server_conf(env, port=15123)
+    assert conf["spark.master"] == env.compute.spark.master and conf["spark.plugins"] == CONNECT_PLUGIN
     assert conf["spark.connect.grpc.binding.address"] == "127.0.0.1"
     assert conf["spark.connect.grpc.binding.port"] == "15123"
     for key, value in local_conf(env).items():  # Delta extension, jars, the environment's spark.conf
@@ -33,10 +31,38 @@ def test_server_command_is_the_job_session_settings_on_loopback(data_dir):
     assert "delta-spark" in conf["spark.jars"] and conf["spark.driver.memory"] == "2g"
     # Quiet like a job-local session, and the repeated nightly plans keep their compiled code.
     assert conf["spark.log.level"] == "WARN" and int(conf["spark.sql.codegen.cache.maxEntries"]) >= 1000
+    assert conf["spark.sql.artifact.isolation.enabled"] == "false"
 
     databricks = env.model_copy(update={"compute": env.compute.model_copy(update={"backend": "databricks"})})
     with pytest.raises(ValueError, match="no local Spark server"):
-        server_command(databricks)
+        server_conf(databricks)
+
+
+def test_job_sessions_share_the_servers_python_workers(connect_server, monkeypatch):
+    """Two jobs one after the other (two Spark Connect sessions) run their mapInPandas in the same Python
+    worker daemon: a job does not start Python workers again, and leaves no daemon behind."""
+    from pyspark.sql import SparkSession
+
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")  # what a remote session sets: undone after the test
+
+    def daemon_pids() -> set[int]:
+        session = SparkSession.builder.remote(connect_server).create()
+        try:
+            def parent(batches):
+                import os
+
+                import pandas as pd
+
+                for batch in batches:
+                    yield pd.DataFrame({"pid": [os.getppid()] * len(batch)})
+
+            rows = session.range(0, 100, 1, 2).mapInPandas(parent, "pid long").distinct().collect()
+            return {row.pid for row in rows}
+        finally:
+            session.stop()
+
+    first, second = daemon_pids(), daemon_pids()
+    assert len(first) == 1 and first == second
 
 
 def test_only_the_announced_environment_uses_the_server(monkeypatch, data_dir):
