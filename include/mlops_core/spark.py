@@ -226,14 +226,22 @@ def get_spark(env: EnvironmentConfig, app_name: str = "mlops") -> SparkSession:
     if active is not None:
         configure_s3a(active, env)
         return active
+    return start_local_session({"spark.master": env.compute.spark.master, "spark.app.name": app_name,
+                                **local_conf(env)})
+
+
+def start_local_session(conf: dict[str, str]) -> SparkSession:
+    """A classic session with `conf` (spark.master and spark.app.name included) whose JVM is this process's
+    child: a job's own Spark, or the shared server (mlops_core.spark_server)."""
+    from pyspark.sql import SparkSession
 
     # Python workers must run the same interpreter (and venv) as the driver, not `python3` from PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    builder = SparkSession.builder.master(env.compute.spark.master).appName(app_name)
-    for key, value in local_conf(env).items():
+    builder = SparkSession.builder
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -66,23 +65,15 @@ def server_conf(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str = LO
     return conf
 
 
-def serve(conf: dict[str, str], stop: threading.Event | None = None) -> None:
-    """Start the Spark application with `conf` and serve until `stop` is set (by SIGTERM or SIGINT when
-    not given). The JVM is this process's child: it also ends when this process dies (Spark's Python
-    gateway exits when its parent's pipe closes)."""
-    from pyspark.sql import SparkSession
+def serve(conf: dict[str, str]) -> None:
+    """Start the Spark application with `conf` and serve until SIGTERM or SIGINT. The JVM is this process's
+    child: it also ends when this process dies (Spark's Python gateway exits when its parent's pipe closes)."""
+    from mlops_core.spark import start_local_session
 
-    if stop is None:
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-    # Spark's Python workers (mapInPandas) run this venv's interpreter, as they do for a job-local session.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
-    builder = SparkSession.builder
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    session = start_local_session(conf)
     where = url(int(conf["spark.connect.grpc.binding.port"]), conf["spark.connect.grpc.binding.address"])
     log.info("Spark Connect server on %s (master %s)", where, conf["spark.master"])
     try:
