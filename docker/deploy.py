@@ -3,8 +3,15 @@
     python /opt/airflow/docker/deploy.py init        # the airflow-init service: refuse placeholder secrets,
                                                      # `airflow db migrate`, import airflow_settings.yaml,
                                                      # create the buckets of the environment config
-    python /opt/airflow/docker/deploy.py api-server  # the airflow-api-server service: write the admin password
-                                                     # from the environment, then exec `airflow api-server`
+    python /opt/airflow/docker/deploy.py api-server  # the airflow-api-server service: write the password file
+                                                     # of the Airflow accounts (admin, operator, viewer) from the
+                                                     # environment, then exec `airflow api-server`
+    python /opt/airflow/docker/deploy.py mlflow-server [ARGS]  # the mlflow service: write the basic-auth config
+                                                     # (auth DB, default READ), `mlflow db upgrade`, then exec
+                                                     # `mlflow server --app-name basic-auth ARGS`
+    python /opt/airflow/docker/deploy.py mlflow-init # the mlflow-init service: create or update the platform
+                                                     # service account, create the use cases' experiments and
+                                                     # registered models as that account, grant it MANAGE on them
 
 Every value comes from the container's environment (docker/.env through compose); nothing secret is stored in
 the image, and no secret value is ever printed (problems name the variable only)."""
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,14 +44,31 @@ REQUIRED = (
 # Every placeholder of docker/.env.example contains this marker.
 PLACEHOLDER_MARKER = "change-me"
 MIN_JWT_SECRET = 32  # Airflow flags short JWT secrets; `make setup` generates 64 bytes
-MIN_ADMIN_PASSWORD = 12
+MIN_ADMIN_PASSWORD = 12  # also MLflow's minimum for its accounts
 ADMIN_USER = "admin"
+# The mlflow service (deploy.py mlflow-server) and the mlflow-init service (deploy.py mlflow-init).
+MLFLOW_SERVER_REQUIRED = (
+    "MLFLOW_BACKEND_STORE_URI",
+    "MLFLOW_AUTH_DATABASE_URI",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+)
+MLFLOW_INIT_REQUIRED = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_AUTH_ADMIN_PASSWORD",
+    "MLFLOW_PLATFORM_USERNAME",
+    "MLFLOW_PLATFORM_PASSWORD",
+)
+# Passwords that must be at least MIN_ADMIN_PASSWORD long when they are checked.
+PASSWORDS = ("AIRFLOW_ADMIN_PASSWORD", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_PLATFORM_PASSWORD")
+MLFLOW_ADMIN_USER = "admin"
+MIN_FLASK_SECRET = 32
 
 
-def check_environment(environ: Mapping[str, str]) -> list[str]:
+def check_environment(environ: Mapping[str, str], required: tuple[str, ...] = REQUIRED) -> list[str]:
     """What is wrong with the secrets of this container, one line per problem, naming variables, never values."""
     problems = []
-    for name in REQUIRED:
+    for name in required:
         value = environ.get(name, "")
         if not value:
             problems.append(f"{name} is not set")
@@ -59,8 +84,41 @@ def check_environment(environ: Mapping[str, str]) -> list[str]:
             problems.append("AIRFLOW__CORE__FERNET_KEY is not a Fernet key (32 url-safe base64-encoded bytes)")
     if 0 < len(environ.get("AIRFLOW__API_AUTH__JWT_SECRET", "")) < MIN_JWT_SECRET:
         problems.append(f"AIRFLOW__API_AUTH__JWT_SECRET is shorter than {MIN_JWT_SECRET} characters")
-    if 0 < len(environ.get("AIRFLOW_ADMIN_PASSWORD", "")) < MIN_ADMIN_PASSWORD:
-        problems.append(f"AIRFLOW_ADMIN_PASSWORD is shorter than {MIN_ADMIN_PASSWORD} characters")
+    for name in PASSWORDS:
+        if name in required and 0 < len(environ.get(name, "")) < MIN_ADMIN_PASSWORD:
+            problems.append(f"{name} is shorter than {MIN_ADMIN_PASSWORD} characters")
+    if "MLFLOW_FLASK_SERVER_SECRET_KEY" in required and \
+            0 < len(environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY", "")) < MIN_FLASK_SECRET:
+        problems.append(f"MLFLOW_FLASK_SERVER_SECRET_KEY is shorter than {MIN_FLASK_SECRET} characters")
+    return problems
+
+
+# ---- Airflow accounts (simple auth manager) ---------------------------------------------------------------
+
+
+def airflow_users(environ: Mapping[str, str]) -> dict[str, str]:
+    """name -> role of AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS (`admin:admin,operator:user,viewer:viewer`);
+    the admin alone when it is unset."""
+    users = {}
+    for entry in (environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS") or f"{ADMIN_USER}:admin").split(","):
+        name, _, role = entry.strip().partition(":")
+        if name:
+            users[name] = role.split(":")[0]
+    return users
+
+
+def password_variable(user: str) -> str:
+    """The environment variable that holds the password of Airflow account `user`: AIRFLOW_<USER>_PASSWORD."""
+    return f"AIRFLOW_{re.sub(r'[^A-Z0-9]', '_', user.upper())}_PASSWORD"
+
+
+def check_airflow_users(environ: Mapping[str, str]) -> list[str]:
+    """Every configured account needs its own password: none is generated (Airflow would print it in a log)."""
+    names = [password_variable(user) for user in airflow_users(environ)]
+    problems = check_environment(environ, required=tuple(names))
+    for name in names:
+        if 0 < len(environ.get(name, "")) < MIN_ADMIN_PASSWORD and name not in PASSWORDS:
+            problems.append(f"{name} is shorter than {MIN_ADMIN_PASSWORD} characters")
     return problems
 
 
@@ -145,20 +203,147 @@ def ensure_buckets(buckets: list[str], client=None) -> list[str]:
     return created
 
 
-def write_admin_password(environ: Mapping[str, str]) -> Path:
-    """Write the simple auth manager's password file (user `admin`) from AIRFLOW_ADMIN_PASSWORD, readable by
-    this user only; rewritten at every start, so the environment is the one place the password lives."""
-    path = Path(environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+def _write_private(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump({ADMIN_USER: environ["AIRFLOW_ADMIN_PASSWORD"]}, out)
+        out.write(text)
     os.chmod(path, 0o600)
     return path
 
 
-def _refuse_bad_environment(environ: Mapping[str, str]) -> None:
-    problems = check_environment(environ)
+def write_passwords(environ: Mapping[str, str]) -> Path:
+    """Write the simple auth manager's password file: every account of AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS
+    with the password of its AIRFLOW_<USER>_PASSWORD variable, readable by this user only; rewritten at every
+    start, so the environment is the one place the passwords live (an account removed from the list is gone)."""
+    passwords = {user: environ[password_variable(user)] for user in airflow_users(environ)}
+    return _write_private(Path(environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]), json.dumps(passwords))
+
+
+write_admin_password = write_passwords  # the name of the admin-only version
+
+
+# ---- MLflow with authentication -------------------------------------------------------------------------
+
+
+def mlflow_auth_config(environ: Mapping[str, str]) -> str:
+    """The basic-auth app's configuration (basic_auth.ini): its own database, READ for every account by default
+    (people read; only the platform account, which owns the use cases' models, writes), the admin's name. The
+    admin password is not in it: MLflow reads MLFLOW_AUTH_ADMIN_PASSWORD from the environment, once, when it
+    creates the admin in an empty auth database."""
+    uri = environ["MLFLOW_AUTH_DATABASE_URI"].replace("%", "%%")  # configparser interpolation
+    return ("[mlflow]\n"
+            f"default_permission = {environ.get('MLFLOW_AUTH_DEFAULT_PERMISSION') or 'READ'}\n"
+            f"database_uri = {uri}\n"
+            f"admin_username = {MLFLOW_ADMIN_USER}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
+
+
+def mlflow_server(args: list[str]) -> None:
+    """The tracking server with authentication: config written (private file), backend store migrated, then
+    `mlflow server --app-name basic-auth` (which migrates its own database and creates the admin)."""
+    _refuse_bad_environment(os.environ, MLFLOW_SERVER_REQUIRED)
+    path = Path(os.environ.get("MLFLOW_AUTH_CONFIG_PATH") or "/tmp/mlflow-auth/basic_auth.ini")
+    _write_private(path, mlflow_auth_config(os.environ))
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(path)
+    mlflow = os.environ.get("MLFLOW_BIN", "mlflow")
+    subprocess.run([mlflow, "db", "upgrade", os.environ["MLFLOW_BACKEND_STORE_URI"]], check=True)
+    os.execvp(mlflow, [mlflow, "server", "--app-name", "basic-auth", *args])
+
+
+def _as(username: str, password: str):
+    """MLflow's clients read the account from the process environment."""
+    os.environ["MLFLOW_TRACKING_USERNAME"] = username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+
+
+def ensure_platform_account(auth, username: str, password: str) -> str:
+    """Create the platform service account, or set its password to the configured one; never an admin."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        auth.get_user(username)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        auth.create_user(username, password)
+        return "created"
+    auth.update_user_password(username, password)
+    auth.update_user_admin(username, False)
+    return "password updated"
+
+
+def grant_manage(auth, username: str, resource_type: str, resource_id: str) -> bool:
+    """Give `username` MANAGE on one resource (the creator already has it); True when a grant was needed."""
+    from mlflow.exceptions import MlflowException
+
+    if auth.get_user_permission(username, resource_type, resource_id).permission == "MANAGE":
+        return False
+    try:
+        auth.grant_user_permission(username, resource_type, resource_id, "MANAGE")
+    except MlflowException as exc:  # a weaker grant exists: replace it
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        auth.revoke_user_permission(username, resource_type, resource_id)
+        auth.grant_user_permission(username, resource_type, resource_id, "MANAGE")
+    return True
+
+
+def mlflow_use_cases(environ: Mapping[str, str]) -> list[str]:
+    return [u.strip() for u in (environ.get("MLOPS_USE_CASE") or "churn").split(",") if u.strip()]
+
+
+def mlflow_init() -> None:
+    """Idempotent: the platform account exists with the configured password, the use cases' experiments and
+    registered models exist (created by that account, so no person can take a name first), and the account
+    holds MANAGE on them. People's accounts keep the default READ: they cannot move an alias, create a version
+    or change a tag of these models; the DAGs, running as the platform account, are the way to do it."""
+    _refuse_bad_environment(os.environ, MLFLOW_INIT_REQUIRED)
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.tracking import ensure_experiment, experiment_name
+
+    env = load_environment()
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    if not env.mlflow.tracking_uri.startswith(("http://", "https://")):
+        print(f"environment {env.name} tracks to {env.mlflow.tracking_uri!r}, not this stack's server: "
+              "nothing to set up", flush=True)
+        return
+    platform, platform_password = os.environ["MLFLOW_PLATFORM_USERNAME"], os.environ["MLFLOW_PLATFORM_PASSWORD"]
+    auth = AuthServiceClient(uri)
+    _as(MLFLOW_ADMIN_USER, os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    print(f"platform account {platform}: {ensure_platform_account(auth, platform, platform_password)}", flush=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for use_case in mlflow_use_cases(os.environ):
+        spec = load_use_case(use_case)
+        _as(platform, platform_password)
+        experiment_id = ensure_experiment(env, spec.name)
+        resources = [("experiment", experiment_id, experiment_name(env, spec.name))]
+        if spec.model is not None:
+            name = spec.model.registered_model_name
+            try:
+                client.create_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            resources.append(("registered_model", name, name))
+        _as(MLFLOW_ADMIN_USER, os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"])
+        for kind, resource_id, label in resources:
+            granted = grant_manage(auth, platform, kind, resource_id)
+            print(f"{kind} {label}: {platform} has MANAGE{' (granted)' if granted else ''}", flush=True)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        os.environ.pop(name, None)
+    print("mlflow-init done", flush=True)
+
+
+def _refuse_bad_environment(environ: Mapping[str, str], required: tuple[str, ...] = REQUIRED) -> None:
+    problems = check_environment(environ, required)
     if problems:
         print("docker/.env is not ready:\n  " + "\n  ".join(problems), file=sys.stderr)
         print("See docker/README.md (Configure) for how to generate each value.", file=sys.stderr)
@@ -175,18 +360,27 @@ def init() -> None:
 
 def api_server(args: list[str]) -> None:
     _refuse_bad_environment(os.environ)
-    write_admin_password(os.environ)
+    problems = check_airflow_users(os.environ)
+    if problems:
+        print("docker/.env is not ready:\n  " + "\n  ".join(problems), file=sys.stderr)
+        raise SystemExit(2)
+    write_passwords(os.environ)
     os.execvp("airflow", ["airflow", "api-server", *args])
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["init", "api-server", "check"])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("step", choices=["init", "api-server", "mlflow-server", "mlflow-init", "check"])
     args, rest = parser.parse_known_args(argv)
     if args.step == "init":
         init()
     elif args.step == "api-server":
         api_server(rest)
+    elif args.step == "mlflow-server":
+        mlflow_server(rest)
+    elif args.step == "mlflow-init":
+        mlflow_init()
     else:
         _refuse_bad_environment(os.environ)
         print("environment ok")

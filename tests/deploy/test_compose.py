@@ -28,7 +28,7 @@ from ._support import (
 )
 
 AIRFLOW_COMPONENTS = {"api-server", "scheduler", "dag-processor", "triggerer"}
-ONE_SHOT = {"airflow-init"}
+ONE_SHOT = {"airflow-init", "mlflow-init"}
 
 
 def compose_spec_schema() -> dict:
@@ -185,12 +185,19 @@ def test_health_checks_and_start_up_order(compose):
             assert dependency in services, f"{name} depends on unknown service {dependency}"
             expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
             assert spec.get("condition") == expected, f"{name} -> {dependency}: condition {spec.get('condition')}"
-    for name, service in services.items():
+
+    def after(name: str) -> set[str]:  # every service `name` waits for, directly or through another
+        direct = set(services[name].get("depends_on") or {})
+        return direct.union(*(after(d) for d in direct)) if direct else set()
+
+    for name in services:
         if name not in {"postgres", "minio"}:
-            assert "postgres" in service["depends_on"], f"{name} starts before PostgreSQL is ready"
+            assert "postgres" in after(name), f"{name} starts before PostgreSQL is ready"
         if name not in {"postgres", "minio", "airflow-init"}:
-            assert "airflow-init" in service["depends_on"], f"{name} starts before the migration"
-    assert {"minio", "mlflow"} <= set(services["airflow-scheduler"]["depends_on"])  # tasks need both
+            assert "airflow-init" in after(name), f"{name} starts before the migration"
+    # tasks need the object store and MLflow, with the platform account set up
+    assert {"minio", "mlflow", "mlflow-init"} <= set(services["airflow-scheduler"]["depends_on"])
+    assert "mlflow" in services["mlflow-init"]["depends_on"]
 
 
 def test_no_secret_value_is_written_in_the_compose_file():
@@ -221,9 +228,10 @@ def test_mlflow_server_uses_postgres_and_the_object_store(compose):
     assert store.scheme.startswith("postgresql") and store.hostname == "postgres" and store.path == "/mlflow"
     assert env["MLFLOW_ARTIFACTS_DESTINATION"] == f"s3://{read_env_file()['MLOPS_BUCKET']}/mlflow"
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
-    shell, flag, script, _name = mlflow["entrypoint"]
-    assert (shell, flag) == ("sh", "-c")
-    assert script == 'mlflow db upgrade "$MLFLOW_BACKEND_STORE_URI" && exec mlflow server "$@"'  # $$ unescaped
+    # deploy.py mlflow-server: `mlflow db upgrade`, then `mlflow server --app-name basic-auth <command>`
+    assert mlflow["entrypoint"] == ["python", "/opt/airflow/docker/deploy.py", "mlflow-server"]
+    auth = urlparse(env["MLFLOW_AUTH_DATABASE_URI"])  # the auth app's own database on the same server
+    assert auth.scheme.startswith("postgresql") and auth.hostname == "postgres" and auth.path == "/mlflow_auth"
     args = service_command(mlflow)
     assert "--serve-artifacts" in args and "--host=0.0.0.0" in args
     allowed = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
