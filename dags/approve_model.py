@@ -40,7 +40,8 @@ def approve_model():
             "action": "{{ params.decision }}",
             "version": "{{ params.version }}",
             "reason": "{{ params.reason }}",
-            "triggered_by": "approve_model",
+            # the account that triggered this run (REST or UI): the promotion history names it
+            "triggered_by": "{{ dag_run.triggering_user_name or 'approve_model' }}",
         },
     )
 

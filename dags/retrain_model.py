@@ -123,7 +123,9 @@ def retrain_model():
         job_params={
             "version": "{{ " + "ti.xcom_pull(task_ids='register')['version'] }}",
             "require_approval": "{{ params.require_approval }}",
-            "triggered_by": "{{ params.reason or dag_run.run_type }}",
+            # why, and the account that triggered the run when a person did ("manual by operator")
+            "triggered_by": "{{ params.reason or dag_run.run_type }}"
+                            "{{ ' by ' ~ dag_run.triggering_user_name if dag_run.triggering_user_name else '' }}",
             "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
             "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
         },

@@ -40,7 +40,8 @@ def rollback_model():
             "action": "rollback",
             "target": "{{ params.target }}",
             "reason": "{{ params.reason }}",
-            "triggered_by": "rollback_model",
+            # the account that triggered this run (REST or UI): the promotion history names it
+            "triggered_by": "{{ dag_run.triggering_user_name or 'rollback_model' }}",
         },
         on_success_callback=MlopsNotifier(
             event="model_rolled_back",

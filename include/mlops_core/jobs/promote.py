@@ -7,7 +7,8 @@ Params:
   action   approve  → move champion to `version` (gate must have passed: decision awaiting_approval/passed)
            reject   → mark `version` rejected by a person (champion untouched)
            rollback → move champion back to `target` ('previous' or a version number)
-  version / target, reason, triggered_by"""
+  version / target, reason, triggered_by (who: the DAGs pass the account that triggered the run; it goes into
+  the promotion history, and into the version tag `mlops.approval.by` of an approval or a rejection)"""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import Any
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.promote")
+# Who decided an approval or a rejection (the approve_model DAG passes the account that triggered it).
+APPROVED_BY_TAG = "mlops.approval.by"
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -51,10 +54,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 raise ch.PromotionError(f"{name} version {version} has gate decision {state!r}: only a version "
                                         "that passed the gate can be approved")
             client.set_model_version_tag(name, version, ch.APPROVAL_TAG, "approved")
+            client.set_model_version_tag(name, version, APPROVED_BY_TAG, triggered_by)
             ch.promote(client, name, version)
             from_version, to_version, decision = before, version, "promoted"
         else:
             client.set_model_version_tag(name, version, ch.APPROVAL_TAG, "rejected")
+            client.set_model_version_tag(name, version, APPROVED_BY_TAG, triggered_by)
             client.set_model_version_tag(name, version, ch.DECISION_TAG, "rejected")
             client.set_model_version_tag(name, version, ch.REASON_TAG, f"rejected by a person: {reason}")
             from_version, to_version, decision = before, before, "rejected"

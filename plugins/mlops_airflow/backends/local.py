@@ -35,8 +35,16 @@ class LocalSparkBackend:
 
     def run(self, command: JobCommand, log: Any, context: Any = None, task_id: str = "spark_job",
             timeout_seconds: int | None = None) -> dict[str, Any]:
+        from mlops_airflow.hooks.mlflow import mlflow_job_environment
+
         argv = [self.python, "-u", "-m", command.module, *command.args]
         env = dict(os.environ)
+        # The job reaches MLflow as the account of the MLflow connection (when it has a host), through its
+        # environment only: the credentials are masked in this log and never on the command line.
+        mlflow_env = mlflow_job_environment(command.env_name)
+        if mlflow_env:
+            log.info("MLflow connection: %s handed to the job's environment", sorted(mlflow_env))
+        env.update(mlflow_env)
         env.update(command.extra_env)
         if command.env_name:
             env["MLOPS_ENV"] = command.env_name

@@ -51,6 +51,7 @@ class MlflowHook(BaseHook):
         self._explicit_conn_id = mlflow_conn_id
         self._endpoints: MlflowEndpoints | None = None
         self._env = None
+        self._job_env: dict[str, str] = {}
 
     # ---- resolution ---------------------------------------------------------------------------------
     @property
@@ -93,14 +94,38 @@ class MlflowHook(BaseHook):
         return self._endpoints
 
     @staticmethod
-    def _set_credentials(conn: Any, extra: dict[str, Any]) -> None:
-        # MLflow reads credentials from the environment of the process (this task's process only).
+    def _credentials(conn: Any, extra: dict[str, Any]) -> dict[str, str]:
+        """MLFLOW_TRACKING_* variables of the connection; the secret ones are registered with the masker."""
+        from airflow.sdk.log import mask_secret
+
+        creds = {}
         if conn.login:
-            os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
+            creds["MLFLOW_TRACKING_USERNAME"] = conn.login
         if conn.password:
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password
+            creds["MLFLOW_TRACKING_PASSWORD"] = conn.password
         if extra.get("token"):
-            os.environ["MLFLOW_TRACKING_TOKEN"] = str(extra["token"])
+            creds["MLFLOW_TRACKING_TOKEN"] = str(extra["token"])
+        for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            if creds.get(name):
+                mask_secret(creds[name])
+        return creds
+
+    def _set_credentials(self, conn: Any, extra: dict[str, Any]) -> None:
+        # MLflow reads credentials from the environment of the process (this task's process only).
+        self._job_env = self._credentials(conn, extra)
+        os.environ.update(self._job_env)
+
+    def job_environment(self) -> dict[str, str]:
+        """What a job process needs to reach MLflow as this connection's account: the MLFLOW_TRACKING_*
+        credentials (login/password or extra.token), and the tracking/registry URIs as environment-config
+        overrides (MLOPS__MLFLOW__*), so the credentials go to the server they belong to. {} when the
+        environment config decides (no connection, or one without a host). Secrets only ever travel in the
+        child's environment: never on its command line, and masked in the task log."""
+        ep = self.endpoints()
+        if not ep.source.startswith("connection"):
+            return {}
+        return {**self._job_env, "MLOPS__MLFLOW__TRACKING_URI": ep.tracking_uri,
+                "MLOPS__MLFLOW__REGISTRY_URI": ep.registry_uri}  # fmt: skip
 
     # ---- clients ------------------------------------------------------------------------------------
     def get_conn(self):
@@ -131,6 +156,11 @@ class MlflowHook(BaseHook):
 
     def model_version_url(self, name: str, version: int | str) -> str:
         return f"{self.endpoints().ui_url}/#/models/{name}/versions/{version}"
+
+
+def mlflow_job_environment(env_name: str | None = None, mlflow_conn_id: str | None = None) -> dict[str, str]:
+    """The environment a job process of the local backend gets for MLflow (see MlflowHook.job_environment)."""
+    return MlflowHook(mlflow_conn_id, env_name).job_environment()
 
 
 def mlflow_uri_overrides(mlflow_conn_id: str | None = None) -> dict[str, str]:
