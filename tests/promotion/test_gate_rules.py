@@ -76,3 +76,16 @@ def test_each_check_can_fail_the_gate(measure, failed_check):
 def test_unknown_metric_in_config_is_a_validation_error():
     with pytest.raises(ValueError, match="unknown metric"):
         GateSpec(min_metrics={"auroc": 0.7})
+
+
+def test_no_fair_comparison_follows_the_configured_rule():
+    unfair = "3 of 400 held-out rows lie outside champion v2's seen label dates"
+    refused = decide(_spec(), _m(no_fair_comparison=unfair))
+    assert [c.name for c in refused.failed] == ["vs_champion:roc_auc"]
+    assert unfair in refused.reason and "challenger refused" in refused.reason
+    absolute = decide(_spec(no_fair_comparison="absolute_only"), _m(no_fair_comparison=unfair))
+    vs = next(c for c in absolute.checks if c.name == "vs_champion:roc_auc")
+    assert absolute.passed and vs.threshold == "no fair comparison" and "absolute checks only" in vs.detail
+    # The rule never rescues a challenger that fails its absolute checks.
+    assert not decide(_spec(no_fair_comparison="absolute_only"),
+                      _m(no_fair_comparison=unfair, challenger={**GOOD, "roc_auc": 0.6})).passed

@@ -4,7 +4,7 @@ rollback (and its refusals), and the exact promotion-history rows."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -22,10 +22,10 @@ def _use_case(**model_overrides):
     return uc.model_copy(update={"gate": gate})
 
 
-def _ctx(env, use_case, job, params, run_id):
+def _ctx(env, use_case, job, params, run_id, logical_date: date = date(2026, 6, 1)):
     from mlops_core.jobs.runner import JobContext
 
-    return JobContext(env=env, use_case=use_case, job=job, run_id=run_id, logical_date=date(2026, 6, 1),
+    return JobContext(env=env, use_case=use_case, job=job, run_id=run_id, logical_date=logical_date,
                       params=params)
 
 
@@ -40,10 +40,11 @@ def flow(spark, module_env):
     lakehouse = Lakehouse(module_env, "churn")
     features, labels = make_churn_data(n_customers=80, days=60, label_every=2, seed=5)
     write_lakehouse(spark, lakehouse, features, labels)
+    out_labels = labels
     weak = _use_case(num_boost_round=2, search_space={"max_depth": {"type": "int", "low": 1, "high": 1}},
                      early_stopping_rounds=1)
     strong = _use_case()
-    out = {"lakehouse": lakehouse, "use_case": strong}
+    out = {"lakehouse": lakehouse, "use_case": strong, "labels": out_labels}
 
     v1 = train.run(_ctx(module_env, weak, "train", {"hpo_trials": 1, "register_model": True}, "r1"))
     out["v1"] = v1
@@ -185,3 +186,79 @@ def test_approval_mode_waits_then_promotes(flow, module_env):
 
     with pytest.raises(PromotionError, match="only a version that passed the gate"):
         promote.run(_ctx(module_env, uc, "promote", {"action": "approve", "version": flow["v2"], "reason": "x"}, "a2"))
+
+
+def _seen_end(client, name: str, version: str) -> date:
+    return date.fromisoformat(client.get_model_version(name, version).tags["mlops.validation_end"])
+
+
+def _label_dates(flow, after: date, until: date) -> list[date]:
+    days = flow["labels"]["label_date"]
+    return sorted(d for d in days if after < d <= until)
+
+
+def test_a_backfilled_gate_reads_only_the_labels_known_on_its_date(flow, module_env, spark):
+    """Each label also lands on its own date (a second copy); a gate run dated inside the held-out period
+    must score only the labels dated and landed by then."""
+    from mlflow.tracking import MlflowClient
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+    from mlops_core.jobs import gate
+
+    lakehouse, uc = flow["lakehouse"], flow["use_case"]
+    name, v3 = uc.model.registered_model_name, str(flow["v3"]["version"])
+    bronze = lakehouse.read(spark, tables.bronze("labels"))
+    early = bronze.withColumn(tables.INGEST_DATE, F.col("label_date"))
+    lakehouse.append(early, tables.bronze("labels"), partition_by=[tables.INGEST_DATE])
+
+    seen_end = _seen_end(MlflowClient(), name, v3)
+    run_date = seen_end + timedelta(days=5)
+    g = gate.run(_ctx(module_env, uc, "gate", {"version": v3, "require_approval": "true"}, "g-backfill",
+                      logical_date=run_date))
+    expected = _label_dates(flow, seen_end, run_date)
+    ev = g["windows"]["evaluation"]
+    assert expected and ev["known_by"] == run_date.isoformat()
+    assert (ev["start"], ev["end"]) == (expected[0].isoformat(), expected[-1].isoformat())
+    assert g["heldout_rows"] == len(flow["labels"][flow["labels"]["label_date"].isin(expected)])
+
+
+def test_the_champion_is_compared_only_on_rows_neither_model_saw(flow, module_env):
+    """A challenger trained on an older window than the champion's: its held-out dates partly lie inside
+    the champion's training and validation dates. The gate compares on the later rows only; with too few of
+    them it reports "no fair comparison" and follows gate.no_fair_comparison."""
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.jobs import gate, train
+
+    uc = flow["use_case"]
+    name, v3 = uc.model.registered_model_name, str(flow["v3"]["version"])
+    client = MlflowClient()
+    client.set_registered_model_alias(name, "champion", v3)
+    champion_seen_end = _seen_end(client, name, v3)
+    old = train.run(_ctx(module_env, uc, "train", {"hpo_trials": 1, "register_model": True,
+                                                   "window_end": "2026-02-08"}, "r-old"))
+    old_v = str(old["version"])
+    assert _seen_end(client, name, old_v) < champion_seen_end
+
+    fair = gate.run(_ctx(module_env, uc, "gate", {"version": old_v, "require_approval": "true"}, "g-fair"))
+    later = _label_dates(flow, champion_seen_end, date(2026, 6, 1))
+    ev = fair["windows"]["evaluation"]
+    assert ev["fair"] is True and ev["start"] == later[0].isoformat()
+    assert fair["heldout_rows"] == len(flow["labels"][flow["labels"]["label_date"].isin(later)])
+    assert fair["challenger_metrics"]["rows"] == fair["champion_metrics"]["rows"] == fair["heldout_rows"]
+    assert fair["windows"]["champion"]["seen_end"] == champion_seen_end.isoformat()
+
+    # Fewer fair rows than the gate needs: refuse by default, champion untouched ...
+    strict = uc.model_copy(update={"gate": uc.gate.model_copy(update={"min_rows": fair["heldout_rows"] + 1})})
+    refused = gate.run(_ctx(module_env, strict, "gate", {"version": old_v}, "g-refuse"))
+    assert refused["decision"] == "rejected" and refused["windows"]["evaluation"]["fair"] is False
+    check = next(c for c in refused["checks"] if c["name"] == "vs_champion:roc_auc")
+    assert not check["passed"] and "challenger refused" in check["detail"]
+    assert refused["champion_metrics"] is None and refused["heldout_rows"] > fair["heldout_rows"]
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v3
+    # ... or absolute checks only, recorded as such.
+    lenient = strict.model_copy(update={"gate": strict.gate.model_copy(update={"no_fair_comparison": "absolute_only"})})
+    absolute = gate.run(_ctx(module_env, lenient, "gate", {"version": old_v, "require_approval": "true"}, "g-abs"))
+    check = next(c for c in absolute["checks"] if c["name"] == "vs_champion:roc_auc")
+    assert check["passed"] and "absolute checks only" in check["detail"]

@@ -4,6 +4,9 @@ must approve first).
 
     python -m mlops_core.jobs.gate --use-case churn --date 2026-05-01 --params '{"version": "3"}'
 
+Held-out rows: labels dated after the challenger's validation window, landed by the run's date; the champion
+is compared on those it did not see either (mlops_core.promotion.evaluate).
+
 Params: version (the challenger version; default: the `challenger` alias), triggered_by (why the run
 happened), require_approval (override the use case's gate.require_approval), mlflow_tracking_uri /
 mlflow_registry_uri (an Airflow connection's URIs).
@@ -28,12 +31,16 @@ def _flag(value: Any) -> bool | None:
     return bool(value)
 
 
+def _seen(window: Any) -> dict[str, str] | None:
+    return window.as_dict() if window is not None else None
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from mlops_core.promotion import champion as ch
-    from mlops_core.promotion.evaluate import heldout_start, measure
+    from mlops_core.promotion.evaluate import SeenWindow, heldout_window, measure, unseen_by
     from mlops_core.promotion.gate import decide
     from mlops_core.promotion.history import append_history, history_row
     from mlops_core.promotion.spec import GateSpec
@@ -60,20 +67,54 @@ def run(ctx: JobContext) -> dict[str, Any]:
         version = str(mv.version)
     challenger_mv = client.get_model_version(name, version)
     champion_before = ch.champion_version(client, name)
+    champion_mv = client.get_model_version(name, champion_before) \
+        if champion_before is not None and champion_before != version else None
 
-    start = heldout_start(challenger_mv.tags)
-    data = load_training_set(ctx.spark, ctx.lakehouse, use_case, start=start, end=None)
+    # Held-out rows: label dates the challenger never saw, landed by the run's date (a backfilled gate run
+    # decides on what was known that day).
+    run_date = ctx.logical_date or ctx.end_date
+    if run_date is None:
+        raise ValueError("the gate job needs --date: held-out labels end at the run's date")
+    start, end = heldout_window(challenger_mv.tags, run_date)
+    data = load_training_set(ctx.spark, ctx.lakehouse, use_case, start=start, end=end, known_by=run_date)
     frame = data.to_pandas(use_case.entity.key)
-    log.info("held-out rows for %s v%s: %d (label dates %s..%s)", name, version, len(frame),
-             data.lineage["window_start"], data.lineage["window_end"])
+
+    # The champion is compared only on rows it did not train or tune on either.
+    unfair = ""
+    windows = {"challenger": _seen(SeenWindow.of(challenger_mv.tags)), "champion": None}
+    if champion_mv is not None:
+        champion_seen = SeenWindow.of(champion_mv.tags)
+        windows["champion"] = _seen(champion_seen)
+        if champion_seen is None:
+            unfair = (f"champion v{champion_before} has no lineage window tags: which rows it trained on is "
+                      "unknown")
+        else:
+            fair = frame[unseen_by(frame, LABEL_TIME, champion_seen)]
+            if len(fair) >= gate.min_rows:
+                frame = fair
+            else:
+                unfair = (f"{len(fair)} of {len(frame)} held-out rows ({start}..{end}) lie outside champion "
+                          f"v{champion_before}'s seen label dates {champion_seen.start}..{champion_seen.end} "
+                          f"(need {gate.min_rows})")
+    label_days = frame[LABEL_TIME] if len(frame) else None
+    windows["evaluation"] = {
+        "start": str(min(label_days))[:10] if label_days is not None else None,
+        "end": str(max(label_days))[:10] if label_days is not None else None,
+        "heldout_start": start.isoformat(), "heldout_end": end.isoformat(), "known_by": run_date.isoformat(),
+        "rows": len(frame), "fair": not unfair,
+    }
+    log.info("held-out rows for %s v%s: %d (label dates %s..%s, known by %s)%s", name, version, len(frame),
+             windows["evaluation"]["start"], windows["evaluation"]["end"], run_date,
+             f"; no fair comparison: {unfair}" if unfair else "")
 
     challenger = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     champion = None
-    if champion_before is not None and champion_before != version:
+    if champion_mv is not None and not unfair:
         champion = mlflow.pyfunc.load_model(f"models:/{name}/{champion_before}")
     label_column = "label" if "label" in frame.columns else spec.label.column
     m = measure(challenger=challenger, champion=champion, champion_version=champion_before, frame=frame,
                 label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples)
+    m.no_fair_comparison = unfair
     decision = decide(gate, m)
 
     record = {
@@ -85,6 +126,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "champion_metrics": m.champion,
         "champion_note": m.champion_note,
         "heldout": {**data.lineage, "rows": m.rows, "label_time_column": LABEL_TIME},
+        "windows": windows,
         "inference": {"p95_latency_ms": m.p95_latency_ms, "rows_per_second": m.rows_per_second},
         "thresholds": gate.model_dump(),
         "dag_run_id": ctx.run_id,
@@ -122,6 +164,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "challenger_metrics": m.challenger,
         "champion_metrics": m.champion,
         "heldout_rows": m.rows,
+        "windows": windows,
     }
 
 

@@ -1,13 +1,17 @@
 """Measure a challenger (and the champion) on the same held-out rows for the gate.
 
-Held-out rows = labels dated after the challenger's validation window (its test period, plus any newer
-labels that arrived since), joined point in time to the feature snapshots. The champion was trained on
-older data, so these rows are unseen by both models."""
+Held-out rows = labels dated after the challenger's validation window and on or before the gate run's date
+(landed by then), joined point in time to the feature snapshots. A model "saw" the label dates from its
+training window's start to its validation window's end (trained or tuned on them); the champion is compared
+only on held-out rows it did not see either. When too few such rows exist (a retrain of an older window, a
+reproduction of a recorded lineage), there is no fair comparison and the gate follows
+`gate.no_fair_comparison` instead of scoring a champion on its own training rows."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +23,43 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlops.gate")
 
 
-def heldout_start(version_tags: dict[str, str]) -> date:
-    end = version_tags.get("mlops.validation_end")
-    if not end:
-        raise ValueError("the challenger version has no mlops.validation_end lineage tag: was it trained by "
-                         "this project's train job?")
-    return date.fromisoformat(end) + timedelta(days=1)
+@dataclass(frozen=True)
+class SeenWindow:
+    """The label dates a model version trained or was tuned on: [window_start, validation_end]."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def of(cls, version_tags: dict[str, str]) -> SeenWindow | None:
+        start, end = version_tags.get("mlops.window_start"), version_tags.get("mlops.validation_end")
+        if not start or not end:
+            return None
+        return cls(date.fromisoformat(start[:10]), date.fromisoformat(end[:10]))
+
+    def as_dict(self) -> dict[str, str]:
+        return {"seen_start": self.start.isoformat(), "seen_end": self.end.isoformat()}
+
+
+def heldout_window(challenger_tags: dict[str, str], run_date: date) -> tuple[date, date]:
+    """Label dates the challenger never saw, up to the run's date: (validation_end + 1 day, run_date)."""
+    seen = SeenWindow.of(challenger_tags)
+    if seen is None:
+        raise ValueError("the challenger version lacks the mlops.window_start / mlops.validation_end lineage "
+                         "tags: was it trained by this project's train job?")
+    start = seen.end + timedelta(days=1)
+    if start > run_date:
+        raise ValueError(f"no held-out label dates for the challenger: its validation window ends "
+                         f"{seen.end}, the gate runs for {run_date}")
+    return start, run_date
+
+
+def unseen_by(frame: pd.DataFrame, label_time: str, seen: SeenWindow) -> pd.Series:
+    """Mask of the rows whose label date lies outside a model's seen window."""
+    import pandas as pd
+
+    day = pd.to_datetime(frame[label_time]).dt.date
+    return (day < seen.start) | (day > seen.end)
 
 
 def model_inputs(model: Any) -> list[str]:

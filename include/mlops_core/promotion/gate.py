@@ -4,8 +4,10 @@ end up, check by check, in the decision record.
 A challenger passes only when every check passes:
   floor:<metric> / ceiling:<metric>   absolute thresholds on the held-out data
   vs_champion:<metric>                not worse than the champion minus `tolerance` (or better by
-                                      `min_improvement`), both scored on the same rows; skipped when there is
-                                      no champion (first model) or the champion cannot score today's features
+                                      `min_improvement`), both scored on the same rows, unseen by both;
+                                      skipped when there is no champion (first model) or the champion cannot
+                                      score today's features; without enough rows unseen by both, it follows
+                                      `no_fair_comparison` (refuse: fails; absolute_only: passes, said so)
   sanity:no_nan_scores, sanity:positive_rate, sanity:signature, sanity:rows
   budget:p95_latency_ms, budget:rows_per_second
 """
@@ -36,6 +38,7 @@ class Measurements:
     champion: dict[str, float] | None = None
     champion_version: str | None = None
     champion_note: str = ""  # why the champion was not compared, when it was not
+    no_fair_comparison: str = ""  # why no rows unseen by both models exist, when they do not
     rows: int = 0
     nan_scores: int = 0
     missing_columns: list[str] = field(default_factory=list)
@@ -96,7 +99,12 @@ def decide(spec: GateSpec, m: Measurements) -> Decision:
                             f"{metric} {value:.4f} > ceiling {ceiling}" if not ok else f"{value:.4f} <= {ceiling}"))
 
     metric = spec.compare_metric
-    if m.champion is None:
+    if m.no_fair_comparison:
+        refuse = spec.no_fair_comparison == "refuse"
+        checks.append(Check(f"vs_champion:{metric}", not refuse, ch.get(metric), "no fair comparison",
+                            f"{m.no_fair_comparison}; rule no_fair_comparison={spec.no_fair_comparison}: "
+                            + ("challenger refused" if refuse else "absolute checks only")))
+    elif m.champion is None:
         checks.append(Check(f"vs_champion:{metric}", True, ch.get(metric), None,
                             m.champion_note or "no champion yet: absolute checks only"))
     else:

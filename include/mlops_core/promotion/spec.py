@@ -10,9 +10,14 @@
       max_p95_latency_ms: 100               # single-row predict, loaded model
       min_rows_per_second: 5000             # batch predict, loaded model
       require_approval: false               # wait for a person (approve_model DAG) before champion moves
+      no_fair_comparison: refuse            # too few held-out rows unseen by BOTH models (the champion trained
+                                            # or was tuned on the challenger's held-out dates): refuse the
+                                            # challenger, or absolute_only (floors/ceilings, recorded as such)
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -48,6 +53,7 @@ class GateSpec(BaseModel):
     latency_samples: int = Field(default=100, ge=10, le=10_000)
     min_rows: int = Field(default=50, ge=1, description="Fewer held-out rows than this fails the gate")
     require_approval: bool = False
+    no_fair_comparison: Literal["refuse", "absolute_only"] = "refuse"
     approval_timeout_hours: float = Field(default=72, gt=0)
 
     @model_validator(mode="after")

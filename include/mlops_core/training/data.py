@@ -50,6 +50,7 @@ def load_training_set(
     start: date | None = None,
     end: date | None = None,
     not_after: date | None = None,
+    known_by: date | None = None,
     feature_table_version: int | None = None,
     label_table_version: int | None = None,
 ) -> LoadedTrainingSet:
@@ -57,6 +58,7 @@ def load_training_set(
     pinned Delta version (the given ones, to reproduce a recorded lineage, else the current ones).
 
     The window defaults to model.training_window_days ending at the newest label on or before `not_after`.
+    `known_by` keeps only the labels that had landed by that date (what a run on that date could see).
     The join itself is the feature stage's (mlops_core.features.training_set)."""
     from mlops_core.features.training_set import build_training_set, read_labels
 
@@ -71,7 +73,7 @@ def load_training_set(
                                     f"ingest the {spec.label.source!r} source first")
     start, end = resolve_window(label_dates(spark, lakehouse, use_case, label_table_version), start, end,
                                spec.training_window_days, not_after)
-    labels = read_labels(spark, lakehouse, use_case, start, end, version=label_table_version)
+    labels = read_labels(spark, lakehouse, use_case, start, end, known_by=known_by, version=label_table_version)
     try:
         ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_table_version)
     except ValueError as exc:
@@ -92,4 +94,6 @@ def load_training_set(
         "labels_in": ts.labels_in,
         "dropped_no_snapshot": ts.dropped_no_snapshot,
     }
+    if known_by is not None:
+        lineage["known_by"] = known_by.isoformat()
     return LoadedTrainingSet(df=ts.df, lineage=lineage)
