@@ -148,9 +148,15 @@ def test_exact_payload_of_the_smoke_task(databricks_env, monkeypatch):
             "entry_point": "mlops-job",
             "parameters": ["smoke", "--use-case", "churn", "--run-id", "r1", "--date", "2026-03-04"],
         },
-        "libraries": [{"whl": "/Volumes/ml_prod/mlops/artifacts/mlops_core-0.1.0-py3-none-any.whl"}],
+        "libraries": [
+            {"pypi": {"package": "mlflow==3.17.2"}},
+            {"pypi": {"package": "xgboost==3.2.0"}},
+            {"pypi": {"package": "optuna==5.0.0"}},
+            {"pypi": {"package": "evidently==0.7.23"}},
+            {"whl": "/Volumes/ml_prod/mlops/artifacts/mlops_core-0.1.0-py3-none-any.whl"},
+        ],
         "new_cluster": {
-            "spark_version": "17.3.x-scala2.13",
+            "spark_version": "17.3.x-cpu-ml-scala2.13",
             "node_type_id": "i3.xlarge",
             "aws_attributes": {"availability": "SPOT_WITH_FALLBACK"},
             "data_security_mode": "SINGLE_USER",
@@ -158,6 +164,62 @@ def test_exact_payload_of_the_smoke_task(databricks_env, monkeypatch):
             "autoscale": {"min_workers": 1, "max_workers": 4},
         },
     }
+
+
+def _requirements_txt_pins() -> dict[str, str]:
+    from mlops_core.databricks.libraries import locked_versions
+
+    return locked_versions(Path(__file__).resolve().parents[2] / "requirements.txt")
+
+
+def test_every_payload_runs_on_a_supported_runtime_with_the_pinned_libraries(databricks_env):
+    """What issue #25 found broken: the runtime, the task libraries and the wheel's Python, each against the
+    runtime table (mlops_core.databricks.runtime), for every job a DAG runs."""
+    import tomllib
+
+    from packaging.specifiers import SpecifierSet
+
+    from mlops_core.databricks.runtime import RUNTIMES, SUPPORTED
+
+    jobs = sorted({task.job for _, task in _spark_tasks()})
+    assert {"ingest", "features", "train", "gate", "score", "drift", "promote", "smoke"} <= set(jobs)
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    requires_python = SpecifierSet(pyproject["project"]["requires-python"])
+    tested = _requirements_txt_pins()
+    for job in jobs:
+        task = build_task(JobCommand(job=job, args=["--use-case", "churn"]), databricks_env)
+        runtime = SUPPORTED[task["new_cluster"]["spark_version"]]  # a KeyError is an unsupported runtime
+        assert "-ml-" in runtime.key, "the jobs import XGBoost and Optuna: an ML runtime"
+        assert requires_python.contains(runtime.python), f"pip refuses the wheel on Python {runtime.python}"
+        libraries = task["libraries"]
+        assert libraries[-1] == {"whl": databricks_env.compute.databricks.wheel_path}
+        pinned = dict(lib["pypi"]["package"].split("==") for lib in libraries[:-1])
+        # every import the jobs need beyond the runtime, at exactly the version the test suite runs with
+        assert set(pinned) == {"mlflow", "xgboost", "optuna", "evidently"}, job
+        assert pinned == {name: tested[name] for name in pinned}, job
+    assert all(r.python_line == "3.12" for r in RUNTIMES)
+
+
+def test_an_unsupported_runtime_is_refused_before_anything_is_submitted(databricks_env):
+    """The standard runtime of the old config: no payload, and the message says why and what to use."""
+    from airflow.sdk.exceptions import AirflowException
+
+    standard = databricks_env.model_copy(deep=True)
+    standard.compute.databricks.spark_version = "17.3.x-scala2.13"
+    command = JobCommand(job="train", args=["--use-case", "churn"])
+    with pytest.raises(AirflowException, match=r"standard runtime.*17\.3\.x-cpu-ml-scala2\.13"):
+        build_task(command, standard)
+    old = databricks_env.model_copy(deep=True)
+    old.compute.databricks.spark_version = "15.4.x-cpu-ml-scala2.12"
+    with pytest.raises(AirflowException, match="not a supported Databricks runtime"):
+        build_task(command, old)
+    # an existing cluster's runtime is the cluster's own: not checked, libraries still installed per task
+    existing = databricks_env.model_copy(deep=True)
+    existing.compute.databricks.existing_cluster_id = "0101-abc"
+    existing.compute.databricks.spark_version = "17.3.x-scala2.13"
+    task = build_task(command, existing)
+    assert task["existing_cluster_id"] == "0101-abc" and "new_cluster" not in task
+    assert len(task["libraries"]) == 5
 
 
 def test_retry_reconnects_to_the_running_run_instead_of_resubmitting(databricks_env, monkeypatch):

@@ -1,11 +1,13 @@
 """Databricks backend: the same core-library entry point, shipped as the mlops_core wheel, on a job cluster.
 
 It drives the provider's DatabricksSubmitRunOperator (so its hook, retries, deferral and run-page link are the
-provider's, not ours) with a one-task payload:
+provider's, not ours) with the runs/submit request that mlops_core.databricks.payload builds (pure, no Airflow:
+`mlops databricks-plan` prints the very same request for review):
 
     python_wheel_task  package mlops_core, entry point `mlops-job`, parameters [<job>, <job args>...]
-    new_cluster        from the environment config (compute.databricks), or existing_cluster_id
-    libraries          [{"whl": <compute.databricks.wheel_path>}]  (uploaded by `make wheel`)
+    new_cluster        from the environment config (compute.databricks; a supported runtime only), or
+                       existing_cluster_id
+    libraries          the pinned task libraries (include/config/databricks/), then compute.databricks.wheel_path
 
 Retry safety, the two ways the provider offers:
   * durable mode (non-deferrable): the run id is kept in the task state; a retry reconnects to a run that is
@@ -16,67 +18,38 @@ The job's result line comes back through the run output's `logs` (stdout of a wh
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
 from mlops_airflow.backends import JobCommand, parse_result
+from mlops_core.databricks import payload
+from mlops_core.databricks.payload import WHEEL_ENTRY_POINT, WHEEL_PACKAGE, cluster_spec, idempotency_token
 
 if TYPE_CHECKING:
-    from mlops_core.config.environment import DatabricksSettings, EnvironmentConfig
+    from mlops_core.config.environment import EnvironmentConfig
 
-WHEEL_PACKAGE = "mlops_core"
-WHEEL_ENTRY_POINT = "mlops-job"
-
-
-def idempotency_token(dag_id: str, task_id: str, run_id: str, try_number: int, map_index: int = -1) -> str:
-    raw = f"{dag_id}|{task_id}|{run_id}|{map_index}|{try_number}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:64]
-
-
-def cluster_spec(settings: DatabricksSettings, env_name: str) -> dict[str, Any]:
-    """The job cluster: runtime, node type, fixed size or autoscale, spot policy, and the job's env vars."""
-    spec: dict[str, Any] = {
-        "spark_version": settings.spark_version,
-        "node_type_id": settings.node_type_id,
-        "aws_attributes": {"availability": settings.availability},
-        "data_security_mode": "SINGLE_USER",
-        "spark_env_vars": {
-            "MLOPS_ENV": env_name,
-            "MLOPS_CONFIG_DIR": settings.config_path,
-            **settings.spark_env_vars,
-        },
-    }
-    if settings.autoscale is not None:
-        spec["autoscale"] = {
-            "min_workers": settings.autoscale.min_workers,
-            "max_workers": settings.autoscale.max_workers,
-        }
-    else:
-        spec["num_workers"] = settings.num_workers if settings.num_workers is not None else 0
-    return spec
+__all__ = ["WHEEL_ENTRY_POINT", "WHEEL_PACKAGE", "DatabricksBackend", "build_task", "cluster_spec",
+           "idempotency_token", "submit_request"]
 
 
 def build_task(command: JobCommand, env: EnvironmentConfig) -> dict[str, Any]:
     """The single task of the submitted run (Jobs API 2.2 runs/submit `tasks[0]`)."""
-    settings = env.compute.databricks
-    if settings is None:
-        raise AirflowException(f"environment {env.name!r} has no compute.databricks section")
-    task: dict[str, Any] = {
-        "task_key": command.job,
-        "python_wheel_task": {
-            "package_name": WHEEL_PACKAGE,
-            "entry_point": WHEEL_ENTRY_POINT,
-            "parameters": [command.job, *command.args],
-        },
-        "libraries": [{"whl": settings.wheel_path}],
-    }
-    if settings.existing_cluster_id:
-        task["existing_cluster_id"] = settings.existing_cluster_id
-    else:
-        task["new_cluster"] = cluster_spec(settings, env.name)
-    return task
+    try:
+        return payload.build_task(command.job, command.args, env)
+    except ValueError as exc:  # no compute.databricks section, an unsupported runtime, no lock
+        raise AirflowException(str(exc)) from exc
+
+
+def submit_request(command: JobCommand, env: EnvironmentConfig, dag_id: str, task_id: str, run_id: str,
+                   try_number: int, map_index: int = -1, timeout_seconds: int | None = None) -> dict[str, Any]:
+    """The runs/submit body of one task try, as mlops_core.databricks.payload builds it."""
+    try:
+        return payload.submit_request(command.job, command.args, env, dag_id=dag_id, task_id=task_id,
+                                      run_id=run_id, try_number=try_number, map_index=map_index,
+                                      timeout_seconds=timeout_seconds)
+    except ValueError as exc:
+        raise AirflowException(str(exc)) from exc
 
 
 class DatabricksBackend:
@@ -93,14 +66,14 @@ class DatabricksBackend:
 
         settings = self.env.compute.databricks
         ti = context["ti"]
-        run_name = f"{settings.job_name_prefix}:{ti.dag_id}.{task_id}:{context['run_id']}"[:4096]
+        request = submit_request(command, self.env, ti.dag_id, task_id, context["run_id"], ti.try_number,
+                                 getattr(ti, "map_index", -1), timeout_seconds)
         self._operator = DatabricksSubmitRunOperator(
             task_id=task_id,
-            tasks=[build_task(command, self.env)],
-            run_name=run_name,
-            idempotency_token=idempotency_token(ti.dag_id, task_id, context["run_id"], ti.try_number,
-                                                getattr(ti, "map_index", -1)),
-            timeout_seconds=timeout_seconds,
+            tasks=request["tasks"],
+            run_name=request["run_name"],
+            idempotency_token=request["idempotency_token"],
+            timeout_seconds=request.get("timeout_seconds"),
             databricks_conn_id=settings.conn_id,
             polling_period_seconds=self.polling_period_seconds,
             deferrable=self.deferrable,
