@@ -9,6 +9,12 @@ recorded in a pid file, and stopped by that pid.
                                              # + the shared Spark Connect server the local jobs connect to)
     python scripts/local_airflow.py down     # stop them by pid
     python scripts/local_airflow.py status
+
+MLOPS_AUTH=1 (or --auth) turns on the deployment's authentication (docker/README.md, Accounts): Airflow accounts
+admin, operator (role user) and viewer, passwords generated into $AIRFLOW_HOME/simple_auth_manager_passwords.json.
+generated; the MLflow server with its basic-auth app (users in $AIRFLOW_HOME/mlflow-auth.db, READ by default), the
+platform service account set up by docker/deploy.py mlflow-init, and the connection mlflow_default pointing the
+tasks and jobs at that server as that account. Without it everything stays open on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SPARK_SERVICE = "spark-connect"
 SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE)
+MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
 def _airflow_bin() -> str:
@@ -56,6 +63,8 @@ class LocalAirflow:
     dags_folder: Path = PROJECT_ROOT / "dags"
     plugins_folder: Path = PROJECT_ROOT / "plugins"
     fast_parsing: bool = False  # tests: notice new DAG files within seconds
+    # The deployment's authentication (MLOPS_AUTH=1): Airflow roles, MLflow basic-auth, the platform account.
+    auth: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -91,6 +100,13 @@ class LocalAirflow:
             }
         )
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+        if self.auth and self.mlflow_port:
+            # Tasks and jobs reach MLflow through its server, as the platform account (the MLflow hook hands the
+            # credentials and the URI to the job processes); the UI's server is then the only way in.
+            keys = self.auth_secrets()
+            env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({
+                "conn_type": "generic", "host": self.mlflow_url,
+                "login": MLFLOW_PLATFORM_USER, "password": keys["mlflow_platform_password"]})  # fmt: skip
         env.update(self.extra_env)
         shared = self.shared_spark_env(env)
         if shared:
@@ -116,6 +132,57 @@ class LocalAirflow:
             os.environ.clear()
             os.environ.update(saved)
         return env.name if env.compute.backend == "local" and env.compute.spark.shared_server else None
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.mlflow_port}"
+
+    def auth_secrets(self) -> dict[str, str]:
+        """The MLflow admin and platform passwords and the server's secret key: generated once, kept in the
+        private $AIRFLOW_HOME/.mlflow-auth.json."""
+        file = self.home / ".mlflow-auth.json"
+        if file.exists():
+            return json.loads(file.read_text())
+        keys = {name: secrets.token_hex(24) for name in ("mlflow_admin_password", "mlflow_platform_password",
+                                                         "mlflow_secret_key")}  # fmt: skip
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(keys, out)
+        return keys
+
+    def _mlflow_auth_env(self) -> dict[str, str]:
+        """What docker/deploy.py's mlflow-server and mlflow-init steps read, for this home."""
+        keys = self.auth_secrets()
+        return {
+            "MLFLOW_AUTH_DATABASE_URI": f"sqlite:///{self.home / 'mlflow-auth.db'}",
+            "MLFLOW_AUTH_CONFIG_PATH": str(self.run_dir / "mlflow-auth.ini"),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": keys["mlflow_admin_password"],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": keys["mlflow_secret_key"],
+            "MLFLOW_BIN": str(VENV_BIN / "mlflow"),
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "MLFLOW_PLATFORM_USERNAME": MLFLOW_PLATFORM_USER,
+            "MLFLOW_PLATFORM_PASSWORD": keys["mlflow_platform_password"],
+        }
+
+    def bootstrap_mlflow_auth(self, timeout: float = 120) -> str:
+        """Wait for the MLflow server, then `deploy.py mlflow-init` (idempotent): the platform account, and its
+        MANAGE on the use case's experiment and registered model. Returns its output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.mlflow_url}/health", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline or self.pid("mlflow") is None:
+                    raise RuntimeError(f"MLflow not answering; see {self.service_log_dir / 'mlflow.log'}") from None
+                time.sleep(1)
+        env = {**self.env(), **self._mlflow_auth_env(), "MLOPS__MLFLOW__TRACKING_URI": self.mlflow_url}
+        proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "docker" / "deploy.py"), "mlflow-init"],
+                              env=env, text=True, capture_output=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"deploy.py mlflow-init failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
 
     def write_config(self) -> Path:
         """Write airflow.cfg once; later calls keep the generated secrets and only refresh the paths."""
@@ -145,7 +212,7 @@ parallelism = 4
 max_active_tasks_per_dag = 4
 dags_are_paused_at_creation = True
 fernet_key = {keys["fernet_key"]}
-simple_auth_manager_users = admin:admin
+simple_auth_manager_users = {"admin:admin,operator:user,viewer:viewer" if self.auth else "admin:admin"}
 execution_api_server_url = {self.base_url}/execution/
 
 [database]
@@ -235,8 +302,11 @@ expose_config = False
         }
         if self.mlflow_port:
             from_env = _mlflow_backend_uri(self.env())
+            server = [str(VENV_BIN / "mlflow"), "server"]
+            if self.auth:  # the deployment's entry: basic-auth config, `mlflow db upgrade`, --app-name basic-auth
+                server = [sys.executable, str(PROJECT_ROOT / "docker" / "deploy.py"), "mlflow-server"]
             cmds["mlflow"] = [
-                str(VENV_BIN / "mlflow"), "server",
+                *server,
                 "--backend-store-uri", from_env["tracking_uri"],
                 "--default-artifact-root", from_env["artifact_root"],
                 "--host", LOOPBACK, "--port", str(self.mlflow_port), "--workers", "1",
@@ -269,8 +339,12 @@ expose_config = False
                 pids[name] = existing
                 continue
             log = open(self.service_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+            env = self.env()
+            if name == "mlflow" and self.auth:
+                env = {**env, **self._mlflow_auth_env(), "MLFLOW_BACKEND_STORE_URI": cmd[cmd.index("--backend-store-uri") + 1]}
+                env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
             proc = subprocess.Popen(
-                cmd, env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
             )
             (self.run_dir / f"{name}.pid").write_text(str(proc.pid))
             pids[name] = proc.pid
@@ -500,9 +574,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
     parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
                         help="shared Spark Connect server port (0: every job starts its own Spark)")
+    parser.add_argument("--auth", action="store_true", default=os.environ.get("MLOPS_AUTH", "") not in ("", "0"),
+                        help="the deployment's authentication: Airflow roles, MLflow basic-auth (or MLOPS_AUTH=1)")
     args = parser.parse_args(argv)
     af = LocalAirflow(home=Path(args.home).resolve(), port=args.port, mlflow_port=args.mlflow_port or None,
-                      spark_port=args.spark_port or None)
+                      spark_port=args.spark_port or None, auth=args.auth)
 
     if args.action == "init":
         settings = PROJECT_ROOT / "airflow_settings.yaml"
@@ -524,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"started {', '.join(f'{k} (pid {v})' for k, v in pids.items())}; waiting for health ...")
         try:
             af.wait_until_healthy()
+            if af.auth and af.mlflow_port:
+                print(af.bootstrap_mlflow_auth().rstrip())
         except Exception as exc:  # leave nothing half-started behind
             af.stop()
             print(f"start-up failed: {exc}", file=sys.stderr)
@@ -531,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nAirflow UI:  {af.base_url}   (login admin / {af.admin_password()})")
         if af.mlflow_port:
             print(f"MLflow UI:   http://{LOOPBACK}:{af.mlflow_port}")
+        if af.auth:
+            print(f"Accounts:    Airflow admin/operator/viewer, passwords in {af.home}/"
+                  "simple_auth_manager_passwords.json.generated;\n"
+                  f"             MLflow admin and {MLFLOW_PLATFORM_USER}, passwords in {af.home}/.mlflow-auth.json")
         if SPARK_SERVICE in pids:
             print(f"Spark:       sc://{LOOPBACK}:{af.spark_port} (shared by the local jobs)")
         print(f"Logs:        {af.service_log_dir}\nStop with:   make down")
