@@ -173,3 +173,42 @@ def test_postgres_init_refuses_placeholders(tmp_path, placeholder):
     done = _run_postgres_init(tmp_path, **passwords)
     assert done.returncode == 1 and placeholder in done.stderr
     assert not (tmp_path / "sql").exists()
+
+
+def test_every_airflow_account_gets_its_password_from_the_environment(tmp_path):
+    env = {**good_environment(tmp_path), "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:user,viewer:viewer",
+           "AIRFLOW_OPERATOR_PASSWORD": "an-operator-password"}  # fmt: skip
+    assert deploy.airflow_users(env) == {"admin": "admin", "operator": "user", "viewer": "viewer"}
+    # viewer has no password: refused (Airflow would generate one and print it in its log)
+    assert deploy.check_airflow_users(env) == ["AIRFLOW_VIEWER_PASSWORD is not set"]
+    env["AIRFLOW_VIEWER_PASSWORD"] = "short"
+    assert deploy.check_airflow_users(env) == ["AIRFLOW_VIEWER_PASSWORD is shorter than 12 characters"]
+    env["AIRFLOW_VIEWER_PASSWORD"] = "a-viewer-password"
+    assert deploy.check_airflow_users(env) == []
+    path = deploy.write_passwords(env)
+    assert json.loads(path.read_text()) == {"admin": "a-long-admin-password", "operator": "an-operator-password",
+                                            "viewer": "a-viewer-password"}  # fmt: skip
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_env_example_placeholders_are_refused_by_the_mlflow_services():
+    from ._support import load_compose
+
+    services = load_compose()["services"]
+    for service, required in (("mlflow", deploy.MLFLOW_SERVER_REQUIRED), ("mlflow-init", deploy.MLFLOW_INIT_REQUIRED)):
+        env = {k: str(v) for k, v in services[service]["environment"].items()}
+        problems = "\n".join(deploy.check_environment(env, required))
+        for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_PLATFORM_PASSWORD"):
+            assert (name in problems) == (name in required), (service, name)
+
+
+def test_the_mlflow_auth_config_reads_by_default_and_keeps_its_own_database():
+    import configparser
+
+    uri = "postgresql+psycopg2://mlflow:pass%word@postgres:5432/mlflow_auth"
+    parser = configparser.ConfigParser()
+    parser.read_string(deploy.mlflow_auth_config({"MLFLOW_AUTH_DATABASE_URI": uri}))
+    assert parser["mlflow"]["database_uri"] == uri  # a % survives configparser's interpolation
+    assert parser["mlflow"]["default_permission"] == "READ"
+    assert parser["mlflow"]["admin_username"] == "admin"
+    assert "admin_password" not in parser["mlflow"]  # MLflow reads it from the environment, once
