@@ -205,7 +205,7 @@ def test_env_example_placeholders_are_refused_by_the_mlflow_services():
 def test_the_mlflow_auth_config_reads_by_default_and_keeps_its_own_database():
     import configparser
 
-    uri = "postgresql+psycopg2://mlflow:pass%word@postgres:5432/mlflow_auth"
+    uri = "postgresql+psycopg2://mlflow:mlops-test-50%-db-password@postgres:5432/mlflow_auth"
     parser = configparser.ConfigParser()
     parser.read_string(deploy.mlflow_auth_config({"MLFLOW_AUTH_DATABASE_URI": uri}))
     assert parser["mlflow"]["database_uri"] == uri  # a % survives configparser's interpolation
