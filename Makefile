@@ -9,7 +9,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export MLOPS_ENV ?= local
 export MLOPS_PROJECT_ROOT := $(CURDIR)
 
-.PHONY: help setup data demo test test-fast lint up down status lock bench wheel clean
+.PHONY: help setup data demo test test-fast test-compat lint up down status lock bench wheel clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,17 @@ test: setup ## the whole test suite (unit, DAG integrity, end to end under the r
 test-fast: setup ## the tests without the end-to-end Airflow runs
 	@$(PY) -m pytest -m "not e2e"
 
+# The jobs' Spark tests (ingest, features, training set, training, scoring, drift, lakehouse) on the Spark line of
+# the supported Databricks runtime (docs/databricks.md): a second environment, .local/compat, that only swaps
+# pyspark/delta-spark and the Delta jars (scripts/compat_env.sh; `COMPAT=1 make setup` builds it too).
+COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py tests/ingest/test_idempotency.py \
+	tests/features/test_materialize.py tests/features/test_training_set.py tests/training/test_train.py \
+	tests/scoring/test_score_job.py tests/monitoring/test_drift_report.py
+
+test-compat: setup ## the jobs' Spark tests on the Databricks runtime's Spark line (pyspark/delta-spark 4.0)
+	@bash scripts/compat_env.sh
+	@.local/compat/venv/bin/python -m pytest -p tests.compat.plugin -p no:cacheprovider $(COMPAT_TESTS)
+
 lint: setup ## ruff, including Airflow's AIR rules
 	@$(PY) -m ruff check .
 
@@ -45,14 +56,23 @@ down: ## stop what `make up` started, by pid
 status: ## which local services are running
 	@$(PY) scripts/local_airflow.py status
 
-lock: ## recompile requirements.txt from requirements.in (needs network)
+# The Databricks task libraries are locked for the supported runtime's Python and platform, within the versions of
+# requirements.txt (what the tests ran) and what the runtime must keep (runtime-constraints.txt).
+DBX_LIBS := include/config/databricks
+
+lock: ## recompile requirements.txt and the Databricks task-library lock (needs network)
 	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+	@$(VENV)/bin/uv pip compile --python-platform x86_64-manylinux_2_28 \
+	  --python-version $$($(PY) -c 'from mlops_core.databricks.runtime import DEFAULT; print(DEFAULT.python_line)') \
+	  -c requirements.txt -c $(DBX_LIBS)/runtime-constraints.txt $(DBX_LIBS)/requirements.in -o $(DBX_LIBS)/requirements.txt
 
 bench: setup ## benchmarks against same-run baselines: table on stdout, JSON under bench/results/
 	@$(PY) -m bench.run
 
-wheel: setup ## build the core library wheel (dist/) that Databricks job clusters install
-	@$(VENV)/bin/uv build --wheel --out-dir dist . && ls -1 dist/*.whl
+wheel: setup ## build the core library wheel (dist/) for Databricks job clusters; fails if it cannot install there
+	@rm -f dist/mlops_core-*.whl
+	@$(VENV)/bin/uv build --wheel --out-dir dist . && ls -1 dist/mlops_core-*.whl
+	@$(PY) -m mlops_core.databricks.wheel $$(ls dist/mlops_core-*.whl)
 
 clean: down ## remove local data, Airflow home and MLflow store (keeps .venv and jars)
 	rm -rf .local/lakehouse .local/landing .local/reports .local/mlflow .local/airflow

@@ -57,7 +57,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if inspect.isclass(annotation) and dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise PayloadError(f"{where}: expected an object, got {type(value).__name__}")
-        return annotation.from_dict(value)
+        try:
+            return annotation.from_dict(value)
+        except (AttributeError, TypeError, ValueError) as exc:  # a nested field of the wrong shape
+            raise PayloadError(f"{where}: not a {annotation.__name__} ({exc})") from None
     if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
         try:
             return annotation(value)
