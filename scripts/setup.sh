@@ -107,4 +107,10 @@ fi
 step "Airflow home $AIRFLOW_HOME"
 "$PY" scripts/local_airflow.py init --home "${AIRFLOW_HOME:-$LOCAL/airflow}"
 
+# ---- 5. Opt-in: the compatibility environment of `make test-compat` (COMPAT=1 make setup) ------------
+# pyspark/delta-spark of the supported Databricks runtime's Spark line in .local/compat, sharing .venv.
+if [ "${COMPAT:-0}" = 1 ]; then
+  bash scripts/compat_env.sh
+fi
+
 echo "setup done in $(( $(date +%s) - t0 ))s"
