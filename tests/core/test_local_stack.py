@@ -56,3 +56,36 @@ def test_each_nights_drift_report_runs_next_to_the_next_nights_scoring():
         [("drift_report", "2026-04-30")],
         [("retrain_on_drift", "")],
     ]  # fmt: skip
+
+
+def test_a_demo_starts_from_a_clean_state_and_leaves_remote_stores_alone(data_dir, monkeypatch):
+    """What an earlier demo left (tables, reports, a registry whose champion trained on a later window than
+    the new demo's first model) is removed and the MLflow store recreated empty, so `make demo` run again
+    behaves like the first one; a store on an object store is never touched."""
+    import sqlite3
+
+    import demo
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.config import load_environment
+    from mlops_core.tracking import configure_mlflow
+
+    monkeypatch.setenv("MLOPS__STORAGE__REPORTS_ROOT", "s3://demo-bucket/reports")
+    env = load_environment("local")
+    (data_dir / "lakehouse" / "churn" / "gold").mkdir(parents=True)
+    (data_dir / "lakehouse" / "churn" / "gold" / "part-0.parquet").write_bytes(b"old")
+    (data_dir / "mlflow").mkdir()
+    configure_mlflow(env)
+    client = MlflowClient()
+    client.create_registered_model("churn_xgboost")
+    version = client.create_model_version("churn_xgboost", source=str(data_dir / "model"))
+    client.set_registered_model_alias("churn_xgboost", "champion", version.version)
+
+    removed = demo.reset_demo_state()
+
+    assert str(data_dir / "lakehouse") in removed and not (data_dir / "lakehouse").exists()
+    assert str(data_dir / "mlflow" / "mlflow.db") in removed
+    assert not any("s3://" in path or "reports" in path for path in removed)
+    # A fresh, migrated store (read with sqlite3: this process's MLflow keeps its engine on the old file).
+    with sqlite3.connect(data_dir / "mlflow" / "mlflow.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM registered_models").fetchone() == (0,)

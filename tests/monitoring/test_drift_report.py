@@ -150,46 +150,23 @@ def test_champion_training_reference_and_performance(spark, env, lakehouse, chur
     recorded Delta version: later snapshots are not in it), scored by that version for prediction drift;
     labels that arrived give a classification report. The reference is built once per model version: the
     next night reads it back from the report store."""
-    import mlflow
     import numpy as np
-    from mlflow.pyfunc import PythonModel
 
     from mlops_core.monitoring.drift import compute
     from tests.monitoring.data import append, feature_frame, prediction_frame
 
-    class Model(PythonModel):
-        def predict(self, context, model_input, params=None):
-            x = model_input["total_orders_30d"].astype("float64")
-            return pd.Series(1.0 / (1.0 + np.exp(0.4 * x - 0.5)), name="probability")
-
-    (data_dir / "mlflow").mkdir(exist_ok=True)
     train_days = days_between(date(2026, 2, 1), date(2026, 2, 10))
     feats = pd.concat([feature_frame(d, 300, 100 + i) for i, d in enumerate(train_days)], ignore_index=True)
     ftv = append(spark, lakehouse, tables.features("customer"), feats, "as_of_date")
     # Labels of 2026-02-02..02-11 (each joins the snapshot of the day before).
-    labels = pd.DataFrame({
-        "customer_id": feats["customer_id"],
-        "label_date": feats["as_of_date"].map(lambda d: d + timedelta(days=1)),
-        "churned": (np.random.default_rng(1).random(len(feats)) < 0.3).astype("int32"),
-    })
-    labels[tables.INGEST_DATE] = labels["label_date"]
-    labels[tables.INGESTED_AT] = pd.Timestamp("2026-02-20")
-    labels[tables.SOURCE_FILE] = "test"
-    labels[tables.INGEST_RUN_ID] = "test"
-    ltv = append(spark, lakehouse, tables.bronze("labels"), labels, tables.INGEST_DATE)
+    ltv = append(spark, lakehouse, tables.bronze("labels"), _labels_of(feats, 1), tables.INGEST_DATE)
 
     # Later snapshots (the scored days) are written after the training version.
     later = pd.concat([feature_frame(d, 300, 500 + i, drift=(d == date(2026, 3, 2)))
                        for i, d in enumerate([date(2026, 3, 1), date(2026, 3, 2)])], ignore_index=True)
     append(spark, lakehouse, tables.features("customer"), later, "as_of_date")
 
-    mlflow.set_tracking_uri(env.mlflow.tracking_uri)
-    with mlflow.start_run() as run:
-        info = mlflow.pyfunc.log_model(name="model", python_model=Model(), pip_requirements=["pandas"])
-    mv = mlflow.register_model(info.model_uri, "churn_xgboost", tags={
-        "mlops.feature_table_version": str(ftv), "mlops.label_table_version": str(ltv),
-        "mlops.window_start": "2026-02-02", "mlops.window_end": "2026-02-11"})
-    assert run.info.run_id
+    mv = _register_scoring_model(env, data_dir, ftv, ltv, "2026-02-02", "2026-02-11")
     preds = prediction_frame(later, model_version=int(mv.version), feature_table_version=ftv + 1)
     append(spark, lakehouse, tables.PREDICTIONS, preds, "as_of_date")
     # Labels for the scored days arrive (label date 03-02 <- prediction as of 03-01).
@@ -232,6 +209,79 @@ def test_champion_training_reference_and_performance(spark, env, lakehouse, chur
     assert again.sampling == result.sampling
     assert again.drifted_features == result.drifted_features and again.score_drift == result.score_drift
     assert [(c.feature, c.score) for c in again.columns] == [(c.feature, c.score) for c in result.columns]
+
+
+def _register_scoring_model(env, data_dir, ftv: int, ltv: int, window_start: str, window_end: str):
+    """A registered churn_xgboost version scoring from total_orders_30d, with the lineage tags a trained
+    version carries for its training data."""
+    import mlflow
+    import numpy as np
+    from mlflow.pyfunc import PythonModel
+
+    class Model(PythonModel):
+        def predict(self, context, model_input, params=None):
+            x = model_input["total_orders_30d"].astype("float64")
+            return pd.Series(1.0 / (1.0 + np.exp(0.4 * x - 0.5)), name="probability")
+
+    (data_dir / "mlflow").mkdir(exist_ok=True)
+    mlflow.set_tracking_uri(env.mlflow.tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Model(), pip_requirements=["pandas"])
+    return mlflow.register_model(info.model_uri, "churn_xgboost", tags={
+        "mlops.feature_table_version": str(ftv), "mlops.label_table_version": str(ltv),
+        "mlops.window_start": window_start, "mlops.window_end": window_end})
+
+
+def _labels_of(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """bronze.labels rows for these snapshot rows: label date = as-of date + 1, landed that day."""
+    import numpy as np
+
+    labels = pd.DataFrame({
+        "customer_id": rows["customer_id"].to_numpy(),
+        "label_date": rows["as_of_date"].map(lambda d: d + timedelta(days=1)).to_numpy(),
+        "churned": (np.random.default_rng(seed).random(len(rows)) < 0.3).astype("int32"),
+    })
+    labels[tables.INGEST_DATE] = labels["label_date"]
+    labels[tables.INGESTED_AT] = pd.Timestamp("2026-02-20")
+    labels[tables.SOURCE_FILE] = "test"
+    labels[tables.INGEST_RUN_ID] = "test"
+    return labels
+
+
+def test_champion_reference_holds_the_scored_population_not_only_the_labelled(spark, env, lakehouse, churn,
+                                                                              data_dir, tmp_path):
+    """Only active customers (3+ orders in 30 days) get a label, and idle customers are on the free plan;
+    the scored snapshot holds every customer. The day after training, on unchanged data, the reference must
+    describe the same population: the plan (a fixed attribute) does not drift, nor does the dataset."""
+    from mlops_core.monitoring.drift import compute
+    from tests.monitoring.data import append, feature_frame, prediction_frame
+
+    def snapshot(day: date, seed: int) -> pd.DataFrame:
+        f = feature_frame(day, ROWS, seed)
+        f.loc[f["total_orders_30d"] < 3, "plan"] = "free"
+        return f
+
+    feats = pd.concat([snapshot(d, 100 + i) for i, d in enumerate(days_between(date(2026, 2, 6),
+                                                                               date(2026, 2, 10)))])
+    ftv = append(spark, lakehouse, tables.features("customer"), feats, "as_of_date")
+    active = feats[feats["total_orders_30d"] >= 3]
+    assert 0.3 < len(active) / len(feats) < 0.8
+    ltv = append(spark, lakehouse, tables.bronze("labels"), _labels_of(active, 1), tables.INGEST_DATE)
+
+    day = date(2026, 2, 12)  # the day after the last label date of the training window
+    today = snapshot(day, 999)
+    append(spark, lakehouse, tables.features("customer"), today, "as_of_date")
+    mv = _register_scoring_model(env, data_dir, ftv, ltv, "2026-02-07", "2026-02-11")
+    append(spark, lakehouse, tables.PREDICTIONS,
+           prediction_frame(today, model_version=int(mv.version), feature_table_version=ftv + 1), "as_of_date")
+
+    result = compute(spark, lakehouse, churn, day, reference_kind="champion_training", out_dir=tmp_path / "r")
+    assert result.sampling["reference_rows_total"] == len(feats)  # every customer of the 5 snapshots
+    assert result.reference["snapshot_dates"] == 5 and "every customer" in result.reference["population"]
+    assert "plan" not in result.drifted_features and "segment" not in result.drifted_features
+    assert not result.dataset_drifted and result.drift_share < result.drift_share_threshold
+    header = Path(result.files["report.html"]).read_text(encoding="utf-8")
+    assert "Populations: reference = every customer in the 5 feature snapshots" in header
 
 
 def test_amount_columns_constant_matches_the_generator():

@@ -2,9 +2,11 @@
 
 * current    gold.predictions of the date (score, model version, feature table version) joined to the feature
              snapshot of that as-of date, read at the Delta version the scorer recorded.
-* reference  champion_training: the training set of the model version that scored the day, rebuilt from its
-             lineage tags (feature table Delta version + label table version + window of label dates: the
-             same point-in-time join training used), scored by that model version for prediction drift;
+* reference  champion_training: the feature snapshots the model version's training set was joined to, read
+             from its lineage tags (feature table Delta version + label table version + window of label
+             dates: the same point-in-time join training used), with EVERY entity of those snapshots, not
+             only the labelled ones, so both sides describe the same population (the scored snapshot holds
+             every entity too); scored by that model version for prediction drift;
              window: the scored snapshots of the `days` as-of dates before the date.
 * sampling   at most `max_rows` rows of each side, chosen by a seeded hash of (key, as_of_date): deterministic,
              independent of Spark partitioning, stated in the report.
@@ -147,8 +149,13 @@ def model_lineage(model_name: str, model_version: str, client=None) -> dict[str,
 
 def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, model_name: str,
                        model_version: str, client=None) -> tuple[DataFrame, dict[str, Any]]:
-    """The training set of the model version, rebuilt exactly: its labels window at the recorded label table
-    version, joined point in time to the feature table at the recorded feature table version."""
+    """The population of the model version's training snapshots: the as-of dates its training set joined
+    (its labels window at the recorded label table version, point in time, as training did), with every
+    entity of those snapshots at the recorded feature table version. The labelled rows alone are a different
+    population (entities that had a label, e.g. the active ones) from the scored snapshot, which holds every
+    entity: comparing them flags fixed attributes as drifted."""
+    from pyspark.sql import functions as F
+
     from mlops_core.features.training_set import build_training_set, read_labels
 
     tags = model_lineage(model_name, model_version, client)
@@ -163,7 +170,11 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     labels = read_labels(spark, lakehouse, use_case, start, end, version=label_version)
     ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_version)
     key = use_case.entity.key
-    df = ts.df.select(key, AS_OF_DATE, *ts.feature_columns)
+    as_of_dates = [r[0] for r in ts.df.select(AS_OF_DATE).distinct().collect()]
+    df = (_features(spark, lakehouse, use_case, feature_version)
+          .where(F.col(AS_OF_DATE).isin(as_of_dates))
+          .select(key, AS_OF_DATE, *ts.feature_columns))
+    first, last = (min(as_of_dates), max(as_of_dates)) if as_of_dates else (None, None)
     info = {
         "kind": "champion_training",
         "model_name": model_name,
@@ -172,8 +183,11 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
         "label_table_version": label_version,
         "window_start": start.isoformat(),
         "window_end": end.isoformat(),
-        "description": f"training data of {model_name} v{model_version}: labels {start}..{end}, feature table "
-                       f"version {feature_version}",
+        "snapshot_dates": len(as_of_dates),
+        "population": f"every {use_case.entity.name} in the {len(as_of_dates)} feature snapshots "
+                      f"({first}..{last}) that the training labels joined",
+        "description": f"training snapshots of {model_name} v{model_version}: labels {start}..{end}, feature "
+                       f"table version {feature_version}, every entity of the {len(as_of_dates)} snapshots joined",
     }
     return df, info
 
@@ -184,12 +198,13 @@ def window_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCas
     df, meta = _scored(spark, lakehouse, use_case, first, last, max_rows, seed)
     return df, {"kind": "window", "days": days, "rows_total": meta["predictions"], "start": first.isoformat(), "end": last.isoformat(),
                 "feature_table_version": meta["feature_table_version"],
+                "population": f"every scored {use_case.entity.name} of the as-of dates {first}..{last}",
                 "description": f"scored snapshots of {first}..{last} ({days} as-of dates before {day})"}
 
 
 # ---- the champion reference, built once per model version ---------------------------------------------
 REFERENCE_FOLDER = "_reference"  # in the report store, next to the dated report folders
-REFERENCE_FORMAT = 1  # bump when the cached frame's layout changes: older files are then ignored
+REFERENCE_FORMAT = 2  # bump when the cached frame's layout changes: older files are then ignored
 
 
 def reference_cache_name(model_name: str, model_version: str, max_rows: int, seed: int) -> str:
@@ -512,6 +527,8 @@ def _header(result: DriftResult, use_case: str) -> str:
         f"<b>Drift report</b> {html.escape(use_case)} &middot; {result.date} &middot; model "
         f"{html.escape(str(result.model_name))} v{html.escape(str(result.model_version))}",
         f"Reference: {html.escape(str(ref.get('description', ref.get('kind'))))}",
+        f"Populations: reference = {html.escape(str(ref.get('population', 'n/a')))}; current = "
+        f"{html.escape(str(s.get('current_population', 'n/a')))}",
         f"Sampling: current {s['current_rows']:,} of {s['current_rows_total']:,} rows, reference "
         f"{s['reference_rows']:,} of {s['reference_rows_total']:,} rows (at most {s['max_rows']:,} per side, "
         f"seeded hash sample, seed {s['seed']})",
@@ -612,6 +629,7 @@ def compute(
         model_version=meta["model_version"],
         reference=ref_info,
         sampling={"max_rows": max_rows, "seed": seed, "method": "smallest xxhash64(seed, key, as_of_date) of the scored rows",
+                  "current_population": f"every scored {use_case.entity.name} of the as-of date {day}",
                   "current_rows": len(current), "current_rows_total": current_total,
                   "reference_rows": len(reference), "reference_rows_total": reference_total},
         columns=columns,
