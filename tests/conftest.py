@@ -95,3 +95,23 @@ def lakehouse(env):
     from mlops_core.lakehouse import Lakehouse
 
     return Lakehouse(env, "churn")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per test folder (setup + call + teardown), next to pytest's slowest-25 list: where the
+    suite's time goes, printed by every run (CI included)."""
+    totals: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid, duration = getattr(report, "nodeid", ""), getattr(report, "duration", None)
+            if not nodeid or duration is None or getattr(report, "when", None) is None:
+                continue
+            parts = nodeid.split("::")[0].split("/")
+            folder = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+            totals[folder] = totals.get(folder, 0.0) + duration
+    if not totals:
+        return
+    terminalreporter.write_sep("=", "seconds per test folder")
+    for folder, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{seconds:9.1f}s  {folder}")
+    terminalreporter.write_line(f"{sum(totals.values()):9.1f}s  total")
