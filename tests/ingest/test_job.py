@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from mlops_core.datagen import GenConfig, generate, simulate
+from mlops_core.errors import InputError
 from mlops_core.ingest.pipeline import MissingLandingFiles
-from mlops_core.jobs.ingest import as_bool, bronze_asset_name, run
+from mlops_core.jobs.contract import bronze_asset_name
+from mlops_core.jobs.ingest import run
 from mlops_core.jobs.runner import JobContext
 from mlops_core.tables import bronze
 
@@ -77,12 +79,8 @@ def test_missing_landing_files_fail_or_skip_per_source(env, churn, spark):
     assert result["counts"]["customers"]["good"] > 0
 
 
-def test_params():
-    assert as_bool("False") is False and as_bool("true") is True and as_bool(True) is True and as_bool(0) is False
-
-
 def test_unknown_source_is_refused(env, churn):
-    with pytest.raises(ValueError, match=r"unknown sources \['payments'\]"):
+    with pytest.raises(InputError, match=r"unknown sources \['payments'\]"):
         run(_ctx(env, churn, date(2026, 1, 1), date(2026, 1, 1), sources=["payments"]))
 
 

@@ -11,13 +11,12 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+# ConfigError is defined with the project's other exceptions and still importable from here.
+from mlops_core.errors import ConfigError
+
 Model = TypeVar("Model", bound=BaseModel)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class ConfigError(ValueError):
-    """A configuration file is missing, unreadable or invalid. The message names the file and the key."""
 
 
 def project_root() -> Path:

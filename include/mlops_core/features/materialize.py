@@ -38,6 +38,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
+from mlops_core.errors import InputError
 from mlops_core.features.compile import EVENT_DATE, FeaturePlan, compile_features
 from mlops_core.features.spec import AS_OF_DATE, spec_hash
 from mlops_core.lakehouse import Table
@@ -308,7 +309,7 @@ class FeatureMaterializer:
         from mlops_core.features.latest import refresh_latest
 
         if not dates:
-            raise ValueError("no as-of dates to materialize")
+            raise InputError("no as-of dates to materialize")
         written: list[SnapshotWrite] = []
         previous: date | None = None
         for batch in batches(dates, self.batch_days):

@@ -17,6 +17,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from mlops_core import tables
+from mlops_core.errors import ConfigError, InputError
 from mlops_core.features.spec import AS_OF_DATE
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def read_labels(
     label_spec = getattr(getattr(cfg, "model", None), "label", None)
     source = source or getattr(label_spec, "source", None) or "labels"
     if source not in cfg.sources:
-        raise ValueError(f"label source {source!r} is not a source of use case {cfg.name!r}")
+        raise ConfigError(f"label source {source!r} is not a source of use case {cfg.name!r}")
     src = cfg.sources[source]
     column = column or getattr(label_spec, "column", None) or LABEL
     time_column = time_column or getattr(label_spec, "time_column", None) or src.event_time
@@ -105,7 +106,7 @@ def build_training_set(
     from pyspark.sql import functions as F
 
     if cfg.features is None:
-        raise ValueError(f"use case {cfg.name!r} has no `features` section")
+        raise ConfigError(f"use case {cfg.name!r} has no `features` section")
     key = cfg.entity.key
     missing = [c for c in (key, LABEL_TIME, LABEL) if c not in labels_df.columns]
     if missing:
@@ -113,7 +114,7 @@ def build_training_set(
     table = tables.features(cfg.entity.name)
     version = feature_table_version if feature_table_version is not None else lakehouse.version(spark, table)
     if version is None:
-        raise ValueError(f"feature table {lakehouse.identifier(table)} does not exist: materialize features first")
+        raise InputError(f"feature table {lakehouse.identifier(table)} does not exist: materialize features first")
     ttl = int(ttl_days or cfg.features.snapshot_ttl_days)
     features = lakehouse.read(spark, table, version=version)
     feature_columns = [c for c in cfg.features.feature_names() if c in features.columns]

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mlops_core.errors import is_delta_conflict
 from mlops_core.ingest import reader
 from mlops_core.ingest.landing import LandingFile, list_files, manifest_hash
 from mlops_core.ingest.spec import SourceSpec
@@ -50,11 +51,6 @@ INGEST_LOG_DDL = (
     "files_quarantined INT, `read` BIGINT, good BIGINT, quarantined BIGINT, flags ARRAY<STRING>, "
     "bronze_version BIGINT, quarantine_version BIGINT, _ingest_run_id STRING, _ingested_at TIMESTAMP"
 )
-_CONFLICTS = (
-    "ConcurrentAppendException", "ConcurrentWriteException", "ProtocolChangedException",
-    "MetadataChangedException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
-    "ConcurrentTransactionException", "DELTA_CONCURRENT", "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED",
-)  # fmt: skip
 
 
 class MissingLandingFiles(RuntimeError):
@@ -118,11 +114,6 @@ def bronze_schema(spec: SourceSpec) -> StructType:
 T = TypeVar("T")
 
 
-def _is_conflict(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}"
-    return any(marker in text for marker in _CONFLICTS)
-
-
 def with_conflict_retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:
     """Delta optimistic concurrency: sources are ingested in parallel and share bronze.quarantine and
     ops.ingest_log. Their partitions are disjoint, but two first writers can race to create a table."""
@@ -130,7 +121,7 @@ def with_conflict_retry(fn: Callable[[], T], what: str, attempts: int = 6) -> T:
         try:
             return fn()
         except Exception as exc:
-            if attempt == attempts or not _is_conflict(exc):
+            if attempt == attempts or not is_delta_conflict(exc):
                 raise
             wait = min(2**attempt, 20) * (0.5 + random.random())
             log.warning("%s: concurrent Delta commit (%s); retry %d in %.1fs", what, type(exc).__name__, attempt, wait)

@@ -6,6 +6,7 @@
     python -m mlops_core.jobs.drift --use-case churn --date 2026-03-02 \
         --params '{"action": "record_retrain", "reason": "drift: ...", "latest_date": "2026-03-01"}'
 
+Params: jobs.params.DriftParams (a param of the other action is refused).
 action=report (default). Params (all optional; blank strings mean unset):
   date            the as-of date to report (default: the newest scored date on or before --date)
   reference       champion_training | window (default: monitoring.reference.kind)
@@ -23,39 +24,18 @@ Params: reason, target_dag_id, target_run_id, latest_date, drifted_dates, model_
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import date
 from typing import Any
 
 from mlops_core import tables
+from mlops_core.jobs.contract import drift_asset_name
+from mlops_core.jobs.params import DriftParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.drift")
 
 
-def drift_asset_name(use_case: str) -> str:
-    """Must match mlops_airflow.assets.drift_asset(use_case).name."""
-    return f"{use_case}.{tables.DRIFT_METRICS.layer}.{tables.DRIFT_METRICS.name}"
-
-
-def _given(value: Any) -> bool:
-    return not (value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")))
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if _given(value) else None
-
-
-def _bool(value: Any, default: bool) -> bool:
-    if not _given(value):
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def log_to_mlflow(ctx: JobContext, result, stored: dict[str, str]) -> tuple[str, str]:
+def log_to_mlflow(ctx: JobContext[DriftParams], result, stored: dict[str, str]) -> tuple[str, str]:
     """Log the report as a run of the use case's experiment (the same run when a date is reported again)."""
     import mlflow
 
@@ -95,7 +75,7 @@ def log_to_mlflow(ctx: JobContext, result, stored: dict[str, str]) -> tuple[str,
     return run.info.run_id, experiment_id
 
 
-def run_report(ctx: JobContext) -> dict[str, Any]:
+def run_report(ctx: JobContext[DriftParams]) -> dict[str, Any]:
     import tempfile
 
     from mlops_core.monitoring import drift
@@ -105,8 +85,8 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
     p = ctx.params
     # First: the champion's training reference is read from the registry (MLflow's own default store is a
     # sqlite file in the working directory, which would silently know no model).
-    configure_mlflow(ctx.env, p.get("mlflow_tracking_uri") or None, p.get("mlflow_registry_uri") or None)
-    requested = date.fromisoformat(str(p["date"])[:10]) if _given(p.get("date")) else None
+    configure_mlflow(ctx.env, p.mlflow_tracking_uri, p.mlflow_registry_uri)
+    requested = p.date
     not_after = ctx.dates()[-1]
     store = ReportStore(ctx.env.storage.reports_root, ctx.use_case.name)
     try:
@@ -114,16 +94,15 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="drift-report-") as tmp:
             result = drift.compute(
                 ctx.spark, ctx.lakehouse, ctx.use_case, day,
-                reference_kind=p.get("reference") if _given(p.get("reference")) else None,
-                reference_days=_int(p.get("reference_days")),
-                max_rows=_int(p.get("max_rows")), seed=_int(p.get("seed")), out_dir=tmp,
+                reference_kind=p.reference, reference_days=p.reference_days,
+                max_rows=p.max_rows, seed=p.seed, out_dir=tmp,
                 # the champion's reference is built on its first night and read back on the next ones
                 reference_store=store,
             )
             stored = {name: store.put(result.date, path, name) for name, path in result.files.items()}
             store.remove_stale(result.date, keep=set(stored))
             mlflow_run_id = experiment_id = None
-            if _bool(p.get("log_mlflow"), True):
+            if p.log_mlflow:
                 mlflow_run_id, experiment_id = log_to_mlflow(ctx, result, stored)
     except drift.DriftInputError as exc:
         log.warning("no drift report: %s", exc)
@@ -155,7 +134,7 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
         "report_url": store.url(result.date, "report.html"),
         "mlflow_run_id": mlflow_run_id,
         "mlflow_experiment_id": experiment_id,
-        "mlflow_tracking_uri": ctx.params.get("mlflow_tracking_uri") or ctx.env.mlflow.tracking_uri,
+        "mlflow_tracking_uri": p.mlflow_tracking_uri or ctx.env.mlflow.tracking_uri,
         "drift_metrics_version": version,
         "rows_written": len(rows),
         "timings": result.seconds,
@@ -164,42 +143,29 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-def run_record_retrain(ctx: JobContext) -> dict[str, Any]:
+def run_record_retrain(ctx: JobContext[DriftParams]) -> dict[str, Any]:
     from mlops_core.monitoring.retrain_log import RETRAIN_TRIGGERS, record_trigger
 
     p = ctx.params
-    rule = p.get("rule")
-    if isinstance(rule, str) and _given(rule):
-        try:
-            rule = json.loads(rule)
-        except ValueError:
-            rule = {"text": rule}
-    dates = p.get("drifted_dates") or []
-    if isinstance(dates, str):
-        dates = [d.strip(" '\"[]") for d in dates.split(",") if d.strip(" '\"[]")]
     version = record_trigger(
         ctx.spark, ctx.lakehouse,
         orchestrator_run_id=ctx.run_id,
-        reason=str(p.get("reason") or "drift"),
-        target_dag_id=str(p.get("target_dag_id") or "retrain_model"),
-        target_run_id=p.get("target_run_id") if _given(p.get("target_run_id")) else None,
-        latest_date=p.get("latest_date") if _given(p.get("latest_date")) else None,
-        drifted_dates=list(dates),
-        model_name=p.get("model_name") if _given(p.get("model_name")) else None,
-        model_version=p.get("model_version") if _given(p.get("model_version")) else None,
-        rule=rule if isinstance(rule, dict) else None,
+        reason=p.reason,
+        target_dag_id=p.target_dag_id,
+        target_run_id=p.target_run_id,
+        latest_date=p.latest_date,
+        drifted_dates=list(p.drifted_dates),
+        model_name=p.model_name,
+        model_version=p.model_version,
+        rule=p.rule,
     )
     return {"status": "recorded", "table": ctx.lakehouse.identifier(RETRAIN_TRIGGERS), "version": version,
             "orchestrator_run_id": ctx.run_id}
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
-    action = str(ctx.params.get("action") or "report")
-    if action == "report":
-        return run_report(ctx)
-    if action == "record_retrain":
-        return run_record_retrain(ctx)
-    raise ValueError(f"unknown drift action {action!r}: report or record_retrain")
+def run(ctx: JobContext[DriftParams]) -> dict[str, Any]:
+    # the action is one of the two (DriftParams refuses any other before the job starts)
+    return run_report(ctx) if ctx.params.action == "report" else run_record_retrain(ctx)
 
 
 if __name__ == "__main__":

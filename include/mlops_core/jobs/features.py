@@ -12,19 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_core import tables
+from mlops_core.jobs.contract import feature_asset_name
+from mlops_core.jobs.params import FeaturesParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 
-def feature_asset_name(use_case: str, entity: str) -> str:
-    """Must match mlops_airflow.assets.feature_asset(use_case, entity).name."""
-    return f"{use_case}.features.{tables.features(entity).name}"
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[FeaturesParams]) -> dict[str, Any]:
     from mlops_core.features.materialize import DEFAULT_BATCH_DAYS, materialize
 
-    batch_days = int(ctx.params.get("batch_days") or DEFAULT_BATCH_DAYS)
+    batch_days = ctx.params.batch_days or DEFAULT_BATCH_DAYS
     result = materialize(ctx.spark, ctx.lakehouse, ctx.use_case, ctx.dates(), run_id=ctx.run_id, batch_days=batch_days)
     dates = [s.as_of_date.isoformat() for s in result.snapshots]
     extra = {

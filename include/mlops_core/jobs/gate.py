@@ -7,9 +7,9 @@ must approve first).
 Held-out rows: labels dated after the challenger's validation window, landed by the run's date; the champion
 is compared on those it did not see either (mlops_core.promotion.evaluate).
 
-Params: version (the challenger version; default: the `challenger` alias), triggered_by (why the run
-happened), require_approval (override the use case's gate.require_approval), mlflow_tracking_uri /
-mlflow_registry_uri (an Airflow connection's URIs).
+Params (jobs.params.GateParams): version (the challenger version; default: the `challenger` alias),
+triggered_by (why the run happened), require_approval (override the use case's gate.require_approval),
+mlflow_tracking_uri / mlflow_registry_uri (an Airflow connection's URIs).
 
 Result `decision`: promoted | awaiting_approval | rejected. The orchestrator fails the run on `rejected`."""
 
@@ -18,24 +18,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mlops_core.errors import ConfigError, InputError
+from mlops_core.jobs.params import GateParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.gate")
-
-
-def _flag(value: Any) -> bool | None:
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
-        return None
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes")
-    return bool(value)
 
 
 def _seen(window: Any) -> dict[str, str] | None:
     return window.as_dict() if window is not None else None
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -49,22 +43,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
     from mlops_core.training.dataset import LABEL_TIME
     from mlops_core.training.registry import CHALLENGER, get_version_by_alias
 
-    use_case, spec = ctx.use_case, ctx.use_case.model
+    use_case, spec, p = ctx.use_case, ctx.use_case.model, ctx.params
     if spec is None:
-        raise ValueError(f"use case {use_case.name!r} has no `model` section")
+        raise ConfigError(f"use case {use_case.name!r} has no `model` section")
     gate = use_case.gate or GateSpec()
-    require_approval = _flag(ctx.params.get("require_approval"))
-    if require_approval is None:
-        require_approval = gate.require_approval
-    configure_mlflow(ctx.env, ctx.params.get("mlflow_tracking_uri") or None, ctx.params.get("mlflow_registry_uri") or None)
+    require_approval = gate.require_approval if p.require_approval is None else p.require_approval
+    configure_mlflow(ctx.env, p.mlflow_tracking_uri, p.mlflow_registry_uri)
     client = MlflowClient()
     name = spec.registered_model_name
-    version = str(ctx.params.get("version") or "").strip()
-    if not version or version in ("None", "null"):
+    if p.version is None:
         mv = get_version_by_alias(name, CHALLENGER, client)
         if mv is None:
-            raise ValueError(f"{name} has no '{CHALLENGER}' version to validate")
+            raise InputError(f"{name} has no '{CHALLENGER}' version to validate")
         version = str(mv.version)
+    else:
+        version = str(p.version)
     challenger_mv = client.get_model_version(name, version)
     champion_before = ch.champion_version(client, name)
     champion_mv = client.get_model_version(name, champion_before) \
@@ -74,7 +67,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     # decides on what was known that day).
     run_date = ctx.logical_date or ctx.end_date
     if run_date is None:
-        raise ValueError("the gate job needs --date: held-out labels end at the run's date")
+        raise InputError("the gate job needs --date: held-out labels end at the run's date")
     start, end = heldout_window(challenger_mv.tags, run_date)
     data = load_training_set(ctx.spark, ctx.lakehouse, use_case, start=start, end=end, known_by=run_date)
     frame = data.to_pandas(use_case.entity.key)
@@ -130,7 +123,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         "inference": {"p95_latency_ms": m.p95_latency_ms, "rows_per_second": m.rows_per_second},
         "thresholds": gate.model_dump(),
         "dag_run_id": ctx.run_id,
-        "triggered_by": ctx.params.get("triggered_by") or "unknown",
+        "triggered_by": p.triggered_by,
     }
     triggered_by = str(record["triggered_by"])
     champion_after = champion_before

@@ -4,8 +4,8 @@
     python -m mlops_core.jobs.ingest --use-case churn --start-date 2026-01-01 --end-date 2026-01-31 \
         --params '{"sources": ["orders"], "force": true}'
 
-Params: sources (list, default every source of the use case), force (bool: re-read dates whose files did
-not change since their last ingest), chunk_days / chunk_bytes (the most dates and
+Params (jobs.params.IngestParams): sources (list, default every source of the use case), force (bool: re-read
+dates whose files did not change since their last ingest), chunk_days / chunk_bytes (the most dates and
 landing bytes per Spark pass; default 366 and 1 GiB: a small backfill is one pass, a large one stays bounded).
 The result carries per-source counts {read, good, quarantined}, table versions and `asset_extras` keyed by
 the bronze asset name (<use case>.bronze.<source>), which SparkJobOperator attaches to the outlet events."""
@@ -14,43 +14,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops_core.errors import InputError
+from mlops_core.jobs.contract import bronze_asset_name
+from mlops_core.jobs.params import IngestParams
 from mlops_core.jobs.runner import JobContext, main_for
 from mlops_core.tables import QUARANTINE, bronze
 
 
-def bronze_asset_name(use_case: str, source: str) -> str:
-    """Must match mlops_airflow.assets.bronze_asset(...).name."""
-    return f"{use_case}.bronze.{source}"
-
-
-def as_bool(value: Any) -> bool:
-    """Params rendered by Jinja arrive as strings ("True", "false")."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def selected_sources(ctx: JobContext) -> list[str]:
-    raw = ctx.params.get("sources")
+def selected_sources(ctx: JobContext[IngestParams]) -> list[str]:
     known = list(ctx.use_case.sources)
-    if raw in (None, "", [], "None"):
+    chosen = ctx.params.sources
+    if not chosen:
         return known
-    if isinstance(raw, str):
-        raw = [s.strip(" '\"[]") for s in raw.split(",")]
-    chosen = [s for s in raw if s]
     unknown = sorted(set(chosen) - set(known))
     if unknown:
-        raise ValueError(f"unknown sources {unknown}; use case {ctx.use_case.name} has {known}")
+        raise InputError(f"unknown sources {unknown}; use case {ctx.use_case.name} has {known}")
     return [s for s in known if s in chosen]
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[IngestParams]) -> dict[str, Any]:
     from mlops_core.ingest.pipeline import ingest_source
 
     dates = ctx.dates()
-    force = as_bool(ctx.params.get("force", False))
-    chunk_days = int(ctx.params.get("chunk_days", 366))
-    chunk_bytes = int(ctx.params.get("chunk_bytes", 1 << 30))
+    p = ctx.params
+    force, chunk_days, chunk_bytes = p.force, p.chunk_days, p.chunk_bytes
     sources = selected_sources(ctx)
     per_source = {}
     for source in sources:

@@ -3,7 +3,7 @@
     python -m mlops_core.jobs.promote --use-case churn --params '{"action": "rollback", "target": "previous",
                                                                    "reason": "bad scores"}'
 
-Params:
+Params (jobs.params.PromoteParams; action and reason are required, approve/reject need version):
   action   approve  → move champion to `version` (gate must have passed: decision awaiting_approval/passed)
            reject   → mark `version` rejected by a person (champion untouched)
            rollback → move champion back to `target` ('previous' or a version number)
@@ -15,56 +15,51 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mlops_core.errors import ConfigError
+from mlops_core.jobs.contract import APPROVAL_TAG, APPROVED_BY_TAG
+from mlops_core.jobs.params import PromoteParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.promote")
-# Who decided an approval or a rejection (the approve_model DAG passes the account that triggered it).
-APPROVED_BY_TAG = "mlops.approval.by"
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[PromoteParams]) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
     from mlops_core.promotion import champion as ch
     from mlops_core.promotion.history import append_history, history_row
     from mlops_core.tracking import configure_mlflow
 
-    spec = ctx.use_case.model
+    spec, p = ctx.use_case.model, ctx.params
     if spec is None:
-        raise ValueError(f"use case {ctx.use_case.name!r} has no `model` section")
-    configure_mlflow(ctx.env, ctx.params.get("mlflow_tracking_uri") or None, ctx.params.get("mlflow_registry_uri") or None)
+        raise ConfigError(f"use case {ctx.use_case.name!r} has no `model` section")
+    configure_mlflow(ctx.env, p.mlflow_tracking_uri, p.mlflow_registry_uri)
     client = MlflowClient()
     name = spec.registered_model_name
-    action = str(ctx.params.get("action", "")).strip()
-    reason = str(ctx.params.get("reason") or "").strip()
-    triggered_by = str(ctx.params.get("triggered_by") or "manual")
-    if not reason:
-        raise ch.PromotionError("a reason is required: it goes into the promotion history")
+    action, reason, triggered_by = p.action, p.reason.strip(), p.triggered_by
     before = ch.champion_version(client, name)
 
     if action == "rollback":
-        from_version, to_version = ch.rollback(client, name, str(ctx.params.get("target", "previous")))
+        from_version, to_version = ch.rollback(client, name, p.target)
         version, decision = to_version, "rolled_back"
-    elif action in ("approve", "reject"):
-        version = str(ctx.params.get("version") or "").strip()
+    else:  # approve | reject (PromoteParams allows no other action and requires the version)
+        version = str(p.version)
         mv = client.get_model_version(name, version)
         state = mv.tags.get(ch.DECISION_TAG)
         if action == "approve":
             if state not in ("awaiting_approval", "passed"):
                 raise ch.PromotionError(f"{name} version {version} has gate decision {state!r}: only a version "
                                         "that passed the gate can be approved")
-            client.set_model_version_tag(name, version, ch.APPROVAL_TAG, "approved")
+            client.set_model_version_tag(name, version, APPROVAL_TAG, "approved")
             client.set_model_version_tag(name, version, APPROVED_BY_TAG, triggered_by)
             ch.promote(client, name, version)
             from_version, to_version, decision = before, version, "promoted"
         else:
-            client.set_model_version_tag(name, version, ch.APPROVAL_TAG, "rejected")
+            client.set_model_version_tag(name, version, APPROVAL_TAG, "rejected")
             client.set_model_version_tag(name, version, APPROVED_BY_TAG, triggered_by)
             client.set_model_version_tag(name, version, ch.DECISION_TAG, "rejected")
             client.set_model_version_tag(name, version, ch.REASON_TAG, f"rejected by a person: {reason}")
             from_version, to_version, decision = before, before, "rejected"
-    else:
-        raise ch.PromotionError(f"unknown action {action!r}: approve, reject or rollback")
 
     row = history_row(model_name=name, version=version, action=action, from_version=from_version,
                       to_version=to_version, decision=decision, reason=reason, dag_run_id=ctx.run_id,

@@ -1,4 +1,15 @@
-"""Shared command line and context of every job entry point."""
+"""Shared command line and context of every job entry point, and the one place a job's outcome becomes its
+exit code.
+
+A job starts here: the command line is parsed, the configs are loaded, the --params JSON is validated with
+the job's parameter model (mlops_core.jobs.params), and the job gets a JobContext whose `params` is that
+typed object. How it ends is decided here too, by the exception's type (mlops_core.errors):
+
+    returns a result        ExitCode.OK         the result line (contract.RESULT_MARKER) printed
+    InputError/ConfigError  ExitCode.REFUSED    bad params, command line or config, a refused request: no retry
+    TransientError, a Delta write conflict,
+    an unreachable service  ExitCode.TRANSIENT  retried
+    anything else           ExitCode.FAILED     traceback; retried (a plain ValueError is *not* a refusal)"""
 
 from __future__ import annotations
 
@@ -10,27 +21,30 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from mlops_core.config import ConfigError, EnvironmentConfig, UseCaseConfig, load_environment, load_use_case
+from mlops_core.config import EnvironmentConfig, UseCaseConfig, load_environment, load_use_case
+from mlops_core.errors import ConfigError, InputError, InvalidParams, is_transient
+from mlops_core.jobs.contract import RESULT_MARKER, ExitCode
+from mlops_core.jobs.params import JobParams, parse_params
 from mlops_core.lakehouse import Lakehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-RESULT_MARKER = "MLOPS_RESULT "
-# Exit code of a job that refused its input (bad config, bad params, a refused promotion): the orchestrator
-# fails the task without retrying it. Any other failure exits 1 and is retried.
-INPUT_ERROR_EXIT_CODE = 2
+__all__ = ["RESULT_MARKER", "ExitCode", "JobContext", "exit_code_for", "main_for", "run_job"]
+
+P = TypeVar("P", bound=JobParams)
 log = logging.getLogger("mlops.job")
 
 
 @dataclass
-class JobContext:
-    """Everything a stage needs for one run: configs, the logical date(s), the run id, the Spark session."""
+class JobContext(Generic[P]):
+    """Everything a stage needs for one run: configs, the logical date(s), the run id, the Spark session, and
+    the job's params as its parameter model (a dict given here is validated with the job's model)."""
 
     env: EnvironmentConfig
     use_case: UseCaseConfig
@@ -39,7 +53,11 @@ class JobContext:
     logical_date: date | None = None
     start_date: date | None = None
     end_date: date | None = None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: P = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.params, JobParams):
+            self.params = parse_params(self.job, self.params)  # type: ignore[assignment]
 
     @cached_property
     def spark(self) -> SparkSession:
@@ -76,12 +94,12 @@ class JobContext:
 
         if self.start_date and self.end_date:
             if self.end_date < self.start_date:
-                raise ValueError(f"end date {self.end_date} is before start date {self.start_date}")
+                raise InputError(f"end date {self.end_date} is before start date {self.start_date}")
             days = (self.end_date - self.start_date).days
             return [self.start_date + timedelta(days=i) for i in range(days + 1)]
         if self.logical_date:
             return [self.logical_date]
-        raise ValueError("this job needs --date or --start-date/--end-date")
+        raise InputError("this job needs --date or --start-date/--end-date")
 
 
 def _parse_date(text: str) -> date:
@@ -113,18 +131,44 @@ def emit_result(result: dict[str, Any], result_file: str | None = None) -> None:
     sys.stdout.flush()
 
 
-def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str] | None = None) -> int:
-    """Parse the command line, build the context, run `fn`, print the result. Returns the exit code."""
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The one mapping from a job's failure to its exit code (and so to the task's retry policy)."""
+    if isinstance(exc, (InputError, ConfigError)):
+        return ExitCode.REFUSED
+    if is_transient(exc):
+        return ExitCode.TRANSIENT
+    return ExitCode.FAILED
+
+
+def _report(job: str, exc: BaseException, code: ExitCode, where: bool = True) -> None:
+    if code is ExitCode.REFUSED:
+        kind = "configuration error" if isinstance(exc, ConfigError) else "refused its input"
+        # the traceback says where a refusal was raised inside the job; at the boundary the message is all
+        log.error("job %s %s (%s, exit code %d, no retry): %s", job, kind, type(exc).__name__, code, exc,
+                  exc_info=exc if where else None)
+    elif code is ExitCode.TRANSIENT:
+        log.exception("job %s: transient failure (exit code %d, worth a retry): %s", job, code, exc)
+    else:
+        log.exception("job %s failed (exit code %d): %s", job, code, exc)
+
+
+def run_job(job: str, fn: Callable[[JobContext[Any]], dict[str, Any]], argv: list[str] | None = None,
+            params: type[JobParams] | None = None) -> int:
+    """Parse the command line, validate the params with the job's model (`params`, default
+    mlops_core.jobs.params.JOB_PARAMS[job]), build the context, run `fn`, print the result. Returns the exit
+    code (ExitCode); a command line argparse rejects exits 2 (ExitCode.REFUSED) through SystemExit."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     # A job's output is a task log, not a terminal: no progress bars for every model download.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser(job).parse_args(argv)
     try:
-        params = json.loads(args.params)
-        if not isinstance(params, dict):
-            raise ValueError("--params must be a JSON object")
+        try:
+            raw = json.loads(args.params)
+        except ValueError as exc:
+            raise InvalidParams(f"invalid {job} params: --params is not JSON ({exc})") from None
+        typed = parse_params(job, raw, params)
         env = load_environment(args.env)
-        ctx = JobContext(
+        ctx: JobContext[Any] = JobContext(
             env=env,
             use_case=load_use_case(args.use_case).for_environment(env),
             job=job,
@@ -132,20 +176,21 @@ def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str
             logical_date=args.date,
             start_date=args.start_date,
             end_date=args.end_date,
-            params=params,
+            params=typed,
         )
-    except (ConfigError, ValueError) as exc:
-        log.error("%s", exc)
-        return INPUT_ERROR_EXIT_CODE
+    except (InputError, ConfigError) as exc:
+        _report(job, exc, ExitCode.REFUSED, where=False)
+        return ExitCode.REFUSED
     started = time.monotonic()
     log.info("job %s: use case %s, env %s, dates %s..%s, run %s", job, ctx.use_case.name, ctx.env.name,
              args.start_date or args.date, args.end_date or args.date, ctx.run_id)
     try:
         result = fn(ctx)
         spark_used = ctx.spark_used()
-    except ValueError as exc:  # bad input or a refused request: retrying cannot help (exit code 2)
-        log.exception("job %s refused its input: %s", job, exc)
-        return INPUT_ERROR_EXIT_CODE
+    except Exception as exc:  # noqa: BLE001 - every failure leaves with the exit code of its kind
+        code = exit_code_for(exc)
+        _report(job, exc, code)
+        return code
     finally:
         ctx.close()
     result.setdefault("job", job)
@@ -153,11 +198,12 @@ def run_job(job: str, fn: Callable[[JobContext], dict[str, Any]], argv: list[str
         result.setdefault("spark", spark_used)
     result["seconds"] = round(time.monotonic() - started, 3)
     emit_result(result, args.result_file)
-    return 0
+    return ExitCode.OK
 
 
-def main_for(job: str, fn: Callable[[JobContext], dict[str, Any]]) -> None:
-    """`if __name__ == "__main__": main_for(...)`: exit with the job's code; errors propagate as a traceback."""
+def main_for(job: str, fn: Callable[[JobContext[Any]], dict[str, Any]]) -> None:
+    """`if __name__ == "__main__": main_for(...)`: run the job (its params model from JOB_PARAMS) and exit with
+    its code."""
     code = run_job(job, fn)
     # The process ends here: spare the interpreter's final garbage collections over the ~2,300 modules
     # MLflow, Spark and XGBoost import (1.5 s of every job's exit, after its result was printed). Exit

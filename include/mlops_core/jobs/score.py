@@ -3,7 +3,8 @@
     python -m mlops_core.jobs.score --use-case churn --date 2026-03-01 \
         --params '{"model_version": 7, "model_alias": "champion", "shadow_version": 8, "shadow_alias": "challenger"}'
 
-Parameters (all optional; the batch_score DAG passes what its first task pinned):
+Parameters (jobs.params.ScoreParams; all optional; the batch_score DAG passes what its first task pinned):
+  model_name                                    default: the use case's registered model
   model_version / model_alias / model_run_id    the scoring version; without model_version the job resolves
                                                 model_alias (default champion) itself (a manual run)
   shadow_version / shadow_alias / shadow_run_id the version scored into gold.shadow_predictions
@@ -19,35 +20,26 @@ import logging
 from typing import Any
 
 from mlops_core import tables
+from mlops_core.errors import ConfigError
+from mlops_core.jobs.contract import predictions_asset_name
+from mlops_core.jobs.params import ScoreParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.score")
 
 
-def predictions_asset_name(use_case: str) -> str:
-    """Must match mlops_airflow.assets.predictions_asset(use_case).name."""
-    return f"{use_case}.{tables.PREDICTIONS}"
-
-
-def _given(value: Any) -> bool:
-    return value not in (None, "", "None", "null")
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if _given(value) else None
-
-
-def pins_from_params(ctx: JobContext) -> dict[str, Any]:
+def pins_from_params(ctx: JobContext[ScoreParams]) -> dict[str, Any]:
     """The versions to score with: the pinned ones from the parameters, else resolved now."""
     from mlops_core.scoring.model import CHAMPION, resolve_for_scoring
 
     p = ctx.params
-    assert ctx.use_case.model is not None
-    name = p.get("model_name") or ctx.use_case.model.registered_model_name
-    shadow_wanted = str(p.get("shadow", "true")).lower() not in ("false", "0", "no")
-    version = _int(p.get("model_version"))
+    if ctx.use_case.model is None:
+        raise ConfigError(f"use case {ctx.use_case.name!r} has no `model` section")
+    name = p.model_name or ctx.use_case.model.registered_model_name
+    shadow_wanted = p.shadow
+    version = p.model_version
     if version is None:
-        alias = p.get("model_alias") or CHAMPION
+        alias = p.model_alias or CHAMPION
         log.warning("no model_version given: resolving %s@%s in the job (an orchestrated run pins it first)",
                     name, alias)  # fmt: skip
         pins = resolve_for_scoring(name, alias=alias,
@@ -56,24 +48,24 @@ def pins_from_params(ctx: JobContext) -> dict[str, Any]:
         pins = {
             "model_name": name,
             "model_version": version,
-            "model_alias": p.get("model_alias") if _given(p.get("model_alias")) else f"v{version}",
-            "model_run_id": p.get("model_run_id") if _given(p.get("model_run_id")) else None,
-            "shadow_version": _int(p.get("shadow_version")) if shadow_wanted else None,
-            "shadow_alias": p.get("shadow_alias") if _given(p.get("shadow_alias")) else None,
-            "shadow_run_id": p.get("shadow_run_id") if _given(p.get("shadow_run_id")) else None,
+            "model_alias": p.model_alias or f"v{version}",
+            "model_run_id": p.model_run_id,
+            "shadow_version": p.shadow_version if shadow_wanted else None,
+            "shadow_alias": p.shadow_alias,
+            "shadow_run_id": p.shadow_run_id,
         }
     if pins.get("shadow_version") == pins["model_version"]:
         pins["shadow_version"] = None
     return pins
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[ScoreParams]) -> dict[str, Any]:
     from mlops_core.scoring.model import load_package
     from mlops_core.scoring.score import BatchScorer, log_shadow_comparison
     from mlops_core.tracking import configure_mlflow
 
     p = ctx.params
-    configure_mlflow(ctx.env, p.get("mlflow_tracking_uri") or None, p.get("mlflow_registry_uri") or None)
+    configure_mlflow(ctx.env, p.mlflow_tracking_uri, p.mlflow_registry_uri)
     pins = pins_from_params(ctx)
     packages = [load_package(pins)]
     if pins.get("shadow_version") is not None:

@@ -1,23 +1,24 @@
 """Smoke job: proves Spark + Delta work in this environment.
 
 Writes a small Delta table partitioned by date, idempotent for the logical date, and reports the row
-counts and table versions."""
+counts and table versions. Params (jobs.params.SmokeParams): rows per date (default 100)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from mlops_core.jobs.params import SmokeParams
 from mlops_core.jobs.runner import JobContext, main_for
 from mlops_core.lakehouse import Table
 
 SMOKE_TABLE = Table("ops", "smoke")
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[SmokeParams]) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     spark = ctx.spark
-    rows = int(ctx.params.get("rows", 100))
+    rows = ctx.params.rows
     written = {}
     for day in ctx.dates():
         df = (

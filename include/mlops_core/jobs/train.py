@@ -5,7 +5,7 @@ with lineage (-> registered version with alias `challenger` when `register_model
         --params '{"window_start": "2026-02-01", "window_end": "2026-04-30", "hpo_trials": 20, "seed": 42,
                    "reason": "weekly"}'
 
-Params (all optional; strings are accepted because orchestrators template them as text):
+Params (jobs.params.TrainParams; all optional, blank means not given):
   window_start / window_end   label dates of the training window (default: the spec's training_window_days
                               ending at the newest label on or before --date; --start-date/--end-date also work)
   hpo_trials, hpo_timeout_seconds (0 = no timeout), seed   override the use case's model.hpo
@@ -19,11 +19,11 @@ Result: run_id, model_uri, metrics, lineage, registered_model_name (+ version wh
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
+from mlops_core.errors import ConfigError
+from mlops_core.jobs import params
+from mlops_core.jobs.params import TrainParams
 from mlops_core.jobs.runner import JobContext, main_for
 
 log = logging.getLogger("mlops.job.train")
@@ -32,51 +32,18 @@ log = logging.getLogger("mlops.job.train")
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1")
 
 
-class TrainParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    window_start: date | None = None
-    window_end: date | None = None
-    hpo_trials: int | None = Field(default=None, ge=1, le=1000)
-    hpo_timeout_seconds: int | None = Field(default=None, ge=0, description="0 = no timeout")
-    seed: int | None = Field(default=None, ge=0)
-    feature_table_version: int | None = Field(default=None, ge=0)
-    label_table_version: int | None = Field(default=None, ge=0)
-    reason: str = "manual"
-    register_model: bool = False
-    alias: str = "challenger"
-    mlflow_tracking_uri: str | None = None
-    mlflow_registry_uri: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_unset(cls, data: Any) -> Any:
-        # Templated params arrive as text: "", "None" and "null" mean "not given" (the default applies).
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items()
-                    if not (v is None or (isinstance(v, str) and v.strip() in ("", "None", "null")))}
-        return data
-
-
 def parse_params(raw: dict[str, Any]) -> TrainParams:
-    try:
-        params = TrainParams.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"invalid train params: {problems}") from None
-    if params.window_start and params.window_end and params.window_end < params.window_start:
-        raise ValueError(f"invalid train params: window_end {params.window_end} is before window_start "
-                         f"{params.window_start}")
-    return params
+    """The train job's params from their templated form (what the runner does before the job starts)."""
+    return params.parse_params("train", raw)  # type: ignore[return-value]
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext[TrainParams]) -> dict[str, Any]:
     from mlops_core.training.data import load_training_set
 
-    p = parse_params(ctx.params)
+    p = ctx.params
     spec = ctx.use_case.model
     if spec is None:
-        raise ValueError(f"use case {ctx.use_case.name!r} has no `model` section")
+        raise ConfigError(f"use case {ctx.use_case.name!r} has no `model` section")
     start = p.window_start or (ctx.start_date if ctx.end_date else None)
     end = p.window_end or ctx.end_date
     not_after = ctx.logical_date if end is None else None

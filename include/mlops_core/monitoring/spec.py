@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mlops_core.jobs.params import is_blank
+
 # Evidently 0.7 stattest names (evidently.legacy.calculations.stattests), by the column types they accept.
 NUM_METHODS = frozenset({
     "anderson", "cramer_von_mises", "ed", "empirical_mmd", "es", "hellinger", "jensenshannon", "kl_div", "ks",
@@ -184,10 +186,6 @@ class MonitoringSpec(_Strict):
         return base.override(**overrides)
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() in ("", "None", "null"))
-
-
 class RuleParams(_Strict):
     """The retrain rule as evaluated (config + overrides), serialisable for the trigger."""
 
@@ -214,5 +212,5 @@ class RuleParams(_Strict):
 
     def override(self, **overrides: Any) -> RuleParams:
         data = self.model_dump()
-        data.update({k: v for k, v in overrides.items() if not _blank(v)})
+        data.update({k: v for k, v in overrides.items() if not is_blank(v)})
         return RuleParams.model_validate(data)

@@ -11,6 +11,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import InputError
 from mlops_core.training.registry import CHAMPION, get_version_by_alias, set_alias
 
 if TYPE_CHECKING:
@@ -21,10 +22,9 @@ log = logging.getLogger("mlops.promotion")
 PREVIOUS_CHAMPION = "previous_champion"
 DECISION_TAG = "mlops.gate.decision"  # passed | rejected | awaiting_approval | promoted | rolled_back_from
 REASON_TAG = "mlops.gate.reason"
-APPROVAL_TAG = "mlops.approval"  # approved | rejected, set by the approve_model DAG
 
 
-class PromotionError(ValueError):
+class PromotionError(InputError):
     """A requested promotion or rollback is not allowed; the message says why."""
 
 

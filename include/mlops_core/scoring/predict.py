@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlops_core.errors import InputError
+
 if TYPE_CHECKING:
     from mlops_core.scoring.model import ModelPackage
 
@@ -25,8 +27,8 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-class ScoreRangeError(ValueError):
-    """A model returned values that are not probabilities."""
+class ScoreRangeError(InputError):
+    """A model returned values that are not probabilities: scoring with this version is refused."""
 
 
 def encode(encoder: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:

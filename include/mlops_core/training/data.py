@@ -8,6 +8,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
+from mlops_core.errors import ConfigError
 from mlops_core.training.dataset import LABEL_TIME, TrainingDataError, resolve_window
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def load_training_set(
 
     spec = use_case.model
     if spec is None:
-        raise ValueError(f"use case {use_case.name!r} has no `model` section")
+        raise ConfigError(f"use case {use_case.name!r} has no `model` section")
     label_table = tables.bronze(spec.label.source)
     if label_table_version is None:
         label_table_version = lakehouse.version(spark, label_table)

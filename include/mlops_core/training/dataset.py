@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import InputError
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
@@ -24,7 +26,7 @@ LABEL_TIME = "label_time"
 NON_FEATURES = {LABEL, LABEL_TIME, "as_of_date", "label_date"}
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(InputError):
     """The training data cannot produce a sound model (empty split, one class only, unknown columns)."""
 
 

@@ -1,0 +1,73 @@
+"""What a job and the task that runs it agree on, defined once: imported by the job runner and by the Airflow
+plugins (mlops_airflow.backends, .assets, the approval sensor).
+
+* the result line: the job's last stdout line is RESULT_MARKER + JSON;
+* the exit codes and what the task does with each (ExitCode);
+* the registry tags a person's approval leaves on a model version;
+* the asset names and URIs of the lakehouse tables that jobs report extras for.
+
+Light on purpose (no pyspark, mlflow or pydantic): DAG files import it while parsing."""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any
+
+from mlops_core import tables
+
+RESULT_MARKER = "MLOPS_RESULT "
+
+
+class ExitCode(IntEnum):
+    """A job's exit code. The runner chooses it from the exception's type (mlops_core.errors); the task fails
+    without retries on REFUSED only (an argparse usage error exits 2 as well), any other failure is retried."""
+
+    OK = 0  # the result line was printed
+    FAILED = 1  # anything unforeseen (a bug, a library's own error): the task is retried
+    REFUSED = 2  # InputError / ConfigError: bad params or config, a refused request: failed *without* retry
+    TRANSIENT = 75  # TransientError, a Delta write conflict, an unreachable service (sysexits EX_TEMPFAIL): retried
+
+
+# Model-version tags of a person's decision (the approve_model DAG -> promote job; read by the approval sensor).
+APPROVAL_TAG = "mlops.approval"  # approved | rejected
+APPROVED_BY_TAG = "mlops.approval.by"  # the account that triggered the approval or rejection
+
+
+def parse_result(line: str) -> dict[str, Any] | None:
+    """The job's result if `line` is its result line, else None."""
+    line = line.strip()
+    if not line.startswith(RESULT_MARKER):
+        return None
+    return json.loads(line[len(RESULT_MARKER) :])
+
+
+def asset_name(use_case: str, layer: str, name: str) -> str:
+    """`<use case>.<layer>.<table>`: the Airflow asset of a lakehouse table, and the key of its extras in a
+    job's result (`asset_extras`)."""
+    return f"{use_case}.{layer}.{name}"
+
+
+def asset_uri(use_case: str, layer: str, name: str) -> str:
+    """Stable asset URI of a lakehouse table, independent of where the environment stores it. The `x-` prefix
+    is Airflow's mark of a custom scheme: such URIs are not normalised, while any other scheme makes Airflow
+    import every provider's asset URI handlers (boto3, ...) in each process that parses a DAG file."""
+    return f"x-mlops://{use_case}/{layer}/{name}"
+
+
+def bronze_asset_name(use_case: str, source: str) -> str:
+    table = tables.bronze(source)
+    return asset_name(use_case, table.layer, table.name)
+
+
+def feature_asset_name(use_case: str, entity: str) -> str:
+    table = tables.features(entity)
+    return asset_name(use_case, table.layer, table.name)
+
+
+def predictions_asset_name(use_case: str) -> str:
+    return asset_name(use_case, tables.PREDICTIONS.layer, tables.PREDICTIONS.name)
+
+
+def drift_asset_name(use_case: str) -> str:
+    return asset_name(use_case, tables.DRIFT_METRICS.layer, tables.DRIFT_METRICS.name)
