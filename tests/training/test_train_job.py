@@ -93,9 +93,10 @@ def test_rerun_with_recorded_lineage_reproduces_the_version(job_result, module_e
     ],
 )
 def test_bad_params_are_rejected_before_any_work(params, message, env, churn):
+    from mlops_core.errors import InvalidParams
     from mlops_core.jobs.train import run
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidParams, match=message):
         run(_ctx(env, churn, params))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import InputError
 from mlops_core.promotion.gate import Measurements
 
 if TYPE_CHECKING:
@@ -45,11 +46,11 @@ def heldout_window(challenger_tags: dict[str, str], run_date: date) -> tuple[dat
     """Label dates the challenger never saw, up to the run's date: (validation_end + 1 day, run_date)."""
     seen = SeenWindow.of(challenger_tags)
     if seen is None:
-        raise ValueError("the challenger version lacks the mlops.window_start / mlops.validation_end lineage "
+        raise InputError("the challenger version lacks the mlops.window_start / mlops.validation_end lineage "
                          "tags: was it trained by this project's train job?")
     start = seen.end + timedelta(days=1)
     if start > run_date:
-        raise ValueError(f"no held-out label dates for the challenger: its validation window ends "
+        raise InputError(f"no held-out label dates for the challenger: its validation window ends "
                          f"{seen.end}, the gate runs for {run_date}")
     return start, run_date
 
@@ -65,7 +66,7 @@ def unseen_by(frame: pd.DataFrame, label_time: str, seen: SeenWindow) -> pd.Seri
 def model_inputs(model: Any) -> list[str]:
     schema = model.metadata.get_input_schema()
     if schema is None:
-        raise ValueError("the model has no input signature: the gate cannot check compatibility")
+        raise InputError("the model has no input signature: the gate cannot check compatibility")
     return list(schema.input_names())
 
 
