@@ -1,5 +1,5 @@
 """The Spark job operator on the local backend: a real job process, its log streamed, its result returned,
-its failure surfaced with the job's own error."""
+its failure surfaced with the job's own error, and its exit code deciding whether Airflow retries."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.backends import JobCommand, parse_result
-from mlops_airflow.backends.local import JobFailed, LocalSparkBackend
+from mlops_airflow.backends.local import JobFailed, JobRefusedInput, LocalSparkBackend, job_failure
 from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
+from mlops_core.jobs.contract import ExitCode
+from tests.net import free_port
 
 
 class _Events(dict):
@@ -69,11 +72,51 @@ def test_failed_job_fails_the_task_with_its_error(data_dir):
     with pytest.raises(JobFailed) as err:
         backend.run(JobCommand(job="smoke", args=["--use-case", "no_such_use_case", "--date", "2026-01-01"]),
                     logging.getLogger("test"))
-    assert "refused its input (no retry)" in str(err.value)
-    from airflow.sdk.exceptions import AirflowFailException
-
+    assert "refused its input (exit code 2, no retry)" in str(err.value)
     assert isinstance(err.value, AirflowFailException)  # bad input is not retried
     assert "known use cases" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "retried"),
+    [(ExitCode.REFUSED, False), (ExitCode.TRANSIENT, True), (ExitCode.FAILED, True), (-9, True), (3, True)],
+)
+def test_exit_code_decides_retry(code, retried):
+    exc = job_failure("gate", int(code), "last lines")
+    assert isinstance(exc, JobFailed) and "last lines" in str(exc)
+    # Airflow retries any exception except AirflowFailException (and its subclasses).
+    assert isinstance(exc, AirflowFailException) is not retried
+
+
+def test_a_misspelt_param_fails_the_task_without_retry(data_dir):
+    """A real job process refuses the param (exit 2) before Spark or MLflow start; the message names it."""
+    with pytest.raises(JobRefusedInput) as err:
+        LocalSparkBackend().run(JobCommand(job="gate", args=["--use-case", "churn", "--date", "2026-01-05",
+                                                             "--params", '{"verison": "3"}']),
+                                logging.getLogger("test"))
+    assert isinstance(err.value, AirflowFailException)
+    assert "verison: unknown param" in str(err.value)
+
+
+def test_an_unreachable_mlflow_server_is_retried(data_dir):
+    """A real job process whose MLflow server does not answer exits 75: the task is left to its retries."""
+    url = f"http://127.0.0.1:{free_port()}"
+    params = f'{{"action": "rollback", "reason": "test", "mlflow_tracking_uri": "{url}", "mlflow_registry_uri": "{url}"}}'
+    command = JobCommand(job="promote", args=["--use-case", "churn", "--date", "2026-01-05", "--params", params],
+                         extra_env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"})
+    with pytest.raises(JobFailed, match="transient failure \\(exit code 75\\)") as err:
+        LocalSparkBackend().run(command, logging.getLogger("test"))
+    assert not isinstance(err.value, AirflowFailException)
+
+
+def test_the_operator_refuses_rendered_params_before_starting_the_job(data_dir, monkeypatch):
+    import mlops_airflow.backends as backends
+
+    monkeypatch.setattr(backends, "get_backend", lambda env: pytest.fail("no backend may start"))
+    op = SparkJobOperator(task_id="gate", job="gate", use_case="churn",
+                          job_params={"version": "3", "require_approval": "perhaps"})
+    with pytest.raises(AirflowFailException, match="require_approval: not a boolean"):
+        op.execute(_context(pendulum.datetime(2026, 1, 5, tz="UTC")))
 
 
 def test_unknown_job_module_fails_clearly(data_dir):

@@ -1,5 +1,6 @@
 """Local backend: the job runs as a child Python process (its own local Spark), its output streamed into
-the task log line by line, its exit code respected."""
+the task log line by line, its exit code (mlops_core.jobs.contract.ExitCode) turned into the task's fate:
+REFUSED fails the task without retries, TRANSIENT and any other failure leave it to the task's retries."""
 
 from __future__ import annotations
 
@@ -13,17 +14,24 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops_airflow.backends import JobCommand, parse_result
+from mlops_core.jobs.contract import ExitCode
 
 
 class JobFailed(AirflowException):
-    """The job process exited non-zero; the message carries the tail of its output."""
+    """The job process exited non-zero; the message carries the tail of its output. Retried."""
 
 
 class JobRefusedInput(JobFailed, AirflowFailException):
-    """The job refused its input (exit code 2): the task fails without retries."""
+    """The job refused its input or its config (ExitCode.REFUSED): the task fails without retries."""
 
 
-INPUT_ERROR_EXIT_CODE = 2  # must match mlops_core.jobs.runner.INPUT_ERROR_EXIT_CODE
+def job_failure(job: str, code: int, tail: str) -> JobFailed:
+    """The exception a job's non-zero exit code raises in the task: it decides whether Airflow retries."""
+    if code == ExitCode.REFUSED:
+        return JobRefusedInput(f"job {job} refused its input (exit code {code}, no retry); last output:\n{tail}")
+    # TRANSIENT, FAILED, a signal (negative code), anything else: left to the task's retries
+    what = "hit a transient failure" if code == ExitCode.TRANSIENT else "failed"
+    return JobFailed(f"job {job} {what} (exit code {code}); last output:\n{tail}")
 
 
 class LocalSparkBackend:
@@ -74,10 +82,8 @@ class LocalSparkBackend:
             log.info("%s", line)
         code = self._proc.wait()
         self._proc = None
-        if code == INPUT_ERROR_EXIT_CODE:
-            raise JobRefusedInput(f"job {command.job} refused its input (no retry); last output:\n" + "\n".join(tail))
-        if code != 0:
-            raise JobFailed(f"job {command.job} exited with code {code}; last output:\n" + "\n".join(tail))
+        if code != ExitCode.OK:
+            raise job_failure(command.job, code, "\n".join(tail))
         if result is None:
             raise JobFailed(f"job {command.job} exited 0 but printed no result line")
         return result

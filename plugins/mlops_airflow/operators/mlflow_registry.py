@@ -13,6 +13,7 @@ from airflow.sdk import BaseOperator, BaseOperatorLink, BaseXCom
 from airflow.sdk.exceptions import AirflowException
 
 from mlops_airflow.hooks.mlflow import MlflowHook
+from mlops_core.jobs.params import is_blank
 
 RUN_URL_KEY = "mlflow_run_url"
 VERSION_URL_KEY = "mlflow_model_version_url"
@@ -95,7 +96,7 @@ class RegisterModelOperator(_MlflowOperator):
     def execute(self, context) -> dict[str, Any]:
         from mlops_core.training.registry import register_version
 
-        if not self.model_uri or self.model_uri == "None":
+        if is_blank(self.model_uri):
             raise AirflowException("RegisterModelOperator: model_uri is empty (did the training task return one?)")
         hook = self._hook()
         client = hook.get_client()

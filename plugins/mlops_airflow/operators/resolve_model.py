@@ -19,10 +19,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlops_airflow.hooks.mlflow import MlflowHook
 from mlops_airflow.operators.mlflow_registry import VERSION_URL_KEY, MlflowModelVersionLink
-
-
-def _blank(value: Any) -> bool:
-    return value is None or str(value).strip() in ("", "None", "null")
+from mlops_core.jobs.params import is_blank
 
 
 class ResolveModelVersionOperator(BaseOperator):
@@ -63,8 +60,8 @@ class ResolveModelVersionOperator(BaseOperator):
 
         hook = MlflowHook(self.mlflow_conn_id, self.env_name)
         client = hook.get_client()
-        version = None if _blank(self.version) else int(str(self.version).strip())
-        alias = None if _blank(self.alias) else str(self.alias).strip()
+        version = None if is_blank(self.version) else int(str(self.version).strip())
+        alias = None if is_blank(self.alias) else str(self.alias).strip()
         if version is None and alias is None:
             raise AirflowFailException("give a model alias or an explicit model version")
         try:
@@ -72,7 +69,7 @@ class ResolveModelVersionOperator(BaseOperator):
                 self.registered_model_name,
                 alias=alias or "champion",
                 version=version,
-                shadow_alias=None if _blank(self.shadow_alias) else str(self.shadow_alias),
+                shadow_alias=None if is_blank(self.shadow_alias) else str(self.shadow_alias),
                 client=client,
             )
         except ModelResolutionError as exc:

@@ -28,6 +28,12 @@ class SparkJobOperator(BaseOperator):
     The backend (local Spark process, or a Databricks job cluster) comes from the environment config
     (`compute.backend`), so the same DAG runs on a laptop and on Databricks. The job's JSON result is
     returned (XCom) and its `asset_extra` / `asset_extras[<asset name>]` is attached to the outlet events.
+
+    `job_params` (templated) go to the job as `--params '{json}'`; the job's parameter model
+    (mlops_core.jobs.params) decides what they mean. The rendered params are checked against that model
+    before any process or cluster starts: params the job would refuse fail the task at once, without
+    retries (AirflowFailException), as the job's exit code 2 would (docs/architecture.md, "From Params to
+    a job").
     """
 
     template_fields: Sequence[str] = ("use_case", "date", "start", "end", "job_params", "env_name")
@@ -83,6 +89,7 @@ class SparkJobOperator(BaseOperator):
         from mlops_airflow.backends import get_backend
         from mlops_core.config import load_environment
 
+        self.check_params()
         env = load_environment(self.env_name)
         self._backend = get_backend(env)
         command = self.build_command(context["run_id"], run_date(context))
@@ -98,6 +105,18 @@ class SparkJobOperator(BaseOperator):
                                    timeout_seconds=self._timeout_seconds())
         self._attach_asset_extras(context, result)
         return result
+
+    def check_params(self) -> None:
+        """Refuse rendered params the job's model refuses (the message names each bad param)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlops_core.errors import InvalidParams
+        from mlops_core.jobs.params import parse_params
+
+        try:
+            parse_params(self.job, json.loads(json.dumps(self.job_params, default=str)))
+        except InvalidParams as exc:
+            raise AirflowFailException(f"{exc} (not retried)") from None
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
         """Resume after a deferrable backend (Databricks) reported the run finished."""

@@ -23,12 +23,9 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from mlops_airflow.operators.spark_job import run_date
+from mlops_core.jobs.params import is_blank
 
 REASON_MAX = 500
-
-
-def _blank(value: Any) -> bool:
-    return value is None or str(value).strip() in ("", "None", "null")
 
 
 class DriftRuleSensor(BaseSensorOperator):
@@ -95,12 +92,12 @@ class DriftRuleSensor(BaseSensorOperator):
         return lake.path(tables.DRIFT_METRICS), lake.path(RETRAIN_TRIGGERS)
 
     def expected(self, context) -> str:
-        if not _blank(self.expected_date):
+        if not is_blank(self.expected_date):
             return date.fromisoformat(str(self.expected_date)[:10]).isoformat()
         return (date.fromisoformat(run_date(context)) - timedelta(days=1)).isoformat()
 
     def _wait_seconds(self) -> float:
-        return 60.0 * (50.0 if _blank(self.wait_minutes) else float(self.wait_minutes))
+        return 60.0 * (50.0 if is_blank(self.wait_minutes) else float(self.wait_minutes))
 
     # ---- running ------------------------------------------------------------------------------------
     def execute(self, context) -> Any:
@@ -114,7 +111,7 @@ class DriftRuleSensor(BaseSensorOperator):
 
         metrics_path, triggers_path = self.table_paths()
         wait = self._wait_seconds()
-        poll = 300.0 if _blank(self.poll_seconds) else float(self.poll_seconds)
+        poll = 300.0 if is_blank(self.poll_seconds) else float(self.poll_seconds)
         self.defer(
             trigger=DriftRuleTrigger(metrics_path, triggers_path, rule.model_dump(), expected,
                                      deadline=time.time() + wait, poll_interval=poll),

@@ -21,10 +21,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from mlops_airflow.operators.spark_job import run_date
-
-
-def _blank(value: Any) -> bool:
-    return value is None or str(value).strip() in ("", "None", "null")
+from mlops_core.jobs.params import is_blank
 
 
 class LandingFilesSensor(BaseSensorOperator):
@@ -66,12 +63,12 @@ class LandingFilesSensor(BaseSensorOperator):
 
     # ---- what to look at ----------------------------------------------------------------------------
     def dates(self, context) -> list[date]:
-        if not _blank(self.start) and not _blank(self.end):
+        if not is_blank(self.start) and not is_blank(self.end):
             first, last = date.fromisoformat(str(self.start)[:10]), date.fromisoformat(str(self.end)[:10])
             if last < first:
                 raise ValueError(f"end date {last} is before start date {first}")
             return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        return [date.fromisoformat(str(self.date)[:10] if not _blank(self.date) else run_date(context))]
+        return [date.fromisoformat(str(self.date)[:10] if not is_blank(self.date) else run_date(context))]
 
     def folders(self, context) -> list[str]:
         from mlops_core.config import load_environment, load_use_case
@@ -87,7 +84,7 @@ class LandingFilesSensor(BaseSensorOperator):
         return not chosen or self.source in chosen
 
     def _timeout_seconds(self) -> float:
-        return float(self.timeout) if _blank(self.wait_minutes) else float(self.wait_minutes) * 60
+        return float(self.timeout) if is_blank(self.wait_minutes) else float(self.wait_minutes) * 60
 
     # ---- running ------------------------------------------------------------------------------------
     def poke(self, context) -> bool:
