@@ -13,10 +13,13 @@ predictions in the object store."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
+import secrets
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +42,7 @@ from tests.objectstore import keys, moto_server, upload_folder
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import demo  # noqa: E402
-from local_airflow import VENV_BIN, AirflowClient, LocalAirflow  # noqa: E402
+from local_airflow import VENV_BIN, AirflowApiError, AirflowClient, LocalAirflow  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +73,7 @@ class NativeStack:
     airflow_env: dict[str, str]
     init_log: str
     summary: dict[str, Any]
+    mlflow_init_log: str
 
     def s3(self):
         return _s3_client(self.s3_endpoint, self.dotenv)
@@ -77,6 +81,15 @@ class NativeStack:
     def table(self, prefix: str, **where: str):
         return read_delta(self.s3(), self.s3_endpoint, self.dotenv["S3_ACCESS_KEY_ID"],
                           self.dotenv["S3_SECRET_ACCESS_KEY"], BUCKET, prefix, where)  # fmt: skip
+
+    def mlflow_account(self, who: str) -> tuple[str, str]:
+        """(user, password) of the MLflow admin or of the platform service account, as docker/.env sets them."""
+        if who == "admin":
+            return "admin", self.dotenv["MLFLOW_ADMIN_PASSWORD"]
+        return self.dotenv["MLFLOW_PLATFORM_USERNAME"], self.dotenv["MLFLOW_PLATFORM_PASSWORD"]
+
+    def airflow_client(self, user: str) -> AirflowClient:
+        return AirflowClient(self.airflow.base_url, user, self.dotenv[f"AIRFLOW_{user.upper()}_PASSWORD"])
 
 
 def _s3_client(endpoint: str, dotenv: dict[str, str]):
@@ -140,21 +153,30 @@ def stack(tmp_path_factory):
                            env={**base, **pg_env, "PGHOST": pg.host, "PGPORT": str(pg.port),
                                 "PGPASSWORD": pg.superuser_password})  # fmt: skip
 
-            # mlflow: `mlflow db upgrade` then `mlflow server <compose command>` (host and port on loopback)
-            mlflow_env = {**base, **service_environment(services["mlflow"], hosts)}
-            mlflow_bin = str(VENV_BIN / "mlflow")
-            subprocess.run([mlflow_bin, "db", "upgrade", mlflow_env["MLFLOW_BACKEND_STORE_URI"]], env=mlflow_env,
-                           check=True, capture_output=True)  # fmt: skip
+            # mlflow: `deploy.py mlflow-server <compose command>` (host and port on loopback): the basic-auth config,
+            # `mlflow db upgrade`, then `mlflow server --app-name basic-auth`
+            mlflow_env = {**base, **service_environment(services["mlflow"], hosts),
+                          "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "run" / "mlflow-auth.ini"),  # the image's path
+                          "MLFLOW_BIN": str(VENV_BIN / "mlflow")}  # fmt: skip
             args = [a for a in service_command(services["mlflow"]) if not a.startswith(("--host=", "--port="))]
-            cmd = [mlflow_bin, "server", "--host=127.0.0.1", f"--port={mlflow_port}", *args]
+            cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
+                   f"--port={mlflow_port}", *args]  # fmt: skip
             with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
+                # mlflow-init: the platform account, the use case's experiment and registered model
+                mlflow_init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-init"],
+                                             text=True, capture_output=True,
+                                             env={**base, **service_environment(services["mlflow-init"], hosts),
+                                                  "MLOPS__MLFLOW__TRACKING_URI": mlflow_url})  # fmt: skip
+                assert mlflow_init.returncode == 0, f"mlflow-init failed:\n{mlflow_init.stdout}\n{mlflow_init.stderr}"
                 airflow_env = _native(service_environment(services["airflow-scheduler"], hosts), home, mlflow_url,
                                       health_port)  # fmt: skip
                 init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url,
                                    health_port)  # fmt: skip
-                admin_password = service_environment(services["airflow-api-server"], hosts)["AIRFLOW_ADMIN_PASSWORD"]
+                api_env = service_environment(services["airflow-api-server"], hosts)
+                accounts = {k: v for k, v in api_env.items() if k.startswith("AIRFLOW_") and k.endswith("_PASSWORD")}
+                admin_password = accounts["AIRFLOW_ADMIN_PASSWORD"]
                 af = ComposeAirflow(home=home, port=af_port, mlflow_port=None, fast_parsing=True,
-                                    extra_env={**airflow_env, "AIRFLOW_ADMIN_PASSWORD": admin_password})  # fmt: skip
+                                    extra_env={**airflow_env, **accounts})  # fmt: skip
                 af.write_config()  # paths and loopback ports; the metadata DB comes from the environment
                 init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "init"], text=True,
                                       capture_output=True, env={**af.env(), **init_env}, cwd=home)  # fmt: skip
@@ -169,7 +191,7 @@ def stack(tmp_path_factory):
                     client = AirflowClient(af.base_url, "admin", admin_password)
                     summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
                     yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
-                                      init.stdout + init.stderr, summary)  # fmt: skip
+                                      init.stdout + init.stderr, summary, mlflow_init.stdout)  # fmt: skip
                 finally:
                     af.stop(timeout=10)
 
@@ -197,9 +219,16 @@ def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
     assert ingest["good"] > 1000 and ingest["read"] == ingest["good"] + ingest["quarantined"]
 
 
-def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack):
+def _login(monkeypatch, user: str, password: str) -> None:
+    """MLflow's clients take the account from the process environment."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+
+def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack, monkeypatch):
     from mlflow import MlflowClient
 
+    _login(monkeypatch, *stack.mlflow_account("platform"))
     gate = stack.summary["gates"][0]
     assert gate["decision"] == "promoted", gate
     name, version = gate["model_name"], str(gate["version"])
@@ -242,3 +271,102 @@ def test_the_deployment_health_checks_answer(stack):
         assert check.returncode == 0, check.stdout + check.stderr
     with urllib.request.urlopen(f"{stack.mlflow_url}/health", timeout=10) as resp:
         assert resp.status == 200
+
+
+# ---- Authentication and permissions (#26): only the DAGs move the champion -------------------------------------
+
+
+def test_mlflow_answers_no_call_without_a_valid_account(stack):
+    url = f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/search"
+    for auth in (None, ("admin", "not-the-admin-password")):
+        req = urllib.request.Request(url)
+        if auth:
+            req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 401
+    req = urllib.request.Request(url)
+    user, password = stack.mlflow_account("platform")
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def test_the_platform_account_owns_the_models_and_a_person_can_only_read(stack, monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    gate = stack.summary["gates"][0]
+    name, version = gate["model_name"], str(gate["version"])
+    platform = stack.mlflow_account("platform")[0]
+    # deploy.py mlflow-init created the account and the model before any run: the gate ran as that account
+    assert f"platform account {platform}: created" in stack.mlflow_init_log
+    assert f"registered_model {name}: {platform} has MANAGE" in stack.mlflow_init_log
+    _login(monkeypatch, *stack.mlflow_account("admin"))
+    auth = AuthServiceClient(stack.mlflow_url)
+    person, password = "ds-reader", secrets.token_hex(12)
+    auth.create_user(person, password)
+    assert auth.get_user_permission(platform, "registered_model", name).permission == "MANAGE"
+    assert auth.get_user_permission(person, "registered_model", name).permission == "READ"  # the default
+
+    _login(monkeypatch, person, password)
+    client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+    assert client.get_registered_model(name).aliases["champion"] == version  # people read
+    source = client.get_model_version(name, version)
+    writes = {
+        "set champion": lambda: client.set_registered_model_alias(name, "champion", version),
+        "delete champion": lambda: client.delete_registered_model_alias(name, "champion"),
+        "tag a version": lambda: client.set_model_version_tag(name, version, "mlops.gate.decision", "passed"),
+        "create a version": lambda: client.create_model_version(name, source.source, run_id=source.run_id),
+    }
+    for what, call in writes.items():
+        with pytest.raises(MlflowException) as denied:
+            call()
+        assert "403" in str(denied.value) and denied.value.error_code == "PERMISSION_DENIED", what
+    _login(monkeypatch, *stack.mlflow_account("platform"))
+    assert MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion").version == version
+
+
+def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_its_name(stack, monkeypatch):
+    """Last in the module: it moves the champion (and back)."""
+    from mlflow import MlflowClient
+
+    gate = stack.summary["gates"][0]
+    name, version = gate["model_name"], str(gate["version"])
+    admin = stack.airflow_client("admin")
+    admin.wait_for_dag("rollback_model")
+    admin.set_paused("rollback_model", False)
+    conf = {"target": version, "reason": "native test: back to the gate's champion"}
+    with pytest.raises(AirflowApiError) as refused:
+        stack.airflow_client("viewer").trigger("rollback_model", conf)
+    assert refused.value.status == 403
+    assert admin.dag_runs("rollback_model") == []
+
+    # a second version made champion by the platform account, so there is something to roll back from
+    _login(monkeypatch, *stack.mlflow_account("platform"))
+    client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+    champion = client.get_model_version(name, version)
+    newer = client.create_model_version(name, champion.source, run_id=champion.run_id,
+                                        model_id=champion.model_id).version
+    client.set_registered_model_alias(name, "champion", newer)
+
+    operator = stack.airflow_client("operator")
+    run_id = operator.trigger("rollback_model", conf)
+    run = operator.wait_for_run("rollback_model", run_id, timeout=600)
+    assert run["state"] == "success", run["task_instances"]
+    assert run["triggering_user_name"] == "operator"
+    assert str(client.get_model_version_by_alias(name, "champion").version) == version
+    assert str(client.get_model_version_by_alias(name, "previous_champion").version) == str(newer)
+
+    history = stack.table("lakehouse/churn/ops/promotion_history").to_pylist()
+    rollback = [r for r in history if r["dag_run_id"] == run_id]
+    assert len(rollback) == 1 and rollback[0]["action"] == "rollback", history
+    assert rollback[0]["triggered_by"] == "operator"
+    assert (rollback[0]["from_version"], rollback[0]["to_version"]) == (str(newer), version)
+    # the chain's gate run was triggered by the admin account (demo.run_chain logs in as admin)
+    gates = [r for r in history if r["action"] == "gate"]
+    assert gates and all(r["triggered_by"].endswith(" by admin") for r in gates), gates
+    # the platform password reached the job through its environment, never the task log
+    log = operator.task_log("rollback_model", run_id, "rollback")
+    assert "MLFLOW_TRACKING_PASSWORD" in log and stack.mlflow_account("platform")[1] not in log
