@@ -33,16 +33,21 @@ test: setup ## the whole test suite (unit, DAG integrity, end to end under the r
 test-fast: setup ## the tests without the end-to-end Airflow runs
 	@$(PY) -m pytest -m "not e2e"
 
-# The jobs' Spark tests (ingest, features, training set, training, scoring, drift, lakehouse) on the Spark line of
-# the supported Databricks runtime (docs/databricks.md): a second environment, .local/compat, that only swaps
-# pyspark/delta-spark and the Delta jars (scripts/compat_env.sh; `COMPAT=1 make setup` builds it too).
-COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py tests/ingest/test_idempotency.py \
+# The jobs' Spark tests on the Spark line of the supported Databricks runtime (docs/databricks.md): a second
+# environment, .local/compat, that only swaps pyspark/delta-spark and the Delta jars (scripts/compat_env.sh;
+# `COMPAT=1 make setup` builds it too). Lakehouse IO, ingest (contracts, quarantine), features, training set,
+# training, scoring and the drift job's metrics; the slowest repeats of what these already cover are left out
+# to keep the run within CI's budget (the main run still has them).
+COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py tests/ingest/test_bad_input.py \
 	tests/features/test_materialize.py tests/features/test_training_set.py tests/training/test_train.py \
 	tests/scoring/test_score_job.py tests/monitoring/test_drift_report.py
+COMPAT_DESELECT ?= test_day_by_day_equals_one_range_run_and_reruns_are_idempotent or test_comments_and_new_features \
+	or test_injected_drift_is_flagged_and_stable_columns_are_not or test_champion_training_reference_and_performance
 
 test-compat: setup ## the jobs' Spark tests on the Databricks runtime's Spark line (pyspark/delta-spark 4.0)
 	@bash scripts/compat_env.sh
-	@.local/compat/venv/bin/python -m pytest -p tests.compat.plugin -p no:cacheprovider $(COMPAT_TESTS)
+	@.local/compat/venv/bin/python -m pytest -p tests.compat.plugin -p no:cacheprovider $(COMPAT_TESTS) \
+	  -k "not ($(COMPAT_DESELECT))"
 
 lint: setup ## ruff, including Airflow's AIR rules
 	@$(PY) -m ruff check .

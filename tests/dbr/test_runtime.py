@@ -94,3 +94,16 @@ def test_the_project_wheel_installs_on_the_runtime(tmp_path):
     assert re.sub(r"\s", "", metadata["Requires-Python"]) in ("<3.13,>=3.11", ">=3.11,<3.13")
     assert {canonical(d.split(">")[0].split(";")[0]) for d in metadata.get_all("Requires-Dist")} == {"pyyaml",
                                                                                                    "pydantic"}
+
+
+def test_the_compat_run_covers_the_jobs_spark_code_and_ci_runs_it():
+    makefile = (ROOT / "Makefile").read_text()
+    selection = makefile.split("COMPAT_TESTS ?=", 1)[1].split("\n\n", 1)[0].split("COMPAT_DESELECT", 1)[0]
+    files = re.findall(r"tests/\S+\.py", selection)
+    for area in ("ingest/", "features/test_materialize", "features/test_training_set", "scoring/", "monitoring/"):
+        assert any(area in f for f in files), f"the compatibility run leaves out {area}"
+    assert all((ROOT / f).is_file() for f in files)
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    main_run = next(i for i, line in enumerate(ci) if line.endswith("time make test"))
+    compat_run = next(i for i, line in enumerate(ci) if line.endswith("time make test-compat"))
+    assert compat_run > main_run
