@@ -51,7 +51,7 @@ def parse_column(raw: Column, col: ColumnSpec) -> Column:
     if col.type == "string":
         return raw
     if col.type == "date":
-        return F.try_to_date(raw, col.format) if col.format else raw.try_cast("date")
+        return F.to_date(F.try_to_timestamp(raw, F.lit(col.format))) if col.format else raw.try_cast("date")
     if col.type == "timestamp":
         return F.try_to_timestamp(raw, F.lit(col.format)) if col.format else raw.try_cast("timestamp")
     return raw.try_cast(col.type)
