@@ -38,7 +38,7 @@ test-fast: setup ## the tests without the end-to-end Airflow runs
 # `COMPAT=1 make setup` builds it too). Lakehouse IO, ingest (contracts, quarantine), features, training set,
 # training, scoring and the drift job's metrics; the slowest repeats of what these already cover are left out
 # to keep the run within CI's budget (the main run still has them).
-COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py tests/ingest/test_bad_input.py \
+COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py \
 	tests/features/test_materialize.py tests/features/test_training_set.py tests/training/test_train.py \
 	tests/scoring/test_score_job.py tests/monitoring/test_drift_report.py
 COMPAT_DESELECT ?= test_day_by_day_equals_one_range_run_and_reruns_are_idempotent or test_comments_and_new_features \
