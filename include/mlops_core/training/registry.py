@@ -1,8 +1,13 @@
-"""Model registry: register a trained run's model as a new version, tag it with its lineage, point an alias
-at it. Aliases only (`challenger`, `champion`): stages are deprecated and Unity Catalog has none.
+"""Model registry: the project's one set of MLflow registry helpers. Register a trained run's model as a new
+version, tag it with its lineage, point an alias at it, look a version up by alias or number. Aliases only
+(`challenger`, `champion`): stages are deprecated and Unity Catalog has none.
 
-Aliases are read with get_model_version_by_alias / get_registered_model(name).aliases:
-search_model_versions() returns empty `aliases` (stack-facts trap 7)."""
+"Not found" has one meaning here (`is_not_found`): MLflow says the registered model, the version or the alias
+does not exist. Lookups return None for that and raise for everything else (an invalid name, a permission
+error, a server that does not answer).
+
+Aliases are read with get_model_version_by_alias: search_model_versions() returns empty `aliases`
+(stack-facts trap 7)."""
 
 from __future__ import annotations
 
@@ -31,9 +36,14 @@ def _client(client: MlflowClient | None) -> MlflowClient:
     return MlflowClient()
 
 
-def _not_found(exc: Exception) -> bool:
+def is_not_found(exc: Exception) -> bool:
+    """The registered model, version or alias does not exist: RESOURCE_DOES_NOT_EXIST (NOT_FOUND on Unity
+    Catalog), or the INVALID_PARAMETER_VALUE "Registered model alias ... not found." that MLflow's SQL and
+    file stores raise for a missing alias. Any other INVALID_PARAMETER_VALUE (a malformed name) is an error."""
     code = getattr(exc, "error_code", "")
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+    if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+        return True
+    return code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc).lower()
 
 
 def check_alias(alias: str) -> str:
@@ -51,7 +61,7 @@ def ensure_registered_model(name: str, *, description: str | None = None, tags: 
     try:
         c.get_registered_model(name)
     except MlflowException as exc:
-        if not _not_found(exc):
+        if not is_not_found(exc):
             raise
         try:
             c.create_registered_model(name, tags=tags, description=description)
@@ -68,13 +78,25 @@ def version_for_run(name: str, run_id: str, client: MlflowClient | None = None) 
 
 
 def get_version_by_alias(name: str, alias: str, client: MlflowClient | None = None) -> ModelVersion | None:
-    """The version an alias points to, or None when the model or alias does not exist."""
+    """The version an alias points to now, or None when the model or the alias does not exist."""
     from mlflow.exceptions import MlflowException
 
     try:
         return _client(client).get_model_version_by_alias(name, alias)
     except MlflowException as exc:
-        if _not_found(exc) or "alias" in str(exc).lower():
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def get_version(name: str, version: int | str, client: MlflowClient | None = None) -> ModelVersion | None:
+    """Version `version` of `name`, or None when the model or the version does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _client(client).get_model_version(name, str(int(version)))
+    except MlflowException as exc:
+        if is_not_found(exc):
             return None
         raise
 
