@@ -6,7 +6,7 @@ builds the runs/submit request the task's first try would send, through the same
 and prints the plan as JSON (mlops_core.databricks.plan). Nothing is sent.
 
 Values only a live run has are shown as placeholders: `<xcom TASK>` / `<xcom TASK.KEY>` for what an upstream
-task returns, the run id `plan__<date>`; DAG params take their defaults. The listing lives here, on the Airflow
+task returns, the run id `plan__<date>`; DAG params take their defaults, `<param NAME>` when a user must give one. The listing lives here, on the Airflow
 side, because only Airflow can parse the DAG files; the core library's `mlops` command runs this module."""
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def plan_context(dag, task, logical_date, run_id: str) -> dict[str, Any]:
         "ds": logical_date.strftime("%Y-%m-%d"), "ds_nodash": logical_date.strftime("%Y%m%d"),
         "data_interval_start": logical_date, "data_interval_end": logical_date.add(days=1),
         "dag_run": _PlanDagRun(logical_date, run_id), "dag": dag, "task": task,
-        "params": {name: getattr(p, "value", p) for name, p in dag.params.items()},
+        "params": {name: getattr(p, "value", p) if getattr(p, "has_value", True) else f"<param {name}>"
+                   for name, p in dag.params.items()},
         "triggering_asset_events": {}, "outlet_events": {}, "macros": None, "var": {},
     }
 

@@ -26,13 +26,9 @@ JARS_OVERRIDE = "MLOPS__COMPUTE__SPARK__JARS_DIR"
 
 def pinned_versions(path: Path = REQUIREMENTS) -> dict[str, str]:
     """{package: version} of the `name==version` lines of requirements-compat.txt."""
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[name.strip().lower()] = version.strip()
-    return pins
+    from mlops_core.databricks.libraries import locked_versions
+
+    return locked_versions(path)
 
 
 def installed_mismatches(pins: dict[str, str]) -> list[str]:

@@ -61,6 +61,9 @@ def _spark_tasks():
     return [(dag, task) for dag in bag.dags.values() for task in dag.tasks if isinstance(task, SparkJobOperator)]
 
 
+REQUIRED_PARAMS = {"version": 3, "decision": "approve", "target": "previous", "reason": "test"}
+
+
 def _context(dag, task, logical_date):
     ti = mock.MagicMock(dag_id=dag.dag_id, task_id=task.task_id, try_number=1, map_index=-1)
     # upstream XComs a Spark task consumes: the as-of date another task chose, pinned model versions
@@ -86,7 +89,9 @@ def _context(dag, task, logical_date):
         "data_interval_start": logical_date,
         "data_interval_end": logical_date.add(days=1),
         "dag_run": run,
-        "params": {name: p.value if hasattr(p, "value") else p for name, p in dag.params.items()},
+        # defaults, and a value for each param a user must give (approve_model's version, ...)
+        "params": {name: p.value if getattr(p, "has_value", True) else REQUIRED_PARAMS.get(name)
+                   for name, p in dag.params.items()},
         "dag": dag,
         "task": task,
         "outlet_events": mock.MagicMock(),
