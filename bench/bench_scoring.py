@@ -96,9 +96,9 @@ def train_and_register(spark, env, lakehouse, cfg, trees: int, depth: int, sampl
 
     from mlops_core import tables
     from mlops_core.tracking import configure_mlflow, ensure_experiment
+    from mlops_core.training.artifacts import log_pyfunc_model
     from mlops_core.training.pyfunc_model import FeatureEncoder
     from mlops_core.training.registry import register_version
-    from mlops_core.training.train import log_pyfunc_model
 
     df = lakehouse.read(spark, tables.features(cfg.entity.name)).limit(sample).toPandas()
     numeric = sorted(c for c in df.columns if _feature_type(c) != "string" and c not in ("customer_id",)

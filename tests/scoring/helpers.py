@@ -137,8 +137,8 @@ def register_model(env, cfg, frame: pd.DataFrame, *, name: str | None = None, al
     import mlflow
 
     from mlops_core.tracking import configure_mlflow, ensure_experiment
+    from mlops_core.training.artifacts import log_pyfunc_model
     from mlops_core.training.registry import register_version
-    from mlops_core.training.train import log_pyfunc_model
 
     configure_mlflow(env)
     booster, encoder, train = train_booster(cfg, frame, seed=seed, rounds=rounds, encoding=encoding)

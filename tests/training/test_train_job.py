@@ -131,7 +131,7 @@ def test_spark_engine_trains_the_same_kind_of_model(module_env, spark, churn_fra
     probs = np.asarray(model.predict(test.astype({c: "float64" for c in NUMERIC})), dtype="float64")
     assert ((probs >= 0) & (probs <= 1)).all() and len(np.unique(probs)) > 5
     # The logged booster scores the test period exactly as the Spark model did.
-    from mlops_core.training.train import evaluate
+    from mlops_core.metrics import evaluate
 
     again = evaluate(test["label"].to_numpy(), probs, uc.model.threshold)
     assert abs(again["roc_auc"] - result.metrics["test_roc_auc"]) < 1e-6

@@ -116,7 +116,7 @@ def inference_budget(model: Any, frame: pd.DataFrame, columns: list[str], sample
 def measure(*, challenger: Any, champion: Any | None, champion_version: str | None, frame: pd.DataFrame,
             label: str, threshold: float, latency_samples: int) -> Measurements:
     """Score both models on `frame` and collect everything the gate's checks look at."""
-    from mlops_core.training.train import evaluate
+    from mlops_core.metrics import evaluate
 
     columns = model_inputs(challenger)
     missing = [c for c in columns if c not in frame.columns]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.metrics import evaluate
 from mlops_core.training.dataset import (
     LABEL,
     LABEL_TIME,
@@ -20,17 +21,8 @@ from mlops_core.training.dataset import (
     spark_split,
     split_windows,
 )
-from mlops_core.training.train import (
-    DIRECTION,
-    XGB_EVAL_METRIC,
-    PreparedData,
-    SearchOutcome,
-    TrainResult,
-    _spec,
-    evaluate,
-    run_training,
-    suggest,
-)
+from mlops_core.training.search import DIRECTION, XGB_EVAL_METRIC, SearchOutcome, suggest
+from mlops_core.training.train import PreparedData, TrainResult, model_spec_for, run_training
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -201,7 +193,7 @@ def train_spark_and_log(
     registry_uri: str | None = None,
 ) -> TrainResult:
     """train_and_log for a Spark training set (engine xgboost_spark)."""
-    spec = _spec(use_case, "xgboost_spark")
+    spec = model_spec_for(use_case, "xgboost_spark")
     data = SparkData(df, use_case.entity.key, spec)
     try:
         return run_training(data, env=env, use_case=use_case, lineage=lineage, seed=seed, hpo_trials=hpo_trials,
