@@ -109,12 +109,15 @@ def reset_demo_state() -> list[str]:
             continue
         path = Path(target) if Path(target).is_absolute() else PROJECT_ROOT / target
         if path.is_dir():
+            held_data = any(p.is_file() for p in path.rglob("*"))
             shutil.rmtree(path)
         elif path.exists():
+            held_data = path.stat().st_size > 0
             path.unlink()
         else:
             continue
-        removed.append(str(path))
+        if held_data:  # `make setup` leaves empty folders and an empty store: nothing to report
+            removed.append(str(path))
     subprocess.run([sys.executable, "-m", "mlops_core.cli", "init-mlflow"], check=True, cwd=PROJECT_ROOT,
                    stdout=subprocess.DEVNULL)
     return removed
