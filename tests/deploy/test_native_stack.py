@@ -347,8 +347,8 @@ def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_
     _login(monkeypatch, *stack.mlflow_account("platform"))
     client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
     champion = client.get_model_version(name, version)
-    newer = client.create_model_version(name, champion.source, run_id=champion.run_id,
-                                        model_id=champion.model_id).version
+    logged_model = champion.source.removeprefix("models:/")  # the version's source names its logged model
+    newer = client.create_model_version(name, champion.source, run_id=champion.run_id, model_id=logged_model).version
     client.set_registered_model_alias(name, "champion", newer)
 
     operator = stack.airflow_client("operator")
