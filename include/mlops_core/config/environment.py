@@ -117,7 +117,7 @@ class AutoscaleSettings(_Strict):
 
 class DatabricksSettings(_Strict):
     conn_id: str = "databricks_default"
-    spark_version: str = "17.3.x-scala2.13"
+    spark_version: str = "17.3.x-cpu-ml-scala2.13"  # the supported runtime: docs/databricks.md
     node_type_id: str = "i3.xlarge"
     num_workers: int | None = 2
     autoscale: AutoscaleSettings | None = None
