@@ -9,7 +9,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export MLOPS_ENV ?= local
 export MLOPS_PROJECT_ROOT := $(CURDIR)
 
-.PHONY: help setup data demo test test-fast test-compat lint up down status lock bench wheel clean
+.PHONY: help setup data demo test test-fast test-compat lint up down status lock lock-check bench wheel clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,11 +65,21 @@ status: ## which local services are running
 # requirements.txt (what the tests ran) and what the runtime must keep (runtime-constraints.txt).
 DBX_LIBS := include/config/databricks
 
-lock: ## recompile requirements.txt and the Databricks task-library lock (needs network)
-	@$(VENV)/bin/uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+LOCKS := requirements.in:requirements.txt requirements-dev.in:requirements-dev.txt
+
+lock: ## recompile the runtime lock, the development lock and the Databricks task-library lock (needs network)
+	@for pair in $(LOCKS); do $(VENV)/bin/uv pip compile -q --python-version 3.11 $${pair%%:*} -o $${pair#*:}; done
 	@$(VENV)/bin/uv pip compile --python-platform x86_64-manylinux_2_28 \
 	  --python-version $$($(PY) -c 'from mlops_core.databricks.runtime import DEFAULT; print(DEFAULT.python_line)') \
 	  -c requirements.txt -c $(DBX_LIBS)/runtime-constraints.txt $(DBX_LIBS)/requirements.in -o $(DBX_LIBS)/requirements.txt
+
+lock-check: setup ## fail when requirements*.in and their locks disagree (recompiles into a temp copy; needs network)
+	@tmp=$$(mktemp -d); status=0; for pair in $(LOCKS); do in=$${pair%%:*}; out=$${pair#*:}; \
+	  cp $$out $$tmp/$$out; sed 's|requirements.txt|'$$tmp'/requirements.txt|' $$in > $$tmp/$$in; \
+	  $(VENV)/bin/uv pip compile -q --python-version 3.11 $$tmp/$$in -o $$tmp/$$out || status=1; \
+	  if ! diff <(grep -E '^[a-z0-9]' $$out) <(grep -E '^[a-z0-9]' $$tmp/$$out); then \
+	    echo "$$out is out of date with $$in: run make lock" >&2; status=1; fi; \
+	  done; rm -rf $$tmp; exit $$status
 
 bench: setup ## benchmarks against same-run baselines: table on stdout, JSON under bench/results/
 	@$(PY) -m bench.run

@@ -44,15 +44,16 @@ fi
 [ -n "$PYTHON" ] || { echo "Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 command -v java >/dev/null || { echo "Java 17 is required for Spark (apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
 
-deps_hash=$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+deps_hash=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMPS/deps" 2>/dev/null)" != "$deps_hash" ]; then
-  step "installing the pinned Python stack into .venv"
+  step "installing the pinned Python stack (runtime + development tools) into .venv"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade "uv==0.13.9"
   # Bytecode compiled once here (pip does it by default, uv does not): otherwise every Airflow task and job
   # process compiles MLflow, Airflow, pandas, ... again on import wherever .pyc files cannot be written
   # (PYTHONDONTWRITEBYTECODE, read-only installs): 16 s of imports per job instead of 7 on 2 cores.
-  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -r requirements.txt
+  # The runtime lock and the development tools (pytest, ruff, moto, check-jsonschema) pinned beside it.
+  .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -r requirements.txt -r requirements-dev.txt
   .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
   echo "$deps_hash" > "$STAMPS/deps"
 fi
