@@ -1,5 +1,5 @@
-"""Executor-side pieces without Spark: the vectorised encoder equals the training encoder, the signature
-check names what is wrong, non-probabilities are refused, versions are pinned from aliases."""
+"""Scoring pieces below the job: Spark's encoding + the executor's decode equal the training encoder, the
+signature check names what is wrong, non-probabilities are refused, versions are pinned from aliases."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mlops_core.scoring.model import FeatureSchemaMismatch, InputColumn, check_signature
-from mlops_core.scoring.predict import ScoreRangeError, check_probabilities, encode
+from mlops_core.scoring.predict import ScoreRangeError, check_probabilities, decode
 
 
 def _frame() -> pd.DataFrame:
@@ -20,8 +20,20 @@ def _frame() -> pd.DataFrame:
     })  # fmt: skip
 
 
+def _encoded(spark, enc, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` through Spark's model_inputs (as the score job does), back in pandas, decoded."""
+    from mlops_core.scoring.model import FAST_KIND, ModelPackage
+    from mlops_core.scoring.score import model_inputs
+
+    package = ModelPackage(name="m", version=1, alias=None, run_id=None, kind=FAST_KIND, inputs=[], digest="d",
+                           encoder=enc.to_dict())  # fmt: skip
+    schema = "orders double, days double, plan string, country string"
+    df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None), schema)
+    return decode(enc.to_dict(), df.select(*model_inputs(package)).toPandas())
+
+
 @pytest.mark.parametrize("encoding", ["native", "one_hot"])
-def test_vectorised_encode_equals_the_training_encoder(encoding):
+def test_spark_encoding_decodes_to_what_the_training_encoder_gives(spark, encoding):
     from mlops_core.training.pyfunc_model import FeatureEncoder
 
     train = pd.DataFrame({"orders": [1.0, 2.0], "days": [3.0, 4.0], "plan": ["free", "premium"],
@@ -30,12 +42,12 @@ def test_vectorised_encode_equals_the_training_encoder(encoding):
                              ["plan", "country"], encoding)
     frame = _frame()
     expected = enc.transform(frame)
-    got = encode(enc.to_dict(), frame)
+    got = _encoded(spark, enc, frame)
     pd.testing.assert_frame_equal(got, expected)
     assert list(got.columns) == enc.feature_names
 
 
-def test_encode_and_inplace_predict_match_the_booster_on_a_dmatrix():
+def test_decoded_inputs_and_inplace_predict_match_the_booster_on_a_dmatrix(spark):
     import xgboost as xgb
 
     from mlops_core.training.pyfunc_model import FeatureEncoder
@@ -48,7 +60,7 @@ def test_encode_and_inplace_predict_match_the_booster_on_a_dmatrix():
     y = ((frame["orders"] < 2) & (frame["plan"] == "free")).astype(int)
     enc = FeatureEncoder.fit(frame, ["orders", "days"], ["plan", "country"], "native")
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, enc.dmatrix(frame, y), 20)
-    np.testing.assert_allclose(booster.inplace_predict(encode(enc.to_dict(), frame)),
+    np.testing.assert_allclose(booster.inplace_predict(_encoded(spark, enc, frame)),
                                booster.predict(enc.dmatrix(frame)), atol=1e-7)
 
 

@@ -4,12 +4,13 @@ Pinning. `resolve_for_scoring` turns `champion` (or an explicit version) into a 
 the `challenger` alias into the shadow version, ONCE per orchestrator run; every later step receives numbers,
 never aliases, so a promotion in the middle of a run cannot mix two models in one prediction table.
 
-Loading. `load_package` downloads the version's artifacts on the driver once and prepares what executors
-need, shipped to them as a Spark broadcast:
+Loading. `load_package` downloads the version's artifacts on the driver once and packs what executors need
+(it travels inside the scoring UDF, so executors never call MLflow, whose address and account they may not
+have on a shared Spark server):
   * the project's probability pyfunc (mlops_core.training.pyfunc_model: an XGBoost booster + a FeatureEncoder
     as artifacts): the booster bytes and the encoder's JSON. Executors rebuild the booster once per Python
-    worker and call `inplace_predict` on Arrow batches: no MLflow import, no per-batch schema enforcement,
-    no DMatrix copy (see docs/scoring.md for the measurements);
+    worker and call `inplace_predict` on inputs Spark already encoded: no MLflow import, no per-batch schema
+    enforcement, no DMatrix copy, no strings through Arrow;
   * any other pyfunc: the model folder as a zip; executors unpack it and `mlflow.pyfunc.load_model` it once
     per worker. Its output must be probabilities in [0, 1].
 
@@ -25,8 +26,10 @@ import logging
 import os
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from mlops_core.training.registry import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -34,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlops.scoring")
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 FAST_KIND = "xgboost_encoder"
 PYFUNC_KIND = "pyfunc"
 _ENCODER_KEYS = {"numeric", "categorical", "encoding"}
@@ -50,61 +51,6 @@ class FeatureSchemaMismatch(ValueError):
 
 
 # ---- pinning --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ResolvedVersion:
-    name: str
-    version: int
-    alias: str | None  # the alias it was resolved from (None for an explicit version)
-    run_id: str | None
-    source: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _client(client: MlflowClient | None) -> MlflowClient:
-    if client is not None:
-        return client
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient()
-
-
-def _not_found(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    text = str(exc).lower()
-    return code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE") or "not found" in text or (
-        "alias" in text and "not" in text
-    )
-
-
-def version_by_alias(name: str, alias: str, client: MlflowClient | None = None) -> ResolvedVersion | None:
-    """The version `alias` points to now, or None when the model or the alias does not exist.
-
-    Read with get_model_version_by_alias: search_model_versions returns empty aliases (stack-facts trap 7)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = _client(client).get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if _not_found(exc):
-            return None
-        raise
-    return ResolvedVersion(name, int(mv.version), alias, mv.run_id or None, mv.source)
-
-
-def explicit_version(name: str, version: int | str, client: MlflowClient | None = None) -> ResolvedVersion:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = _client(client).get_model_version(name, str(int(version)))
-    except MlflowException as exc:
-        if _not_found(exc):
-            raise ModelResolutionError(f"model {name!r} has no version {version}") from None
-        raise
-    return ResolvedVersion(name, int(mv.version), None, mv.run_id or None, mv.source)
-
-
 def resolve_for_scoring(
     name: str,
     alias: str = CHAMPION,
@@ -114,32 +60,35 @@ def resolve_for_scoring(
 ) -> dict[str, Any]:
     """Pin the scoring version (explicit `version`, else `alias`) and the shadow version (`shadow_alias`,
     when it exists and differs). Returns the flat dict the score job takes as parameters."""
-    c = _client(client)
+    from mlops_core.training.registry import get_version, get_version_by_alias
+
     if version not in (None, ""):
-        primary = explicit_version(name, version, c)
+        primary = get_version(name, version, client)
+        if primary is None:
+            raise ModelResolutionError(f"model {name!r} has no version {version}")
         label = f"v{primary.version}"
     else:
-        found = version_by_alias(name, alias, c)
-        if found is None:
+        primary = get_version_by_alias(name, alias, client)
+        if primary is None:
             raise ModelResolutionError(
                 f"model {name!r} has no version with alias {alias!r}: train and promote a model first, "
                 "or pass an explicit model_version"
             )
-        primary, label = found, alias
-    shadow = version_by_alias(name, shadow_alias, c) if shadow_alias else None
-    if shadow is not None and shadow.version == primary.version:
+        label = alias
+    shadow = get_version_by_alias(name, shadow_alias, client) if shadow_alias else None
+    if shadow is not None and int(shadow.version) == int(primary.version):
         log.info("%s@%s is the scoring version %s itself: no shadow scoring", name, shadow_alias, primary.version)
         shadow = None
     log.info("pinned %s version %s (%s)%s", name, primary.version, label,
              f"; shadow {shadow_alias} = version {shadow.version}" if shadow else "")  # fmt: skip
     return {
         "model_name": name,
-        "model_version": primary.version,
+        "model_version": int(primary.version),
         "model_alias": label,
-        "model_run_id": primary.run_id,
+        "model_run_id": primary.run_id or None,
         "shadow_alias": shadow_alias if shadow else None,
-        "shadow_version": shadow.version if shadow else None,
-        "shadow_run_id": shadow.run_id if shadow else None,
+        "shadow_version": int(shadow.version) if shadow else None,
+        "shadow_run_id": (shadow.run_id or None) if shadow else None,
     }
 
 
@@ -191,7 +140,7 @@ def check_signature(inputs: list[InputColumn], schema: StructType, where: str, m
 # ---- the package shipped to executors -------------------------------------------------------------------
 @dataclass
 class ModelPackage:
-    """Everything executors need to score with one model version (picklable, broadcast once)."""
+    """Everything executors need to score with one model version (picklable)."""
 
     name: str
     version: int
@@ -246,17 +195,14 @@ def _zip_dir(path: str) -> bytes:
     return buf.getvalue()
 
 
-def load_package(resolved: dict[str, Any] | ResolvedVersion, *, force_pyfunc: bool = False) -> ModelPackage:
-    """Download a pinned version once and prepare it for the executors. `resolved` is a ResolvedVersion or
-    a dict with model_name/model_version (optionally model_alias, model_run_id)."""
+def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPackage:
+    """Download a pinned version once and prepare it for the executors. `pins` has model_name and
+    model_version (optionally model_alias, model_run_id), as resolve_for_scoring returns them."""
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
 
-    if isinstance(resolved, ResolvedVersion):
-        name, version, alias, run_id = resolved.name, resolved.version, resolved.alias, resolved.run_id
-    else:
-        name, version = resolved["model_name"], int(resolved["model_version"])
-        alias, run_id = resolved.get("model_alias"), resolved.get("model_run_id")
+    name, version = pins["model_name"], int(pins["model_version"])
+    alias, run_id = pins.get("model_alias"), pins.get("model_run_id")
     with tempfile.TemporaryDirectory(prefix="mlops-score-model-") as tmp:
         local = download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
         meta = Model.load(os.path.join(local, "MLmodel"))
@@ -293,6 +239,11 @@ def load_package(resolved: dict[str, Any] | ResolvedVersion, *, force_pyfunc: bo
                     f"{name} version {version}: encoder columns {expected} differ from the signature "
                     f"{[c.name for c in inputs]}"
                 )
+            if any(c.name in encoder["categorical"] and c.type != "string" for c in inputs):
+                # Spark encodes categories by their text; the model's own code knows other types.
+                log.warning("%s version %s: non-string categorical inputs, scoring through pyfunc", name, version)
+                encoder = booster = None
+                kind = PYFUNC_KIND
         archive = None if kind == FAST_KIND else _zip_dir(local)
     digest = hashlib.sha256(booster if booster is not None else archive or b"").hexdigest()[:16]
     digest = hashlib.sha256(f"{name}|{version}|{kind}|{digest}".encode()).hexdigest()[:16]

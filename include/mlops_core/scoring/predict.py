@@ -1,15 +1,16 @@
 """Executor side of batch scoring: turn a ModelPackage into a predictor once per Python worker, then score
-pandas batches with it. Imports only numpy, pandas and (lazily) xgboost, so a Spark Python worker starts
-scoring without importing MLflow for the project's own models.
+the pandas batches of a Spark pandas UDF with it. Imports only numpy, pandas and (lazily) xgboost, so a
+Spark Python worker scores the project's own models without importing MLflow.
 
-`encode` is the vectorised twin of mlops_core.training.pyfunc_model.FeatureEncoder.transform for inputs that
-passed the signature check (numeric columns numeric, categorical columns strings): the training code maps
-every categorical value through a Python lambda, which costs about a second per million rows and column.
-tests/scoring/test_predict.py pins the two to identical output, including NULLs and unseen categories."""
+The project's models get their inputs already encoded by Spark (mlops_core.scoring.score.model_inputs):
+numeric columns as doubles, each categorical column as the index of its value in the training categories
+(-1 for NULL or unseen). Only numbers cross the Arrow boundary, and `decode` rebuilds exactly what
+mlops_core.training.pyfunc_model.FeatureEncoder.transform gives for the raw values
+(tests/scoring/test_score_predict.py pins the two together)."""
 
 from __future__ import annotations
 
-import os
+import io
 import tempfile
 import threading
 import zipfile
@@ -18,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mlops_core.errors import InputError
-
 if TYPE_CHECKING:
     from mlops_core.scoring.model import ModelPackage
 
@@ -27,34 +26,22 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-class ScoreRangeError(InputError):
-    """A model returned values that are not probabilities: scoring with this version is refused."""
+class ScoreRangeError(ValueError):
+    """A model returned values that are not probabilities."""
 
 
-def encode(encoder: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
-    """Raw feature columns -> the booster's input frame (same result as FeatureEncoder.transform)."""
-    out: dict[str, Any] = {}
-    for col in encoder["numeric"]:
-        values = frame[col]
-        if values.dtype == object:
-            values = pd.to_numeric(values, errors="coerce")
-        out[col] = values.to_numpy(dtype="float64", na_value=np.nan)
+def decode(encoder: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """Spark-encoded inputs (numeric doubles, categorical codes) -> the booster's input frame."""
+    out: dict[str, Any] = {col: frame[col].to_numpy(dtype="float64", na_value=np.nan) for col in encoder["numeric"]}
     one_hot = encoder["encoding"] == "one_hot"
     for col, categories in encoder["categorical"].items():
-        values = frame[col]
-        if values.dtype != object:  # not strings already (only via the pyfunc-free path's callers): as text
-            values = values.astype("object").where(values.notna(), None).map(lambda v: None if v is None else str(v))
+        codes = frame[col].to_numpy(dtype="int32")
         if one_hot:
-            for value in categories:
-                out[f"{col}={value}"] = (values == value).to_numpy(dtype="float64")
+            for i, value in enumerate(categories):
+                out[f"{col}={value}"] = (codes == i).astype("float64")
         else:
-            out[col] = pd.Categorical(values, categories=categories)
-    names = list(encoder["numeric"])
-    if one_hot:
-        names += [f"{col}={v}" for col, cats in encoder["categorical"].items() for v in cats]
-    else:
-        names += list(encoder["categorical"])
-    return pd.DataFrame(out, index=frame.index)[names]
+            out[col] = pd.Categorical.from_codes(codes, categories=categories)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def check_probabilities(scores: np.ndarray, label: str) -> np.ndarray:
@@ -84,7 +71,7 @@ class BoosterPredictor:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if len(frame) == 0:
             return np.zeros(0, dtype="float64")
-        scores = self.booster.inplace_predict(encode(self.encoder, frame))
+        scores = self.booster.inplace_predict(decode(self.encoder, frame))
         return check_probabilities(np.asarray(scores, dtype="float64"), self.label)
 
 
@@ -92,8 +79,6 @@ class PyfuncPredictor:
     """Any other MLflow pyfunc: the model folder unpacked once per worker and loaded with MLflow."""
 
     def __init__(self, package: ModelPackage, nthread: int = 1):
-        import io
-
         import mlflow.pyfunc
 
         folder = tempfile.mkdtemp(prefix=f"mlops-model-{package.digest}-")
@@ -101,7 +86,6 @@ class PyfuncPredictor:
             zf.extractall(folder)
         self.model = mlflow.pyfunc.load_model(folder)
         self.label = package.label
-        self.folder = folder
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if len(frame) == 0:
@@ -127,9 +111,12 @@ def get_predictor(package: ModelPackage, nthread: int = 1):
     return predictor
 
 
-def task_cpus() -> int:
-    """Cores Spark gave this task (PySpark exports OMP_NUM_THREADS = spark.task.cpus to its workers)."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
-    except ValueError:
-        return 1
+def batch_scorer(package: ModelPackage, nthread: int = 1):
+    """The body of the Spark pandas UDF scoring `package`: one struct of inputs in, probabilities out.
+    Defined here so its type hints resolve against this module's pandas (pyspark infers the UDF type
+    from them); the package travels inside the function (Spark Connect has no broadcast variables)."""
+
+    def score(inputs: pd.DataFrame) -> pd.Series:
+        return pd.Series(get_predictor(package, nthread).predict(inputs), index=inputs.index)
+
+    return score

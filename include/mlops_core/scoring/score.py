@@ -6,8 +6,9 @@ One run, for each as-of date:
      columns; nothing is written);
   3. a pre-check counts the snapshot and the entities whose required features are NULL; an empty snapshot
      or a missing share above `scoring.max_missing_share` fails the run before anything is written;
-  4. one mapInPandas pass scores the snapshot with the pinned version (and the shadow version, when one
-     is pinned): the booster and encoder are broadcast once and loaded once per Python worker, batches are
+  4. one pass scores the snapshot with the pinned version (and the shadow version, when one is pinned): a
+     pandas UDF per model, its package inside the function and loaded once per Python worker; Spark encodes
+     the inputs, so only numbers go to Python and only scores come back; batches are
      `scoring.arrow_batch_rows` rows;
   5. gold.predictions gets one row per entity of the snapshot; its partition for the date is replaced
      (Lakehouse.replace_partitions), so a rerun or a backfill never duplicates; the shadow version's scores
@@ -26,7 +27,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
-from mlops_core.scoring.model import ModelPackage, check_signature
+from mlops_core.scoring.model import FAST_KIND, ModelPackage, check_signature
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -148,73 +149,50 @@ def missing_mask(df: DataFrame, required: list[str]) -> Column:
 
 
 def missing_names(required: list[str]) -> Column:
-    """array<string> of the required columns flagged in the mask column."""
+    """array<string> of the required columns flagged in the mask column (the filter only runs for flagged
+    rows: it is interpreted, not compiled, and most rows have nothing missing)."""
     from pyspark.sql import functions as F
 
+    none = F.array().cast("array<string>")
     if not required:
-        return F.array().cast("array<string>")
+        return none
     flags = [F.when((F.col(_MASK).bitwiseAND(F.lit(1 << i))) != 0, F.lit(c)) for i, c in enumerate(required)]
-    return F.filter(F.array(*flags), lambda x: x.isNotNull())
+    return F.when(F.col(_MASK) == 0, none).otherwise(F.filter(F.array(*flags), lambda x: x.isNotNull()))
 
 
-class _Inline:
-    """The `.value` of a broadcast variable, for sessions without them (Spark Connect)."""
+def model_inputs(package: ModelPackage) -> list[Column]:
+    """The package's inputs as its predictor takes them. The project's models get numbers only, encoded
+    here in the JVM: numeric columns as doubles, a categorical column as the index of its value in the
+    training categories, -1 for NULL or unseen (strings are the slow part of the Arrow round trip).
+    Any other pyfunc gets its columns cast to the types its signature declares."""
+    from pyspark.sql import functions as F
 
-    def __init__(self, value: Any):
-        self.value = value
-
-
-def _share(spark: SparkSession, value: Any) -> Any:
-    from mlops_core.spark import is_connect_session
-
-    return _Inline(value) if is_connect_session(spark) else spark.sparkContext.broadcast(value)
+    if package.kind == FAST_KIND:
+        enc = package.encoder
+        cols = [F.col(c).cast("double").alias(c) for c in enc["numeric"]]
+        for c, categories in enc["categorical"].items():
+            position = F.array_position(F.array(*[F.lit(v) for v in categories]), F.col(c).cast("string"))
+            cols.append((F.coalesce(position, F.lit(0)) - 1).cast("int").alias(c))
+        return cols
+    return [F.col(c.name).cast(SPARK_TYPES[c.type]).alias(c.name) if c.type in SPARK_TYPES else F.col(c.name)
+            for c in package.inputs]
 
 
 def score_columns(
     snapshot: DataFrame, packages: list[ModelPackage], key: str, required: list[str], nthread: int = 1
 ) -> DataFrame:
-    """(key, _missing_mask, _score_0, _score_1, ...): one mapInPandas pass over `snapshot` scoring every
-    package. The packages are broadcast (on Spark Connect, which has no broadcast variables, they travel
-    inside the function); each Python task builds its predictors once."""
-    from pyspark.sql.types import DoubleType, LongType, StructField, StructType
-
-    spark = snapshot.sparkSession
+    """(key, _missing_mask, _score_0, _score_1, ...): one pandas UDF per package, evaluated in one pass.
+    Only the model inputs go to Python and only the scores come back; the key and the mask stay in the
+    JVM."""
     from pyspark.sql import functions as F
 
-    # Each input as the type the model's signature declares (a long feature for a double input arrives as
-    # float64, which pyfunc schema enforcement insists on); inputs the models disagree on stay as they are.
-    types: dict[str, set[str]] = {}
-    for p in packages:
-        for c in p.inputs:
-            types.setdefault(c.name, set()).add(c.type)
-    cols = [
-        F.col(name).cast(SPARK_TYPES[next(iter(t))]).alias(name)
-        if len(t) == 1 and next(iter(t)) in SPARK_TYPES else F.col(name)
-        for name, t in types.items()
+    from mlops_core.scoring.predict import batch_scorer
+
+    scores = [
+        F.pandas_udf(batch_scorer(p, nthread), "double")(F.struct(*model_inputs(p))).alias(f"_score_{i}")
+        for i, p in enumerate(packages)
     ]
-    frame = snapshot.select(key, missing_mask(snapshot, required).alias(_MASK), *cols)
-    key_field = snapshot.schema[key]
-    schema = StructType(
-        [StructField(key, key_field.dataType, key_field.nullable), StructField(_MASK, LongType(), False)]
-        + [StructField(f"_score_{i}", DoubleType(), True) for i in range(len(packages))]
-    )
-    shared = _share(spark, packages)
-    n_models = len(packages)
-
-    def score_batches(batches):
-        import pandas as pd
-
-        from mlops_core.scoring.predict import get_predictor
-
-        pkgs = shared.value
-        predictors = [get_predictor(p, nthread) for p in pkgs]
-        for pdf in batches:
-            out = pd.DataFrame({key: pdf[key], _MASK: pdf[_MASK]})
-            for i in range(n_models):
-                out[f"_score_{i}"] = predictors[i].predict(pdf[pkgs[i].input_names])
-            yield out
-
-    return frame.mapInPandas(score_batches, schema)
+    return snapshot.select(F.col(key), missing_mask(snapshot, required).alias(_MASK), *scores)
 
 
 def prediction_rows(
