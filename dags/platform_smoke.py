@@ -8,8 +8,9 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, asset_uri, tags, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
 from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_core.jobs.contract import asset_uri
 
 USE_CASE = use_case_name()
 SMOKE_TABLE = Asset(name=f"{USE_CASE}.ops.smoke", uri=asset_uri(USE_CASE, "ops", "smoke"))

@@ -44,11 +44,3 @@ def _use_case_in(name: str, env_name: str | None) -> UseCaseConfig:
 
 def tags(*extra: str) -> list[str]:
     return ["mlops", f"use_case:{use_case_name()}", *extra]
-
-
-def asset_uri(use_case: str, layer: str, name: str) -> str:
-    """Stable asset URI of a lakehouse table, independent of where the environment stores it. The `x-` prefix
-    is Airflow's mark of a custom scheme: such URIs are not normalised, while any other scheme makes Airflow
-    import every provider's asset URI handlers (the Amazon provider's S3 hook, boto3, ...) in each process that
-    parses a DAG file: about a second per parse."""
-    return f"x-mlops://{use_case}/{layer}/{name}"

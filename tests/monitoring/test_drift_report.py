@@ -23,13 +23,37 @@ DRIFT_DAY = date(2026, 3, 2)
 ROWS = 1500
 
 
+SCORED_DAYS = {d: d == DRIFT_DAY for d in days_between(date(2026, 2, 22), DRIFT_DAY)}
+
+
+@pytest.fixture(scope="module")
+def scored_dir(spark, tmp_path_factory):
+    """One data directory with scored snapshots 2026-02-22 .. 2026-03-02 (only 2026-03-02 drifted: amounts x1.8,
+    country mix), written once for the tests that read them (the job test adds its own drift tables)."""
+    from mlops_core.config import load_environment
+    from mlops_core.lakehouse import Lakehouse
+
+    data = tmp_path_factory.mktemp("scored-data")
+    (data / "mlflow").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLOPS_DATA_DIR", str(data))
+        write_scored_days(spark, Lakehouse(load_environment("local"), "churn"), SCORED_DAYS, rows=ROWS)
+    return data
+
+
 @pytest.fixture
-def scored(spark, lakehouse, data_dir):
-    """Scored snapshots 2026-02-22 .. 2026-03-02; only 2026-03-02 drifted (amounts x1.8, country mix)."""
-    (data_dir / "mlflow").mkdir(exist_ok=True)
-    days = {d: d == DRIFT_DAY for d in days_between(date(2026, 2, 22), DRIFT_DAY)}
-    write_scored_days(spark, lakehouse, days, rows=ROWS)
-    return days
+def data_dir(request, tmp_path, monkeypatch):
+    """The scored snapshots' directory for tests that ask for `scored`, a fresh one for the others; set before
+    `env` and `lakehouse` are built from it."""
+    path = request.getfixturevalue("scored_dir") if "scored" in request.fixturenames else tmp_path / "data"
+    path.mkdir(exist_ok=True)
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def scored(data_dir):
+    return SCORED_DAYS
 
 
 def job_context(env, churn, day: date, params: dict, run_id: str = "test-run"):

@@ -11,10 +11,10 @@ import pytest
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.backends import JobCommand, parse_result
+from mlops_airflow.backends import JobCommand
 from mlops_airflow.backends.local import JobFailed, JobRefusedInput, LocalSparkBackend, job_failure
 from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
-from mlops_core.jobs.contract import ExitCode
+from mlops_core.jobs.contract import ExitCode, parse_result
 from tests.net import free_port
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlops_core import tables
-from mlops_core.jobs.runner import RESULT_MARKER
+from mlops_core.jobs.contract import RESULT_MARKER
 from tests.objectstore import keys, upload_folder
 from tests.s3.conftest import SECRET_KEY, new_bucket
 

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
+from mlops_core.errors import InputError
 from mlops_core.features.spec import AS_OF_DATE
 from mlops_core.spark import to_pandas
 
@@ -29,8 +30,9 @@ TARGET = "target"
 PREDICTION = "prediction"
 
 
-class DriftInputError(RuntimeError):
-    """The data a report needs is not there (no predictions for the date, no reference...)."""
+class DriftInputError(InputError):
+    """The data a report needs is not there (no predictions for the date, no reference...): retrying the same
+    run cannot help (the drift job reports it as `no_data`)."""
 
 
 # ---- current data -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import ConfigError
 from mlops_core.metrics import evaluate
 from mlops_core.training import lineage as lin
 from mlops_core.training.artifacts import (
@@ -153,9 +154,9 @@ def train_and_log(
 def model_spec_for(use_case: UseCaseConfig, engine: str) -> ModelSpec:
     spec = use_case.model
     if spec is None:
-        raise ValueError(f"use case {use_case.name!r} has no `model` section")
+        raise ConfigError(f"use case {use_case.name!r} has no `model` section")
     if spec.engine != engine:
-        raise ValueError(f"use case {use_case.name!r} trains with engine {spec.engine!r}, not {engine!r}")
+        raise ConfigError(f"use case {use_case.name!r} trains with engine {spec.engine!r}, not {engine!r}")
     return spec
 
 

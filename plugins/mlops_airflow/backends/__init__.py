@@ -5,11 +5,8 @@ end, returning the job's JSON result. The DAGs never know which backend ran them
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-RESULT_MARKER = "MLOPS_RESULT "  # must match mlops_core.jobs.runner.RESULT_MARKER
 
 
 @dataclass(frozen=True)
@@ -24,14 +21,6 @@ class JobCommand:
     @property
     def module(self) -> str:
         return f"mlops_core.jobs.{self.job}"
-
-
-def parse_result(line: str) -> dict[str, Any] | None:
-    """The job's result if `line` is its result line, else None."""
-    line = line.strip()
-    if not line.startswith(RESULT_MARKER):
-        return None
-    return json.loads(line[len(RESULT_MARKER) :])
 
 
 class JobBackend(Protocol):

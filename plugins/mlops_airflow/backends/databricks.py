@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from mlops_airflow.backends import JobCommand, parse_result
+from mlops_airflow.backends import JobCommand
 from mlops_core.databricks import payload
 from mlops_core.databricks.payload import WHEEL_ENTRY_POINT, WHEEL_PACKAGE, cluster_spec, idempotency_token
+from mlops_core.jobs.contract import parse_result
 
 if TYPE_CHECKING:
     from mlops_core.config.environment import EnvironmentConfig

@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from mlops_airflow.backends import JobCommand, parse_result
-from mlops_core.jobs.contract import ExitCode
+from mlops_airflow.backends import JobCommand
+from mlops_core.jobs.contract import ExitCode, parse_result
 
 
 class JobFailed(AirflowException):

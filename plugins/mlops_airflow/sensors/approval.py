@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-APPROVAL_TAG = "mlops.approval"  # must match mlops_core.promotion.champion.APPROVAL_TAG
+from mlops_core.jobs.contract import APPROVAL_TAG
 
 
 class ApprovalSensor(BaseSensorOperator):
