@@ -30,7 +30,7 @@ NUMERIC = [
     "avg_order_value_30d", "avg_order_value_90d", "order_amount_std_30d", "order_amount_std_90d",
     "max_order_value_30d", "max_order_value_90d", "active_days_30d", "active_days_90d",
     "days_since_last_order_30d", "days_since_last_order_90d", "avg_days_between_orders_90d",
-]  # fmt: skip
+]
 CATEGORICAL = ["segment", "country", "plan", "distinct_channels_30d"]  # the last one: numeric, treated as categorical
 DRIFTED = ["total_spent_30d", "avg_order_value_30d", "max_order_value_30d", "country"]
 

@@ -49,7 +49,7 @@ def _lakehouse(root: Path):
 
 
 def generate_bronze(spark, lakehouse, days: int, rows_per_day: int, customers: int, new_per_day: int,
-                    chunk_days: int = 30) -> dict[str, Any]:  # fmt: skip
+                    chunk_days: int = 30) -> dict[str, Any]:
     """bronze.customers and bronze.orders for days [START, START + days), one Delta commit per chunk of days."""
     from pyspark.sql import functions as F
 
@@ -70,7 +70,7 @@ def generate_bronze(spark, lakehouse, days: int, rows_per_day: int, customers: i
         cust = c.select(
             F.format_string("C%08d", F.col("n")).alias("customer_id"),
             F.element_at(F.array(*[F.lit(x) for x in ("consumer", "small_business", "enterprise")]),
-                         (F.col("n") % 3 + 1).cast("int")).alias("segment"),  # fmt: skip
+                         (F.col("n") % 3 + 1).cast("int")).alias("segment"),
             F.element_at(F.array(*[F.lit(x) for x in ("US", "GB", "DE", "FR")]), (F.col("n") % 4 + 1).cast("int"))
             .alias("country"),
             F.element_at(F.array(*[F.lit(x) for x in ("free", "basic", "premium")]), (F.col("n") % 3 + 1).cast("int"))
@@ -144,7 +144,7 @@ def features_incremental(ctx: BenchContext) -> BenchResult:
         materialize(spark, lakehouse, cfg, [new_day - timedelta(days=1)], run_id="bench-setup")
         materialize(spark, lakehouse, cfg, [new_day], run_id="bench-warmup")
         cases[f"{days}d"] = {"days": days, "lakehouse": lakehouse, "new_day": new_day, "info": info,
-                             "wall": [], "cpu": [], "rows": None}  # fmt: skip
+                             "wall": [], "cpu": [], "rows": None}
 
     for _ in range(ctx.repeats):  # interleaved
         for case in cases.values():
@@ -165,7 +165,7 @@ def features_incremental(ctx: BenchContext) -> BenchResult:
             "wall_median_s": median(case["wall"]),
             "wall_min_s": min(case["wall"]),
             "cpu_median_s": median(case["cpu"]),
-        })  # fmt: skip
+        })
     small = rows[0]
     summary: dict[str, Any] = {}
     for factor, row in zip(factors[1:], rows[1:], strict=True):

@@ -57,7 +57,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _parse_seconds(path: Path) -> float:
     out = subprocess.run([sys.executable, "-c", PARSE_PROBE, str(path)], env=_env(), capture_output=True, text=True,
-                         timeout=300, check=True)  # fmt: skip
+                         timeout=300, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -78,7 +78,7 @@ def dag_parse(ctx: BenchContext) -> BenchResult:
         rows=rows,
         summary={"baseline_s": round(base, 3), "slowest_file": slowest["dag_file"],
                  "slowest_s": round(slowest["median_s"], 3), "slowest_x_baseline": round(slowest["x_baseline"], 2),
-                 "all_files_s": round(sum(r["median_s"] for r in rows[1:]), 3)},  # fmt: skip
+                 "all_files_s": round(sum(r["median_s"] for r in rows[1:]), 3)},
         samples=samples,
     )
 
@@ -99,14 +99,14 @@ def _timed_job(data_dir: Path, remote: str | None = None) -> tuple[float, float]
     """(seconds to the job's first log line, seconds to its result line) of the smoke job in a fresh process,
     on its own local Spark or on the shared server at `remote`."""
     cmd = [sys.executable, "-u", "-m", "mlops_core.jobs.smoke", "--use-case", "churn", "--date", "2026-01-01",
-           "--run-id", "bench", "--params", '{"rows": 10}']  # fmt: skip
+           "--run-id", "bench", "--params", '{"rows": 10}']
     extra = {"MLOPS_DATA_DIR": str(data_dir), "MLOPS_ENV": "local"}
     if remote:
         extra |= {"MLOPS_SPARK_REMOTE": remote, "MLOPS_SPARK_REMOTE_ENV": "local"}
     t0 = time.perf_counter()
     first = result = None
     with subprocess.Popen(cmd, env=_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:  # fmt: skip
+                          text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter() - t0
@@ -127,11 +127,11 @@ def spark_task_overhead(ctx: BenchContext) -> BenchResult:
     from tests.net import serve
 
     samples: dict[str, list[float]] = {"raw_spark_start_and_job": [], "job_first_log_line": [], "job_result": [],
-                                       "job_result_shared_server": []}  # fmt: skip
+                                       "job_result_shared_server": []}
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         for i in range(ctx.repeats):
             raw = subprocess.run([sys.executable, "-c", RAW_SPARK], env=_env(), capture_output=True, text=True,
-                                 timeout=600, check=True)  # fmt: skip
+                                 timeout=600, check=True)
             samples["raw_spark_start_and_job"].append(float(raw.stdout.strip().splitlines()[-1]))
             first, result = _timed_job(Path(tmp) / f"run{i}")
             samples["job_first_log_line"].append(first)
@@ -151,7 +151,7 @@ def spark_task_overhead(ctx: BenchContext) -> BenchResult:
         summary={"raw_spark_s": round(base, 2), "task_overhead_s": round(own, 2),
                  "task_overhead_x_raw_spark": round(own / base, 2),
                  "task_overhead_shared_server_s": round(shared, 2),
-                 "shared_server_speedup_x": round(own / shared, 1)},  # fmt: skip
+                 "shared_server_speedup_x": round(own / shared, 1)},
         samples=samples,
         notes=["job_result includes Python imports (MLflow, pandas via the job framework), the Delta-enabled "
                "session, one Delta write and the result line; the operator's own Airflow task start is not in it",
@@ -185,7 +185,7 @@ def airflow_idle_cpu(ctx: BenchContext) -> BenchResult:
             with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
                 af = LocalAirflow(home=Path(home), port=free_port(), mlflow_port=None, fast_parsing=True,
                                   extra_env={"MLOPS_DATA_DIR": str(Path(home) / "data"),
-                                             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": interval})  # fmt: skip
+                                             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": interval})
                 af.init()
                 af.start()
                 try:
@@ -200,7 +200,7 @@ def airflow_idle_cpu(ctx: BenchContext) -> BenchResult:
     return BenchResult(
         rows=rows,
         summary={"stack_cores_reparse_every_5s": round(old, 3), "stack_cores_reparse_when_changed": round(new, 3),
-                 "reduction_x": round(old / new, 1) if new > 0 else None},  # fmt: skip
+                 "reduction_x": round(old / new, 1) if new > 0 else None},
         samples=samples,
         notes=[f"{window:.0f} s windows, 30 s after start-up; stack figures are cores above the machine's own load"],
     )
@@ -224,7 +224,7 @@ def _run_demo(work: Path, args: list[str]) -> dict[str, object]:
     if "--spark-port" not in args:
         demo += ["--spark-port", str(free_port())]  # never the 15002 of a running `make up`
     proc = subprocess.run([*demo, *args],
-                          env=env, capture_output=True, text=True, timeout=4 * 3600)  # fmt: skip
+                          env=env, capture_output=True, text=True, timeout=4 * 3600)
     wall = time.perf_counter() - t0
     steps: list[tuple[str, int]] = []
     ok = False
@@ -263,7 +263,7 @@ def demo_wall_time(ctx: BenchContext) -> BenchResult:
     return BenchResult(
         rows=rows,
         summary={"whole_demo_s": round(whole), "smoke_demo_s": round(base), "goal": "<= 600 s on 2 cores",
-                 "goal_met": whole <= 600, "demo_args": " ".join(demo_args)},  # fmt: skip
+                 "goal_met": whole <= 600, "demo_args": " ".join(demo_args)},
         samples=samples | {k: [float(x) for x in v] for k, v in per_step.items()},
         notes=["each demo in a fresh Airflow home and data folder (setup and data generation included in the wall "
                "time; the Airflow DB migration before it is not)"],

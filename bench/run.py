@@ -88,7 +88,7 @@ def machine_info() -> dict[str, Any]:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
         info["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
-                                  if ln.startswith("model name")), platform.processor())  # fmt: skip
+                                  if ln.startswith("model name")), platform.processor())
     except OSError:
         info["cpu_model"] = platform.processor()
     try:
@@ -107,9 +107,9 @@ def machine_info() -> dict[str, Any]:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()  # fmt: skip
+                                text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                               timeout=10).stdout.strip()  # fmt: skip
+                               timeout=10).stdout.strip()
         info["git_commit"] = commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):  # pragma: no cover
         info["git_commit"] = None
@@ -147,7 +147,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--repeats", type=int, default=3, help="measured repeats per case; the median is reported")
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in result.notes:
             print(f"note: {note}")
         print(f"load average before {before['load_average']} after {record['load_average_after']}; "
-              f"{before['cpu_count']} cores; written {path}")  # fmt: skip
+              f"{before['cpu_count']} cores; written {path}")
     return 0
 
 

@@ -63,7 +63,7 @@ END = "{{ params.end_date or params.start_date or '' }}"
             None, type=["null", "number"], minimum=0,
             description="Override every source's wait_timeout_minutes for this run (0: do not wait).",
         ),
-    },  # fmt: skip
+    },
 )
 def ingest_raw():
     for source, spec in SOURCES.items():

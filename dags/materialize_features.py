@@ -72,7 +72,7 @@ def as_of_range(params: dict, events_by_asset, default_day: str) -> dict[str, st
                                          "the triggering ingest events, else the run date."),
         "as_of_end": Param(None, type=["null", "string"], format="date", pattern=DATE,
                            description="Last as-of date (inclusive). Empty: as_of_start."),
-    },  # fmt: skip
+    },
 )
 def materialize_features():
     @task(task_id="as_of_dates", multiple_outputs=True)

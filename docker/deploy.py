@@ -177,7 +177,7 @@ def environment_buckets(environ: Mapping[str, str]) -> list[str]:
     env = load_environment()
     storage = env.storage
     return buckets_of([storage.lakehouse_root, storage.landing_root, storage.reports_root,
-                       env.mlflow.artifact_root, environ.get("MLFLOW_ARTIFACTS_DESTINATION")])  # fmt: skip
+                       env.mlflow.artifact_root, environ.get("MLFLOW_ARTIFACTS_DESTINATION")])
 
 
 def ensure_buckets(buckets: list[str], client=None) -> list[str]:
@@ -236,7 +236,7 @@ def mlflow_auth_config(environ: Mapping[str, str]) -> str:
             f"default_permission = {environ.get('MLFLOW_AUTH_DEFAULT_PERMISSION') or 'READ'}\n"
             f"database_uri = {uri}\n"
             f"admin_username = {MLFLOW_ADMIN_USER}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
 
 
 def mlflow_server(args: list[str]) -> None:

@@ -130,7 +130,7 @@ def generate_data(args: argparse.Namespace) -> None:
         "--customers", str(args.customers), "--days", str(args.days), "--seed", "7",
         "--start", args.start, "--drift-from", args.drift_from, "--drift-kinds", "amount,country,frequency",
         "--bad-rate", "0.002", "--clean",
-    ]  # fmt: skip
+    ]
     subprocess.run(cmd, check=True, cwd=PROJECT_ROOT)
 
 

@@ -106,7 +106,7 @@ class LocalAirflow:
             keys = self.auth_secrets()
             env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({
                 "conn_type": "generic", "host": self.mlflow_url,
-                "login": MLFLOW_PLATFORM_USER, "password": keys["mlflow_platform_password"]})  # fmt: skip
+                "login": MLFLOW_PLATFORM_USER, "password": keys["mlflow_platform_password"]})
         env.update(self.extra_env)
         shared = self.shared_spark_env(env)
         if shared:
@@ -144,7 +144,7 @@ class LocalAirflow:
         if file.exists():
             return json.loads(file.read_text())
         keys = {name: secrets.token_hex(24) for name in ("mlflow_admin_password", "mlflow_platform_password",
-                                                         "mlflow_secret_key")}  # fmt: skip
+                                                         "mlflow_secret_key")}
         self.home.mkdir(parents=True, exist_ok=True)
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -179,7 +179,7 @@ class LocalAirflow:
                 time.sleep(1)
         env = {**self.env(), **self._mlflow_auth_env(), "MLOPS__MLFLOW__TRACKING_URI": self.mlflow_url}
         proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "docker" / "deploy.py"), "mlflow-init"],
-                              env=env, text=True, capture_output=True)  # fmt: skip
+                              env=env, text=True, capture_output=True)
         if proc.returncode != 0:
             raise RuntimeError(f"deploy.py mlflow-init failed:\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
@@ -310,11 +310,11 @@ expose_config = False
                 "--backend-store-uri", from_env["tracking_uri"],
                 "--default-artifact-root", from_env["artifact_root"],
                 "--host", LOOPBACK, "--port", str(self.mlflow_port), "--workers", "1",
-            ]  # fmt: skip
+            ]
         shared = self.shared_spark_env()
         if shared:
             cmds[SPARK_SERVICE] = [sys.executable, "-m", "mlops_core.spark_server", "--env", shared,
-                                   "--port", str(self.spark_port)]  # fmt: skip
+                                   "--port", str(self.spark_port)]
         return cmds
 
     def pid(self, name: str) -> int | None:

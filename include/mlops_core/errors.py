@@ -12,7 +12,7 @@ DELTA_CONFLICTS = (
     "ConcurrentAppendException", "ConcurrentWriteException", "ProtocolChangedException",
     "MetadataChangedException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
     "ConcurrentTransactionException", "DELTA_CONCURRENT", "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED",
-)  # fmt: skip
+)
 
 
 class MlopsError(Exception):

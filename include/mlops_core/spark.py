@@ -59,7 +59,7 @@ S3A_CREDENTIAL_PROVIDERS = ",".join([
     "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider",
     "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
     "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider",
-])  # fmt: skip
+])
 
 
 def s3a_settings(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -61,7 +61,7 @@ def server_conf(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str = LO
         # The nights repeat the same plans: keep their compiled code (Janino compiled ~1,900 classes, 66 s,
         # in one demo with the default of 100 entries).
         "spark.sql.codegen.cache.maxEntries": "2000",
-    })  # fmt: skip
+    })
     return conf
 
 

@@ -132,7 +132,7 @@ def test_model_names_are_three_level_on_unity_catalog(uc_env, data_dir):
 
 
 def test_a_full_name_in_the_use_case_is_kept_and_a_two_level_one_refused_on_unity_catalog(uc_env, data_dir,
-                                                                                         monkeypatch):  # fmt: skip
+                                                                                         monkeypatch):
     monkeypatch.setenv("MLOPS_USE_CASE__MODEL__REGISTERED_MODEL_NAME", "risk.models.churn")
     assert load_use_case("churn").for_environment(uc_env).model.registered_model_name == "risk.models.churn"
     monkeypatch.setenv("MLOPS_USE_CASE__MODEL__REGISTERED_MODEL_NAME", "churn_xgboost")
@@ -152,7 +152,7 @@ def test_jobs_and_dags_see_the_qualified_name(uc_env, monkeypatch, tmp_path):
 
     out = tmp_path / "result.json"
     code = run_job("probe", lambda ctx: {"name": ctx.use_case.model.registered_model_name},
-                   ["--use-case", "churn", "--env", "databricks", "--result-file", str(out)])  # fmt: skip
+                   ["--use-case", "churn", "--env", "databricks", "--result-file", str(out)])
     assert code == 0 and json.loads(out.read_text())["name"] == "ml_prod.mlops.churn_xgboost"
 
     monkeypatch.setenv("MLOPS_ENV", "databricks")

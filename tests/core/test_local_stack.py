@@ -14,7 +14,7 @@ from local_airflow import SPARK_SERVICE, LocalAirflow
 def _stack(tmp_path, env_name: str, spark_port: int | None = 15123) -> LocalAirflow:
     return LocalAirflow(home=tmp_path / "airflow", port=18080, mlflow_port=None, spark_port=spark_port,
                         extra_env={"MLOPS_ENV": env_name, "MLOPS_DATA_DIR": str(tmp_path / "data"),
-                                   "MLOPS_S3_ROOT": "s3://bucket/prefix"})  # fmt: skip
+                                   "MLOPS_S3_ROOT": "s3://bucket/prefix"})
 
 
 def test_the_local_environment_gets_a_shared_spark_server(tmp_path):
@@ -23,7 +23,7 @@ def test_the_local_environment_gets_a_shared_spark_server(tmp_path):
     env = stack.env()
     assert env["MLOPS_SPARK_REMOTE"] == "sc://127.0.0.1:15123" and env["MLOPS_SPARK_REMOTE_ENV"] == "local"
     assert stack._commands()[SPARK_SERVICE] == [sys.executable, "-m", "mlops_core.spark_server", "--env", "local",
-                                                "--port", "15123"]  # fmt: skip
+                                                "--port", "15123"]
 
 
 @pytest.mark.parametrize("env_name, port", [("s3", 15123), ("local", None)])
@@ -47,7 +47,7 @@ def test_each_nights_drift_report_runs_next_to_the_next_nights_scoring():
     end = dt.date(2026, 4, 30)
     steps = demo.chain_steps(dt.date(2026, 1, 1), end, dt.date(2026, 4, 10), scored_days=3)
     plan = [[(s.dag_id, s.conf.get("as_of_date") or s.conf.get("date") or "") for s in wave]
-            for wave in demo.waves(steps)]  # fmt: skip
+            for wave in demo.waves(steps)]
     assert plan == [
         [("ingest_raw", "")], [("materialize_features", "")], [("retrain_model", "")],
         [("batch_score", "2026-04-28")],
@@ -55,7 +55,7 @@ def test_each_nights_drift_report_runs_next_to_the_next_nights_scoring():
         [("drift_report", "2026-04-29"), ("batch_score", "2026-04-30")],
         [("drift_report", "2026-04-30")],
         [("retrain_on_drift", "")],
-    ]  # fmt: skip
+    ]
 
 
 def test_a_demo_starts_from_a_clean_state_and_leaves_remote_stores_alone(data_dir, monkeypatch):

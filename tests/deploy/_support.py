@@ -282,7 +282,7 @@ def build_context_files(root: Path = ROOT) -> list[str]:
             rel = f"{rel_dir}/{d}" if rel_dir else d
             # A folder left out whole (nothing inside it let back in) is not walked: .git, .venv, .local.
             if is_ignored(rel, rules) and not any(p == rel or p.startswith(rel + "/") or "*" in p
-                                                  for p in exception_prefixes):  # fmt: skip
+                                                  for p in exception_prefixes):
                 continue
             keep.append(d)
         dirnames[:] = keep
@@ -296,7 +296,7 @@ def build_context_files(root: Path = ROOT) -> list[str]:
 def git_files(root: Path = ROOT) -> list[str]:
     """Files git tracks plus the untracked ones it does not ignore (what the next commit could add)."""
     out = subprocess.run(["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         check=True, capture_output=True).stdout  # fmt: skip
+                         check=True, capture_output=True).stdout
     return sorted({p for p in out.decode().split("\0") if p and (root / p).is_file()})
 
 
@@ -330,12 +330,12 @@ _ASSIGNMENT = re.compile(
 _REFERENCE_KEY = re.compile(r"(?i)(?:_file|_path|_dir|_cmd|_command|_env|_var|_name)$")
 _REFERENCE = re.compile(r"\$\{[^}]*\}")
 _CONFIG_SUFFIXES = {".yaml", ".yml", ".env", ".example", ".cfg", ".ini", ".toml", ".json", ".properties", ".conf",
-                    ".sh", ".txt", ""}  # fmt: skip
+                    ".sh", ".txt", ""}
 
 # What a value may be without being a secret: a reference to one, an empty or masked value, or an obvious
 # placeholder. Anything else assigned to a password/secret/token key is reported.
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-me", "replace-with", "placeholder", "example", "dummy",
-                       "your-", "<", "***", "xxxx", "redacted", "not-a-secret", "mlops-test-")  # fmt: skip
+                       "your-", "<", "***", "xxxx", "redacted", "not-a-secret", "mlops-test-")
 
 
 def is_placeholder(value: str) -> bool:

@@ -43,11 +43,11 @@ class PostgresCluster:
     superuser_password: str
 
     def query(self, database: str, sql: str, params: tuple = (), *, user: str | None = None,
-              password: str | None = None) -> list[tuple]:  # fmt: skip
+              password: str | None = None) -> list[tuple]:
         import psycopg2
 
         conn = psycopg2.connect(host=self.host, port=self.port, dbname=database, user=user or self.superuser,
-                                password=password or self.superuser_password)  # fmt: skip
+                                password=password or self.superuser_password)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -76,14 +76,14 @@ def postgres_cluster(superuser_password: str, log_file: Path) -> Iterator[Postgr
             [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}", "-E", "UTF8",
              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
             user=user, capture_output=True, text=True,
-        )  # fmt: skip
+        )
         pwfile.unlink()
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}):\n{init.stdout}\n{init.stderr}")
         port = free_port()
         cmd = [str(bin_dir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(folder),
                # a throwaway cluster: durability off for speed
-               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]  # fmt: skip
+               "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         with serve(cmd, port, log_file, user=user, stop_signal=signal.SIGINT):
             yield PostgresCluster("127.0.0.1", port, "postgres", superuser_password)
     finally:
@@ -150,7 +150,7 @@ def delta_active_files(s3, bucket: str, table_prefix: str) -> list[dict[str, Any
 
 
 def read_delta(s3, endpoint: str, access_key: str, secret_key: str, bucket: str, table_prefix: str,
-               where: Mapping[str, str] | None = None):  # fmt: skip
+               where: Mapping[str, str] | None = None):
     """The rows of a Delta table on S3 as a pyarrow Table (None when it has no live file), read with pyarrow's
     S3 filesystem from the files the log says are live; `where` keeps the rows whose columns equal the given
     text values (partition columns prune files first)."""
@@ -163,7 +163,7 @@ def read_delta(s3, endpoint: str, access_key: str, secret_key: str, bucket: str,
 
     parsed = urlparse(endpoint)
     s3fs = fs.S3FileSystem(access_key=access_key, secret_key=secret_key, endpoint_override=parsed.netloc,
-                           scheme=parsed.scheme, region="us-east-1")  # fmt: skip
+                           scheme=parsed.scheme, region="us-east-1")
     where = dict(where or {})
     parts = []
     for add in delta_active_files(s3, bucket, table_prefix):

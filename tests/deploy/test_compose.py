@@ -58,7 +58,7 @@ def _schema_errors(document: dict) -> list[str]:
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-            for e in validator_class(schema).iter_errors(document)]  # fmt: skip
+            for e in validator_class(schema).iter_errors(document)]
 
 
 def test_schema_is_the_compose_specification():
@@ -90,7 +90,7 @@ def test_every_variable_has_an_entry_in_env_example_and_every_entry_is_used(env_
 def test_secrets_are_required_and_never_defaulted(env_example):
     secrets = secret_variables(env_example)
     assert {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD", "AIRFLOW_FERNET_KEY",
-            "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} <= secrets  # fmt: skip
+            "AIRFLOW_JWT_SECRET", "AIRFLOW_ADMIN_PASSWORD", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"} <= secrets
     for ref in compose_references():
         if ref.name in secrets:
             assert ref.op == ":?", f"${{{ref.name}}} must be written ${{{ref.name}:?message}} (fail fast, no default)"
@@ -103,7 +103,7 @@ def test_secrets_are_required_and_never_defaulted(env_example):
 
 
 @pytest.mark.parametrize("missing", ["AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "S3_SECRET_ACCESS_KEY",
-                                     "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"])  # fmt: skip
+                                     "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"])
 def test_compose_fails_fast_when_a_secret_is_unset_or_empty(env_example, missing):
     env = {k: v for k, v in env_example.items() if k != missing}
     with pytest.raises(InterpolationError, match=missing):
@@ -126,7 +126,7 @@ def test_published_ports_listen_on_loopback_only(compose):
             assert port.isdigit(), f"{name}: published port {port!r} is not fixed"
             published[name, target] = int(port)
     assert published == {("minio", "9000"): 9000, ("minio", "9001"): 9001,
-                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000}  # fmt: skip
+                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000}
     assert "ports" not in compose["services"]["postgres"], "PostgreSQL is reached through the compose network only"
 
 
@@ -284,7 +284,7 @@ def test_the_same_services_select_databricks_with_one_setting(monkeypatch, env_e
     from mlops_core.config import load_environment
 
     compose = load_compose({**env_example, "MLOPS_ENV": "databricks", "MLOPS_BUCKET": "company-lake",
-                            "MLOPS_UC_CATALOG": "prod"})  # fmt: skip
+                            "MLOPS_UC_CATALOG": "prod"})
     for key, value in _docker_env(compose).items():
         monkeypatch.setenv(key, value)
     env = load_environment()
@@ -308,7 +308,7 @@ def test_docker_compose_config_accepts_the_file_and_refuses_a_missing_secret(tmp
     assert ok.returncode == 0, ok.stderr
     partial = tmp_path / ".env"
     partial.write_text("\n".join(line for line in ENV_EXAMPLE.read_text().splitlines()
-                                 if not line.startswith("AIRFLOW_JWT_SECRET=")))  # fmt: skip
+                                 if not line.startswith("AIRFLOW_JWT_SECRET=")))
     bad = subprocess.run([*cli, "--env-file", str(partial), "config", "--quiet"], capture_output=True, text=True,
-                         env={"PATH": os.environ["PATH"]})  # fmt: skip
+                         env={"PATH": os.environ["PATH"]})
     assert bad.returncode != 0 and "AIRFLOW_JWT_SECRET" in bad.stderr

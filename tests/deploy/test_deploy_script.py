@@ -41,7 +41,7 @@ def test_placeholders_missing_values_and_weak_secrets_are_named_without_their_va
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:change-me-airflow-db@postgres/airflow",
         "AIRFLOW_ADMIN_PASSWORD": "short1",
         "AIRFLOW__CORE__FERNET_KEY": "not-a-fernet-key",
-    })  # fmt: skip
+    })
     del env["AWS_SECRET_ACCESS_KEY"]
     problems = deploy.check_environment(env)
     text = "\n".join(problems)
@@ -150,14 +150,14 @@ def _run_postgres_init(tmp_path, **passwords):
     fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > {tmp_path}/args\ncat > {tmp_path}/sql\n')
     fake.chmod(0o755)
     env = {"PATH": f"{fake.parent}:{os.environ['PATH']}", "POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
-           **passwords}  # fmt: skip
+           **passwords}
     script = DOCKER_DIR / "postgres" / "10-create-databases.sh"
     return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
 
 
 def test_postgres_init_creates_both_databases_without_pasting_passwords_into_sql(tmp_path):
     done = _run_postgres_init(tmp_path, POSTGRES_PASSWORD="pg-superuser-1234", AIRFLOW_DB_PASSWORD="af'pw;--",
-                              MLFLOW_DB_PASSWORD="mlflow-pw-1234")  # fmt: skip
+                              MLFLOW_DB_PASSWORD="mlflow-pw-1234")
     assert done.returncode == 0, done.stderr
     sql, args = (tmp_path / "sql").read_text(), (tmp_path / "args").read_text().splitlines()
     assert "CREATE DATABASE airflow OWNER airflow;" in sql and "CREATE DATABASE mlflow OWNER mlflow;" in sql
@@ -169,7 +169,7 @@ def test_postgres_init_creates_both_databases_without_pasting_passwords_into_sql
 @pytest.mark.parametrize("placeholder", ["POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "MLFLOW_DB_PASSWORD"])
 def test_postgres_init_refuses_placeholders(tmp_path, placeholder):
     passwords = {"POSTGRES_PASSWORD": "a-real-one-1", "AIRFLOW_DB_PASSWORD": "a-real-one-2",
-                 "MLFLOW_DB_PASSWORD": "a-real-one-3", placeholder: "change-me-something"}  # fmt: skip
+                 "MLFLOW_DB_PASSWORD": "a-real-one-3", placeholder: "change-me-something"}
     done = _run_postgres_init(tmp_path, **passwords)
     assert done.returncode == 1 and placeholder in done.stderr
     assert not (tmp_path / "sql").exists()
@@ -177,7 +177,7 @@ def test_postgres_init_refuses_placeholders(tmp_path, placeholder):
 
 def test_every_airflow_account_gets_its_password_from_the_environment(tmp_path):
     env = {**good_environment(tmp_path), "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:user,viewer:viewer",
-           "AIRFLOW_OPERATOR_PASSWORD": "an-operator-password"}  # fmt: skip
+           "AIRFLOW_OPERATOR_PASSWORD": "an-operator-password"}
     assert deploy.airflow_users(env) == {"admin": "admin", "operator": "user", "viewer": "viewer"}
     # viewer has no password: refused (Airflow would generate one and print it in its log)
     assert deploy.check_airflow_users(env) == ["AIRFLOW_VIEWER_PASSWORD is not set"]
@@ -187,7 +187,7 @@ def test_every_airflow_account_gets_its_password_from_the_environment(tmp_path):
     assert deploy.check_airflow_users(env) == []
     path = deploy.write_passwords(env)
     assert json.loads(path.read_text()) == {"admin": "a-long-admin-password", "operator": "an-operator-password",
-                                            "viewer": "a-viewer-password"}  # fmt: skip
+                                            "viewer": "a-viewer-password"}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 

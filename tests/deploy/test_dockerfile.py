@@ -70,7 +70,7 @@ def test_pinned_requirements_and_core_library_are_installed(instructions):
     final = _stages(instructions)[-1]["body"]
     runs = [i.args for i in final if i.keyword == "RUN"]
     assert any("pip install" in r and "-r /home/airflow/requirements.txt" in r and "--no-cache-dir" in r
-               and '"apache-airflow==${AIRFLOW_VERSION}"' in r for r in runs)  # fmt: skip
+               and '"apache-airflow==${AIRFLOW_VERSION}"' in r for r in runs)
     assert any("pip install" in r and "--no-deps" in r and "mlops_core-" in r for r in runs)
     wheel_stage = next(s for s in _stages(instructions) if s["name"] == "core-wheel")
     assert any(i.keyword == "RUN" and "pip wheel" in i.args for i in wheel_stage["body"])
@@ -82,7 +82,7 @@ def _pom_dependencies():
     for dep in root.findall("m:dependencies/m:dependency", MAVEN_NS):
         coords = tuple(dep.findtext(f"m:{f}", namespaces=MAVEN_NS) for f in ("groupId", "artifactId", "version"))
         exclusions = {(e.findtext("m:groupId", namespaces=MAVEN_NS), e.findtext("m:artifactId", namespaces=MAVEN_NS))
-                      for e in dep.findall("m:exclusions/m:exclusion", MAVEN_NS)}  # fmt: skip
+                      for e in dep.findall("m:exclusions/m:exclusion", MAVEN_NS)}
         deps[coords] = exclusions
     return deps
 
@@ -164,7 +164,7 @@ def test_build_context_is_only_what_the_image_needs():
     context = build_context_files()
     top = {path.split("/", 1)[0] for path in context}
     assert top <= {"requirements.txt", "pyproject.toml", "airflow_settings.yaml", "include", "dags", "plugins",
-                   "scripts", "docker"}  # fmt: skip
+                   "scripts", "docker"}
     assert [p for p in context if p.startswith("scripts/")] == ["scripts/local_airflow.py"]
     assert not [p for p in context if "__pycache__" in p or p.endswith((".pyc", ".env")) or "/.env" in p]
     assert "include/config/environments/docker.yaml" in context
@@ -174,12 +174,12 @@ def test_build_context_is_only_what_the_image_needs():
                                   "dist/mlops_core-0.1.0-py3-none-any.whl", "docker/.env", ".env", "include/.env",
                                   "include/config/.env.local", "mlruns/0/meta.yaml", "tests/conftest.py",
                                   "plugins/mlops_airflow/__pycache__/x.cpython-311.pyc", "docs/storage.md",
-                                  "docker/.env.example", "include/mlops_core.egg-info/PKG-INFO"])  # fmt: skip
+                                  "docker/.env.example", "include/mlops_core.egg-info/PKG-INFO"])
 def test_dockerignore_leaves_out_local_state_and_env_files(path):
     assert is_ignored(path, dockerignore_rules())
 
 
 @pytest.mark.parametrize("path", ["requirements.txt", "dags/ingest_raw.py", "plugins/mlops_airflow/__init__.py",
-                                  "include/config/environments/docker.yaml", "docker/spark-jars/pom.xml"])  # fmt: skip
+                                  "include/config/environments/docker.yaml", "docker/spark-jars/pom.xml"])
 def test_dockerignore_lets_the_project_in(path):
     assert not is_ignored(path, dockerignore_rules())

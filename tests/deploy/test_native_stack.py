@@ -80,7 +80,7 @@ class NativeStack:
 
     def table(self, prefix: str, **where: str):
         return read_delta(self.s3(), self.s3_endpoint, self.dotenv["S3_ACCESS_KEY_ID"],
-                          self.dotenv["S3_SECRET_ACCESS_KEY"], BUCKET, prefix, where)  # fmt: skip
+                          self.dotenv["S3_SECRET_ACCESS_KEY"], BUCKET, prefix, where)
 
     def mlflow_account(self, who: str) -> tuple[str, str]:
         """(user, password) of the MLflow admin or of the platform service account, as docker/.env sets them."""
@@ -96,7 +96,7 @@ def _s3_client(endpoint: str, dotenv: dict[str, str]):
     import boto3
 
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=dotenv["S3_ACCESS_KEY_ID"],
-                        aws_secret_access_key=dotenv["S3_SECRET_ACCESS_KEY"], region_name="us-east-1")  # fmt: skip
+                        aws_secret_access_key=dotenv["S3_SECRET_ACCESS_KEY"], region_name="us-east-1")
 
 
 def _native(env: dict[str, str], home: Path, mlflow_url: str, health_port: int) -> dict[str, str]:
@@ -123,7 +123,7 @@ def _generate_landing(tmp: Path, s3) -> int:
 
     folder = tmp / "landing"
     generate(GenConfig(customers=CUSTOMERS, days=DAYS, seed=7, start=START, bad_rate=0.002), folder,
-             load_use_case("churn"))  # fmt: skip
+             load_use_case("churn"))
     return upload_folder(s3, folder, BUCKET, "landing")  # docker.yaml: landing_root = s3://<bucket>/landing
 
 
@@ -138,10 +138,10 @@ def stack(tmp_path_factory):
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     with moto_server(logs / "s3.log") as s3_endpoint:
         dotenv = generated_dotenv({"S3_ENDPOINT_URL": s3_endpoint, "MLOPS_BUCKET": BUCKET,
-                                   "AIRFLOW_PORT": str(af_port), "MLFLOW_PORT": str(mlflow_port)})  # fmt: skip
+                                   "AIRFLOW_PORT": str(af_port), "MLFLOW_PORT": str(mlflow_port)})
         with postgres_cluster(dotenv["POSTGRES_PASSWORD"], logs / "postgres.log") as pg:
             hosts = {"postgres:5432": f"127.0.0.1:{pg.port}", "airflow-api-server:8080": f"127.0.0.1:{af_port}",
-                     "http://mlflow:5000": mlflow_url}  # fmt: skip
+                     "http://mlflow:5000": mlflow_url}
             base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_", "MLFLOW_"))}
 
             services = load_compose(dotenv)["services"]
@@ -151,35 +151,35 @@ def stack(tmp_path_factory):
             subprocess.run(["bash", str(DOCKER_DIR / "postgres" / "10-create-databases.sh")], check=True,
                            capture_output=True, text=True,
                            env={**base, **pg_env, "PGHOST": pg.host, "PGPORT": str(pg.port),
-                                "PGPASSWORD": pg.superuser_password})  # fmt: skip
+                                "PGPASSWORD": pg.superuser_password})
 
             # mlflow: `deploy.py mlflow-server <compose command>` (host and port on loopback): the basic-auth config,
             # `mlflow db upgrade`, then `mlflow server --app-name basic-auth`
             mlflow_env = {**base, **service_environment(services["mlflow"], hosts),
                           "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "run" / "mlflow-auth.ini"),  # the image's path
-                          "MLFLOW_BIN": str(VENV_BIN / "mlflow")}  # fmt: skip
+                          "MLFLOW_BIN": str(VENV_BIN / "mlflow")}
             args = [a for a in service_command(services["mlflow"]) if not a.startswith(("--host=", "--port="))]
             cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
-                   f"--port={mlflow_port}", *args]  # fmt: skip
+                   f"--port={mlflow_port}", *args]
             with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
                 # mlflow-init: the platform account, the use case's experiment and registered model
                 mlflow_init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-init"],
                                              text=True, capture_output=True,
                                              env={**base, **service_environment(services["mlflow-init"], hosts),
-                                                  "MLOPS__MLFLOW__TRACKING_URI": mlflow_url})  # fmt: skip
+                                                  "MLOPS__MLFLOW__TRACKING_URI": mlflow_url})
                 assert mlflow_init.returncode == 0, f"mlflow-init failed:\n{mlflow_init.stdout}\n{mlflow_init.stderr}"
                 airflow_env = _native(service_environment(services["airflow-scheduler"], hosts), home, mlflow_url,
-                                      health_port)  # fmt: skip
+                                      health_port)
                 init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url,
-                                   health_port)  # fmt: skip
+                                   health_port)
                 api_env = service_environment(services["airflow-api-server"], hosts)
                 accounts = {k: v for k, v in api_env.items() if k.startswith("AIRFLOW_") and k.endswith("_PASSWORD")}
                 admin_password = accounts["AIRFLOW_ADMIN_PASSWORD"]
                 af = ComposeAirflow(home=home, port=af_port, mlflow_port=None, fast_parsing=True,
-                                    extra_env={**airflow_env, **accounts})  # fmt: skip
+                                    extra_env={**airflow_env, **accounts})
                 af.write_config()  # paths and loopback ports; the metadata DB comes from the environment
                 init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "init"], text=True,
-                                      capture_output=True, env={**af.env(), **init_env}, cwd=home)  # fmt: skip
+                                      capture_output=True, env={**af.env(), **init_env}, cwd=home)
                 assert init.returncode == 0, f"deploy.py init failed:\n{init.stdout}\n{init.stderr}"
                 assert _generate_landing(tmp, _s3_client(s3_endpoint, dotenv)) > 0
                 af.start()
@@ -187,11 +187,11 @@ def stack(tmp_path_factory):
                     af.wait_until_healthy(timeout=300)
                     steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
                     steps = [s for s in steps if s.dag_id in ("ingest_raw", "materialize_features",
-                                                              "retrain_model", "batch_score")]  # fmt: skip
+                                                              "retrain_model", "batch_score")]
                     client = AirflowClient(af.base_url, "admin", admin_password)
                     summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
                     yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
-                                      init.stdout + init.stderr, summary, mlflow_init.stdout)  # fmt: skip
+                                      init.stdout + init.stderr, summary, mlflow_init.stdout)
                 finally:
                     af.stop(timeout=10)
 
@@ -212,7 +212,7 @@ def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
     # Airflow's metadata lives in PostgreSQL (no SQLite file next to the config)
     rows = stack.pg.query("airflow", "SELECT dag_id, state FROM dag_run WHERE run_id = ANY(%s)",
                           ([r["run_id"] for r in runs],), user="airflow",
-                          password=stack.dotenv["AIRFLOW_DB_PASSWORD"])  # fmt: skip
+                          password=stack.dotenv["AIRFLOW_DB_PASSWORD"])
     assert sorted(rows) == sorted((r["dag_id"], "success") for r in runs)
     assert not (stack.airflow.home / "airflow.db").exists()
     ingest = stack.summary["ingest"]
@@ -233,7 +233,7 @@ def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack, m
     assert gate["decision"] == "promoted", gate
     name, version = gate["model_name"], str(gate["version"])
     aliases = stack.pg.query("mlflow", "SELECT alias, version FROM registered_model_aliases WHERE name = %s",
-                             (name,), user="mlflow", password=stack.dotenv["MLFLOW_DB_PASSWORD"])  # fmt: skip
+                             (name,), user="mlflow", password=stack.dotenv["MLFLOW_DB_PASSWORD"])
     assert ("champion", int(version)) in aliases
     champion = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion")
     assert str(champion.version) == version
@@ -267,7 +267,7 @@ def test_the_deployment_health_checks_answer(stack):
         assert resp.status == 200
     for job_type in ("DagProcessorJob", "TriggererJob"):
         check = subprocess.run([str(VENV_BIN / "airflow"), "jobs", "check", "--job-type", job_type],
-                               env=stack.airflow.env(), capture_output=True, text=True)  # fmt: skip
+                               env=stack.airflow.env(), capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
     with urllib.request.urlopen(f"{stack.mlflow_url}/health", timeout=10) as resp:
         assert resp.status == 200

@@ -81,7 +81,7 @@ def test_every_step_of_the_loop_succeeds(chain):
 def test_every_spark_job_ran_on_the_shared_server(chain):
     """Each job reports where its Spark work ran: the demo's jobs connect to the one server it started."""
     spark_tasks = {"ingest_raw": "orders.ingest", "materialize_features": "materialize", "retrain_model": "train",
-                   "batch_score": "score", "drift_report": "report"}  # fmt: skip
+                   "batch_score": "score", "drift_report": "report"}
     seen = set()
     for run in chain["runs"]:
         if task := spark_tasks.get(run["dag_id"]):

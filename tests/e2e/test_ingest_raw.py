@@ -24,7 +24,7 @@ def landed(e2e_data_dir):
         mp.setenv("MLOPS_DATA_DIR", str(e2e_data_dir))
         env = load_environment("local")
         return generate(GenConfig(customers=60, days=31, seed=5, start=START, bad_rate=0.03),
-                        env.storage.landing_root, load_use_case("churn"))  # fmt: skip
+                        env.storage.landing_root, load_use_case("churn"))
 
 
 def _states(run):
@@ -36,7 +36,7 @@ def test_ingest_raw_for_one_date_and_one_source(landed, run_dag, airflow_client,
 
     label_day = START + timedelta(days=30)
     run = run_dag("ingest_raw", {"sources": ["labels"], "force": True},
-                  logical_date=f"{label_day.isoformat()}T00:00:00Z")  # fmt: skip
+                  logical_date=f"{label_day.isoformat()}T00:00:00Z")
     states = _states(run)
     assert run["state"] == "success", states
     assert states["labels.ingest"] == "success"

@@ -31,7 +31,7 @@ def landed(e2e_data_dir):
         mp.setenv("MLOPS_DATA_DIR", str(e2e_data_dir))
         env = load_environment("local")
         return generate(GenConfig(customers=60, days=31, seed=5, start=START, bad_rate=0.03),
-                        env.storage.landing_root, load_use_case("churn"))  # fmt: skip
+                        env.storage.landing_root, load_use_case("churn"))
 
 
 def _wait_for_new_run(client, dag_id: str, known: set[str], timeout: float = 900) -> dict:
@@ -59,7 +59,7 @@ def check_ingest_backfill(client, run: dict, dates: list[str], spark, lakehouse)
         "customers.wait_for_files": "success", "customers.ingest": "success",
         "orders.wait_for_files": "success", "orders.ingest": "success",
         "labels.wait_for_files": "skipped", "labels.ingest": "skipped",
-    }  # fmt: skip
+    }
     result = client.xcom("ingest_raw", run["dag_run_id"], "orders.ingest")
     assert result["dates"] == dates
     counts = result["counts"]["orders"]
@@ -101,7 +101,7 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
         )
         assert ingest["state"] == "success", ingest["task_instances"]
         check_ingest_backfill(client, ingest, [(START + timedelta(days=i)).isoformat() for i in range(DAYS)],
-                              spark, lakehouse)  # fmt: skip
+                              spark, lakehouse)
 
         run = _wait_for_new_run(client, "materialize_features", known)
         states = {t["task_id"]: t["state"] for t in run["task_instances"]}
@@ -137,7 +137,7 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
         again = lakehouse.read(spark, features("customer"))
         assert again.count() == rows_before
         rerun_ids = {r[0] for r in again.where(f"as_of_date BETWEEN '{dates[3]}' AND '{dates[5]}'")
-                     .select("_run_id").distinct().collect()}  # fmt: skip
+                     .select("_run_id").distinct().collect()}
         assert rerun_ids == {manual["dag_run_id"]}
     finally:
         client.set_paused("materialize_features", True)  # later tests' ingest runs do not trigger it

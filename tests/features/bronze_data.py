@@ -97,7 +97,7 @@ def to_spark(spark, cfg, source: str, frame: pd.DataFrame):
 
     typed = [(c.name, c.type) for c in cfg.sources[source].columns]
     meta = [(tables.INGEST_DATE, "date"), (tables.SOURCE_FILE, "string"), (tables.INGEST_RUN_ID, "string"),
-            (tables.INGESTED_AT, "timestamp")]  # fmt: skip
+            (tables.INGESTED_AT, "timestamp")]
     cols = [*typed, *meta]
 
     def text(v):
@@ -147,7 +147,7 @@ def expected_snapshot(frames: dict[str, pd.DataFrame], as_of: date, windows=(30,
         if cid in by_id.index:
             c = by_id.loc[cid]
             row.update(segment=c["segment"], country=c["country"], plan=c["plan"],
-                       tenure_days=(as_of - c["signup_date"]).days)  # fmt: skip
+                       tenure_days=(as_of - c["signup_date"]).days)
         else:
             row.update(segment=None, country=None, plan=None, tenure_days=None)
         mine = orders[orders["customer_id"] == cid]

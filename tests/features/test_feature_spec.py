@@ -168,9 +168,9 @@ def test_every_aggregation_compiles():
                     "features": [
                         {"name": f"f_{agg}", "agg": agg, "description": agg,
                          **({"column": "amount"} if agg in {"sum", "avg", "stddev", "min", "max", "count_distinct"}
-                            else {})}  # fmt: skip
+                            else {})}
                         for agg in ["count", "sum", "avg", "stddev", "min", "max", "count_distinct",
-                                    "days_since_last", "days_since_first", "active_days"]  # fmt: skip
+                                    "days_since_last", "days_since_first", "active_days"]
                     ],
                 }
             ]

@@ -61,7 +61,7 @@ def test_reads_only_the_window_partitions_and_the_previous_state(spark, lakehous
         {"order_id": "JUNK", "customer_id": "C000", "amount": 99999.0, "order_ts": pd.Timestamp(D1),
          "channel": "web", tables.INGEST_DATE: old, tables.SOURCE_FILE: "x", tables.INGEST_RUN_ID: "x",
          tables.INGESTED_AT: pd.Timestamp(old)},
-    ])  # fmt: skip
+    ])
     lakehouse.replace_partitions(to_spark(spark, churn, "orders", junk), tables.bronze("orders"), tables.INGEST_DATE, [old])
     rerun = materialize(spark, lakehouse, churn, [D1])
     assert rerun.snapshots[0].population_from == (D1 - timedelta(days=1)).isoformat()
@@ -90,7 +90,7 @@ def test_no_leakage_from_later_events_or_later_arrivals(spark, lakehouse, churn,
          "channel": "app", tables.INGEST_DATE: d, tables.SOURCE_FILE: "b", tables.INGEST_RUN_ID: "b",
          tables.INGESTED_AT: pd.Timestamp(d)}
         for i in range(5)
-    ])  # fmt: skip
+    ])
     rest = {
         "customers": frames["customers"][frames["customers"][tables.INGEST_DATE] > d],
         "orders": pd.concat([late_orders, burst]),
@@ -237,7 +237,7 @@ def test_expand_while_newest_equals_the_newest_copy_per_date(spark):
         copies, "copy string, key string, ingest_date date, _ingested_at timestamp, _event_date date"
     )
     got = expand_while_newest(rows, ["key"], first, last, counts_from=F.col("_event_date"),
-                              counts_until=F.date_add(F.col("_event_date"), lookback))  # fmt: skip
+                              counts_until=F.date_add(F.col("_event_date"), lookback))
     actual = sorted((r["copy"], r["as_of_date"]) for r in got.select("copy", "as_of_date").collect())
 
     expected = []

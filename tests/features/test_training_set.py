@@ -34,7 +34,7 @@ def test_as_of_join_drops_labels_without_an_earlier_snapshot(spark, lakehouse, c
         ("C005", day(12), 1),  # newest earlier snapshot is 9 days old: dropped, never a stale fill
         ("NOPE", day(2), 1),   # an entity with no snapshot at all: dropped
         ("C006", day(4), 0),   # -> D1+3
-    ])  # fmt: skip
+    ])
     ts = build_training_set(spark, lakehouse, churn, labels)
 
     assert ts.labels_in == 7 and ts.dropped_no_snapshot == 3 and ts.rows == 4
@@ -44,7 +44,7 @@ def test_as_of_join_drops_labels_without_an_earlier_snapshot(spark, lakehouse, c
     assert list(got.columns[4:]) == churn.features.feature_names()
     assert dict(zip(got.customer_id, got.as_of_date, strict=True)) == {
         "C001": day(1), "C002": day(0), "C004": day(3), "C006": day(3)
-    }  # fmt: skip
+    }
     assert (got.as_of_date < got.label_time).all()
     # The features each label sees are exactly the snapshot of its as-of date: data known before its day.
     for _, row in got.iterrows():
@@ -81,18 +81,18 @@ def test_read_labels_window_dedup_and_arrival(spark, lakehouse, churn):
         ("C002", D1, 0, D1 + timedelta(days=30)),
         ("C002", D1 - timedelta(days=7), 1, D1 + timedelta(days=23)),  # outside the window
         ("C003", D1 + timedelta(days=7), 1, D1 + timedelta(days=37)),
-    ]):  # fmt: skip
+    ]):
         rows.append({"customer_id": cid, "label_date": day, "churned": churned, tables.INGEST_DATE: landed,
                      tables.SOURCE_FILE: "f", tables.INGEST_RUN_ID: "r",
-                     tables.INGESTED_AT: pd.Timestamp(landed) + pd.Timedelta(seconds=i)})  # fmt: skip
+                     tables.INGESTED_AT: pd.Timestamp(landed) + pd.Timedelta(seconds=i)})
     frame = pd.DataFrame(rows)
     lakehouse.replace_partitions(to_spark(spark, churn, "labels", frame), tables.bronze("labels"), tables.INGEST_DATE,
-                                 sorted(set(frame[tables.INGEST_DATE])))  # fmt: skip
+                                 sorted(set(frame[tables.INGEST_DATE])))
 
     got = read_labels(spark, lakehouse, churn, D1, D1 + timedelta(days=7)).toPandas()
     assert list(got.columns) == ["customer_id", "label_time", "label"]
     assert sorted(map(tuple, got.values.tolist())) == [
         ("C001", D1, 1), ("C002", D1, 0), ("C003", D1 + timedelta(days=7), 1)
-    ]  # fmt: skip
+    ]
     known = read_labels(spark, lakehouse, churn, D1, D1 + timedelta(days=7), known_by=D1 + timedelta(days=30))
     assert sorted(map(tuple, known.toPandas().values.tolist())) == [("C001", D1, 0), ("C002", D1, 0)]

@@ -10,7 +10,7 @@ ORDERS_HEADER = "order_id,customer_id,amount,order_ts,channel"
 
 
 def order(oid: str, day: str, amount: str = "10.00", channel: str = "web", customer: str = "C000001",
-          ts: str | None = None) -> str:  # fmt: skip
+          ts: str | None = None) -> str:
     return f"{oid},{customer},{amount},{ts or day + ' 10:00:00'},{channel}"
 
 
@@ -27,14 +27,14 @@ def write(landing_root: str | Path, source: str, day: str, name: str, content: s
 
 
 def ingest(spark, lakehouse, env, use_case, source: str, dates: Sequence[date | str], *, force: bool = True,
-           spec=None, run_id: str = "test-run"):  # fmt: skip
+           spec=None, run_id: str = "test-run"):
     from mlops_core.ingest.pipeline import ingest_source
 
     days = [d if isinstance(d, date) else date.fromisoformat(d) for d in dates]
     return ingest_source(
         spark, lakehouse, source, spec or use_case.sources[source], days,
         landing_root=env.storage.landing_root, run_id=run_id, config_hash=use_case.config_hash, force=force,
-    )  # fmt: skip
+    )
 
 
 def bronze_rows(spark, lakehouse, source: str, day: str | None = None) -> list:

@@ -261,7 +261,7 @@ def _variant(churn, fmt: str, path: str):
 
     orders = churn.sources["orders"]
     return SourceSpec(format=fmt, path=path, columns=orders.columns, primary_key=orders.primary_key,
-                      event_time=orders.event_time)  # fmt: skip
+                      event_time=orders.event_time)
 
 
 def test_json_lines_source(spark, env, lakehouse, churn):
@@ -274,7 +274,7 @@ def test_json_lines_source(spark, env, lakehouse, churn):
         '{"order_id": "W4", "customer_id": "C1", "amount": 1, "order_ts": "2026-03-03 10:00:00"',
         '[1, 2]',
         '{"order_id": "W5", "amount": 1, "order_ts": "2026-03-03 10:00:00", "channel": "app"}',
-    ]  # fmt: skip
+    ]
     write(env.storage.landing_root, "orders_json", day, "part-0.jsonl", "\n".join(lines) + "\n")
     write(env.storage.landing_root, "orders_json", day, "part-1.json", "order_id,amount\nW9,1\n")
     counts = ingest(spark, lakehouse, env, churn, "orders_json", [day], spec=spec).dates[day]
@@ -282,7 +282,7 @@ def test_json_lines_source(spark, env, lakehouse, churn):
     rows = quarantine_rows(spark, lakehouse, "orders_json", day)
     by_line = {r["line_number"]: r["reasons"][0].split(":")[0] for r in rows if r["level"] == "row"}
     assert by_line == {2: "invalid_type", 3: "unexpected_fields", 4: "malformed_record", 5: "malformed_record",
-                       6: "missing_value"}  # fmt: skip
+                       6: "missing_value"}
     (file_entry,) = [r for r in rows if r["level"] == "file"]
     assert file_entry["reasons"][0].startswith("wrong_format: first line is not a JSON object")
     assert file_entry["record_count"] == 2
@@ -300,7 +300,7 @@ def test_parquet_source(spark, env, lakehouse, churn, tmp_path):
     frame = pd.DataFrame({
         "order_id": ["Y1", "Y2", "Y3", "Y1"], "customer_id": ["C1"] * 4, "amount": [1.0, 2.0, -3.0, 4.0],
         "order_ts": pd.to_datetime(["2026-03-04 10:00:00"] * 4), "channel": ["web", "fax", "app", "web"],
-    })  # fmt: skip
+    })
     # Microsecond timestamps: Spark does not read Parquet's TIMESTAMP(NANOS) (it would be a corrupt_file).
     frame.to_parquet(folder / "part-0.parquet", index=False, coerce_timestamps="us")
     frame.assign(coupon="X").to_parquet(folder / "part-1.parquet", index=False, coerce_timestamps="us")
@@ -314,6 +314,6 @@ def test_parquet_source(spark, env, lakehouse, churn, tmp_path):
     assert codes([r for r in rows if r["level"] == "row"]) == {"unknown_category", "out_of_range", "duplicate_key"}
     files = {Path(r["_source_file"]).name: r["reasons"][0].split(":")[0] for r in rows if r["level"] == "file"}
     assert files == {"part-1.parquet": "unexpected_columns", "part-2.parquet": "truncated_file",
-                     "part-3.parquet": "wrong_format"}  # fmt: skip
+                     "part-3.parquet": "wrong_format"}
     (good,) = bronze_rows(spark, lakehouse, "orders_parquet", day)
     assert good["order_id"] == "Y1" and str(good["order_ts"]) == "2026-03-04 10:00:00"

@@ -22,7 +22,7 @@ def _content(spark, lakehouse, source, day):
 
 def test_same_date_three_times_gives_identical_tables_and_counts(spark, env, lakehouse, churn):
     generate(GenConfig(customers=150, days=4, seed=21, start=date(2026, 1, 5), bad_rate=0.2),
-             env.storage.landing_root, churn)  # fmt: skip
+             env.storage.landing_root, churn)
     day = "2026-01-07"
     runs = []
     for i in range(3):

@@ -23,7 +23,7 @@ DAYS = 32
 
 def _ctx(env, churn, start, end, **params):
     return JobContext(env=env, use_case=churn, job="ingest", run_id="backfill-1", start_date=start, end_date=end,
-                      params=params)  # fmt: skip
+                      params=params)
 
 
 def test_backfill_of_a_date_range_for_every_source(spark, env, churn, lakehouse):

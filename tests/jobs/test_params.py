@@ -20,7 +20,7 @@ from mlops_core.jobs import params as P
         ("none", False), ("NULL", False), ("0", False), (0, False), (False, False), ([], False), ("x", False),
         ("False", False),
     ],
-)  # fmt: skip
+)
 def test_blank_rule(value, blank):
     assert P.is_blank(value) is blank
 
@@ -32,7 +32,7 @@ def test_blank_rule(value, blank):
         ("True", True), ("true", True), (" TRUE ", True), ("1", True), ("yes", True), ("on", True),
         ("False", False), ("false", False), ("0", False), ("no", False), ("Off", False),
     ],
-)  # fmt: skip
+)
 def test_boolean_rule(value, expected):
     assert P.parse_bool(value) is expected
 

@@ -122,7 +122,7 @@ def test_every_spark_task_submits_the_exact_payload(databricks_env, monkeypatch)
         with mock.patch(f"{HOOK}.submit_run", return_value=4242) as submit, \
              mock.patch(f"{HOOK}.get_run", return_value={"state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS", "state_message": ""}, "tasks": [{"run_id": 4243}], "run_page_url": "https://dbc/run/4242"}), \
              mock.patch(f"{HOOK}.get_run_page_url", return_value="https://dbc/run/4242"), \
-             mock.patch(f"{HOOK}.get_run_output", return_value={"logs": f"starting\n{result_line}\n"}) as output:  # fmt: skip
+             mock.patch(f"{HOOK}.get_run_output", return_value={"logs": f"starting\n{result_line}\n"}) as output:
             result = op.execute(ctx)
         assert result == {"job": op.job, "ok": True}
         output.assert_called_once_with(4243)
@@ -252,7 +252,7 @@ def test_retry_reconnects_to_the_running_run_instead_of_resubmitting(databricks_
     with mock.patch(f"{HOOK}.submit_run") as submit, mock.patch(f"{HOOK}.get_run", side_effect=get_run), \
          mock.patch(f"{HOOK}.get_run_state_str", return_value="RUNNING:None", create=True), \
          mock.patch(f"{HOOK}.get_run_page_url", return_value="u"), \
-         mock.patch(f"{HOOK}.get_run_output", return_value={"logs": line}):  # fmt: skip
+         mock.patch(f"{HOOK}.get_run_output", return_value={"logs": line}):
         from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
 
         key = DatabricksSubmitRunOperator.external_id_key
@@ -275,7 +275,7 @@ def test_deferrable_run_defers_then_completes_with_the_job_result(databricks_env
     with mock.patch(f"{HOOK}.submit_run", return_value=10) as submit, \
          mock.patch(f"{HOOK}.get_job_id", return_value=99), \
          mock.patch(f"{HOOK}.get_run", return_value=running), \
-         mock.patch(f"{HOOK}.get_run_page_url", return_value="u"):  # fmt: skip
+         mock.patch(f"{HOOK}.get_run_page_url", return_value="u"):
         with pytest.raises(TaskDeferred) as deferred:
             op.execute(ctx)
     assert deferred.value.method_name == "execute_complete"
@@ -285,7 +285,7 @@ def test_deferrable_run_defers_then_completes_with_the_job_result(databricks_env
     event = {"run_id": 10, "run_page_url": "u", "errors": [], "repair_run": False,
              "run_state": RunState("TERMINATED", "SUCCESS", "").to_json()}
     with mock.patch(f"{HOOK}.get_run", return_value=done), \
-         mock.patch(f"{HOOK}.get_run_output", return_value={"logs": 'MLOPS_RESULT {"rows_total": 5}'}) as out:  # fmt: skip
+         mock.patch(f"{HOOK}.get_run_output", return_value={"logs": 'MLOPS_RESULT {"rows_total": 5}'}) as out:
         result = op.execute_complete(ctx, event)
     out.assert_called_once_with(11)
     assert result == {"rows_total": 5}

@@ -34,7 +34,7 @@ def test_s3a_settings_come_from_the_environment_without_secrets():
     assert local["fs.s3a.endpoint.region"] == "us-east-1"  # a region is needed; never asked of the instance
 
     specific = s3a_settings({"AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_S3": "https://s3.example.com",
-                             "AWS_REGION": "eu-west-1"})  # fmt: skip
+                             "AWS_REGION": "eu-west-1"})
     assert specific["fs.s3a.endpoint"] == "https://s3.example.com"  # the S3-specific one wins, as in the SDKs
     assert specific["fs.s3a.connection.ssl.enabled"] == "true"
     assert specific["fs.s3a.endpoint.region"] == "eu-west-1"
@@ -73,7 +73,7 @@ def test_delta_table_on_s3_write_replace_merge_time_travel(s3_spark, s3_env, s3,
     stored = keys(s3, bucket, "mlops/lakehouse/churn/bronze/events/")
     assert "mlops/lakehouse/churn/bronze/events/_delta_log/00000000000000000000.json" in stored
     assert any(k.startswith("mlops/lakehouse/churn/bronze/events/event_date=2026-03-01/") and k.endswith(".parquet")
-               for k in stored)  # fmt: skip
+               for k in stored)
 
     # Rerunning D1 replaces exactly its partition: no duplicates, D2 untouched.
     again = [("e1", 10.0, D1), ("e4", 4.0, D1)]

@@ -24,11 +24,11 @@ def test_connection_keys_region_and_endpoint_become_the_job_environment(monkeypa
     from mlops_airflow.hooks.aws import aws_job_environment
 
     _connection(monkeypatch, login=CONN_ACCESS_KEY, password=CONN_SECRET,
-                extra={"region_name": "eu-west-3", "endpoint_url": "http://127.0.0.1:9000"})  # fmt: skip
+                extra={"region_name": "eu-west-3", "endpoint_url": "http://127.0.0.1:9000"})
     assert aws_job_environment("aws_default") == {
         "AWS_ACCESS_KEY_ID": CONN_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": CONN_SECRET,
         "AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "eu-west-3", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000",
-    }  # fmt: skip
+    }
     _connection(monkeypatch, login=CONN_ACCESS_KEY, password=CONN_SECRET, extra={"aws_session_token": "tok-1"})
     assert aws_job_environment("aws_default")["AWS_SESSION_TOKEN"] == "tok-1"
 
@@ -43,7 +43,7 @@ def test_a_connection_without_keys_or_a_missing_one_leaves_the_worker_chain(monk
 
 
 def test_local_job_writes_to_s3_with_the_connection_keys_and_never_logs_them(s3_endpoint, s3, bucket, data_dir,
-                                                                              monkeypatch, capfd):  # fmt: skip
+                                                                              monkeypatch, capfd):
     from mlops_airflow.operators.spark_job import SparkJobOperator
 
     # The worker itself has no AWS keys (no profile, no instance role either: see conftest): only the connection.
@@ -51,7 +51,7 @@ def test_local_job_writes_to_s3_with_the_connection_keys_and_never_logs_them(s3_
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("MLOPS_S3_ROOT", f"s3://{bucket}/mlops")
     _connection(monkeypatch, login=CONN_ACCESS_KEY, password=CONN_SECRET,
-                extra={"region_name": "us-east-1", "endpoint_url": s3_endpoint})  # fmt: skip
+                extra={"region_name": "us-east-1", "endpoint_url": s3_endpoint})
 
     op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn", env_name="s3", job_params={"rows": 5})
     result = op.execute(_context())

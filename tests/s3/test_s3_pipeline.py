@@ -66,19 +66,19 @@ def chain(tmp_path_factory, s3_endpoint, s3, spark):
             [sys.executable, "-m", "mlops_core.jobs.ingest", "--use-case", "churn", "--start-date", START.isoformat(),
              "--end-date", END.isoformat(), "--run-id", "s3-ingest-1"],
             env=child_env, cwd=str(tmp), capture_output=True, text=True, timeout=1200,
-        )  # fmt: skip
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARKER))
 
         session = get_spark(env)  # the shared session, pointed at the local server
         feats = _run_in_process("features", features.run,
                                 ["--use-case", "churn", "--env", "s3", "--start-date", AS_OF[0].isoformat(),
-                                 "--end-date", AS_OF[1].isoformat(), "--run-id", "s3-features-1"], tmp)  # fmt: skip
+                                 "--end-date", AS_OF[1].isoformat(), "--run-id", "s3-features-1"], tmp)
         yield {
             "env": env, "uc": uc, "bucket": bucket, "tmp": tmp, "spark": session, "lake": Lakehouse(env, "churn"),
             "written": written, "uploaded": uploaded, "truth": simulate(cfg), "ingest_proc": proc,
             "ingest": json.loads(line[len(RESULT_MARKER):]), "features": feats,
-        }  # fmt: skip
+        }
     finally:
         mp.undo()
 
@@ -95,7 +95,7 @@ def scored(chain):
     mp.setenv("MLOPS_S3_ROOT", f"s3://{chain['bucket']}/mlops")
     try:
         snapshot = (lake.read(spark, tables.features(uc.entity.name)).where(f"as_of_date = '{AS_OF[0]}'")
-                    .toPandas())  # fmt: skip
+                    .toPandas())
         model = register_model(chain["env"], uc, snapshot, seed=3)
         result = _run_in_process(
             "score", score.run,
@@ -103,7 +103,7 @@ def scored(chain):
              AS_OF[1].isoformat(), "--run-id", "s3-score-1",
              "--params", json.dumps({"model_version": model["version"], "shadow": "false"})],
             chain["tmp"],
-        )  # fmt: skip
+        )
         yield {"model": model, "result": result}
     finally:
         mp.undo()
@@ -155,7 +155,7 @@ def test_features_job_writes_snapshots_to_s3(chain, s3):
     assert {r[0] for r in snapshots.select(uc.entity.key).collect()} <= known
     assert lake.exists(spark, tables.latest_features(uc.entity.name))
     assert any(k.startswith(f"mlops/lakehouse/churn/features/{table.name}/as_of_date=")
-               for k in keys(s3, chain["bucket"], "mlops/lakehouse/churn/features/"))  # fmt: skip
+               for k in keys(s3, chain["bucket"], "mlops/lakehouse/churn/features/"))
 
 
 def test_score_job_scores_every_snapshot_row_with_storage_on_s3(chain, scored, s3):
@@ -189,7 +189,7 @@ def test_drift_job_writes_its_reports_to_s3(chain, scored, s3):
             ["--use-case", "churn", "--env", "s3", "--date", day, "--run-id", "s3-drift-1",
              "--params", json.dumps({"reference": "window", "reference_days": 1})],
             chain["tmp"],
-        )  # fmt: skip
+        )
     finally:
         mp.undo()
     assert result["status"] == "ok"

@@ -37,7 +37,7 @@ def _rate(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mlops_core.datagen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--customers", type=int, default=3000, help="number of customers (default 3000)")
     p.add_argument("--days", type=int, default=120, help="number of days (default 120)")
     p.add_argument("--seed", type=int, default=7, help="random seed: same seed, same files (default 7)")
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default=None, help="environment for the default --out (default $MLOPS_ENV or local)")
     p.add_argument("--drift-from", type=_date, default=None, help="inject drift from this date")
     p.add_argument("--drift-kinds", type=_kinds, default=(),
-                   help=f"comma list of {','.join(DRIFT_KINDS)} (default: all, when --drift-from is set)")  # fmt: skip
+                   help=f"comma list of {','.join(DRIFT_KINDS)} (default: all, when --drift-from is set)")
     p.add_argument("--bad-rate", type=_rate, default=0.0, help="share of malformed rows, and of days with a bad file")
     p.add_argument("--clean", action="store_true", help="remove the sources' landing folders first")
     args = p.parse_args(argv)
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--out must be a local folder (upload to object storage separately)")
     try:
         cfg = GenConfig(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
-                        drift_from=args.drift_from, drift_kinds=args.drift_kinds, bad_rate=args.bad_rate)  # fmt: skip
+                        drift_from=args.drift_from, drift_kinds=args.drift_kinds, bad_rate=args.bad_rate)
     except ValueError as exc:
         p.error(str(exc))
     summary = generate(cfg, out, load_use_case(args.use_case), clean=args.clean)

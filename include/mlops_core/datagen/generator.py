@@ -232,7 +232,7 @@ ROW_DEFECTS = {
                "bad_timestamp", "missing_field"],
     "customers": ["null_key", "duplicate", "unknown_category", "bad_date", "missing_field"],
     "labels": ["duplicate", "unknown_category", "bad_date"],
-}  # fmt: skip
+}
 FILE_DEFECTS = ["empty", "not_utf8", "truncated", "wrong_format", "missing_column", "extra_column"]
 
 
@@ -337,7 +337,7 @@ def write_landing(ds: Dataset, out: str | Path, use_case: UseCaseConfig, clean: 
         "orders": (ds.orders.assign(amount=ds.orders["amount"].map("{:.2f}".format)), ORDER_COLUMNS,
                    ds.orders["day"].to_numpy()),
         "labels": (ds.labels, LABEL_COLUMNS, ds.labels["landing_day"].to_numpy()),
-    }  # fmt: skip
+    }
     written = {s: {"files": 0, "rows": 0, "bad_rows": 0, "bad_files": 0} for s in frames}
     for source, (df, columns, landing_day) in frames.items():
         spec = use_case.sources[source]

@@ -266,7 +266,7 @@ class FeatureMaterializer:
             )
             # Per as-of date D, the newest copy of each record landed by D, if its event is in the window.
             events = expand_while_newest(events, src.primary_key, first, last, counts_from=event_date,
-                                         counts_until=F.date_add(event_date, lookback))  # fmt: skip
+                                         counts_until=F.date_add(event_date, lookback))
             out.append(
                 events.groupBy(self.plan.key, AS_OF_DATE).agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
             )
@@ -334,7 +334,7 @@ class FeatureMaterializer:
                 if state is not None:
                     state.unpersist()
             log.info("snapshots %s..%s: %d rows, %s version %s (population from %s)", first, last,
-                     sum(counts.values()), self.features_table, version, origin)  # fmt: skip
+                     sum(counts.values()), self.features_table, version, origin)
             written += [SnapshotWrite(d, counts.get(d, 0), version, origin) for d in batch]
             previous = last
 

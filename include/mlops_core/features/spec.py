@@ -48,7 +48,7 @@ RESERVED = {AS_OF_DATE}
 Aggregation = Literal[
     "count", "sum", "avg", "stddev", "min", "max", "count_distinct", "days_since_last", "days_since_first",
     "active_days",
-]  # fmt: skip
+]
 # Which aggregations read a column: required, optional (count: non-null values of it), or none (event dates).
 NEEDS_COLUMN = {"sum", "avg", "stddev", "min", "max", "count_distinct"}
 NO_COLUMN = {"days_since_last", "days_since_first", "active_days"}
@@ -214,7 +214,7 @@ class FeaturesSpec(_Strict):
                     FeatureColumn(f.name, "attribute", f.name, f.description, source=self.attributes.source,
                                   column=f.column, expr=f.expr),
                     f"features.attributes.features[{i}] ({f.name})",
-                )  # fmt: skip
+                )
         attribute_names = {f.name for f in self.attributes.features} if self.attributes else set()
         windows_of: dict[str, list[int]] = {}
         for g, group in enumerate(self.aggregations):
@@ -229,7 +229,7 @@ class FeaturesSpec(_Strict):
                         FeatureColumn(windowed(f.name, w), "aggregate", f.name, f.description, window=w,
                                       source=group.source, agg=f.agg, column=f.column),
                         key,
-                    )  # fmt: skip
+                    )
         for i, d in enumerate(self.derived):
             key = f"features.derived[{i}] ({d.name})"
             refs = _scan(d.expr)

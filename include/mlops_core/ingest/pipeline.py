@@ -105,7 +105,7 @@ def bronze_schema(spec: SourceSpec) -> StructType:
     for c in spec.columns:
         schema.add(c.name, _parse_datatype_string(c.type), True)
     for name, dtype in ((INGEST_DATE, "date"), (SOURCE_FILE, "string"), (INGEST_RUN_ID, "string"),
-                        (INGESTED_AT, "timestamp")):  # fmt: skip
+                        (INGESTED_AT, "timestamp")):
         schema.add(name, _parse_datatype_string(dtype), True)
     return schema
 
@@ -189,14 +189,14 @@ def ingest_source(
                     result.dates[d.isoformat()] = DateResult(
                         d.isoformat(), "unchanged", row["files"], row["files_quarantined"], row["read"],
                         row["good"], row["quarantined"], list(row["flags"] or []),
-                    )  # fmt: skip
+                    )
                     todo.remove(d)
                     log.info("%s %s: files unchanged since run %s, not re-read (force to redo)",
-                             source, d, row["_ingest_run_id"])  # fmt: skip
+                             source, d, row["_ingest_run_id"])
 
     for chunk in plan_chunks(todo, listing, chunk_days, chunk_bytes):
         _ingest_chunk(spark, lh, source, spec, {d: listing[d] for d in chunk}, hashes, config_hash, run_id,
-                      ingested_at, result)  # fmt: skip
+                      ingested_at, result)
     if result.bronze_version is None:
         result.bronze_version = lh.version(spark, bronze(source))
     if result.quarantine_version is None:
@@ -285,7 +285,7 @@ def _ingest_chunk(
             file_rows.append(
                 (source, date_of[v.path], "file", [*v.rejected, *v.flags], desc, v.path, None,
                  v.records if v.rejected else 0, run_id, ingested_at)
-            )  # fmt: skip
+            )
 
     # 3. Records of accepted files, typed and validated.
     step("inspect_files")
@@ -317,7 +317,7 @@ def _ingest_chunk(
                 F.lit(source).alias("source"), INGEST_DATE, F.lit("row").alias("level"), "reasons", "raw",
                 F.col("_source_file").alias(SOURCE_FILE), F.col("_line").alias("line_number"),
                 F.lit(1).cast("bigint").alias("record_count"), *meta,
-            )  # fmt: skip
+            )
         else:
             good = spark.createDataFrame([], bronze_schema(spec))
             bad = spark.createDataFrame([], QUARANTINE_DDL)
@@ -359,7 +359,7 @@ def _ingest_chunk(
         log_rows.append(
             (source, d, "ingested", hashes[d], config_hash, r.files, r.files_quarantined, r.read, r.good,
              r.quarantined, r.flags, bronze_version, quarantine_version, run_id, ingested_at)
-        )  # fmt: skip
+        )
     # Appended (a blind append never conflicts with the other sources' appends, and costs a third of an overwrite).
     log_df = spark.createDataFrame(log_rows, INGEST_LOG_DDL).coalesce(1)
     with_conflict_retry(lambda: lh.append(log_df, INGEST_LOG, partition_by=["source"]), str(INGEST_LOG))
@@ -371,7 +371,7 @@ def _ingest_chunk(
     read = sum(result.dates[d.isoformat()].read for d in dates)
     log.info("%s %s..%s: %d files, %d records read, %d good, %d quarantined in %.1fs (%.0f records/s)",
              source, dates[0], dates[-1], len(files), read, sum(counts[(d, True)] for d in dates),
-             read - sum(counts[(d, True)] for d in dates), took, read / took if took else 0)  # fmt: skip
+             read - sum(counts[(d, True)] for d in dates), took, read / took if took else 0)
 
 
 def _dedupe(
@@ -412,12 +412,12 @@ def _dedupe(
         .when(
             (F.col("_rn") > 1) & (F.col("_first.ingest_date") == F.col(INGEST_DATE)),
             F.concat(F.lit("duplicate_key: "), key_text, F.lit(" first seen in "), first_file, F.lit(":"),
-                     F.col("_first._line").cast("string")),  # fmt: skip
+                     F.col("_first._line").cast("string")),
         )
         .when(
             F.col("_rn") > 1,
             F.concat(F.lit("duplicate_key: "), key_text, F.lit(" already ingested on "),
-                     F.col("_first.ingest_date").cast("string")),  # fmt: skip
+                     F.col("_first.ingest_date").cast("string")),
         )
     )
     reasons = F.when(F.col("_valid") & dup_reason.isNotNull(), F.array(dup_reason)).otherwise(F.col("reasons"))

@@ -34,11 +34,11 @@ FORMAT_EXTENSIONS = {
 KNOWN_EXTENSIONS = {
     ".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".parquet", ".pq", ".avro", ".orc", ".xlsx", ".xls",
     ".zip", ".gz", ".bz2", ".xz", ".zst", ".snappy",
-}  # fmt: skip
+}
 MAGIC = {"50415231": "parquet", "1F8B": "gzip", "504B0304": "zip", "4F626A01": "avro", "4F524331": "orc"}
 # CSV reader options that make no sense for from_csv on a single line.
 _LINE_PARSER_SKIP = {"header", "inferschema", "enforceschema", "encoding", "charset", "multiline", "mode",
-                     "columnnameofcorruptrecord", "samplingratio", "pathglobfilter", "recursivefilelookup"}  # fmt: skip
+                     "columnnameofcorruptrecord", "samplingratio", "pathglobfilter", "recursivefilelookup"}
 
 
 @dataclass

@@ -150,7 +150,7 @@ class ScoreParams(MlflowParams):
 
 
 _RETRAIN_ONLY = ("reason", "target_dag_id", "target_run_id", "latest_date", "drifted_dates", "model_name",
-                 "model_version", "rule")  # fmt: skip
+                 "model_version", "rule")
 _REPORT_ONLY = ("date", "reference", "reference_days", "max_rows", "seed", "log_mlflow")
 
 

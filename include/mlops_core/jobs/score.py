@@ -41,7 +41,7 @@ def pins_from_params(ctx: JobContext[ScoreParams]) -> dict[str, Any]:
     if version is None:
         alias = p.model_alias or CHAMPION
         log.warning("no model_version given: resolving %s@%s in the job (an orchestrated run pins it first)",
-                    name, alias)  # fmt: skip
+                    name, alias)
         pins = resolve_for_scoring(name, alias=alias,
                                    shadow_alias=ctx.use_case.scoring.shadow_alias if shadow_wanted else None)
     else:
@@ -73,7 +73,7 @@ def run(ctx: JobContext[ScoreParams]) -> dict[str, Any]:
             "model_name": pins["model_name"], "model_version": pins["shadow_version"],
             "model_alias": pins.get("shadow_alias") or f"v{pins['shadow_version']}",
             "model_run_id": pins.get("shadow_run_id"),
-        }))  # fmt: skip
+        }))
     scorer = BatchScorer(ctx.spark, ctx.lakehouse, ctx.use_case, packages, run_id=ctx.run_id)
     results = scorer.run(ctx.dates())
 

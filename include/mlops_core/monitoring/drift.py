@@ -341,7 +341,7 @@ def metrics_schema():
         T.StructField("report_uri", T.StringType()),
         T.StructField("_run_id", T.StringType()),
         T.StructField("_computed_at", T.TimestampType()),
-    ])  # fmt: skip
+    ])
 
 
 METRIC_COMMENTS = {

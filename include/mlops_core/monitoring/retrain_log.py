@@ -54,7 +54,7 @@ def record_trigger(
         T.StructField("model_name", T.StringType()),
         T.StructField("model_version", T.StringType()),
         T.StructField("rule", T.StringType()),
-    ])  # fmt: skip
+    ])
     day = date.fromisoformat(str(latest_date)[:10]) if latest_date else None
     row = (orchestrator_run_id, when, target_dag_id, target_run_id, reason, day, ",".join(drifted_dates or []),
            model_name, None if model_version is None else str(model_version), json.dumps(rule or {}, sort_keys=True))

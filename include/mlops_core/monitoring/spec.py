@@ -37,14 +37,14 @@ from mlops_core.jobs.params import is_blank
 NUM_METHODS = frozenset({
     "anderson", "cramer_von_mises", "ed", "empirical_mmd", "es", "hellinger", "jensenshannon", "kl_div", "ks",
     "mannw", "psi", "t_test", "wasserstein",
-})  # fmt: skip
+})
 CAT_METHODS = frozenset({"TVD", "chisquare", "fisher_exact", "g_test", "hellinger", "jensenshannon", "kl_div", "psi", "z"})
 # Methods whose score is a p-value: a column drifts when the score falls BELOW the threshold. For the others
 # (distances) it drifts when the score reaches the threshold. Evidently's own test status is used when present.
 P_VALUE_METHODS = frozenset({
     "anderson", "chisquare", "cramer_von_mises", "empirical_mmd", "es", "fisher_exact", "g_test", "ks", "mannw",
     "t_test", "z",
-})  # fmt: skip
+})
 
 DATASET_FEATURE = "__dataset__"
 SCORE_COLUMN = "score"
@@ -74,7 +74,7 @@ class SamplingSpec(_Strict):
     max_rows: int = Field(
         default=100_000, ge=100, le=5_000_000,
         description="At most this many rows of the reference and of the current data go into the report",
-    )  # fmt: skip
+    )
     seed: int = Field(default=42, ge=0, description="Seed of the deterministic (hash-based) sample")
 
 
@@ -96,7 +96,7 @@ class PerformanceSpec(_Strict):
         default=1, ge=1, le=31,
         description="A label dated L is matched to the prediction made as of L - lag (the snapshot before it, "
         "as in training)",
-    )  # fmt: skip
+    )
 
 
 class RetrainRule(_Strict):
@@ -105,7 +105,7 @@ class RetrainRule(_Strict):
     drift_share: float | None = Field(
         default=None, gt=0, le=1, description="A night drifted when its dataset drift share reaches this "
         "(default: monitoring.drift_share)",
-    )  # fmt: skip
+    )
     key_features: list[str] | None = Field(
         default=None, description="A night drifted when any of these drifted (default: monitoring.key_features)"
     )

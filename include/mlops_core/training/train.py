@@ -203,7 +203,7 @@ def run_training(
             "num_boost_round": spec.num_boost_round, "early_stopping_rounds": spec.early_stopping_rounds,
             "categorical_encoding": spec.features.categorical_encoding,
             "n_numeric_features": len(roles.numeric), "n_categorical_features": len(roles.categorical),
-        })  # fmt: skip
+        })
         hpo_started = time.monotonic()
         outcome = data.search(spec, seed, trials, timeout, experiment_id, run_id, client)
         hpo_seconds = time.monotonic() - hpo_started

@@ -34,7 +34,7 @@ def aws_job_environment(conn_id: str, task_log: Any = log) -> dict[str, str]:
     if not (config.aws_access_key_id or config.role_arn):
         task_log.info("AWS connection %r: no keys and no role (or no such connection): the job uses the worker's "
                       "AWS credential chain%s", conn_id,
-                      f" (region/endpoint from the connection: {sorted(env)})" if env else "")  # fmt: skip
+                      f" (region/endpoint from the connection: {sorted(env)})" if env else "")
         return env
     credentials = hook.get_credentials(region_name=config.region_name)  # assumes the role when there is one
     for secret in (credentials.secret_key, credentials.token):

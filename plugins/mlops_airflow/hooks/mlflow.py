@@ -125,7 +125,7 @@ class MlflowHook(BaseHook):
         if not ep.source.startswith("connection"):
             return {}
         return {**self._job_env, "MLOPS__MLFLOW__TRACKING_URI": ep.tracking_uri,
-                "MLOPS__MLFLOW__REGISTRY_URI": ep.registry_uri}  # fmt: skip
+                "MLOPS__MLFLOW__REGISTRY_URI": ep.registry_uri}
 
     # ---- clients ------------------------------------------------------------------------------------
     def get_conn(self):

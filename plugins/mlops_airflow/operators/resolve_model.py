@@ -82,5 +82,5 @@ class ResolveModelVersionOperator(BaseOperator):
             "pinned %s version %s (%s)%s; every later task of this run uses it",
             pins["model_name"], pins["model_version"], pins["model_alias"],
             f", shadow {pins['shadow_alias']} version {pins['shadow_version']}" if pins["shadow_version"] else "",
-        )  # fmt: skip
+        )
         return pins

@@ -32,7 +32,7 @@ class DriftRuleSensor(BaseSensorOperator):
     template_fields: Sequence[str] = (
         "use_case", "k", "n", "drift_share", "cooldown_days", "key_features", "expected_date", "wait_minutes",
         "poll_seconds", "env_name",
-    )  # fmt: skip
+    )
     ui_color = "#f5d5d5"
 
     def __init__(
