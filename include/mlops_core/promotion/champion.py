@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.errors import InputError
-from mlops_core.training.registry import CHAMPION, get_version_by_alias, set_alias
+from mlops_core.training.registry import CHAMPION, get_version, get_version_by_alias, set_alias
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -51,8 +51,6 @@ def promote(client: MlflowClient, name: str, version: str | int) -> str | None:
 def resolve_rollback_target(client: MlflowClient, name: str, target: str) -> str:
     """`previous` → the previous_champion version; else the given version number. Refuses unknown
     versions and versions the gate rejected."""
-    from mlflow.exceptions import MlflowException
-
     target = str(target).strip()
     if target.lower() == "previous":
         mv = get_version_by_alias(name, PREVIOUS_CHAMPION, client)
@@ -61,10 +59,9 @@ def resolve_rollback_target(client: MlflowClient, name: str, target: str) -> str
         return str(mv.version)
     if not target.isdigit():
         raise PromotionError(f"rollback target must be 'previous' or a version number, got {target!r}")
-    try:
-        mv = client.get_model_version(name, target)
-    except MlflowException:
-        raise PromotionError(f"{name} has no version {target}") from None
+    mv = get_version(name, target, client)  # only "does not exist" is a refusal; other MLflow errors propagate
+    if mv is None:
+        raise PromotionError(f"{name} has no version {target}")
     if mv.tags.get(DECISION_TAG) == "rejected":
         raise PromotionError(f"{name} version {target} was rejected by the gate "
                              f"({mv.tags.get(REASON_TAG, 'no reason recorded')}); refusing to make it champion")

@@ -29,6 +29,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import InputError
 from mlops_core.training.registry import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class ModelResolutionError(RuntimeError):
     """The alias or version asked for does not exist in the registry."""
 
 
-class FeatureSchemaMismatch(ValueError):
+class FeatureSchemaMismatch(InputError):
     """The feature table no longer matches the model's input signature (missing columns, wrong types)."""
 
 
@@ -210,7 +211,7 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
             run_id = meta.run_id
         pyfunc = meta.flavors.get("python_function")
         if pyfunc is None:
-            raise ValueError(f"{name} version {version} has no python_function flavor: it cannot be batch scored")
+            raise InputError(f"{name} version {version} has no python_function flavor: it cannot be batch scored")
         artifacts = pyfunc.get("artifacts") or {}
         encoder = booster = None
         kind = PYFUNC_KIND
@@ -227,7 +228,7 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
         inputs = _inputs_from_signature(meta)
         if inputs is None:
             if encoder is None:
-                raise ValueError(
+                raise InputError(
                     f"{name} version {version} has no column signature: log the model with a signature so "
                     "scoring can check the feature table against it"
                 )
@@ -235,7 +236,7 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
         if encoder is not None:
             expected = [*encoder["numeric"], *encoder["categorical"]]
             if sorted(expected) != sorted(c.name for c in inputs):
-                raise ValueError(
+                raise InputError(
                     f"{name} version {version}: encoder columns {expected} differ from the signature "
                     f"{[c.name for c in inputs]}"
                 )

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mlops_core.errors import InputError
+
 if TYPE_CHECKING:
     from mlops_core.scoring.model import ModelPackage
 
@@ -26,7 +28,7 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
-class ScoreRangeError(ValueError):
+class ScoreRangeError(InputError):
     """A model returned values that are not probabilities."""
 
 

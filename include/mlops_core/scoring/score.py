@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
+from mlops_core.errors import ConfigError, InputError
 from mlops_core.scoring.model import FAST_KIND, ModelPackage, check_signature
 
 if TYPE_CHECKING:
@@ -282,9 +283,9 @@ class BatchScorer:
     def __init__(self, spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfig, packages: list[ModelPackage],
                  run_id: str = "manual"):
         if not packages:
-            raise ValueError("no model to score with")
+            raise InputError("no model to score with")
         if cfg.model is None:
-            raise ValueError(f"use case {cfg.name!r} has no `model` section")
+            raise ConfigError(f"use case {cfg.name!r} has no `model` section")
         self.spark = spark
         self.lakehouse = lakehouse
         self.cfg = cfg

@@ -15,6 +15,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+from mlops_core.errors import InputError
 from mlops_core.training import lineage as lin
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def is_not_found(exc: Exception) -> bool:
 
 def check_alias(alias: str) -> str:
     if not _ALIAS.match(alias or "") or alias.lower() == "latest" or re.fullmatch(r"v\d+", alias.lower()):
-        raise ValueError(f"invalid alias {alias!r}: letters, digits, _ and -, not 'latest' or 'v<number>'")
+        raise InputError(f"invalid alias {alias!r}: letters, digits, _ and -, not 'latest' or 'v<number>'")
     return alias
 
 
