@@ -90,6 +90,16 @@ def remote_spark(connect_server, monkeypatch):
 
 
 @pytest.fixture
+def databricks_workspace(monkeypatch):
+    """The environment a Databricks deployment sets (MLOPS_ENV=databricks, its catalog and S3 root); nothing is
+    sent anywhere: Databricks tests assert request payloads."""
+    monkeypatch.setenv("MLOPS_ENV", "databricks")
+    monkeypatch.setenv("MLOPS_UC_CATALOG", "ml_prod")
+    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://acme-mlops")
+    monkeypatch.delenv("MLOPS_USE_CASE", raising=False)
+
+
+@pytest.fixture
 def lakehouse(env):
     """A Lakehouse for the churn use case in this test's data directory."""
     from mlops_core.lakehouse import Lakehouse

@@ -17,14 +17,6 @@ USE_CASES = sorted(p.stem for p in (ROOT / "include" / "config" / "use_cases").g
 SUBMIT_PATH = "/api/2.2/jobs/runs/submit"
 
 
-@pytest.fixture
-def databricks(monkeypatch):
-    monkeypatch.setenv("MLOPS_ENV", "databricks")
-    monkeypatch.setenv("MLOPS_UC_CATALOG", "ml_prod")
-    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://acme-mlops")
-    monkeypatch.delenv("MLOPS_USE_CASE", raising=False)
-
-
 def _smoke_body():
     from mlops_core.config import load_environment
     from mlops_core.databricks.payload import submit_request
@@ -34,7 +26,7 @@ def _smoke_body():
 
 
 @pytest.mark.parametrize("use_case", USE_CASES)
-def test_plan_has_an_sdk_accepted_submit_for_every_databricks_task(databricks, use_case):
+def test_plan_has_an_sdk_accepted_submit_for_every_databricks_task(databricks_workspace, use_case):
     from mlops_airflow.databricks_plan import databricks_tasks, plan
     from mlops_core.databricks import sdk
     from mlops_core.databricks.libraries import pinned_packages
@@ -70,7 +62,7 @@ def test_plan_has_an_sdk_accepted_submit_for_every_databricks_task(databricks, u
     (lambda b: b.update(run_nmae="x"), r"takes no field run_nmae"),
     (lambda b: b["tasks"][0].update(python_wheel_task="mlops_core"), r"tasks\[0\]: not a SubmitTask"),
 ])
-def test_the_round_trip_refuses_what_the_sdk_would_not_send(databricks, mutate, message):
+def test_the_round_trip_refuses_what_the_sdk_would_not_send(databricks_workspace, mutate, message):
     from mlops_core.databricks import sdk
 
     body = _smoke_body()
@@ -87,7 +79,7 @@ def _cli(*args, **env):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_mlops_databricks_plan_prints_the_plan_as_json(databricks):
+def test_mlops_databricks_plan_prints_the_plan_as_json(databricks_workspace):
     """The core command hands over to the Airflow side and prints pure JSON on stdout (logs go to stderr)."""
     done = _cli("--use-case", "churn", "--date", "2026-03-04")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -100,7 +92,7 @@ def test_mlops_databricks_plan_prints_the_plan_as_json(databricks):
     assert libraries[-1] == {"whl": "/Volumes/ml_prod/mlops/artifacts/mlops_core-0.1.0-py3-none-any.whl"}
 
 
-def test_mlops_databricks_plan_refuses_an_unsupported_runtime_and_unknown_use_case(databricks):
+def test_mlops_databricks_plan_refuses_an_unsupported_runtime_and_unknown_use_case(databricks_workspace):
     done = _cli("--use-case", "churn", MLOPS__COMPUTE__DATABRICKS__SPARK_VERSION="17.3.x-scala2.13")
     assert done.returncode == 2 and not done.stdout
     assert "standard runtime" in done.stderr and "17.3.x-cpu-ml-scala2.13" in done.stderr

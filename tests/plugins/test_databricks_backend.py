@@ -19,10 +19,7 @@ HOOK = "airflow.providers.databricks.hooks.databricks.DatabricksHook"
 
 
 @pytest.fixture
-def databricks_env(monkeypatch):
-    monkeypatch.setenv("MLOPS_ENV", "databricks")
-    monkeypatch.setenv("MLOPS_UC_CATALOG", "ml_prod")
-    monkeypatch.setenv("MLOPS_S3_ROOT", "s3://acme-mlops")
+def databricks_env(databricks_workspace):
     from mlops_core.config import load_environment
 
     return load_environment()
