@@ -193,8 +193,9 @@ def test_comments_and_new_features(spark, lakehouse, churn, bronze, tmp_path):
 def test_job_entry_point_returns_the_asset_extras(spark, lakehouse, churn, bronze, capsys):
     import json
 
-    from mlops_core.jobs.contract import RESULT_MARKER, run_job
+    from mlops_core.jobs.contract import RESULT_MARKER
     from mlops_core.jobs.features import run
+    from mlops_core.jobs.runner import run_job
 
     day = D1.isoformat()
     code = run_job("features", run, ["--use-case", "churn", "--date", day, "--run-id", "job-test"])
