@@ -12,14 +12,14 @@ if TYPE_CHECKING:
 
 
 def configure_mlflow(env: EnvironmentConfig, tracking_uri: str | None = None, registry_uri: str | None = None) -> str:
-    """Point the mlflow client at the environment's stores; return the tracking URI in use."""
+    """Point the mlflow client at the environment's stores; return the tracking URI in use. Without a registry
+    URI the registry is the tracking store, set explicitly: the registry URI is process-wide, so one left by an
+    earlier call (another environment, a connection's server) would otherwise stay in force."""
     import mlflow
 
     uri = tracking_uri or env.mlflow.tracking_uri
     mlflow.set_tracking_uri(uri)
-    registry = registry_uri or env.mlflow.registry_uri
-    if registry:
-        mlflow.set_registry_uri(registry)
+    mlflow.set_registry_uri(registry_uri or env.mlflow.registry_uri or uri)
     return uri
 
 

@@ -247,8 +247,10 @@ def _register_scoring_model(env, data_dir, ftv: int, ltv: int, window_start: str
             x = model_input["total_orders_30d"].astype("float64")
             return pd.Series(1.0 / (1.0 + np.exp(0.4 * x - 0.5)), name="probability")
 
+    from mlops_core.tracking import configure_mlflow
+
     (data_dir / "mlflow").mkdir(exist_ok=True)
-    mlflow.set_tracking_uri(env.mlflow.tracking_uri)
+    configure_mlflow(env)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(name="model", python_model=Model(), pip_requirements=["pandas"])
     return mlflow.register_model(info.model_uri, "churn_xgboost", tags={
