@@ -34,7 +34,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
 
     from mlops_core.promotion import champion as ch
-    from mlops_core.promotion.evaluate import SeenWindow, heldout_window, measure, unseen_by
+    from mlops_core.promotion.evaluate import SeenWindow, heldout_window, measure, rows_for_comparison
     from mlops_core.promotion.gate import decide
     from mlops_core.promotion.history import append_history, history_row
     from mlops_core.promotion.spec import GateSpec
@@ -76,19 +76,8 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     unfair = ""
     windows = {"challenger": _seen(SeenWindow.of(challenger_mv.tags)), "champion": None}
     if champion_mv is not None:
-        champion_seen = SeenWindow.of(champion_mv.tags)
-        windows["champion"] = _seen(champion_seen)
-        if champion_seen is None:
-            unfair = (f"champion v{champion_before} has no lineage window tags: which rows it trained on is "
-                      "unknown")
-        else:
-            fair = frame[unseen_by(frame, LABEL_TIME, champion_seen)]
-            if len(fair) >= gate.min_rows:
-                frame = fair
-            else:
-                unfair = (f"{len(fair)} of {len(frame)} held-out rows ({start}..{end}) lie outside champion "
-                          f"v{champion_before}'s seen label dates {champion_seen.start}..{champion_seen.end} "
-                          f"(need {gate.min_rows})")
+        windows["champion"] = _seen(SeenWindow.of(champion_mv.tags))
+        frame, unfair = rows_for_comparison(frame, LABEL_TIME, champion_before, champion_mv.tags, gate.min_rows)
     label_days = frame[LABEL_TIME] if len(frame) else None
     windows["evaluation"] = {
         "start": str(min(label_days))[:10] if label_days is not None else None,

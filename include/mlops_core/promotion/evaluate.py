@@ -55,6 +55,20 @@ def heldout_window(challenger_tags: dict[str, str], run_date: date) -> tuple[dat
     return start, run_date
 
 
+def rows_for_comparison(frame: pd.DataFrame, label_time: str, champion_version: str,
+                        champion_tags: dict[str, str], min_rows: int) -> tuple[pd.DataFrame, str]:
+    """The held-out rows the champion did not see either, and "" when at least `min_rows` of them exist;
+    else all held-out rows (for the challenger's absolute checks) and why there is no fair comparison."""
+    seen = SeenWindow.of(champion_tags)
+    if seen is None:
+        return frame, f"champion v{champion_version} has no lineage window tags: which rows it trained on is unknown"
+    fair = frame[unseen_by(frame, label_time, seen)]
+    if len(fair) >= min_rows:
+        return fair, ""
+    return frame, (f"{len(fair)} of {len(frame)} held-out rows lie outside champion v{champion_version}'s seen "
+                   f"label dates {seen.start}..{seen.end} (need {min_rows})")
+
+
 def unseen_by(frame: pd.DataFrame, label_time: str, seen: SeenWindow) -> pd.Series:
     """Mask of the rows whose label date lies outside a model's seen window."""
     import pandas as pd
