@@ -28,6 +28,28 @@ for key in [k for k in os.environ if k.startswith("MLOPS__")]:
     del os.environ[key]
 
 
+# MLflow's process-wide URIs: (module, attribute, the environment variable it copies itself into).
+_MLFLOW_URI_GLOBALS = (("mlflow.tracking._tracking_service.utils", "_tracking_uri", "MLFLOW_TRACKING_URI"),
+                       ("mlflow.tracking._model_registry.utils", "_registry_uri", "MLFLOW_REGISTRY_URI"))
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_do_not_leak():
+    """MLflow keeps the tracking and registry URIs process-wide (and in the environment): a job run in-process by
+    one test would otherwise send a later test's `MlflowClient(tracking_uri=...)` to the first test's deleted
+    SQLite registry. Put both back after every test."""
+    saved = [(getattr(sys.modules.get(module), attr, None), os.environ.get(var))
+             for module, attr, var in _MLFLOW_URI_GLOBALS]
+    yield
+    for (module, attr, var), (value, env_value) in zip(_MLFLOW_URI_GLOBALS, saved):
+        if module in sys.modules:
+            setattr(sys.modules[module], attr, value)
+        if env_value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = env_value
+
+
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """A fresh MLOPS_DATA_DIR: lakehouse, landing, reports and MLflow store of this test only."""

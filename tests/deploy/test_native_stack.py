@@ -325,7 +325,7 @@ def test_the_platform_account_owns_the_models_and_a_person_can_only_read(stack, 
             call()
         assert "403" in str(denied.value) and denied.value.error_code == "PERMISSION_DENIED", what
     _login(monkeypatch, *stack.mlflow_account("platform"))
-    assert MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion").version == version
+    assert str(MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion").version) == version
 
 
 def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_its_name(stack, monkeypatch):
