@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,8 +42,10 @@ class EntitySpec(BaseModel):
 class UseCaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    # The name is in every DAG id (`<name>__<stage>`), table path and asset: lower case, single underscores.
+    name: str = Field(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
     description: str = ""
+    enabled: bool = Field(default=True, description="false keeps the file but gives it no DAGs")
     entity: EntitySpec
     sources: dict[str, SourceSpec] = Field(min_length=1)
     features: FeaturesSpec | None = None
@@ -111,6 +114,36 @@ def available_use_cases() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+# MLOPS_USE_CASES=churn,spend limits the use cases this deployment runs (default: every enabled YAML).
+USE_CASES_ENV = "MLOPS_USE_CASES"
+
+
+@dataclass(frozen=True)
+class UseCaseCatalog:
+    """What the use-case folder holds: the use cases to run, and the files that failed to load (file -> why)."""
+
+    enabled: list[UseCaseConfig]
+    disabled: list[str]
+    errors: dict[str, str]
+
+
+def load_use_cases(selection: str | None = None) -> UseCaseCatalog:
+    """Load every use case under include/config/use_cases/ (or those `selection`/MLOPS_USE_CASES names). A
+    file that fails to load is reported in `errors` and does not stop the others: one bad YAML never
+    takes the other use cases' DAGs down."""
+    wanted = selection if selection is not None else os.environ.get(USE_CASES_ENV, "")
+    names = [n.strip() for n in wanted.split(",") if n.strip()] or available_use_cases()
+    enabled, disabled, errors = [], [], {}
+    for name in names:
+        try:
+            cfg = load_use_case(name)
+        except ConfigError as exc:
+            errors[str(use_case_file(name))] = str(exc)
+            continue
+        (enabled if cfg.enabled else disabled).append(cfg if cfg.enabled else cfg.name)
+    return UseCaseCatalog(enabled=enabled, disabled=disabled, errors=errors)
+
+
 # MLOPS_USE_CASE__MODEL__HPO__TRIALS=5 overrides model.hpo.trials of the loaded use case (any key path), the
 # way MLOPS__... overrides the environment config: one knob for a quick demo or a test, no file edit.
 USE_CASE_OVERRIDE_PREFIX = "MLOPS_USE_CASE__"
@@ -126,6 +159,9 @@ def load_use_case(name: str | None = None, path: str | Path | None = None) -> Us
     raw = file.read_bytes()
     data = apply_env_overrides(expand_vars(read_yaml(file), file), USE_CASE_OVERRIDE_PREFIX)
     cfg = validate(UseCaseConfig, data, file)
+    if path is None and cfg.name != name:
+        raise ConfigError(f"{file}: name: {cfg.name!r} must be the file's name {name!r} (the DAG ids, tables and "
+                          "models are named after it)")
     # The hash names what ran: the file plus any override of it from the environment.
     overrides = sorted((k, v) for k, v in os.environ.items() if k.startswith(USE_CASE_OVERRIDE_PREFIX))
     cfg.config_hash = hashlib.sha256(raw + repr(overrides).encode() if overrides else raw).hexdigest()[:16]

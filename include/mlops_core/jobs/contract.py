@@ -4,7 +4,8 @@ plugins (mlops_airflow.backends, .assets, the approval sensor).
 * the result line: the job's last stdout line is RESULT_MARKER + JSON;
 * the exit codes and what the task does with each (ExitCode);
 * the registry tags a person's approval leaves on a model version;
-* the asset names and URIs of the lakehouse tables that jobs report extras for.
+* the asset names and URIs of the lakehouse tables that jobs report extras for;
+* the DAG ids: every use case gets every stage's DAG, named `<use case>__<stage>` (dag_id).
 
 Light on purpose (no pyspark, mlflow or pydantic): DAG files import it while parsing."""
 
@@ -32,6 +33,36 @@ class ExitCode(IntEnum):
 # Model-version tags of a person's decision (the approve_model DAG -> promote job; read by the approval sensor).
 APPROVAL_TAG = "mlops.approval"  # approved | rejected
 APPROVED_BY_TAG = "mlops.approval.by"  # the account that triggered the approval or rejection
+
+
+# The stages every use case gets a DAG of (docs: ../shared/design.md "DAGs"); their names are a contract.
+STAGES = (
+    "ingest_raw",
+    "materialize_features",
+    "retrain_model",
+    "batch_score",
+    "drift_report",
+    "retrain_on_drift",
+    "rollback_model",
+    "approve_model",
+    "platform_smoke",
+)
+DAG_ID_SEPARATOR = "__"  # use case names are [a-z][a-z0-9_]* without a double underscore, so the split is unique
+
+
+def dag_id(use_case: str, stage: str) -> str:
+    """`<use case>__<stage>`, e.g. `churn__batch_score`: the id of a use case's DAG of `stage`."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; the stages are {', '.join(STAGES)}")
+    return f"{use_case}{DAG_ID_SEPARATOR}{stage}"
+
+
+def split_dag_id(dag_id_: str) -> tuple[str, str]:
+    """(use case, stage) of a DAG id made by dag_id()."""
+    use_case, sep, stage = dag_id_.rpartition(DAG_ID_SEPARATOR)
+    if not sep or stage not in STAGES:
+        raise ValueError(f"{dag_id_!r} is not a <use case>__<stage> DAG id")
+    return use_case, stage
 
 
 def parse_result(line: str) -> dict[str, Any] | None:
