@@ -66,7 +66,7 @@ def _locate(target: str):
     from pathlib import Path
 
     if target.endswith((".yaml", ".yml")) or "/" in target or os.sep in target:
-        return None, Path(target)
+        return None, Path(target).expanduser().absolute()
     return target, None
 
 
