@@ -10,40 +10,49 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
 
+def build(cfg: UseCaseConfig):
+    """The use case's approve_model DAG; None without a model."""
+    if cfg.model is None:
+        return None
 
-@dag(
-    dag_id="approve_model",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("registry"),
-    doc_md=__doc__,
-    params={
-        "version": Param(type="integer", minimum=1, description="Model version awaiting approval"),
-        "decision": Param("approve", type="string", enum=["approve", "reject"], description="Approve or reject"),
-        "reason": Param(type="string", minLength=3, description="Why (recorded in the promotion history)"),
-    },
-)
-def approve_model():
-    SparkJobOperator(
-        task_id="record_approval",
-        job="promote",
-        use_case=USE_CASE,
-        job_params={
-            "action": "{{ params.decision }}",
-            "version": "{{ params.version }}",
-            "reason": "{{ params.reason }}",
-            # the account that triggered this run (REST or UI): the promotion history names it
-            "triggered_by": "{{ dag_run.triggering_user_name or 'approve_model' }}",
+    @dag(
+        dag_id=dag_id(cfg.name, "approve_model"),
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "registry"),
+        doc_md=__doc__,
+        params={
+            "version": Param(type="integer", minimum=1, description="Model version awaiting approval"),
+            "decision": Param("approve", type="string", enum=["approve", "reject"], description="Approve or reject"),
+            "reason": Param(type="string", minLength=3, description="Why (recorded in the promotion history)"),
         },
     )
+    def approve_model():
+        SparkJobOperator(
+            task_id="record_approval",
+            job="promote",
+            use_case=cfg.name,
+            job_params={
+                "action": "{{ params.decision }}",
+                "version": "{{ params.version }}",
+                "reason": "{{ params.reason }}",
+                # the account that triggered this run (REST or UI): the promotion history names it
+                "triggered_by": "{{ dag_run.triggering_user_name or dag.dag_id }}",
+            },
+        )
 
 
-approve_model()
+
+    return approve_model()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -25,17 +25,13 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow.assets import predictions_asset, table_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.assets import feature_asset, predictions_asset
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.resolve_model import ResolveModelVersionOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
-CFG = use_case(USE_CASE)
-if CFG.model is None:
-    raise ValueError(f"use case {USE_CASE!r} has no `model` section: batch_score needs one")
-FEATURES = table_asset(USE_CASE, "features", f"{CFG.entity.name}_features")
-PREDICTIONS = predictions_asset(USE_CASE)
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -49,60 +45,69 @@ def latest_as_of_date(events_by_asset) -> str | None:
     return max(dates) if dates else None
 
 
-@dag(
-    dag_id="batch_score",
-    schedule=[FEATURES],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("scoring"),
-    doc_md=__doc__,
-    params={
-        "as_of_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                            description="Snapshot date to score (YYYY-MM-DD); empty = the newest date of the "
-                                        "triggering feature update, else the run date"),
-        "model_alias": Param("champion", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
-                             description="Registry alias resolved once at the start of the run"),
-        "model_version": Param(None, type=["null", "integer"], minimum=1,
-                               description="Score with this exact version instead of the alias (rollback, "
-                                           "reproduction); empty = resolve the alias"),
-        "shadow": Param(CFG.scoring.shadow_alias is not None, type="boolean",
-                        description=f"Also score with `{CFG.scoring.shadow_alias}` into gold.shadow_predictions "
-                                    "when it exists"),
-    },
-)
-def batch_score():
-    resolve = ResolveModelVersionOperator(
-        task_id="resolve_model",
-        registered_model_name=CFG.model.registered_model_name,
-        alias="{{ params.model_alias }}",
-        version="{{ '' if params.model_version is none else params.model_version }}",
-        shadow_alias="{{ '" + (CFG.scoring.shadow_alias or "") + "' if params.shadow else '' }}",
+def build(cfg: UseCaseConfig):
+    """The use case's batch_score DAG; None when it has no model or no features to score."""
+    if cfg.model is None or cfg.features is None:
+        return None
+
+    @dag(
+        dag_id=dag_id(cfg.name, "batch_score"),
+        schedule=[feature_asset(cfg.name, cfg.entity.name)],
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "scoring"),
+        doc_md=__doc__,
+        params={
+            "as_of_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                                description="Snapshot date to score (YYYY-MM-DD); empty = the newest date of the "
+                                            "triggering feature update, else the run date"),
+            "model_alias": Param("champion", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
+                                 description="Registry alias resolved once at the start of the run"),
+            "model_version": Param(None, type=["null", "integer"], minimum=1,
+                                   description="Score with this exact version instead of the alias (rollback, "
+                                               "reproduction); empty = resolve the alias"),
+            "shadow": Param(cfg.scoring.shadow_alias is not None, type="boolean",
+                            description=f"Also score with `{cfg.scoring.shadow_alias}` into gold.shadow_predictions "
+                                        "when it exists"),
+        },
     )
+    def batch_score():
+        resolve = ResolveModelVersionOperator(
+            task_id="resolve_model",
+            registered_model_name=cfg.model.registered_model_name,
+            alias="{{ params.model_alias }}",
+            version="{{ '' if params.model_version is none else params.model_version }}",
+            shadow_alias="{{ '" + (cfg.scoring.shadow_alias or "") + "' if params.shadow else '' }}",
+        )
 
-    @task(task_id="as_of_date")
-    def as_of_date(params=None, triggering_asset_events=None, logical_date=None, dag_run=None) -> str:
-        from datetime import date
+        @task(task_id="as_of_date")
+        def as_of_date(params=None, triggering_asset_events=None, logical_date=None, dag_run=None) -> str:
+            from datetime import date
 
-        chosen = (params or {}).get("as_of_date") or latest_as_of_date(triggering_asset_events)
-        if not chosen:
-            when = logical_date or dag_run.run_after
-            chosen = when.strftime("%Y-%m-%d")
-        date.fromisoformat(chosen)  # fails clearly on a malformed date
-        return chosen
+            chosen = (params or {}).get("as_of_date") or latest_as_of_date(triggering_asset_events)
+            if not chosen:
+                when = logical_date or dag_run.run_after
+                chosen = when.strftime("%Y-%m-%d")
+            date.fromisoformat(chosen)  # fails clearly on a malformed date
+            return chosen
 
-    day = as_of_date()
-    score = SparkJobOperator(
-        task_id="score",
-        job="score",
-        use_case=USE_CASE,
-        date=day,
-        job_params=resolve.output,  # the pinned versions (+ MLflow URIs when a connection set them)
-        outlets=[PREDICTIONS],
-        execution_timeout=timedelta(hours=2),
-    )
-    resolve >> day >> score
+        day = as_of_date()
+        score = SparkJobOperator(
+            task_id="score",
+            job="score",
+            use_case=cfg.name,
+            date=day,
+            job_params=resolve.output,  # the pinned versions (+ MLflow URIs when a connection set them)
+            outlets=[predictions_asset(cfg.name)],
+            execution_timeout=timedelta(hours=2),
+        )
+        resolve >> day >> score
 
 
-batch_score()
+
+    return batch_score()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

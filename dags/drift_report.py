@@ -20,78 +20,87 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import drift_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.drift import DriftReportOperator
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
-DRIFT = drift_asset(USE_CASE)
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-@dag(
-    dag_id="drift_report",
-    schedule="0 5 * * *",  # nightly, after the day's scoring
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("monitoring"),
-    doc_md=__doc__,
-    params={
-        "date": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                      description="As-of date to report (YYYY-MM-DD); empty = the newest scored date on or "
-                                  "before the run date"),
-        "reference": Param(None, type=["null", "string"], enum=[None, "champion_training", "window"],
-                           description="champion_training: the scoring model version's training data; window: "
-                                       "the scored snapshots of the `reference_days` dates before; empty = the "
-                                       "use case's monitoring.reference.kind"),
-        "reference_days": Param(None, type=["null", "integer"], minimum=1, maximum=366,
-                                description="Length of the window reference; empty = monitoring.reference.days"),
-        "max_rows": Param(None, type=["null", "integer"], minimum=100, maximum=5_000_000,
-                          description="Sample at most this many rows per side; empty = monitoring.sampling"),
-    },
-)
-def drift_report():
-    report = DriftReportOperator(
-        task_id="report",
-        use_case=USE_CASE,
-        job_params={
-            "date": "{{ params.date or '' }}",
-            "reference": "{{ params.reference or '' }}",
-            "reference_days": "{{ params.reference_days or '' }}",
-            "max_rows": "{{ params.max_rows or '' }}",
+def build(cfg: UseCaseConfig):
+    """The use case's drift_report DAG; None when it has no model (nothing scored to compare)."""
+    if cfg.model is None:
+        return None
+
+    @dag(
+        dag_id=dag_id(cfg.name, "drift_report"),
+        schedule="0 5 * * *",  # nightly, after the day's scoring
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "monitoring"),
+        doc_md=__doc__,
+        params={
+            "date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                          description="As-of date to report (YYYY-MM-DD); empty = the newest scored date on or "
+                                      "before the run date"),
+            "reference": Param(None, type=["null", "string"], enum=[None, "champion_training", "window"],
+                               description="champion_training: the scoring model version's training data; window: "
+                                           "the scored snapshots of the `reference_days` dates before; empty = the "
+                                           "use case's monitoring.reference.kind"),
+            "reference_days": Param(None, type=["null", "integer"], minimum=1, maximum=366,
+                                    description="Length of the window reference; empty = monitoring.reference.days"),
+            "max_rows": Param(None, type=["null", "integer"], minimum=100, maximum=5_000_000,
+                              description="Sample at most this many rows per side; empty = monitoring.sampling"),
         },
-        outlets=[DRIFT],
-        execution_timeout=timedelta(hours=1),
     )
-
-    @task(task_id="alert")
-    def alert(result: dict) -> dict:
-        """Notify when the night's drift is above threshold; returns what was (or was not) sent."""
-        from airflow.sdk import get_current_context
-
-        from mlops_airflow.notifiers import MlopsNotifier
-
-        if not result or not result.get("alert"):
-            return {"sent": False, "reason": "no drift above threshold"}
-        drifted = result.get("drifted_features") or []
-        score = result.get("score_drift") or {}
-        message = (
-            f"{USE_CASE} drift on {result.get('date')} (model v{result.get('model_version')}): dataset drift "
-            f"share {result.get('drift_share', 0):.2f} (threshold {result.get('drift_share_threshold')}), "
-            f"{len(drifted)} drifted column(s): {', '.join(drifted[:10]) or 'none'}"
-            + (f"; key features: {', '.join(result['key_features_drifted'])}"
-               if result.get("key_features_drifted") else "")
-            + ("; the score drifted" if score.get("drifted") else "")
-            + f". Report: {result.get('report_url')}"
+    def drift_report():
+        report = DriftReportOperator(
+            task_id="report",
+            use_case=cfg.name,
+            job_params={
+                "date": "{{ params.date or '' }}",
+                "reference": "{{ params.reference or '' }}",
+                "reference_days": "{{ params.reference_days or '' }}",
+                "max_rows": "{{ params.max_rows or '' }}",
+            },
+            outlets=[drift_asset(cfg.name)],
+            execution_timeout=timedelta(hours=1),
         )
-        extra = {k: result.get(k) for k in ("date", "model_version", "drift_share", "dataset_drifted",
-                                            "drifted_features", "key_features_drifted", "score_drift",
-                                            "report_url", "mlflow_run_url")}
-        MlopsNotifier(event="drift_detected", message=message, extra=extra).notify(get_current_context())
-        return {"sent": True, "message": message}
 
-    alert(report.output)
+        @task(task_id="alert")
+        def alert(result: dict) -> dict:
+            """Notify when the night's drift is above threshold; returns what was (or was not) sent."""
+            from airflow.sdk import get_current_context
+
+            from mlops_airflow.notifiers import MlopsNotifier
+
+            if not result or not result.get("alert"):
+                return {"sent": False, "reason": "no drift above threshold"}
+            drifted = result.get("drifted_features") or []
+            score = result.get("score_drift") or {}
+            message = (
+                f"{cfg.name} drift on {result.get('date')} (model v{result.get('model_version')}): dataset drift "
+                f"share {result.get('drift_share', 0):.2f} (threshold {result.get('drift_share_threshold')}), "
+                f"{len(drifted)} drifted column(s): {', '.join(drifted[:10]) or 'none'}"
+                + (f"; key features: {', '.join(result['key_features_drifted'])}"
+                   if result.get("key_features_drifted") else "")
+                + ("; the score drifted" if score.get("drifted") else "")
+                + f". Report: {result.get('report_url')}"
+            )
+            extra = {k: result.get(k) for k in ("date", "model_version", "drift_share", "dataset_drifted",
+                                                "drifted_features", "key_features_drifted", "score_drift",
+                                                "report_url", "mlflow_run_url")}
+            MlopsNotifier(event="drift_detected", message=message, extra=extra).notify(get_current_context())
+            return {"sent": True, "message": message}
+
+        alert(report.output)
 
 
-drift_report()
+
+    return drift_report()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -20,76 +20,86 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag
 
 from mlops_airflow.assets import bronze_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.landing import LandingFilesSensor
-
-USE_CASE = use_case_name()
-SOURCES = use_case(USE_CASE).sources
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
 # Blank when unset, so the operator and the sensor fall back to the run's own date.
 START = "{{ params.start_date or '' }}"
 END = "{{ params.end_date or params.start_date or '' }}"
 
 
-@dag(
-    dag_id="ingest_raw",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    # Days are ingested in order: duplicate keys are checked against earlier ingest dates.
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("ingest", "bronze"),
-    doc_md=__doc__,
-    params={
-        "start_date": Param(
-            None, type=["null", "string"], format="date",
-            description="First date of a range to (re)ingest, YYYY-MM-DD. Empty: the run's own date.",
-        ),
-        "end_date": Param(
-            None, type=["null", "string"], format="date",
-            description="Last date of the range (inclusive). Empty: same as start_date.",
-        ),
-        "sources": Param(
-            list(SOURCES), type="array", items={"type": "string", "enum": list(SOURCES)}, minItems=1,
-            description="Sources to ingest (default: all). The others are skipped.",
-        ),
-        "force": Param(
-            False, type="boolean",
-            description="Re-read dates even when their files did not change since their last ingest.",
-        ),
-        "wait_timeout_minutes": Param(
-            None, type=["null", "number"], minimum=0,
-            description="Override every source's wait_timeout_minutes for this run (0: do not wait).",
-        ),
-    },
-)
-def ingest_raw():
-    for source, spec in SOURCES.items():
-        with TaskGroup(group_id=source, tooltip=spec.description or source):
-            wait = LandingFilesSensor(
-                task_id="wait_for_files",
-                use_case=USE_CASE,
-                source=source,
-                start=START,
-                end=END,
-                on_missing=spec.on_missing,
-                timeout=spec.wait_timeout_minutes * 60,
-                wait_minutes="{{ params.wait_timeout_minutes }}",
-                poke_interval=30,
-                deferrable=True,
-            )
-            ingest = SparkJobOperator(
-                task_id="ingest",
-                job="ingest",
-                use_case=USE_CASE,
-                start=START,
-                end=END,
-                job_params={"sources": [source], "force": "{{ params.force }}"},
-                outlets=[bronze_asset(USE_CASE, source)],
-            )
-            wait >> ingest
+def build(cfg: UseCaseConfig):
+    """The use case's ingest_raw DAG: one task group per source it ingests; None when it ingests none (it reads
+    every source from another use case's bronze tables)."""
+    sources = cfg.ingested_sources()
+    if not sources:
+        return None
+
+    @dag(
+        dag_id=dag_id(cfg.name, "ingest_raw"),
+        schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        # Days are ingested in order: duplicate keys are checked against earlier ingest dates.
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "ingest", "bronze"),
+        doc_md=__doc__,
+        params={
+            "start_date": Param(
+                None, type=["null", "string"], format="date",
+                description="First date of a range to (re)ingest, YYYY-MM-DD. Empty: the run's own date.",
+            ),
+            "end_date": Param(
+                None, type=["null", "string"], format="date",
+                description="Last date of the range (inclusive). Empty: same as start_date.",
+            ),
+            "sources": Param(
+                list(sources), type="array", items={"type": "string", "enum": list(sources)}, minItems=1,
+                description="Sources to ingest (default: all). The others are skipped.",
+            ),
+            "force": Param(
+                False, type="boolean",
+                description="Re-read dates even when their files did not change since their last ingest.",
+            ),
+            "wait_timeout_minutes": Param(
+                None, type=["null", "number"], minimum=0,
+                description="Override every source's wait_timeout_minutes for this run (0: do not wait).",
+            ),
+        },
+    )
+    def ingest_raw():
+        for source, spec in sources.items():
+            with TaskGroup(group_id=source, tooltip=spec.description or source):
+                wait = LandingFilesSensor(
+                    task_id="wait_for_files",
+                    use_case=cfg.name,
+                    source=source,
+                    start=START,
+                    end=END,
+                    on_missing=spec.on_missing,
+                    timeout=spec.wait_timeout_minutes * 60,
+                    wait_minutes="{{ params.wait_timeout_minutes }}",
+                    poke_interval=30,
+                    deferrable=True,
+                )
+                ingest = SparkJobOperator(
+                    task_id="ingest",
+                    job="ingest",
+                    use_case=cfg.name,
+                    start=START,
+                    end=END,
+                    job_params={"sources": [source], "force": "{{ params.force }}"},
+                    outlets=[bronze_asset(cfg.name, source)],
+                )
+                wait >> ingest
 
 
-ingest_raw()
+
+    return ingest_raw()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

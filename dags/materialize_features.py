@@ -24,15 +24,11 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import bronze_asset, feature_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
-CFG = use_case(USE_CASE)
-if CFG.features is None:
-    raise ValueError(f"use case {USE_CASE!r} has no `features` section: materialize_features needs one")
-BRONZE = [bronze_asset(USE_CASE, source) for source in CFG.features.sources()]
-FEATURES = feature_asset(USE_CASE, CFG.entity.name)
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
@@ -57,38 +53,48 @@ def as_of_range(params: dict, events_by_asset, default_day: str) -> dict[str, st
     return {"start": start, "end": end}
 
 
-@dag(
-    dag_id="materialize_features",
-    schedule=BRONZE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("features"),
-    doc_md=__doc__,
-    params={
-        "as_of_start": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                             description="First as-of date to (re)materialize, YYYY-MM-DD. Empty: the dates of "
-                                         "the triggering ingest events, else the run date."),
-        "as_of_end": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                           description="Last as-of date (inclusive). Empty: as_of_start."),
-    },
-)
-def materialize_features():
-    @task(task_id="as_of_dates", multiple_outputs=True)
-    def as_of_dates(params=None, triggering_asset_events=None, **context) -> dict[str, str]:
-        return as_of_range(params or {}, triggering_asset_events, run_date(context))
+def build(cfg: UseCaseConfig):
+    """The use case's materialize_features DAG; None when it has no `features` section."""
+    if cfg.features is None:
+        return None
 
-    span = as_of_dates()
-    SparkJobOperator(
-        task_id="materialize",
-        job="features",
-        use_case=USE_CASE,
-        start=span["start"],
-        end=span["end"],
-        outlets=[FEATURES],
-        execution_timeout=timedelta(hours=3),
+    @dag(
+        dag_id=dag_id(cfg.name, "materialize_features"),
+        # a shared source's asset is its owner's: this use case's features follow that use case's ingest
+        schedule=[bronze_asset(cfg.bronze_owners().get(s, cfg.name), s) for s in cfg.features.sources()],
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "features"),
+        doc_md=__doc__,
+        params={
+            "as_of_start": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                                 description="First as-of date to (re)materialize, YYYY-MM-DD. Empty: the dates of "
+                                             "the triggering ingest events, else the run date."),
+            "as_of_end": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                               description="Last as-of date (inclusive). Empty: as_of_start."),
+        },
     )
+    def materialize_features():
+        @task(task_id="as_of_dates", multiple_outputs=True)
+        def as_of_dates(params=None, triggering_asset_events=None, **context) -> dict[str, str]:
+            return as_of_range(params or {}, triggering_asset_events, run_date(context))
+
+        span = as_of_dates()
+        SparkJobOperator(
+            task_id="materialize",
+            job="features",
+            use_case=cfg.name,
+            start=span["start"],
+            end=span["end"],
+            outlets=[feature_asset(cfg.name, cfg.entity.name)],
+            execution_timeout=timedelta(hours=3),
+        )
 
 
-materialize_features()
+
+    return materialize_features()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

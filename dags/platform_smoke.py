@@ -8,34 +8,39 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Asset, Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
-from mlops_core.jobs.contract import asset_uri
-
-USE_CASE = use_case_name()
-SMOKE_TABLE = Asset(name=f"{USE_CASE}.ops.smoke", uri=asset_uri(USE_CASE, "ops", "smoke"))
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import asset_name, asset_uri, dag_id
 
 
-@dag(
-    dag_id="platform_smoke",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    default_args=DEFAULT_ARGS,
-    tags=tags("platform"),
-    doc_md=__doc__,
-    params={
-        "rows": Param(100, type="integer", minimum=1, maximum=10_000_000, description="Rows to write"),
-    },
-)
-def platform_smoke():
-    SparkJobOperator(
-        task_id="delta_round_trip",
-        job="smoke",
-        use_case=USE_CASE,
-        job_params={"rows": "{{ params.rows }}"},
-        outlets=[SMOKE_TABLE],
+def build(cfg: UseCaseConfig):
+    """The use case's platform_smoke DAG."""
+
+    @dag(
+        dag_id=dag_id(cfg.name, "platform_smoke"),
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "platform"),
+        doc_md=__doc__,
+        params={
+            "rows": Param(100, type="integer", minimum=1, maximum=10_000_000, description="Rows to write"),
+        },
     )
+    def platform_smoke():
+        SparkJobOperator(
+            task_id="delta_round_trip",
+            job="smoke",
+            use_case=cfg.name,
+            job_params={"rows": "{{ params.rows }}"},
+            outlets=[Asset(name=asset_name(cfg.name, "ops", "smoke"), uri=asset_uri(cfg.name, "ops", "smoke"))],
+        )
 
 
-platform_smoke()
+
+    return platform_smoke()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -19,7 +19,7 @@ the approve_model DAG records a person's decision) | `rejected` (champion untouc
 ends failed so it is noticed).
 
 Runs weekly, on demand (Params below), and when another DAG triggers it with a `reason` in the conf, e.g.
-`TriggerDagRunOperator(trigger_dag_id="retrain_model", conf={"reason": "drift on total_orders_30d"})`.
+`TriggerDagRunOperator(trigger_dag_id=dag_id(cfg.name, "retrain_model"), conf={"reason": "drift on total_orders_30d"})`.
 To reproduce a registered version, trigger with its recorded `mlops.window_start/window_end/seed/hpo_trials`
 and `mlops.feature_table_version/label_table_version` tags."""
 
@@ -31,23 +31,18 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.mlflow_registry import RegisterModelOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.approval import ApprovalSensor
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
-MODEL = use_case(USE_CASE).model
-if MODEL is None:
-    raise ValueError(f"use case {USE_CASE!r} has no `model` section: retrain_model needs one")
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 TRAIN_RESULT = "ti.xcom_pull(task_ids='train')"
 GATE_RESULT = "ti.xcom_pull(task_ids='validate_and_promote')"
-GATE = use_case(USE_CASE).gate
-GATE_REQUIRES_APPROVAL = bool(GATE and GATE.require_approval)
-APPROVAL_TIMEOUT_HOURS = GATE.approval_timeout_hours if GATE else 72
 
 
 def _optional_version(name: str, what: str) -> Param:
@@ -56,117 +51,127 @@ def _optional_version(name: str, what: str) -> Param:
                              "empty = current version")
 
 
-@dag(
-    dag_id="retrain_model",
-    schedule="0 3 * * 1",  # Mondays 03:00 UTC
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("training"),
-    doc_md=__doc__,
-    user_defined_macros={"mlflow_uri_overrides": mlflow_uri_overrides},
-    params={
-        "window_start": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                              description="First label date of the training window (YYYY-MM-DD); empty = "
-                                          f"{MODEL.training_window_days} days ending at window_end"),
-        "window_end": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                            description="Last label date of the training window (YYYY-MM-DD); empty = the "
-                                        "newest label on or before the run date"),
-        "hpo_trials": Param(MODEL.hpo.trials, type="integer", minimum=1, maximum=200,
-                            description="Optuna trials (each one XGBoost fit, a nested MLflow run)"),
-        "hpo_timeout_seconds": Param(MODEL.hpo.timeout_seconds or 0, type="integer", minimum=0, maximum=86_400,
-                                     description="Stop starting new trials after this many seconds; 0 = no "
-                                                 "limit (needed for an exact reproduction)"),
-        "seed": Param(MODEL.hpo.seed, type="integer", minimum=0, maximum=2**31 - 1,
-                      description="Random seed of the sampler and XGBoost: same data + seed = same model"),
-        "reason": Param("", type="string", maxLength=500,
-                        description="Why this retrain (recorded on the MLflow run and the model version); "
-                                    "empty = the run type (scheduled, manual, ...)"),
-        "feature_table_version": _optional_version("feature_table_version", "feature table"),
-        "label_table_version": _optional_version("label_table_version", "label table"),
-        "require_approval": Param(GATE_REQUIRES_APPROVAL, type="boolean",
-                                  description="Wait for a person (approve_model DAG) before champion moves"),
-    },
-)
-def retrain_model():
-    train = SparkJobOperator(
-        task_id="train",
-        job="train",
-        use_case=USE_CASE,
-        job_params={
-            "window_start": "{{ params.window_start or '' }}",
-            "window_end": "{{ params.window_end or '' }}",
-            "hpo_trials": "{{ params.hpo_trials }}",
-            "hpo_timeout_seconds": "{{ params.hpo_timeout_seconds }}",
-            "seed": "{{ params.seed }}",
-            "reason": "{{ params.reason or dag_run.run_type }}",
-            "feature_table_version": "{{ '' if params.feature_table_version is none else params.feature_table_version }}",
-            "label_table_version": "{{ '' if params.label_table_version is none else params.label_table_version }}",
-            "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
-            "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
-        },
-        execution_timeout=timedelta(hours=3),
-    )
-    register = RegisterModelOperator(
-        task_id="register",
-        model_uri="{{ " + TRAIN_RESULT + "['model_uri'] }}",
-        run_id="{{ " + TRAIN_RESULT + "['run_id'] }}",
-        registered_model_name=MODEL.registered_model_name,
-        alias="challenger",
-        version_tags={"mlops.airflow_dag_id": "{{ dag.dag_id }}", "mlops.airflow_run_id": "{{ run_id }}"},
-    )
-    gate = SparkJobOperator(
-        task_id="validate_and_promote",
-        job="gate",
-        use_case=USE_CASE,
-        job_params={
-            "version": "{{ " + "ti.xcom_pull(task_ids='register')['version'] }}",
-            "require_approval": "{{ params.require_approval }}",
-            # why, and the account that triggered the run when a person did ("manual by operator")
-            "triggered_by": "{{ params.reason or dag_run.run_type }}"
-                            "{{ ' by ' ~ dag_run.triggering_user_name if dag_run.triggering_user_name else '' }}",
-            "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
-            "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
+def build(cfg: UseCaseConfig):
+    """The use case's retrain_model DAG; None when it has no `model` section."""
+    if cfg.model is None:
+        return None
+    model, gate_spec = cfg.model, cfg.gate
+
+    @dag(
+        dag_id=dag_id(cfg.name, "retrain_model"),
+        schedule="0 3 * * 1",  # Mondays 03:00 UTC
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "training"),
+        doc_md=__doc__,
+        user_defined_macros={"mlflow_uri_overrides": mlflow_uri_overrides},
+        params={
+            "window_start": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                                  description="First label date of the training window (YYYY-MM-DD); empty = "
+                                              f"{model.training_window_days} days ending at window_end"),
+            "window_end": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                                description="Last label date of the training window (YYYY-MM-DD); empty = the "
+                                            "newest label on or before the run date"),
+            "hpo_trials": Param(model.hpo.trials, type="integer", minimum=1, maximum=200,
+                                description="Optuna trials (each one XGBoost fit, a nested MLflow run)"),
+            "hpo_timeout_seconds": Param(model.hpo.timeout_seconds or 0, type="integer", minimum=0, maximum=86_400,
+                                         description="Stop starting new trials after this many seconds; 0 = no "
+                                                     "limit (needed for an exact reproduction)"),
+            "seed": Param(model.hpo.seed, type="integer", minimum=0, maximum=2**31 - 1,
+                          description="Random seed of the sampler and XGBoost: same data + seed = same model"),
+            "reason": Param("", type="string", maxLength=500,
+                            description="Why this retrain (recorded on the MLflow run and the model version); "
+                                        "empty = the run type (scheduled, manual, ...)"),
+            "feature_table_version": _optional_version("feature_table_version", "feature table"),
+            "label_table_version": _optional_version("label_table_version", "label table"),
+            "require_approval": Param(bool(gate_spec and gate_spec.require_approval), type="boolean",
+                                      description="Wait for a person (approve_model DAG) before champion moves"),
         },
     )
+    def retrain_model():
+        train = SparkJobOperator(
+            task_id="train",
+            job="train",
+            use_case=cfg.name,
+            job_params={
+                "window_start": "{{ params.window_start or '' }}",
+                "window_end": "{{ params.window_end or '' }}",
+                "hpo_trials": "{{ params.hpo_trials }}",
+                "hpo_timeout_seconds": "{{ params.hpo_timeout_seconds }}",
+                "seed": "{{ params.seed }}",
+                "reason": "{{ params.reason or dag_run.run_type }}",
+                "feature_table_version": "{{ '' if params.feature_table_version is none else params.feature_table_version }}",
+                "label_table_version": "{{ '' if params.label_table_version is none else params.label_table_version }}",
+                "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
+                "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
+            },
+            execution_timeout=timedelta(hours=3),
+        )
+        register = RegisterModelOperator(
+            task_id="register",
+            model_uri="{{ " + TRAIN_RESULT + "['model_uri'] }}",
+            run_id="{{ " + TRAIN_RESULT + "['run_id'] }}",
+            registered_model_name=model.registered_model_name,
+            alias="challenger",
+            version_tags={"mlops.airflow_dag_id": "{{ dag.dag_id }}", "mlops.airflow_run_id": "{{ run_id }}"},
+        )
+        gate = SparkJobOperator(
+            task_id="validate_and_promote",
+            job="gate",
+            use_case=cfg.name,
+            job_params={
+                "version": "{{ " + "ti.xcom_pull(task_ids='register')['version'] }}",
+                "require_approval": "{{ params.require_approval }}",
+                # why, and the account that triggered the run when a person did ("manual by operator")
+                "triggered_by": "{{ params.reason or dag_run.run_type }}"
+                                "{{ ' by ' ~ dag_run.triggering_user_name if dag_run.triggering_user_name else '' }}",
+                "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
+                "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
+            },
+        )
 
-    @task.branch(task_id="gate_outcome")
-    def gate_outcome(ti=None) -> str:
-        decision = ti.xcom_pull(task_ids="validate_and_promote")["decision"]
-        return {"promoted": "promoted", "awaiting_approval": "wait_for_approval"}.get(decision, "rejected")
+        @task.branch(task_id="gate_outcome")
+        def gate_outcome(ti=None) -> str:
+            decision = ti.xcom_pull(task_ids="validate_and_promote")["decision"]
+            return {"promoted": "promoted", "awaiting_approval": "wait_for_approval"}.get(decision, "rejected")
 
-    @task(task_id="rejected")
-    def rejected(ti=None, **context) -> None:
-        """Leaves the champion untouched and ends the run red (AirflowFailException: no retry)."""
-        result = ti.xcom_pull(task_ids="validate_and_promote")
-        message = (f"{result['model_name']} v{result['version']} rejected by the gate; champion stays "
-                   f"v{result['champion_before']}. {result['reason']}")
-        MlopsNotifier(event="gate_rejected", message=message, extra={"checks": result["checks"]},
-                      raise_on_error=False).notify({**context, "ti": ti})
-        raise AirflowFailException(message)
+        @task(task_id="rejected")
+        def rejected(ti=None, **context) -> None:
+            """Leaves the champion untouched and ends the run red (AirflowFailException: no retry)."""
+            result = ti.xcom_pull(task_ids="validate_and_promote")
+            message = (f"{result['model_name']} v{result['version']} rejected by the gate; champion stays "
+                       f"v{result['champion_before']}. {result['reason']}")
+            MlopsNotifier(event="gate_rejected", message=message, extra={"checks": result["checks"]},
+                          raise_on_error=False).notify({**context, "ti": ti})
+            raise AirflowFailException(message)
 
-    wait = ApprovalSensor(
-        task_id="wait_for_approval",
-        model_name=MODEL.registered_model_name,
-        version="{{ " + GATE_RESULT + "['version'] }}",
-        timeout=int(APPROVAL_TIMEOUT_HOURS * 3600),
-        poke_interval=60,
-    )
+        wait = ApprovalSensor(
+            task_id="wait_for_approval",
+            model_name=model.registered_model_name,
+            version="{{ " + GATE_RESULT + "['version'] }}",
+            timeout=int((gate_spec.approval_timeout_hours if gate_spec else 72) * 3600),
+            poke_interval=60,
+        )
 
-    @task(task_id="promoted", trigger_rule="none_failed_min_one_success")
-    def promoted(ti=None, **context) -> dict:
-        result = ti.xcom_pull(task_ids="validate_and_promote")
-        message = (f"{result['model_name']} v{result['version']} is champion (was v{result['champion_before']}): "
-                   f"{result['reason']}")
-        MlopsNotifier(event="model_promoted", message=message, raise_on_error=False).notify({**context, "ti": ti})
-        return result
+        @task(task_id="promoted", trigger_rule="none_failed_min_one_success")
+        def promoted(ti=None, **context) -> dict:
+            result = ti.xcom_pull(task_ids="validate_and_promote")
+            message = (f"{result['model_name']} v{result['version']} is champion (was v{result['champion_before']}): "
+                       f"{result['reason']}")
+            MlopsNotifier(event="model_promoted", message=message, raise_on_error=False).notify({**context, "ti": ti})
+            return result
 
-    branch = gate_outcome()
-    done = promoted()
-    train >> register >> gate >> branch
-    branch >> [done, rejected(), wait]
-    wait >> done
+        branch = gate_outcome()
+        done = promoted()
+        train >> register >> gate >> branch
+        branch >> [done, rejected(), wait]
+        wait >> done
 
 
-retrain_model()
+
+    return retrain_model()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

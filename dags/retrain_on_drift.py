@@ -20,98 +20,109 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.drift import DriftRuleSensor
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
-CFG = use_case(USE_CASE)
-RULE = CFG.monitoring.retrain if CFG.monitoring else None
 DECISION = "ti.xcom_pull(task_ids='wait_for_drift')"
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-@dag(
-    dag_id="retrain_on_drift",
-    schedule="@hourly",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("monitoring", "training"),
-    doc_md=__doc__,
-    params={
-        "k": Param(None, type=["null", "integer"], minimum=1,
-                   description=f"Drifted nights needed (empty = config: {RULE.k if RULE else 3})"),
-        "n": Param(None, type=["null", "integer"], minimum=1,
-                   description=f"... among the last n nightly reports (empty = config: {RULE.n if RULE else 5})"),
-        "drift_share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
-                             description="A night drifted when its dataset drift share reached this (empty = "
-                                         "config)"),
-        "cooldown_days": Param(None, type=["null", "number"], minimum=0,
-                               description="No drift retrain within this many days of the last one (empty = "
-                                           f"config: {RULE.cooldown_days if RULE else 7}); 0 = no cooldown"),
-        "key_features": Param(None, type=["null", "array"], items={"type": "string"},
-                              description="A night drifted when any of these drifted (empty = config)"),
-        "expected_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                               description="Night whose report must exist before judging (empty = the day "
-                                           "before the run date)"),
-        "wait_minutes": Param(50, type="integer", minimum=0, maximum=24 * 60,
-                              description="How long to wait for that night's report before skipping"),
-        "poll_seconds": Param(300, type="integer", minimum=1, maximum=3600,
-                              description="How often the trigger re-reads drift_metrics while waiting"),
-    },
-)
-def retrain_on_drift():
-    wait_for_drift = DriftRuleSensor(
-        task_id="wait_for_drift",
-        use_case=USE_CASE,
-        k="{{ params.k }}",
-        n="{{ params.n }}",
-        drift_share="{{ params.drift_share }}",
-        cooldown_days="{{ params.cooldown_days }}",
-        key_features="{{ (params.key_features or []) | join(',') }}",
-        expected_date="{{ params.expected_date or '' }}",
-        wait_minutes="{{ params.wait_minutes }}",
-        poll_seconds="{{ params.poll_seconds }}",
-    )
-    record_trigger = SparkJobOperator(
-        task_id="record_trigger",
-        job="drift",
-        use_case=USE_CASE,
-        job_params={
-            "action": "record_retrain",
-            "reason": "{{ " + DECISION + "['reason'] }}",
-            "target_dag_id": "retrain_model",
-            "target_run_id": "{{ " + DECISION + "['retrain_run_id'] }}",
-            "latest_date": "{{ " + DECISION + "['latest_date'] }}",
-            "drifted_dates": "{{ " + DECISION + "['drifted_dates'] | join(',') }}",
-            "model_version": "{{ " + DECISION + "['model_version'] or '' }}",
-            "rule": "{{ " + DECISION + "['rule'] | tojson }}",
+def build(cfg: UseCaseConfig):
+    """The use case's retrain_on_drift DAG: triggers only its own use case's retrain_model. None without a
+    model or a `monitoring` section (no drift to act on)."""
+    if cfg.model is None or cfg.monitoring is None:
+        return None
+    rule = cfg.monitoring.retrain
+    retrain_dag_id = dag_id(cfg.name, "retrain_model")
+
+    @dag(
+        dag_id=dag_id(cfg.name, "retrain_on_drift"),
+        schedule="@hourly",
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "monitoring", "training"),
+        doc_md=__doc__,
+        params={
+            "k": Param(None, type=["null", "integer"], minimum=1,
+                       description=f"Drifted nights needed (empty = config: {rule.k})"),
+            "n": Param(None, type=["null", "integer"], minimum=1,
+                       description=f"... among the last n nightly reports (empty = config: {rule.n})"),
+            "drift_share": Param(None, type=["null", "number"], exclusiveMinimum=0, maximum=1,
+                                 description="A night drifted when its dataset drift share reached this (empty = "
+                                             "config)"),
+            "cooldown_days": Param(None, type=["null", "number"], minimum=0,
+                                   description="No drift retrain within this many days of the last one (empty = "
+                                               f"config: {rule.cooldown_days}); 0 = no cooldown"),
+            "key_features": Param(None, type=["null", "array"], items={"type": "string"},
+                                  description="A night drifted when any of these drifted (empty = config)"),
+            "expected_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
+                                   description="Night whose report must exist before judging (empty = the day "
+                                               "before the run date)"),
+            "wait_minutes": Param(50, type="integer", minimum=0, maximum=24 * 60,
+                                  description="How long to wait for that night's report before skipping"),
+            "poll_seconds": Param(300, type="integer", minimum=1, maximum=3600,
+                                  description="How often the trigger re-reads drift_metrics while waiting"),
         },
     )
-    trigger_retrain = TriggerDagRunOperator(
-        task_id="trigger_retrain",
-        trigger_dag_id="retrain_model",
-        trigger_run_id="{{ " + DECISION + "['retrain_run_id'] }}",
-        conf={"reason": "{{ " + DECISION + "['conf_reason'] }}"},
-        skip_when_already_exists=True,  # a retry after a successful trigger does not start a second retrain
-    )
+    def retrain_on_drift():
+        wait_for_drift = DriftRuleSensor(
+            task_id="wait_for_drift",
+            use_case=cfg.name,
+            k="{{ params.k }}",
+            n="{{ params.n }}",
+            drift_share="{{ params.drift_share }}",
+            cooldown_days="{{ params.cooldown_days }}",
+            key_features="{{ (params.key_features or []) | join(',') }}",
+            expected_date="{{ params.expected_date or '' }}",
+            wait_minutes="{{ params.wait_minutes }}",
+            poll_seconds="{{ params.poll_seconds }}",
+        )
+        record_trigger = SparkJobOperator(
+            task_id="record_trigger",
+            job="drift",
+            use_case=cfg.name,
+            job_params={
+                "action": "record_retrain",
+                "reason": "{{ " + DECISION + "['reason'] }}",
+                "target_dag_id": retrain_dag_id,
+                "target_run_id": "{{ " + DECISION + "['retrain_run_id'] }}",
+                "latest_date": "{{ " + DECISION + "['latest_date'] }}",
+                "drifted_dates": "{{ " + DECISION + "['drifted_dates'] | join(',') }}",
+                "model_version": "{{ " + DECISION + "['model_version'] or '' }}",
+                "rule": "{{ " + DECISION + "['rule'] | tojson }}",
+            },
+        )
+        trigger_retrain = TriggerDagRunOperator(
+            task_id="trigger_retrain",
+            trigger_dag_id=retrain_dag_id,
+            trigger_run_id="{{ " + DECISION + "['retrain_run_id'] }}",
+            conf={"reason": "{{ " + DECISION + "['conf_reason'] }}"},
+            skip_when_already_exists=True,  # a retry after a successful trigger does not start a second retrain
+        )
 
-    @task(task_id="notify")
-    def notify(decision: dict) -> str:
-        from airflow.sdk import get_current_context
+        @task(task_id="notify")
+        def notify(decision: dict) -> str:
+            from airflow.sdk import get_current_context
 
-        from mlops_airflow.notifiers import MlopsNotifier
+            from mlops_airflow.notifiers import MlopsNotifier
 
-        message = f"{USE_CASE}: retrain_model triggered by drift. {decision.get('reason')}"
-        MlopsNotifier(event="retrain_triggered", message=message,
-                      extra={k: decision.get(k) for k in ("latest_date", "drifted_dates", "features", "rule",
-                                                          "retrain_run_id", "model_version")},
-                      ).notify(get_current_context())
-        return message
+            message = f"{cfg.name}: {retrain_dag_id} triggered by drift. {decision.get('reason')}"
+            MlopsNotifier(event="retrain_triggered", message=message,
+                          extra={k: decision.get(k) for k in ("latest_date", "drifted_dates", "features", "rule",
+                                                              "retrain_run_id", "model_version")},
+                          ).notify(get_current_context())
+            return message
 
-    wait_for_drift >> record_trigger >> trigger_retrain >> notify(wait_for_drift.output)
+        wait_for_drift >> record_trigger >> trigger_retrain >> notify(wait_for_drift.output)
 
 
-retrain_on_drift()
+
+    return retrain_on_drift()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

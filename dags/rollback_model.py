@@ -9,47 +9,56 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_case_name
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_core.config import UseCaseConfig
+from mlops_core.jobs.contract import dag_id
 
-USE_CASE = use_case_name()
 
+def build(cfg: UseCaseConfig):
+    """The use case's rollback_model DAG; None without a model."""
+    if cfg.model is None:
+        return None
 
-@dag(
-    dag_id="rollback_model",
-    schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=tags("registry"),
-    doc_md=__doc__,
-    params={
-        "target": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$",
-                        description="Version to make champion again, or 'previous' for previous_champion"),
-        "reason": Param(type="string", minLength=3, description="Why (recorded in the promotion history)"),
-    },
-)
-def rollback_model():
-    SparkJobOperator(
-        task_id="rollback",
-        job="promote",
-        use_case=USE_CASE,
-        job_params={
-            "action": "rollback",
-            "target": "{{ params.target }}",
-            "reason": "{{ params.reason }}",
-            # the account that triggered this run (REST or UI): the promotion history names it
-            "triggered_by": "{{ dag_run.triggering_user_name or 'rollback_model' }}",
+    @dag(
+        dag_id=dag_id(cfg.name, "rollback_model"),
+        schedule=None,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=tags(cfg, "registry"),
+        doc_md=__doc__,
+        params={
+            "target": Param("previous", type="string", pattern=r"^(previous|[0-9]+)$",
+                            description="Version to make champion again, or 'previous' for previous_champion"),
+            "reason": Param(type="string", minLength=3, description="Why (recorded in the promotion history)"),
         },
-        on_success_callback=MlopsNotifier(
-            event="model_rolled_back",
-            message="champion rolled back to {{ params.target }}: {{ params.reason }} "
-                    "({{ ti.xcom_pull(task_ids='rollback') }})",
-            raise_on_error=False,
-        ),
     )
+    def rollback_model():
+        SparkJobOperator(
+            task_id="rollback",
+            job="promote",
+            use_case=cfg.name,
+            job_params={
+                "action": "rollback",
+                "target": "{{ params.target }}",
+                "reason": "{{ params.reason }}",
+                # the account that triggered this run (REST or UI): the promotion history names it
+                "triggered_by": "{{ dag_run.triggering_user_name or dag.dag_id }}",
+            },
+            on_success_callback=MlopsNotifier(
+                event="model_rolled_back",
+                message="champion rolled back to {{ params.target }}: {{ params.reason }} "
+                        "({{ ti.xcom_pull(task_ids='rollback') }})",
+                raise_on_error=False,
+            ),
+        )
 
 
-rollback_model()
+
+    return rollback_model()
+
+
+DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -289,10 +289,6 @@ def grant_manage(auth, username: str, resource_type: str, resource_id: str) -> b
     return True
 
 
-def mlflow_use_cases(environ: Mapping[str, str]) -> list[str]:
-    return [u.strip() for u in (environ.get("MLOPS_USE_CASE") or "churn").split(",") if u.strip()]
-
-
 def mlflow_init() -> None:
     """Idempotent: the platform account exists with the configured password, the use cases' experiments and
     registered models exist (created by that account, so no person can take a name first), and the account
@@ -304,7 +300,7 @@ def mlflow_init() -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.config import ConfigError, load_environment, load_use_cases
     from mlops_core.tracking import ensure_experiment, experiment_name
 
     env = load_environment()
@@ -320,8 +316,10 @@ def mlflow_init() -> None:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    for use_case in mlflow_use_cases(os.environ):
-        spec = load_use_case(use_case)
+    catalog = load_use_cases()  # every enabled use case, or those MLOPS_USE_CASES names: the DAGs' set
+    if catalog.errors:
+        raise ConfigError("use-case files that do not load: " + "; ".join(catalog.errors.values()))
+    for spec in (cfg.for_environment(env) for cfg in catalog.enabled):
         _as(platform, platform_password)
         experiment_id = ensure_experiment(env, spec.name)
         resources = [("experiment", experiment_id, experiment_name(env, spec.name))]

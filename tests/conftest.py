@@ -118,7 +118,7 @@ def databricks_workspace(monkeypatch):
     monkeypatch.setenv("MLOPS_ENV", "databricks")
     monkeypatch.setenv("MLOPS_UC_CATALOG", "ml_prod")
     monkeypatch.setenv("MLOPS_S3_ROOT", "s3://acme-mlops")
-    monkeypatch.delenv("MLOPS_USE_CASE", raising=False)
+    monkeypatch.delenv("MLOPS_USE_CASES", raising=False)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Lakehouse table naming and IO that work the same for a local path, an s3:// root and Unity Catalog.
 
-A table is (layer, name) inside a use case. Locations:
+A table is (layer, name) inside a use case; a shared source's bronze table lives in the use case that ingests it
+(UseCaseConfig.bronze_owners), read by the others and written by its owner only. Locations:
   path-based  {lakehouse_root}/{use_case}/{layer}/{name}         read/written as delta.`path`
   Unity Catalog  {catalog}.{use_case}_{layer}.{name}             when storage.catalog is set
 Every write here is idempotent for its logical date: overwrite with replaceWhere on the partition,
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
+
+from mlops_core.errors import InputError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -54,22 +57,36 @@ def partition_predicate(column: str, values: Iterable[Any]) -> str:
 class Lakehouse:
     """Resolves and reads/writes the Delta tables of one use case in one environment."""
 
-    def __init__(self, env: EnvironmentConfig, use_case: str):
+    def __init__(self, env: EnvironmentConfig, use_case: str, bronze_owners: dict[str, str] | None = None):
         self.env = env
         self.use_case = use_case
+        # {source: owner use case}: bronze tables this use case reads from another one (UseCaseConfig.bronze_owners)
+        self.bronze_owners = dict(bronze_owners or {})
         self.catalog = env.storage.catalog
         self.root = env.storage.lakehouse_root.rstrip("/")
 
     # ---- naming -------------------------------------------------------------------------------------
+    def owner(self, table: Table) -> str:
+        """The use case whose table this is: this one, or the owner of a shared source's bronze table."""
+        if table.layer == "bronze":
+            return self.bronze_owners.get(table.name, self.use_case)
+        return self.use_case
+
     def path(self, table: Table) -> str:
         """Storage location of a path-based table (local folder or s3://)."""
-        return f"{self.root}/{self.use_case}/{table.layer}/{table.name}"
+        return f"{self.root}/{self.owner(table)}/{table.layer}/{table.name}"
 
     def identifier(self, table: Table) -> str:
         """The name Spark SQL uses: a Unity Catalog name, or delta.`<path>`."""
         if self.catalog:
-            return f"`{self.catalog}`.`{self.use_case}_{table.layer}`.`{table.name}`"
+            return f"`{self.catalog}`.`{self.owner(table)}_{table.layer}`.`{table.name}`"
         return f"delta.`{self.path(table)}`"
+
+    def _check_owned(self, table: Table) -> None:
+        """Writes stay in this use case: a shared source's bronze table is written by its owner only."""
+        if self.owner(table) != self.use_case:
+            raise InputError(f"use case {self.use_case!r} reads {table} from use case {self.owner(table)!r} and "
+                             "never writes it: ingest it there")
 
     # ---- reading ------------------------------------------------------------------------------------
     def exists(self, spark: SparkSession, table: Table) -> bool:
@@ -107,6 +124,7 @@ class Lakehouse:
         return writer
 
     def _save(self, writer, table: Table) -> None:
+        self._check_owned(table)
         if self.catalog:
             writer.saveAsTable(f"{self.catalog}.{self.use_case}_{table.layer}.{table.name}")
         else:
@@ -148,6 +166,7 @@ class Lakehouse:
         """Upsert rows on `keys`: matched rows are updated, new ones inserted. Creates the table if needed.
         SQL MERGE (not the DeltaTable API) so it runs the same on a Spark Connect session."""
         spark = df.sparkSession
+        self._check_owned(table)
         if not self.exists(spark, table):
             self._save(self._writer(df, "overwrite", partition_by), table)
             return self.version(spark, table)
@@ -165,6 +184,7 @@ class Lakehouse:
 
     def set_comments(self, spark: SparkSession, table: Table, table_comment: str, columns: dict[str, str]) -> None:
         """Table and column comments, shown by DESCRIBE and by Unity Catalog's UI."""
+        self._check_owned(table)
         ident = self.identifier(table)
         if table_comment:
             spark.sql(f"ALTER TABLE {ident} SET TBLPROPERTIES ('comment' = {_sql_literal(table_comment)})")

@@ -1,4 +1,4 @@
-"""What every DAG of the project shares: owner, retries, tags, the use case it runs for, asset names.
+"""What every DAG of the project shares: owner, retries, tags, and the use cases the DAG factory builds DAGs for.
 
 Light on purpose (no pyspark/mlflow import): DAG files import it while parsing."""
 
@@ -9,7 +9,8 @@ from datetime import timedelta
 from functools import lru_cache
 
 from mlops_airflow.notifiers import MlopsNotifier
-from mlops_core.config import UseCaseConfig, load_environment, load_use_case
+from mlops_core.config import ConfigError, UseCaseConfig, load_environment, load_use_cases
+from mlops_core.config.use_case import USE_CASES_ENV, use_case_file
 
 OWNER = "mlops"
 
@@ -27,20 +28,34 @@ DEFAULT_ARGS = {
 }
 
 
-def use_case_name() -> str:
-    """The use case these DAGs run: MLOPS_USE_CASE (default `churn`), a file under include/config/use_cases."""
-    return os.environ.get("MLOPS_USE_CASE", "churn")
+def use_cases() -> list[UseCaseConfig]:
+    """The use cases this Airflow runs, as they run in this environment (MLOPS_ENV; model names qualified
+    for its registry): every enabled YAML under include/config/use_cases/, or those MLOPS_USE_CASES names.
+    A YAML that fails to load is left out here and reported by dags/use_case_configs.py as one import
+    error of its own, so the other use cases' DAGs keep loading."""
+    return list(_catalog(os.environ.get(USE_CASES_ENV, ""), os.environ.get("MLOPS_ENV") or None)[0])
 
 
-def use_case(name: str | None = None) -> UseCaseConfig:
-    """The use case as it runs in this environment (MLOPS_ENV): model names qualified for its registry."""
-    return _use_case_in(name or use_case_name(), os.environ.get("MLOPS_ENV") or None)
+def use_case_errors() -> dict[str, str]:
+    """{file: why} of the use-case YAMLs that did not load (or do not run in this environment)."""
+    return dict(_catalog(os.environ.get(USE_CASES_ENV, ""), os.environ.get("MLOPS_ENV") or None)[1])
 
 
-@lru_cache(maxsize=8)
-def _use_case_in(name: str, env_name: str | None) -> UseCaseConfig:
-    return load_use_case(name).for_environment(load_environment(env_name))
+@lru_cache(maxsize=4)
+def _catalog(selection: str, env_name: str | None) -> tuple[tuple[UseCaseConfig, ...], tuple[tuple[str, str], ...]]:
+    catalog = load_use_cases(selection)
+    errors = dict(catalog.errors)
+    runnable = []
+    env = load_environment(env_name)
+    for cfg in catalog.enabled:
+        try:
+            runnable.append(cfg.for_environment(env))
+        except ConfigError as exc:  # e.g. a model name the environment's Unity Catalog registry refuses
+            errors[str(use_case_file(cfg.name))] = str(exc)
+    return tuple(runnable), tuple(sorted(errors.items()))
 
 
-def tags(*extra: str) -> list[str]:
-    return ["mlops", f"use_case:{use_case_name()}", *extra]
+def tags(use_case: UseCaseConfig | str, *extra: str) -> list[str]:
+    """`mlops`, `use_case:<name>` (filter one use case's DAGs in the UI) and the stage's own tags."""
+    name = use_case if isinstance(use_case, str) else use_case.name
+    return ["mlops", f"use_case:{name}", *extra]

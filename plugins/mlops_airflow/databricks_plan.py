@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mlops_core.jobs.contract import split_dag_id
+
 DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 
 
@@ -69,8 +71,7 @@ def plan_context(dag, task, logical_date, run_id: str) -> dict[str, Any]:
 
 
 def databricks_tasks(use_case: str) -> list[tuple[Any, Any]]:
-    """(dag, task) of every task of the DAGs that runs a core-library job on the compute backend."""
-    os.environ["MLOPS_USE_CASE"] = use_case
+    """(dag, task) of every task of the use case's DAGs that runs a core-library job on the compute backend."""
     from airflow.dag_processing.dagbag import BundleDagBag
 
     from mlops_airflow.operators.spark_job import SparkJobOperator
@@ -78,8 +79,9 @@ def databricks_tasks(use_case: str) -> list[tuple[Any, Any]]:
     bag = BundleDagBag(dag_folder=str(DAGS_DIR), bundle_path=DAGS_DIR, bundle_name="dags-folder")
     if bag.import_errors:
         raise RuntimeError(f"the DAGs do not import: {bag.import_errors}")
-    return sorted(((dag, task) for dag in bag.dags.values() for task in dag.tasks
-                   if isinstance(task, SparkJobOperator)), key=lambda pair: (pair[0].dag_id, pair[1].task_id))
+    own = [dag for dag in bag.dags.values() if split_dag_id(dag.dag_id)[0] == use_case]
+    return sorted(((dag, task) for dag in own for task in dag.tasks if isinstance(task, SparkJobOperator)),
+                  key=lambda pair: (pair[0].dag_id, pair[1].task_id))
 
 
 def plan(use_case: str, env_name: str | None = None, date: str | None = None):

@@ -159,5 +159,5 @@ def test_jobs_and_dags_see_the_qualified_name(uc_env, monkeypatch, tmp_path):
     dags = Path(__file__).resolve().parents[2] / "dags"
     bag = BundleDagBag(dag_folder=str(dags), bundle_path=dags, bundle_name="dags-folder")
     assert not bag.import_errors
-    assert bag.dags["retrain_model"].get_task("register").registered_model_name == "ml_prod.mlops.churn_xgboost"
-    assert bag.dags["batch_score"].get_task("resolve_model").registered_model_name == "ml_prod.mlops.churn_xgboost"
+    assert bag.dags["churn__retrain_model"].get_task("register").registered_model_name == "ml_prod.mlops.churn_xgboost"
+    assert bag.dags["churn__batch_score"].get_task("resolve_model").registered_model_name == "ml_prod.mlops.churn_xgboost"

@@ -21,7 +21,7 @@ def _smoke_body():
     from mlops_core.config import load_environment
     from mlops_core.databricks.payload import submit_request
 
-    return submit_request("smoke", ["--use-case", "churn"], load_environment("databricks"), dag_id="platform_smoke",
+    return submit_request("smoke", ["--use-case", "churn"], load_environment("databricks"), dag_id="churn__platform_smoke",
                           task_id="delta_round_trip", run_id="r1", timeout_seconds=600)
 
 
@@ -35,8 +35,9 @@ def test_plan_has_an_sdk_accepted_submit_for_every_databricks_task(databricks_wo
     env, day, calls = plan(use_case, "databricks", "2026-03-04")
     assert day == "2026-03-04"
     assert {(c.dag_id, c.task_id) for c in calls} == set(expected)
-    assert {c.dag_id for c in calls} >= {"ingest_raw", "materialize_features", "retrain_model", "batch_score",
-                                        "drift_report", "platform_smoke"}
+    assert {c.dag_id for c in calls} >= {f"{use_case}__{stage}" for stage in (
+        "materialize_features", "retrain_model", "batch_score", "drift_report", "platform_smoke")}
+    assert {c.dag_id.split("__")[0] for c in calls} == {use_case}  # only the asked use case's tasks
     for call in calls:
         where = f"{call.dag_id}.{call.task_id}"
         assert (call.api, call.method, call.path) == ("jobs.submit", "POST", SUBMIT_PATH), where

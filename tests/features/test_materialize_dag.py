@@ -19,13 +19,13 @@ def _events(*extras):
 
 
 def test_schedule_outlet_and_task_wiring(dag_module):
-    dag = dag_module.materialize_features()  # the decorated function builds the DAG
-    assert dag.dag_id == "materialize_features"
-    assert {a.name for a in dag_module.BRONZE} == {"churn.bronze.customers", "churn.bronze.orders"}
-    assert dag_module.FEATURES.name == "churn.features.customer_features"
-    assert dag_module.FEATURES.uri == "x-mlops://churn/features/customer_features"
+    dag = dag_module.DAGS["churn"]  # the factory built one per use case
+    assert dag.dag_id == "churn__materialize_features"
+    schedule = dag.timetable.asset_condition.objects
+    assert {a.name for a in schedule} == {"churn.bronze.customers", "churn.bronze.orders"}
     job = dag.get_task("materialize")
     assert job.job == "features" and [o.name for o in job.outlets] == ["churn.features.customer_features"]
+    assert [o.uri for o in job.outlets] == ["x-mlops://churn/features/customer_features"]
     assert dag.max_active_runs == 1
     assert set(dag.params) == {"as_of_start", "as_of_end"}
 

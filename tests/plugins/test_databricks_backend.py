@@ -137,7 +137,7 @@ def test_every_spark_task_submits_the_exact_payload(databricks_env, monkeypatch)
         assert params[0] == op.job and params[1:3] == ["--use-case", op.use_case]
         assert ("--date" in params and "2026-03-04" in params) or "--start-date" in params
         checked.append(f"{dag.dag_id}.{task.task_id}")
-    assert "platform_smoke.delta_round_trip" in checked
+    assert "churn__platform_smoke.delta_round_trip" in checked
 
 
 def test_exact_payload_of_the_smoke_task(databricks_env, monkeypatch):
@@ -228,7 +228,7 @@ def test_retry_reconnects_to_the_running_run_instead_of_resubmitting(databricks_
     """Durable mode: the run id stored by the first try is reused by the retry while the run is alive."""
     monkeypatch.setenv("MLOPS__COMPUTE__DATABRICKS__DEFERRABLE", "false")
     op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn")
-    ctx = _context(mock.MagicMock(dag_id="platform_smoke", params={}), op, pendulum.datetime(2026, 3, 4, tz="UTC"))
+    ctx = _context(mock.MagicMock(dag_id="churn__platform_smoke", params={}), op, pendulum.datetime(2026, 3, 4, tz="UTC"))
     store: dict = {}
     ctx["task_state_store"] = mock.MagicMock(get=store.get, set=store.__setitem__)
     ctx["ti"].stats_tags = {}
@@ -266,7 +266,7 @@ def test_deferrable_run_defers_then_completes_with_the_job_result(databricks_env
     from airflow.sdk.exceptions import TaskDeferred
 
     op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn")
-    ctx = _context(mock.MagicMock(dag_id="platform_smoke", params={}), op, pendulum.datetime(2026, 3, 4, tz="UTC"))
+    ctx = _context(mock.MagicMock(dag_id="churn__platform_smoke", params={}), op, pendulum.datetime(2026, 3, 4, tz="UTC"))
     running = {"state": {"life_cycle_state": "RUNNING", "result_state": None, "state_message": ""},
                "tasks": [{"run_id": 11}], "run_page_url": "u"}
     with mock.patch(f"{HOOK}.submit_run", return_value=10) as submit, \

@@ -17,7 +17,7 @@ def dag():
     folder = Path(__file__).resolve().parents[2] / "dags"
     bag = BundleDagBag(dag_folder=str(folder / "batch_score.py"), bundle_path=folder, bundle_name="dags-folder")
     assert bag.import_errors == {}
-    return bag.dags["batch_score"]
+    return bag.dags["churn__batch_score"]
 
 
 def test_scheduled_on_the_feature_asset_and_emits_predictions(dag):

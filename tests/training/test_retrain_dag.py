@@ -18,7 +18,7 @@ def dag():
 
     bag = BundleDagBag(dag_folder=str(DAGS_DIR / "retrain_model.py"), bundle_path=DAGS_DIR, bundle_name="dags-folder")
     assert not bag.import_errors, bag.import_errors
-    return bag.dags["retrain_model"]
+    return bag.dags["churn__retrain_model"]
 
 
 def _resolve(dag, conf):

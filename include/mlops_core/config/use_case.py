@@ -64,6 +64,14 @@ class UseCaseConfig(BaseModel):
                 raise ValueError(f"source name {name!r} must be letters, digits and underscores")
         return self
 
+    def ingested_sources(self) -> dict[str, SourceSpec]:
+        """The sources this use case ingests itself (not those read from another use case's bronze tables)."""
+        return {name: spec for name, spec in self.sources.items() if spec.from_use_case is None}
+
+    def bronze_owners(self) -> dict[str, str]:
+        """{source: use case that owns its bronze table} for the sources read from another use case."""
+        return {name: spec.from_use_case for name, spec in self.sources.items() if spec.from_use_case}
+
     @model_validator(mode="after")
     def _feature_sources(self) -> UseCaseConfig:
         if self.features is not None:
@@ -149,6 +157,35 @@ def load_use_cases(selection: str | None = None) -> UseCaseCatalog:
 USE_CASE_OVERRIDE_PREFIX = "MLOPS_USE_CASE__"
 
 
+def _resolve_shared_sources(data: dict, file: Path) -> tuple[dict, list[bytes]]:
+    """Replace each `sources.<name>: {from_use_case: <other>}` with the other use case's contract of that source
+    (read from its YAML, so the two never disagree), marked with from_use_case; returns the other files' bytes."""
+    sources = data.get("sources")
+    if not isinstance(sources, dict):
+        return data, []
+    shared: list[bytes] = []
+    for name, spec in list(sources.items()):
+        if not (isinstance(spec, dict) and "from_use_case" in spec):
+            continue
+        owner = spec["from_use_case"]
+        if set(spec) != {"from_use_case"}:
+            raise ConfigError(f"{file}: invalid configuration\n  sources.{name}: a shared source has only "
+                              f"`from_use_case`; its contract comes from the owner's YAML (got keys {sorted(spec)})")
+        owner_file = use_case_file(str(owner))
+        if owner == data.get("name") or not owner_file.is_file():
+            raise ConfigError(f"{file}: invalid configuration\n  sources.{name}.from_use_case: {owner!r} is not "
+                              f"another use case; known: {', '.join(available_use_cases())}")
+        owner_sources = expand_vars(read_yaml(owner_file), owner_file).get("sources") or {}
+        contract = owner_sources.get(name)
+        if not isinstance(contract, dict) or "from_use_case" in contract:
+            raise ConfigError(f"{file}: invalid configuration\n  sources.{name}.from_use_case: use case {owner!r} "
+                              f"does not ingest a source {name!r} itself ({owner_file}: sources: "
+                              f"{', '.join(owner_sources) or 'none'})")
+        sources[name] = {**contract, "from_use_case": owner}
+        shared.append(owner_file.read_bytes())
+    return data, shared
+
+
 def load_use_case(name: str | None = None, path: str | Path | None = None) -> UseCaseConfig:
     """Load and validate a use case by name (include/config/use_cases/<name>.yaml) or by path."""
     if path is None and name is None:
@@ -158,6 +195,8 @@ def load_use_case(name: str | None = None, path: str | Path | None = None) -> Us
         raise ConfigError(f"{file}: file not found; known use cases: {', '.join(available_use_cases()) or 'none'}")
     raw = file.read_bytes()
     data = apply_env_overrides(expand_vars(read_yaml(file), file), USE_CASE_OVERRIDE_PREFIX)
+    data, shared = _resolve_shared_sources(data, file)
+    raw += b"".join(shared)  # a change of a shared source's contract changes this use case's hash too
     cfg = validate(UseCaseConfig, data, file)
     if path is None and cfg.name != name:
         raise ConfigError(f"{file}: name: {cfg.name!r} must be the file's name {name!r} (the DAG ids, tables and "

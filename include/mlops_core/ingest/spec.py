@@ -57,6 +57,12 @@ class SourceSpec(BaseModel):
         "(CSV/Parquet) or the row (JSON), or `flag` = load the declared columns and record a file-level flag",
     )
     description: str = ""
+    from_use_case: str | None = Field(
+        default=None,
+        description="Set by `sources: {<name>: {from_use_case: <other>}}`: the other use case ingests this source "
+        "and owns its bronze table; this one reads that table (same contract, copied from the other YAML) and "
+        "does not ingest the landing files a second time",
+    )
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> SourceSpec:

@@ -22,10 +22,15 @@ from mlops_core.tables import QUARANTINE, bronze
 
 
 def selected_sources(ctx: JobContext[IngestParams]) -> list[str]:
-    known = list(ctx.use_case.sources)
+    """The sources to ingest: those asked for (default all) among the ones this use case ingests itself."""
+    known = list(ctx.use_case.ingested_sources())
     chosen = ctx.params.sources
     if not chosen:
         return known
+    shared = {s: o for s, o in ctx.use_case.bronze_owners().items() if s in chosen}
+    if shared:
+        raise InputError(f"use case {ctx.use_case.name} reads {sorted(shared)} from use case(s) "
+                         f"{sorted(set(shared.values()))}, which ingest them: ingest there")
     unknown = sorted(set(chosen) - set(known))
     if unknown:
         raise InputError(f"unknown sources {unknown}; use case {ctx.use_case.name} has {known}")

@@ -86,7 +86,7 @@ class JobContext(Generic[P]):
 
     @cached_property
     def lakehouse(self) -> Lakehouse:
-        return Lakehouse(self.env, self.use_case.name)
+        return Lakehouse(self.env, self.use_case.name, self.use_case.bronze_owners())
 
     def dates(self) -> list[date]:
         """The logical dates this run covers: [start, end] when given, else the single logical date."""
