@@ -44,13 +44,21 @@ def say(message: str) -> None:
 
 @dataclass
 class Step:
-    dag_id: str
+    use_case: str
+    stage: str
     conf: dict[str, Any]
     why: str
     results: dict[str, Any] = field(default_factory=dict)
     # Consecutive steps with the same wave run at the same time (the nights' drift report next to the next
-    # night's scoring, as their schedules let them in production); each wave waits for the one before.
+    # night's scoring, as their schedules let them in production; two use cases' stages side by side); each
+    # wave waits for the one before.
     wave: int = 0
+
+    @property
+    def dag_id(self) -> str:
+        from mlops_core.jobs.contract import dag_id
+
+        return dag_id(self.use_case, self.stage)
 
 
 def run_wave(client: AirflowClient, steps: list[Step], timeout: float) -> list[dict[str, Any]]:
@@ -175,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         af.wait_until_healthy(timeout=240)
         client = af.client()
         drift_from = dt.date.fromisoformat(args.drift_from)
-        steps = None if not args.smoke else [
-            Step("platform_smoke", {"rows": 1000}, "Spark + Delta round trip through the Spark job operator")
+        steps = chain_steps(start, end, drift_from, use_cases=demo_use_cases()) if not args.smoke else [
+            Step(PRIMARY, "platform_smoke", {"rows": 1000}, "Spark + Delta round trip through the Spark job operator")
         ]
         summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
     finally:
@@ -187,33 +195,56 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary.get("ok") else 1
 
 
+PRIMARY = "churn"  # the use case whose whole loop (nights of drift, drift-triggered retrain) the demo shows
+
+
+def demo_use_cases() -> list[str]:
+    """Every use case this Airflow runs (MLOPS_USE_CASES, else every enabled YAML), the primary one first."""
+    from mlops_core.config import load_use_cases
+
+    names = [cfg.name for cfg in load_use_cases().enabled]
+    return sorted(names, key=lambda name: (name != PRIMARY, name))
+
+
 def chain_steps(start: dt.date, end: dt.date, drift_from: dt.date, scored_days: int = 5,
-                hpo_trials: int = DEMO_HPO_TRIALS, rule: dict[str, Any] | None = None) -> list[Step]:
+                hpo_trials: int = DEMO_HPO_TRIALS, rule: dict[str, Any] | None = None,
+                use_cases: list[str] | tuple[str, ...] = (PRIMARY,)) -> list[Step]:
     """The loop, one DAG run after another (but for the nights: see Step.wave), each with the Params a person
-    would type in the UI."""
+    would type in the UI. The first use case runs the whole loop; each other one ingests what it does not
+    share, materializes, trains, gates and scores the last night in the same waves, side by side."""
+    from mlops_core.config import load_use_case
+
     # The first model trains on labels known before the drift starts (a label needs 30 days of future).
     train_end = drift_from - dt.timedelta(days=31)
     last_days = [end - dt.timedelta(days=i) for i in range(scored_days - 1, -1, -1)]
-    steps = [
-        Step("ingest_raw", {"start_date": start.isoformat(), "end_date": end.isoformat(), "wait_timeout_minutes": 0},
-             f"load {start}..{end} from the landing zone into bronze (bad rows to quarantine)"),
-        Step("materialize_features", {"as_of_start": start.isoformat(), "as_of_end": end.isoformat()},
-             "feature snapshots for every as-of date"),
-        Step("retrain_model", {"window_end": train_end.isoformat(), "hpo_trials": hpo_trials,
-                               "reason": "demo: first model"},
-             f"train on labels up to {train_end}, register challenger, gate, promote"),
-    ]
-    # Night i's drift report runs next to night i+1's scoring: it only needs night i's predictions.
-    for i, day in enumerate(last_days):
-        steps.append(Step("batch_score", {"as_of_date": day.isoformat()}, f"score the {day} snapshot with the champion",
-                          wave=3 + i))
-        steps.append(Step("drift_report", {"date": day.isoformat()}, f"Evidently drift report for {day}", wave=4 + i))
-    steps.append(Step("retrain_on_drift", {"expected_date": end.isoformat(), "wait_minutes": 0, **(rule or {})},
-                      "does the drift history call for a retrain? (k of the last n nights drifted)",
-                      wave=4 + len(last_days)))
-    for i, step in enumerate(steps[:3]):
-        step.wave = i
-    return steps
+    steps: list[Step] = []
+    for n, use_case in enumerate(use_cases):
+        if load_use_case(use_case).ingested_sources():
+            steps.append(Step(use_case, "ingest_raw", {"start_date": start.isoformat(), "end_date": end.isoformat(),
+                                                       "wait_timeout_minutes": 0},
+                              f"load {start}..{end} from the landing zone into bronze (bad rows to quarantine)",
+                              wave=0))
+        steps.append(Step(use_case, "materialize_features", {"as_of_start": start.isoformat(),
+                                                             "as_of_end": end.isoformat()},
+                          "feature snapshots for every as-of date", wave=1))
+        steps.append(Step(use_case, "retrain_model", {"window_end": train_end.isoformat(), "hpo_trials": hpo_trials,
+                                                      "reason": "demo: first model"},
+                          f"train on labels up to {train_end}, register challenger, gate, promote", wave=2))
+        if n:  # another use case: its last night scored next to the primary's first
+            steps.append(Step(use_case, "batch_score", {"as_of_date": end.isoformat()},
+                              f"score the {end} snapshot with the champion", wave=3))
+            continue
+        # Night i's drift report runs next to night i+1's scoring: it only needs night i's predictions.
+        for i, day in enumerate(last_days):
+            steps.append(Step(use_case, "batch_score", {"as_of_date": day.isoformat()},
+                              f"score the {day} snapshot with the champion", wave=3 + i))
+            steps.append(Step(use_case, "drift_report", {"date": day.isoformat()},
+                              f"Evidently drift report for {day}", wave=4 + i))
+        steps.append(Step(use_case, "retrain_on_drift", {"expected_date": end.isoformat(), "wait_minutes": 0,
+                                                         **(rule or {})},
+                          "does the drift history call for a retrain? (k of the last n nights drifted)",
+                          wave=4 + len(last_days)))
+    return sorted(steps, key=lambda step: step.wave)  # stable: the primary's steps first within a wave
 
 
 def waves(steps: list[Step]) -> list[list[Step]]:
@@ -229,26 +260,29 @@ def waves(steps: list[Step]) -> list[list[Step]]:
 
 def run_chain(client: AirflowClient, start: dt.date, end: dt.date, drift_from: dt.date, timeout: float,
               steps: list[Step] | None = None) -> dict[str, Any]:
-    """Run the steps wave by wave; stop after the first wave with a failed run. Returns what the summary prints."""
-    summary: dict[str, Any] = {"runs": [], "ok": True}
+    """Run the steps wave by wave; stop after the first wave with a failed run. Returns what the summary prints:
+    the runs, and under `use_cases` what each use case's runs produced."""
+    summary: dict[str, Any] = {"runs": [], "ok": True, "use_cases": {}}
     for wave in waves(steps or chain_steps(start, end, drift_from)):
         runs = run_wave(client, wave, timeout)
         for step in wave:
             client.set_paused(step.dag_id, True)  # no cron runs of demo DAGs behind the user's back
         for step, run in zip(wave, runs, strict=True):
             states = {t["task_id"]: t["state"] for t in run["task_instances"]}
-            summary["runs"].append({"dag_id": step.dag_id, "state": run["state"], "tasks": states,
-                                    "run_id": run["dag_run_id"], "conf": step.conf})
+            summary["runs"].append({"dag_id": step.dag_id, "use_case": step.use_case, "stage": step.stage,
+                                    "state": run["state"], "tasks": states, "run_id": run["dag_run_id"],
+                                    "conf": step.conf})
             if run["state"] != "success":
                 summary["ok"] = False
                 continue
-            if step.dag_id == "platform_smoke":
-                summary["smoke"] = client.xcom("platform_smoke", run["dag_run_id"], "delta_round_trip")
-            collect(client, step.dag_id, run, summary)
+            if step.stage == "platform_smoke":
+                summary["smoke"] = client.xcom(step.dag_id, run["dag_run_id"], "delta_round_trip")
+            collect(client, step, run, summary["use_cases"].setdefault(step.use_case, {}))
         if not summary["ok"]:
             break
     if summary["ok"]:
-        follow_drift_retrain(client, summary, timeout)
+        for use_case, produced in summary["use_cases"].items():
+            follow_drift_retrain(client, use_case, produced, {r["run_id"] for r in summary["runs"]}, timeout)
     return summary
 
 
@@ -259,9 +293,10 @@ def _xcom(client: AirflowClient, dag_id: str, run: dict[str, Any], task_id: str)
         return None
 
 
-def collect(client: AirflowClient, dag_id: str, run: dict[str, Any], summary: dict[str, Any]) -> None:
-    """Pick the figures the summary shows from the tasks' results (XCom)."""
-    if dag_id == "ingest_raw":
+def collect(client: AirflowClient, step: Step, run: dict[str, Any], summary: dict[str, Any]) -> None:
+    """Pick the figures the summary shows from the tasks' results (XCom), into the use case's `summary`."""
+    dag_id, stage = step.dag_id, step.stage
+    if stage == "ingest_raw":
         totals = {"read": 0, "good": 0, "quarantined": 0}
         for ti in run["task_instances"]:
             if ti["task_id"].endswith(".ingest") and ti["state"] == "success":
@@ -269,40 +304,43 @@ def collect(client: AirflowClient, dag_id: str, run: dict[str, Any], summary: di
                     for key in totals:
                         totals[key] += int(counts.get(key, 0))
         summary["ingest"] = totals
-    elif dag_id == "materialize_features":
+    elif stage == "materialize_features":
         summary["features"] = _xcom(client, dag_id, run, "materialize")
-    elif dag_id == "retrain_model":
+    elif stage == "retrain_model":
         summary.setdefault("gates", []).append(_xcom(client, dag_id, run, "validate_and_promote"))
-    elif dag_id == "batch_score":
+    elif stage == "batch_score":
         result = _xcom(client, dag_id, run, "score") or {}  # the score job's result (mlops_core.jobs.score)
         summary["scored_rows"] = summary.get("scored_rows", 0) + int(result.get("rows_total", 0) or 0)
         summary["champion"] = (result.get("model") or {}).get("version", summary.get("champion"))
-    elif dag_id == "drift_report":
+    elif stage == "drift_report":
         summary.setdefault("drift", []).append(_xcom(client, dag_id, run, "report"))
-    elif dag_id == "retrain_on_drift":
+    elif stage == "retrain_on_drift":
         summary["drift_run_started"] = run.get("start_date") or run.get("run_after")
         summary["retrain_triggered"] = any(t["task_id"] == "trigger_retrain" and t["state"] == "success"
                                            for t in run["task_instances"])
         summary["drift_decision"] = _xcom(client, dag_id, run, "wait_for_drift")
 
 
-def follow_drift_retrain(client: AirflowClient, summary: dict[str, Any], timeout: float) -> None:
-    """When retrain_on_drift fired, wait for the retrain_model run it started and record its gate."""
+def follow_drift_retrain(client: AirflowClient, use_case: str, summary: dict[str, Any], ours: set[str],
+                         timeout: float) -> None:
+    """When the use case's retrain_on_drift fired, wait for the retrain_model run it started and record its gate."""
+    from mlops_core.jobs.contract import dag_id
+
     if not summary.get("retrain_triggered"):
         return
-    client.set_paused("retrain_model", False)
-    ours = {r["run_id"] for r in summary["runs"]}
+    retrain = dag_id(use_case, "retrain_model")
+    client.set_paused(retrain, False)
     # Only a run queued after the sensor's run started: the Airflow home keeps earlier demos' runs.
     since = _when(summary["drift_run_started"])
-    runs = [r for r in client.dag_runs("retrain_model")
+    runs = [r for r in client.dag_runs(retrain)
             if r["dag_run_id"] not in ours and r.get("run_after") and _when(r["run_after"]) >= since]
     if not runs:
         return
-    run = client.wait_for_run("retrain_model", runs[0]["dag_run_id"], timeout=timeout)
-    client.set_paused("retrain_model", True)
-    say(f"retrain_model (triggered by drift): {run['state']}")
+    run = client.wait_for_run(retrain, runs[0]["dag_run_id"], timeout=timeout)
+    client.set_paused(retrain, True)
+    say(f"{retrain} (triggered by drift): {run['state']}")
     summary["drift_retrain"] = {"state": run["state"], "reason": (run.get("conf") or {}).get("reason")}
-    summary.setdefault("gates", []).append(_xcom(client, "retrain_model", run, "validate_and_promote"))
+    summary.setdefault("gates", []).append(_xcom(client, retrain, run, "validate_and_promote"))
 
 
 def _when(timestamp: str) -> dt.datetime:
@@ -310,12 +348,14 @@ def _when(timestamp: str) -> dt.datetime:
 
 
 def _metrics(metrics: dict[str, Any] | None) -> str:
-    shown = {k: v for k, v in (metrics or {}).items() if k in ("roc_auc", "pr_auc", "log_loss", "f1")}
+    shown = {k: v for k, v in (metrics or {}).items()
+             if k in ("roc_auc", "pr_auc", "log_loss", "f1", "rmse", "mae", "r2")}  # binary | regression
     return ", ".join(f"{k} {v:.3f}" for k, v in shown.items() if isinstance(v, int | float)) or "n/a"
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """What the loop produced, in the words of its results (XComs)."""
+    """What one use case's runs produced (run_chain's summary["use_cases"][name]), in the words of their
+    results (XComs)."""
     lines = []
     ingest = summary.get("ingest")
     if ingest:
@@ -368,12 +408,14 @@ def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
               + ("stopped `make up` first; " if reset["make_up_stopped"] else "")
               + "earlier DAG runs stay in the Airflow UI")
     for run in summary["runs"]:
-        print(f"  {run['dag_id']:22s} {run['state']:8s} tasks: {json.dumps(run['tasks'])}")
+        print(f"  {run['dag_id']:30s} {run['state']:8s} tasks: {json.dumps(run['tasks'])}")
     smoke = summary.get("smoke")
     if smoke:
         print(f"\n  Delta table {smoke['table']}: {smoke['rows_total']} rows, versions {smoke['versions']}")
-    for line in summary_lines(summary):
-        print("  " + line)
+    for use_case, produced in summary.get("use_cases", {}).items():
+        print(f"\n  use case {use_case}:")
+        for line in summary_lines(produced):
+            print("    " + line)
     print("\nWhere to look:")
     print(f"  Airflow UI   make up, then {af.base_url} (user admin; password printed by make up)")
     print("  MLflow UI    make up, then http://127.0.0.1:5000")

@@ -49,13 +49,48 @@ def test_each_nights_drift_report_runs_next_to_the_next_nights_scoring():
     plan = [[(s.dag_id, s.conf.get("as_of_date") or s.conf.get("date") or "") for s in wave]
             for wave in demo.waves(steps)]
     assert plan == [
-        [("ingest_raw", "")], [("materialize_features", "")], [("retrain_model", "")],
-        [("batch_score", "2026-04-28")],
-        [("drift_report", "2026-04-28"), ("batch_score", "2026-04-29")],
-        [("drift_report", "2026-04-29"), ("batch_score", "2026-04-30")],
-        [("drift_report", "2026-04-30")],
-        [("retrain_on_drift", "")],
+        [("churn__ingest_raw", "")], [("churn__materialize_features", "")], [("churn__retrain_model", "")],
+        [("churn__batch_score", "2026-04-28")],
+        [("churn__drift_report", "2026-04-28"), ("churn__batch_score", "2026-04-29")],
+        [("churn__drift_report", "2026-04-29"), ("churn__batch_score", "2026-04-30")],
+        [("churn__drift_report", "2026-04-30")],
+        [("churn__retrain_on_drift", "")],
     ]
+
+
+def test_a_second_use_case_runs_its_stages_next_to_the_first_ones(tmp_path, monkeypatch):
+    """Two use cases in one demo: the second one's features, training and scoring run in the same waves as the
+    first one's; it ingests only what it does not read from the first use case."""
+    import shutil
+
+    import yaml
+
+    import demo
+    from mlops_core.config import config_dir
+
+    root = tmp_path / "config"
+    shutil.copytree(config_dir(), root)
+    second = yaml.safe_load((root / "use_cases" / "churn.yaml").read_text())
+    second.update(name="second", model={**second["model"], "registered_model_name": "second_xgboost"})
+    second["sources"] = {**second["sources"], "orders": {"from_use_case": "churn"},
+                         "customers": {"from_use_case": "churn"}}
+    (root / "use_cases" / "second.yaml").write_text(yaml.safe_dump(second))
+    monkeypatch.setenv("MLOPS_CONFIG_DIR", str(root))
+    monkeypatch.setenv("MLOPS_USE_CASES", "second,churn")
+    assert demo.demo_use_cases() == ["churn", "second"]  # the primary use case first
+    steps = demo.chain_steps(dt.date(2026, 1, 1), dt.date(2026, 4, 30), dt.date(2026, 4, 10), scored_days=2,
+                             use_cases=demo.demo_use_cases())
+    plan = [[s.dag_id for s in wave] for wave in demo.waves(steps)]
+    assert plan == [
+        ["churn__ingest_raw", "second__ingest_raw"],  # second ingests only its labels
+        ["churn__materialize_features", "second__materialize_features"],
+        ["churn__retrain_model", "second__retrain_model"],
+        ["churn__batch_score", "second__batch_score"],
+        ["churn__drift_report", "churn__batch_score"],
+        ["churn__drift_report"],
+        ["churn__retrain_on_drift"],
+    ]
+    assert steps[1].conf == {"start_date": "2026-01-01", "end_date": "2026-04-30", "wait_timeout_minutes": 0}
 
 
 def test_a_demo_starts_from_a_clean_state_and_leaves_remote_stores_alone(data_dir, monkeypatch):

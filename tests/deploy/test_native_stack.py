@@ -186,8 +186,8 @@ def stack(tmp_path_factory):
                 try:
                     af.wait_until_healthy(timeout=300)
                     steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
-                    steps = [s for s in steps if s.dag_id in ("ingest_raw", "materialize_features",
-                                                              "retrain_model", "batch_score")]
+                    steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features", "retrain_model",
+                                                             "batch_score")]
                     client = AirflowClient(af.base_url, "admin", admin_password)
                     summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
                     yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
@@ -207,7 +207,8 @@ def test_the_compose_configuration_translates_completely(stack):
 
 def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
     runs = stack.summary["runs"]
-    assert [r["dag_id"] for r in runs] == ["ingest_raw", "materialize_features", "retrain_model", "batch_score"]
+    assert [r["dag_id"] for r in runs] == ["churn__ingest_raw", "churn__materialize_features", "churn__retrain_model",
+                                           "churn__batch_score"]
     assert stack.summary["ok"], [(r["dag_id"], r["state"], r["tasks"]) for r in runs]
     # Airflow's metadata lives in PostgreSQL (no SQLite file next to the config)
     rows = stack.pg.query("airflow", "SELECT dag_id, state FROM dag_run WHERE run_id = ANY(%s)",
@@ -215,7 +216,7 @@ def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
                           password=stack.dotenv["AIRFLOW_DB_PASSWORD"])
     assert sorted(rows) == sorted((r["dag_id"], "success") for r in runs)
     assert not (stack.airflow.home / "airflow.db").exists()
-    ingest = stack.summary["ingest"]
+    ingest = stack.summary["use_cases"]["churn"]["ingest"]
     assert ingest["good"] > 1000 and ingest["read"] == ingest["good"] + ingest["quarantined"]
 
 
@@ -229,7 +230,7 @@ def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack, m
     from mlflow import MlflowClient
 
     _login(monkeypatch, *stack.mlflow_account("platform"))
-    gate = stack.summary["gates"][0]
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
     assert gate["decision"] == "promoted", gate
     name, version = gate["model_name"], str(gate["version"])
     aliases = stack.pg.query("mlflow", "SELECT alias, version FROM registered_model_aliases WHERE name = %s",
@@ -245,7 +246,7 @@ def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack, m
 
 
 def test_predictions_in_the_object_store_score_every_entity_once_with_the_champion(stack):
-    gate = stack.summary["gates"][0]
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
     features = stack.table("lakehouse/churn/features/customer_features", as_of_date=END.isoformat())
     predictions = stack.table("lakehouse/churn/gold/predictions", as_of_date=END.isoformat())
     assert features is not None and predictions is not None
@@ -256,8 +257,8 @@ def test_predictions_in_the_object_store_score_every_entity_once_with_the_champi
     assert set(predictions.column("model_version").to_pylist()) == {int(gate["version"])}
     scores = predictions.column("score").to_pylist()
     assert all(0.0 <= s <= 1.0 for s in scores)
-    assert stack.summary["scored_rows"] == len(entities)  # the demo's summary line
-    assert str(stack.summary["champion"]) == str(gate["version"])
+    assert stack.summary["use_cases"]["churn"]["scored_rows"] == len(entities)  # the demo's summary line
+    assert str(stack.summary["use_cases"]["churn"]["champion"]) == str(gate["version"])
 
 
 def test_the_deployment_health_checks_answer(stack):
@@ -297,7 +298,7 @@ def test_the_platform_account_owns_the_models_and_a_person_can_only_read(stack, 
     from mlflow.exceptions import MlflowException
     from mlflow.server.auth.client import AuthServiceClient
 
-    gate = stack.summary["gates"][0]
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
     name, version = gate["model_name"], str(gate["version"])
     platform = stack.mlflow_account("platform")[0]
     # deploy.py mlflow-init created the account and the model before any run: the gate ran as that account
@@ -325,23 +326,24 @@ def test_the_platform_account_owns_the_models_and_a_person_can_only_read(stack, 
             call()
         assert "403" in str(denied.value) and denied.value.error_code == "PERMISSION_DENIED", what
     _login(monkeypatch, *stack.mlflow_account("platform"))
-    assert str(MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion").version) == version
+    champion = MlflowClient(tracking_uri=stack.mlflow_url).get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == version
 
 
 def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_its_name(stack, monkeypatch):
     """Last in the module: it moves the champion (and back)."""
     from mlflow import MlflowClient
 
-    gate = stack.summary["gates"][0]
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
     name, version = gate["model_name"], str(gate["version"])
     admin = stack.airflow_client("admin")
-    admin.wait_for_dag("rollback_model")
-    admin.set_paused("rollback_model", False)
+    admin.wait_for_dag("churn__rollback_model")
+    admin.set_paused("churn__rollback_model", False)
     conf = {"target": version, "reason": "native test: back to the gate's champion"}
     with pytest.raises(AirflowApiError) as refused:
-        stack.airflow_client("viewer").trigger("rollback_model", conf)
+        stack.airflow_client("viewer").trigger("churn__rollback_model", conf)
     assert refused.value.status == 403
-    assert admin.dag_runs("rollback_model") == []
+    assert admin.dag_runs("churn__rollback_model") == []
 
     # a second version made champion by the platform account, so there is something to roll back from
     _login(monkeypatch, *stack.mlflow_account("platform"))
@@ -352,8 +354,8 @@ def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_
     client.set_registered_model_alias(name, "champion", newer)
 
     operator = stack.airflow_client("operator")
-    run_id = operator.trigger("rollback_model", conf)
-    run = operator.wait_for_run("rollback_model", run_id, timeout=600)
+    run_id = operator.trigger("churn__rollback_model", conf)
+    run = operator.wait_for_run("churn__rollback_model", run_id, timeout=600)
     assert run["state"] == "success", run["task_instances"]
     assert run["triggering_user_name"] == "operator"
     assert str(client.get_model_version_by_alias(name, "champion").version) == version
@@ -368,5 +370,5 @@ def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_
     gates = [r for r in history if r["action"] == "gate"]
     assert gates and all(r["triggered_by"].endswith(" by admin") for r in gates), gates
     # the platform password reached the job through its environment, never the task log
-    log = operator.task_log("rollback_model", run_id, "rollback")
+    log = operator.task_log("churn__rollback_model", run_id, "rollback")
     assert "MLFLOW_TRACKING_PASSWORD" in log and stack.mlflow_account("platform")[1] not in log

@@ -48,17 +48,17 @@ def states(run) -> dict[str, str]:
 
 
 def drift_runs(airflow_client) -> list[dict]:
-    return [r for r in airflow_client.dag_runs("retrain_model") if r["dag_run_id"].startswith("drift__")]
+    return [r for r in airflow_client.dag_runs("churn__retrain_model") if r["dag_run_id"].startswith("drift__")]
 
 
 def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client, spark, lakehouse):
     from mlops_core.monitoring.retrain_log import RETRAIN_TRIGGERS
 
     try:
-        airflow_client.wait_for_dag("retrain_model", timeout=180)
+        airflow_client.wait_for_dag("churn__retrain_model", timeout=180)
     except TimeoutError:
         pytest.skip("the retrain_model DAG is not in dags/ yet")
-    airflow_client.set_paused("retrain_model", True)
+    airflow_client.set_paused("churn__retrain_model", True)
     before = {r["dag_run_id"] for r in drift_runs(airflow_client)}
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
@@ -66,19 +66,19 @@ def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client,
     conf = {"k": 2, "n": 5, "cooldown_days": 7, "poll_seconds": 2, "wait_minutes": 5}
     created: list[str] = []
     try:
-        run = run_dag("retrain_on_drift", conf, timeout=900)
+        run = run_dag("churn__retrain_on_drift", conf, timeout=900)
         assert run["state"] == "success", run["task_instances"]
         assert states(run) == {"wait_for_drift": "success", "record_trigger": "success",
                                "trigger_retrain": "success", "notify": "success"}
-        decision = airflow_client.xcom("retrain_on_drift", run["dag_run_id"], "wait_for_drift")
+        decision = airflow_client.xcom("churn__retrain_on_drift", run["dag_run_id"], "wait_for_drift")
         assert decision["status"] == "retrain" and decision["drifted_dates"] == drifted_dates
-        log = airflow_client.task_log("retrain_on_drift", run["dag_run_id"], "wait_for_drift")
+        log = airflow_client.task_log("churn__retrain_on_drift", run["dag_run_id"], "wait_for_drift")
         assert "retrain: drift:" in log  # logged by execute_complete: reached only through the trigger
 
         new = [r for r in drift_runs(airflow_client) if r["dag_run_id"] not in before]
         created = [r["dag_run_id"] for r in new]
         assert len(new) == 1, new
-        retrain = airflow_client.dag_run("retrain_model", new[0]["dag_run_id"])
+        retrain = airflow_client.dag_run("churn__retrain_model", new[0]["dag_run_id"])
         reason = retrain["conf"]["reason"]
         assert reason.startswith("drift: 2 of the last 5 nightly reports drifted")
         for text in (*drifted_dates, "country", "total_spent_30d", f"model version {MODEL_VERSION}"):
@@ -89,7 +89,7 @@ def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client,
         assert len(triggers) == 1 and triggers[0].target_run_id == new[0]["dag_run_id"]
 
         # The same drift an hour later: the cooldown holds it back, and the run ends skipped, not failed.
-        second = run_dag("retrain_on_drift", conf, timeout=600)
+        second = run_dag("churn__retrain_on_drift", conf, timeout=600)
         assert second["state"] == "success", second["task_instances"]
         assert set(states(second).values()) == {"skipped"}, states(second)
         assert [r["dag_run_id"] for r in drift_runs(airflow_client) if r["dag_run_id"] not in before] == created

@@ -35,13 +35,13 @@ def test_ingest_raw_for_one_date_and_one_source(landed, run_dag, airflow_client,
     from mlops_core.tables import bronze
 
     label_day = START + timedelta(days=30)
-    run = run_dag("ingest_raw", {"sources": ["labels"], "force": True},
+    run = run_dag("churn__ingest_raw", {"sources": ["labels"], "force": True},
                   logical_date=f"{label_day.isoformat()}T00:00:00Z")
     states = _states(run)
     assert run["state"] == "success", states
     assert states["labels.ingest"] == "success"
     assert states["orders.wait_for_files"] == states["orders.ingest"] == "skipped"
-    result = airflow_client.xcom("ingest_raw", run["dag_run_id"], "labels.ingest")
+    result = airflow_client.xcom("churn__ingest_raw", run["dag_run_id"], "labels.ingest")
     assert result["dates"] == [label_day.isoformat()] and result["force"] is True
     labels = lakehouse.read(spark, bronze("labels"))
     assert labels.count() == result["counts"]["labels"]["good"] > 0

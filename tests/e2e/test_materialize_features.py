@@ -46,7 +46,7 @@ def _wait_for_new_run(client, dag_id: str, known: set[str], timeout: float = 900
 
 
 def _feature_events(client, run_id: str) -> list[dict]:
-    query = urllib.parse.urlencode({"source_dag_id": "materialize_features", "source_run_id": run_id, "limit": 10})
+    query = urllib.parse.urlencode({"source_dag_id": "churn__materialize_features", "source_run_id": run_id, "limit": 10})
     return client._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]
 
 
@@ -60,7 +60,7 @@ def check_ingest_backfill(client, run: dict, dates: list[str], spark, lakehouse)
         "orders.wait_for_files": "success", "orders.ingest": "success",
         "labels.wait_for_files": "skipped", "labels.ingest": "skipped",
     }
-    result = client.xcom("ingest_raw", run["dag_run_id"], "orders.ingest")
+    result = client.xcom("churn__ingest_raw", run["dag_run_id"], "orders.ingest")
     assert result["dates"] == dates
     counts = result["counts"]["orders"]
     assert counts["read"] == counts["good"] + counts["quarantined"] and counts["good"] > 0 and counts["quarantined"] > 0
@@ -72,14 +72,14 @@ def check_ingest_backfill(client, run: dict, dates: list[str], spark, lakehouse)
     quarantined = lakehouse.read(spark, QUARANTINE).where("source = 'orders'").groupBy().sum("record_count").first()[0]
     assert (quarantined or 0) == counts["quarantined"]
 
-    query = urllib.parse.urlencode({"source_dag_id": "ingest_raw", "source_run_id": run["dag_run_id"], "limit": 50})
+    query = urllib.parse.urlencode({"source_dag_id": "churn__ingest_raw", "source_run_id": run["dag_run_id"], "limit": 50})
     events = {e["name"]: e for e in client._request("GET", f"/api/v2/assets/events?{query}")["asset_events"]}
     assert set(events) == {"churn.bronze.customers", "churn.bronze.orders"}
     assert events["churn.bronze.orders"]["extra"]["good"] == counts["good"]
     assert events["churn.bronze.orders"]["extra"]["dates"] == dates
 
     # The sensor of labels waited in the triggerer, then skipped (on_missing: skip).
-    log = client.task_log("ingest_raw", run["dag_run_id"], "labels.wait_for_files")
+    log = client.task_log("churn__ingest_raw", run["dag_run_id"], "labels.wait_for_files")
     assert "deferring" in log or "no landing files" in log
 
 
@@ -89,13 +89,13 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
     from mlops_core.tables import bronze, features, latest_features
 
     client = airflow_client
-    client.wait_for_dag("materialize_features", timeout=180)
-    client.set_paused("materialize_features", False)
-    known = {r["dag_run_id"] for r in client.dag_runs("materialize_features")}
+    client.wait_for_dag("churn__materialize_features", timeout=180)
+    client.set_paused("churn__materialize_features", False)
+    known = {r["dag_run_id"] for r in client.dag_runs("churn__materialize_features")}
     try:
         end = START + timedelta(days=DAYS - 1)
         ingest = run_dag(
-            "ingest_raw",
+            "churn__ingest_raw",
             {"start_date": START.isoformat(), "end_date": end.isoformat(), "wait_timeout_minutes": 0.1},
             logical_date=f"{end.isoformat()}T00:00:00Z",
         )
@@ -103,12 +103,12 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
         check_ingest_backfill(client, ingest, [(START + timedelta(days=i)).isoformat() for i in range(DAYS)],
                               spark, lakehouse)
 
-        run = _wait_for_new_run(client, "materialize_features", known)
+        run = _wait_for_new_run(client, "churn__materialize_features", known)
         states = {t["task_id"]: t["state"] for t in run["task_instances"]}
         assert run["state"] == "success", states
         assert run["run_type"] == "asset_triggered"
         dates = [(START + timedelta(days=i)).isoformat() for i in range(DAYS)]
-        result = client.xcom("materialize_features", run["dag_run_id"], "materialize")
+        result = client.xcom("churn__materialize_features", run["dag_run_id"], "materialize")
         assert [s["as_of_date"] for s in result["snapshots"]] == dates
 
         table = lakehouse.read(spark, features("customer"))
@@ -132,7 +132,7 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
 
         # A manual backfill of three days: same snapshots, replaced in place.
         rows_before = table.count()
-        manual = run_dag("materialize_features", {"as_of_start": dates[3], "as_of_end": dates[5]})
+        manual = run_dag("churn__materialize_features", {"as_of_start": dates[3], "as_of_end": dates[5]})
         assert manual["state"] == "success", manual["task_instances"]
         again = lakehouse.read(spark, features("customer"))
         assert again.count() == rows_before
@@ -140,4 +140,4 @@ def test_ingest_triggers_feature_snapshots_then_a_manual_backfill_replaces_them(
                      .select("_run_id").distinct().collect()}
         assert rerun_ids == {manual["dag_run_id"]}
     finally:
-        client.set_paused("materialize_features", True)  # later tests' ingest runs do not trigger it
+        client.set_paused("churn__materialize_features", True)  # later tests' ingest runs do not trigger it
