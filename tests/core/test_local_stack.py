@@ -63,9 +63,9 @@ def test_a_second_use_case_runs_its_stages_next_to_the_first_ones(tmp_path, monk
     first one's; it ingests only what it does not read from the first use case."""
     import shutil
 
+    import demo
     import yaml
 
-    import demo
     from mlops_core.config import config_dir
 
     root = tmp_path / "config"
