@@ -106,8 +106,9 @@ def _table_usage(cfg) -> list[tuple]:
                                               ("retrain_model", source == label_source),
                                               ("drift_report", source == label_source)) if reads]
         rows.append((tables.bronze(source), ["ingest_raw"], readers))
-    rows.append((tables.QUARANTINE, ["ingest_raw"], []))
-    rows.append((INGEST_LOG, ["ingest_raw"], ["ingest_raw"]))
+    if cfg.ingested_sources():
+        rows.append((tables.QUARANTINE, ["ingest_raw"], []))
+        rows.append((INGEST_LOG, ["ingest_raw"], ["ingest_raw"]))
     if features:
         entity = cfg.entity.name
         readers = ["retrain_model", "batch_score", "drift_report"] if model else []
@@ -136,19 +137,25 @@ def _use_case_report(target: str, env_name: str | None) -> dict:
     from mlops_core.tracking import experiment_name
 
     cfg, running, file, env = _load_checked(target, env_name)
-    lake = Lakehouse(env, cfg.name)
+    owners = cfg.bronze_owners()
+    lake = Lakehouse(env, cfg.name, owners)
     dags = []
     for stage in STAGES:
         missing = [section for section in DAG_NEEDS.get(stage, ()) if getattr(cfg, section) is None]
+        if stage == "ingest_raw" and not cfg.ingested_sources():
+            missing = ["sources"]  # every source is read from another use case's bronze tables
         dags.append({"stage": stage, "dag_id": dag_id(cfg.name, stage),
                      "created": cfg.enabled and not missing,
                      "why_not": "enabled: false" if not cfg.enabled
-                     else (f"no `{'`, `'.join(missing)}` section" if missing else None)})
+                     else ("every source is another use case's" if missing == ["sources"] and stage == "ingest_raw"
+                           else f"no `{'`, `'.join(missing)}` section" if missing else None)})
     table_rows = [{
         "table": str(table),
         # Unity Catalog: <catalog>.<use case>_<layer>.<table>; else the Delta table's folder.
         "location": lake.identifier(table).replace("`", "") if lake.catalog else lake.path(table),
-        "written_by": [dag_id(cfg.name, s) for s in writers],
+        "owner": lake.owner(table),
+        # a shared source's bronze table is written by its owner's DAG
+        "written_by": [dag_id(lake.owner(table), s) for s in writers],
         "read_by": [dag_id(cfg.name, s) for s in readers],
     } for table, writers, readers in _table_usage(cfg)]
     return {
@@ -162,7 +169,8 @@ def _use_case_report(target: str, env_name: str | None) -> dict:
         "dag_tag": f"use_case:{cfg.name}",
         "dags": dags,
         "landing": {name: spec.folder(env.storage.landing_root, DATE_PLACEHOLDER) + "/"
-                    for name, spec in cfg.sources.items()},
+                    for name, spec in cfg.ingested_sources().items()},
+        "shared_sources": owners,
         "tables": table_rows,
         "registered_model_name": running.model.registered_model_name if running.model else None,
         "experiment": experiment_name(env, cfg.name),
@@ -199,13 +207,17 @@ def _print_report(report: dict, summary_only: bool) -> None:
     for d in report["dags"]:
         print((f"  {d['dag_id']:<{width}}" + ("" if d["created"] else f"  (no DAG: {d['why_not']})")).rstrip())
     print(f"\nlanding files read by ingest_raw (one folder per logical date {DATE_PLACEHOLDER}):")
-    width = max(len(name) for name in report["landing"])
+    width = max([len(name) for name in [*report["landing"], *report["shared_sources"]]] or [0])
     for name, folder in report["landing"].items():
         print(f"  {name:<{width}}  {folder}")
+    for name, owner in report["shared_sources"].items():
+        print(f"  {name:<{width}}  (not ingested here: read from use case {owner}'s bronze.{name})")
     print("\ntables (written by -> read by):")
     width = max(len(t["table"]) for t in report["tables"])
     for t in report["tables"]:
-        short = lambda ids: ", ".join(i.split("__", 1)[1] for i in ids) or "-"  # noqa: E731
+        # this use case's DAGs by stage, another use case's by full id
+        short = lambda ids: ", ".join(  # noqa: E731
+            i.split("__", 1)[1] if i.startswith(report["use_case"] + "__") else i for i in ids) or "-"
         print(f"  {t['table']:<{width}}  {t['location']}\n  {'':<{width}}    {short(t['written_by'])} -> "
               f"{short(t['read_by'])}")
     print(f"\nmodel:        {report['registered_model_name'] or '(no model section)'}"

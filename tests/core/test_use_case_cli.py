@@ -262,3 +262,20 @@ def test_list_of_good_files_exits_0_and_shows_the_selection(config_dir, capsys, 
     assert code == 2  # MLOPS_USE_CASES names a use case without a file
     assert listing["churn"]["status"] == "enabled" and listing["churn"]["runs_here"] is False
     assert listing["spend"]["status"] == "error" and "no file" in listing["spend"]["error"]
+
+
+def test_a_shared_source_is_named_and_written_by_its_owner(config_dir, capsys):
+    data = churn_data() | {"name": "spend"}
+    data["sources"] = {"customers": {"from_use_case": "churn"}, "orders": {"from_use_case": "churn"},
+                       "labels": data["sources"]["labels"] | {"path": "spend/labels/{date}"}}
+    write(config_dir / "use_cases", "spend", data)
+    code, out, _ = run(capsys, "use-case", "validate", "spend", "--json")
+    assert code == 0
+    report = json.loads(out)
+    tables = {t["table"]: t for t in report["tables"]}
+    assert tables["bronze.orders"]["location"].endswith("/lakehouse/churn/bronze/orders")
+    assert tables["bronze.orders"]["written_by"] == ["churn__ingest_raw"]
+    assert tables["bronze.orders"]["read_by"] == ["spend__materialize_features"]
+    assert tables["bronze.labels"]["location"].endswith("/lakehouse/spend/bronze/labels")
+    assert set(report["landing"]) == {"labels"} and report["shared_sources"] == {"customers": "churn",
+                                                                                 "orders": "churn"}
