@@ -18,7 +18,7 @@ from mlops_core.jobs.contract import dag_id
 
 def build(cfg: UseCaseConfig):
     """The use case's approve_model DAG; None without a model."""
-    if cfg.model is None:
+    if cfg.missing_for("approve_model"):
         return None
 
     @dag(

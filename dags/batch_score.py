@@ -47,7 +47,7 @@ def latest_as_of_date(events_by_asset) -> str | None:
 
 def build(cfg: UseCaseConfig):
     """The use case's batch_score DAG; None when it has no model or no features to score."""
-    if cfg.model is None or cfg.features is None:
+    if cfg.missing_for("batch_score"):
         return None
 
     @dag(

@@ -30,7 +30,7 @@ DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 def build(cfg: UseCaseConfig):
     """The use case's drift_report DAG; None when it has no model (nothing scored to compare)."""
-    if cfg.model is None:
+    if cfg.missing_for("drift_report"):
         return None
 
     @dag(

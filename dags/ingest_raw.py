@@ -34,9 +34,9 @@ END = "{{ params.end_date or params.start_date or '' }}"
 def build(cfg: UseCaseConfig):
     """The use case's ingest_raw DAG: one task group per source it ingests; None when it ingests none (it reads
     every source from another use case's bronze tables)."""
-    sources = cfg.ingested_sources()
-    if not sources:
+    if cfg.missing_for("ingest_raw"):
         return None
+    sources = cfg.ingested_sources()
 
     @dag(
         dag_id=dag_id(cfg.name, "ingest_raw"),

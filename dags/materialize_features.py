@@ -55,7 +55,7 @@ def as_of_range(params: dict, events_by_asset, default_day: str) -> dict[str, st
 
 def build(cfg: UseCaseConfig):
     """The use case's materialize_features DAG; None when it has no `features` section."""
-    if cfg.features is None:
+    if cfg.missing_for("materialize_features"):
         return None
 
     @dag(

@@ -53,7 +53,7 @@ def _optional_version(name: str, what: str) -> Param:
 
 def build(cfg: UseCaseConfig):
     """The use case's retrain_model DAG; None when it has no `model` section."""
-    if cfg.model is None:
+    if cfg.missing_for("retrain_model"):
         return None
     model, gate_spec = cfg.model, cfg.gate
 

@@ -33,7 +33,7 @@ DATE = r"^\d{4}-\d{2}-\d{2}$"
 def build(cfg: UseCaseConfig):
     """The use case's retrain_on_drift DAG: triggers only its own use case's retrain_model. None without a
     model or a `monitoring` section (no drift to act on)."""
-    if cfg.model is None or cfg.monitoring is None:
+    if cfg.missing_for("retrain_on_drift"):
         return None
     rule = cfg.monitoring.retrain
     retrain_dag_id = dag_id(cfg.name, "retrain_model")

@@ -18,7 +18,7 @@ from mlops_core.jobs.contract import dag_id
 
 def build(cfg: UseCaseConfig):
     """The use case's rollback_model DAG; None without a model."""
-    if cfg.model is None:
+    if cfg.missing_for("rollback_model"):
         return None
 
     @dag(

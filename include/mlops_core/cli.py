@@ -49,15 +49,6 @@ def _databricks_plan(args: argparse.Namespace) -> int:
 # ---- use cases ---------------------------------------------------------------------------------------------
 # The sections a stage's DAG needs: without them the DAG file's build() makes no DAG for the use case
 # (dags/<stage>.py). Stages not listed here get a DAG for every enabled use case.
-DAG_NEEDS = {
-    "materialize_features": ("features",),
-    "retrain_model": ("model",),
-    "batch_score": ("model", "features"),
-    "drift_report": ("model",),
-    "retrain_on_drift": ("model", "monitoring"),
-    "rollback_model": ("model",),
-    "approve_model": ("model",),
-}
 DATE_PLACEHOLDER = "<YYYY-MM-DD>"
 
 
@@ -141,9 +132,7 @@ def _use_case_report(target: str, env_name: str | None) -> dict:
     lake = Lakehouse(env, cfg.name, owners)
     dags = []
     for stage in STAGES:
-        missing = [section for section in DAG_NEEDS.get(stage, ()) if getattr(cfg, section) is None]
-        if stage == "ingest_raw" and not cfg.ingested_sources():
-            missing = ["sources"]  # every source is read from another use case's bronze tables
+        missing = cfg.missing_for(stage)
         dags.append({"stage": stage, "dag_id": dag_id(cfg.name, stage),
                      "created": cfg.enabled and not missing,
                      "why_not": "enabled: false" if not cfg.enabled

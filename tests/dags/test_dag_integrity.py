@@ -19,21 +19,12 @@ HEAVY_MODULES = ("pyspark", "mlflow", "xgboost", "evidently", "pandas", "optuna"
 
 def _contract_ids() -> set[str]:
     """The DAG ids are a contract (docs, tests and users name them): `<use case>__<stage>` for every stage of
-    every shipped use case that has the sections the stage needs (the churn use case has them all)."""
+    every shipped use case that has the sections the stage needs (contract.STAGE_NEEDS; churn has them all)."""
     from mlops_core.config import load_use_cases
     from mlops_core.jobs.contract import STAGES, dag_id
 
-    ids = set()
-    for cfg in load_use_cases().enabled:
-        needs_model = {"retrain_model", "batch_score", "drift_report", "retrain_on_drift", "rollback_model",
-                       "approve_model"}
-        for stage in STAGES:
-            if stage in needs_model and cfg.model is None or stage == "materialize_features" and not cfg.features:
-                continue
-            if stage == "retrain_on_drift" and cfg.monitoring is None:
-                continue
-            ids.add(dag_id(cfg.name, stage))
-    return ids
+    return {dag_id(cfg.name, stage) for cfg in load_use_cases().enabled for stage in STAGES
+            if not cfg.missing_for(stage)}
 
 
 CONTRACT_IDS = _contract_ids()

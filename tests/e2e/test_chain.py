@@ -3,6 +3,10 @@ generated churn data with drift injected in the last weeks → ingest_raw → ma
 retrain_model (gate, first champion) → batch_score + drift_report for the last night → retrain_on_drift
 (deferrable sensor) → the retrain_model run it triggers, through the gate again.
 
+Two use cases share the Airflow, as `make demo` runs them: `churn` (binary) runs the whole loop, and `spend`
+(regression, reading churn's bronze tables) materializes, trains, gates and scores next to it. Neither may
+touch the other's tables, models or reports.
+
 It is also the retrain_model e2e test: bad Params are refused at trigger time, and the first run's registered
 version carries its lineage (MLflow tags, XComs, extra links). One scored night keeps the test to one pass
 through each DAG (the k-of-n rule over several nights has its own e2e test, test_drift.py).
@@ -28,6 +32,7 @@ DRIFT_FROM = END - dt.timedelta(days=20)
 SCORED_DAYS = 1
 RULE = {"k": 1, "n": 1, "cooldown_days": 7}
 HPO_TRIALS = 3
+USE_CASES = ("churn", "spend")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def chain(tmp_path_factory, chain_dir):
             af.wait_until_healthy(timeout=240)
             client = af.client()
             steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=HPO_TRIALS,
-                                     rule=RULE)
+                                     rule=RULE, use_cases=USE_CASES)
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
             summary["client"] = client
             yield summary
@@ -74,8 +79,10 @@ def chain(tmp_path_factory, chain_dir):
 def test_every_step_of_the_loop_succeeds(chain):
     failed = [r for r in chain["runs"] if r["state"] != "success"]
     assert chain["ok"] and not failed, failed
-    assert [r["dag_id"] for r in chain["runs"]][:3] == ["ingest_raw", "materialize_features", "retrain_model"]
-    assert chain["ingest"]["good"] > 5_000 and chain["ingest"]["quarantined"] > 0
+    churn = [r["dag_id"] for r in chain["runs"] if r["use_case"] == "churn"]
+    assert churn[:3] == ["churn__ingest_raw", "churn__materialize_features", "churn__retrain_model"]
+    ingest = chain["use_cases"]["churn"]["ingest"]
+    assert ingest["good"] > 5_000 and ingest["quarantined"] > 0
 
 
 def test_every_spark_job_ran_on_the_shared_server(chain):
@@ -84,10 +91,10 @@ def test_every_spark_job_ran_on_the_shared_server(chain):
                    "batch_score": "score", "drift_report": "report"}
     seen = set()
     for run in chain["runs"]:
-        if task := spark_tasks.get(run["dag_id"]):
+        if (task := spark_tasks.get(run["stage"])) and run["use_case"] == "churn":
             result = chain["client"].xcom(run["dag_id"], run["run_id"], task)
             assert result["spark"].startswith("connect sc://127.0.0.1:"), (run["dag_id"], result.get("spark"))
-            seen.add(run["dag_id"])
+            seen.add(run["stage"])
     assert seen == set(spark_tasks)
 
 
@@ -112,7 +119,7 @@ def test_loop_wrote_features_predictions_and_drift(chain, spark, data_dir):
         assert scored.select("model_version").distinct().count() == 1
         assert scored.where((F.col("score") < 0) | (F.col("score") > 1)).count() == 0
     # the demo's summary reports what the tables hold
-    assert chain["scored_rows"] == preds.where(F.col("as_of_date").isin(scored_days)).count()
+    assert chain["use_cases"]["churn"]["scored_rows"] == preds.where(F.col("as_of_date").isin(scored_days)).count()
     drift = lh.read(spark, tables.DRIFT_METRICS).where(F.col("date").isin([d for d in scored_days]))
     drifted = {r["feature"] for r in drift.where(F.col("drifted")).select("feature").distinct().collect()}
     # the generator shifted amounts, countries and order frequency from DRIFT_FROM on
@@ -128,8 +135,9 @@ def test_drift_triggered_a_retrain_that_went_through_the_gate(chain, spark, data
     from mlops_core.config import load_environment
     from mlops_core.lakehouse import Lakehouse
 
-    assert chain.get("retrain_triggered"), chain["runs"][-1]
-    retrain = chain.get("drift_retrain") or {}
+    churn = chain["use_cases"]["churn"]
+    assert churn.get("retrain_triggered"), chain["runs"][-1]
+    retrain = churn.get("drift_retrain") or {}
     assert retrain.get("state") in ("success", "failed"), retrain  # a rejected challenger fails the run loudly
     assert "drift" in (retrain.get("reason") or ""), retrain
     lh = Lakehouse(load_environment("local"), "churn")
@@ -159,7 +167,7 @@ def test_bad_retrain_params_are_refused_at_trigger_time(chain, conf, field):
     from local_airflow import AirflowApiError
 
     with pytest.raises(AirflowApiError) as err:
-        chain["client"].trigger("retrain_model", conf)
+        chain["client"].trigger("churn__retrain_model", conf)
     assert err.value.status == 400
     assert "Invalid input for param" in str(err.value) and field in str(err.value)
 
@@ -173,18 +181,18 @@ def test_first_retrain_registered_a_version_with_its_lineage(chain, data_dir):
     from mlops_core.tracking import configure_mlflow
 
     client = chain["client"]
-    step = next(r for r in chain["runs"] if r["dag_id"] == "retrain_model")
+    step = next(r for r in chain["runs"] if r["dag_id"] == "churn__retrain_model")
     run_id = step["run_id"]
-    trained = client.xcom("retrain_model", run_id, "train")
-    registered = client.xcom("retrain_model", run_id, "register")
+    trained = client.xcom("churn__retrain_model", run_id, "train")
+    registered = client.xcom("churn__retrain_model", run_id, "register")
     lineage = trained["lineage"]
     assert lineage["window_end"] == step["conf"]["window_end"] and lineage["window_start"] < lineage["window_end"]
     assert lineage["reason"] == "demo: first model" and lineage["orchestrator_run_id"] == run_id
     assert lineage["hpo_trials"] == HPO_TRIALS
     assert lineage["hpo_trials_completed"] + lineage["hpo_trials_pruned"] == HPO_TRIALS
-    assert lineage["feature_table_version"] == chain["features"]["feature_table_version"]
+    assert lineage["feature_table_version"] == chain["use_cases"]["churn"]["features"]["feature_table_version"]
     assert trained["metrics"]["test_roc_auc"] > 0.7
-    assert "MLOPS_RESULT" in client.task_log("retrain_model", run_id, "train")
+    assert "MLOPS_RESULT" in client.task_log("churn__retrain_model", run_id, "train")
 
     name = load_use_case("churn").model.registered_model_name
     assert registered["name"] == name and registered["alias"] == "challenger"
@@ -196,7 +204,58 @@ def test_first_retrain_registered_a_version_with_its_lineage(chain, data_dir):
     assert mv.tags["mlops.airflow_run_id"] == run_id
 
     q = urllib.parse.quote(run_id, safe="")
-    links = client._request("GET", f"/api/v2/dags/retrain_model/dagRuns/{q}/taskInstances/register/links")
+    links = client._request("GET", f"/api/v2/dags/churn__retrain_model/dagRuns/{q}/taskInstances/register/links")
     urls = links["extra_links"]
     assert urls["MLflow model version"].endswith(f"/#/models/{name}/versions/{registered['version']}")
     assert f"/runs/{trained['run_id']}" in urls["MLflow run"]
+
+
+def test_the_second_use_case_trained_gated_and_scored_beside_churn_without_touching_it(chain, spark, data_dir):
+    """spend (regression) shares churn's Airflow, Spark server, MLflow and bronze tables: its features follow
+    churn's ingest, its model and tables are its own, and churn's tables, models and reports hold only churn's."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.lakehouse import Lakehouse
+    from mlops_core.tracking import configure_mlflow, experiment_name
+
+    env = load_environment("local")
+    spend, churn = load_use_case("spend"), load_use_case("churn")
+    assert spend.bronze_owners() == {"orders": "churn", "customers": "churn"}
+    runs = {r["stage"] for r in chain["runs"] if r["use_case"] == "spend"}
+    assert runs == {"materialize_features", "retrain_model", "batch_score"}  # no second ingest of the same files
+    root = Path(env.storage.lakehouse_root)
+    assert not (root / "spend" / "bronze").exists()  # nothing ingested twice
+    assert sorted(p.name for p in (root / "churn" / "bronze").iterdir()) == ["customers", "labels", "orders",
+                                                                             "quarantine"]
+
+    gate = chain["use_cases"]["spend"]["gates"][0]
+    assert gate["model_name"] == "spend_xgboost" and gate["decision"] == "promoted", gate
+    assert {"rmse", "mae", "r2"} <= set(gate["challenger_metrics"]), gate["challenger_metrics"]
+
+    mine, theirs = Lakehouse(env, "spend", spend.bronze_owners()), Lakehouse(env, "churn")
+    snapshot = mine.read(spark, tables.features("customer")).where(F.col("as_of_date") == F.lit(END))
+    scored = mine.read(spark, tables.PREDICTIONS).where(F.col("as_of_date") == F.lit(END))
+    assert scored.count() == snapshot.count() == scored.select("customer_id").distinct().count() > 0
+    values = scored.where(F.col("feature_status") == "ok").agg(F.min("prediction"), F.max("prediction")).first()
+    assert values[0] is not None and values[1] > 1.0  # amounts of money, not probabilities
+    assert {r[0] for r in scored.select("model_name").distinct().collect()} == {"spend_xgboost"}
+    assert {r[0] for r in theirs.read(spark, tables.PREDICTIONS).select("model_name").distinct().collect()} == {
+        "churn_xgboost"}
+    for lake, model in ((mine, "spend_xgboost"), (theirs, "churn_xgboost")):
+        history = lake.read(spark, tables.PROMOTION_HISTORY)
+        assert {r[0] for r in history.select("model_name").distinct().collect()} == {model}
+    reports = Path(env.storage.reports_root)
+    assert (reports / "churn").is_dir() and not (reports / "spend").exists()  # only churn ran drift reports
+
+    configure_mlflow(env)
+    client = MlflowClient()
+    for cfg in (spend, churn):
+        experiment = client.get_experiment_by_name(experiment_name(env, cfg.name))
+        versions = client.search_model_versions(f"name = '{cfg.model.registered_model_name}'")
+        assert versions and all(client.get_run(v.run_id).info.experiment_id == experiment.experiment_id
+                                for v in versions), cfg.name

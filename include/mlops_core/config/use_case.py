@@ -64,6 +64,14 @@ class UseCaseConfig(BaseModel):
                 raise ValueError(f"source name {name!r} must be letters, digits and underscores")
         return self
 
+    def missing_for(self, stage: str) -> list[str]:
+        """The sections this use case lacks for `stage`'s DAG (jobs.contract.STAGE_NEEDS); [] = it gets the DAG.
+        `sources` is missing when every source is read from another use case (nothing to ingest)."""
+        from mlops_core.jobs.contract import STAGE_NEEDS
+
+        return [section for section in STAGE_NEEDS.get(stage, ())
+                if (not self.ingested_sources() if section == "sources" else getattr(self, section) is None)]
+
     def ingested_sources(self) -> dict[str, SourceSpec]:
         """The sources this use case ingests itself (not those read from another use case's bronze tables)."""
         return {name: spec for name, spec in self.sources.items() if spec.from_use_case is None}

@@ -47,6 +47,18 @@ STAGES = (
     "approve_model",
     "platform_smoke",
 )
+# The use-case sections a stage's DAG needs; a use case without one of them gets no DAG of that stage
+# (UseCaseConfig.missing_for). ingest_raw also needs a source the use case ingests itself.
+STAGE_NEEDS: dict[str, tuple[str, ...]] = {
+    "ingest_raw": ("sources",),
+    "materialize_features": ("features",),
+    "retrain_model": ("model",),
+    "batch_score": ("model", "features"),
+    "drift_report": ("model",),
+    "retrain_on_drift": ("model", "monitoring"),
+    "rollback_model": ("model",),
+    "approve_model": ("model",),
+}
 DAG_ID_SEPARATOR = "__"  # use case names are [a-z][a-z0-9_]* without a double underscore, so the split is unique
 
 
