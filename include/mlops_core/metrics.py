@@ -1,5 +1,14 @@
-"""Binary classification metrics of a model's probabilities, shared by training (every split) and the validation
-gate (challenger and champion on the same held-out rows), so both report the same numbers the same way."""
+"""Model metrics, shared by training (every split) and the validation gate (challenger and champion on the same
+held-out rows), so both report the same numbers the same way.
+
+Two tasks (the use case's `model.task`):
+  binary      probabilities against 0/1 labels: ranking (roc_auc, pr_auc), probability (log_loss, brier, ece)
+              and decision metrics at the threshold
+  regression  predicted values against numeric labels: rmse, mae, r2 (and the means and the bias, to read them)
+
+Which metrics a task has, which one it optimises by default and which way is better are defined here once:
+the config sections (model.hpo.metric, gate) and the search read them from this module. No heavy import at
+module level: config modules import it while a DAG file is parsed."""
 
 from __future__ import annotations
 
@@ -7,6 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+TASKS = ("binary", "regression")
+BINARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "accuracy")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+METRICS_BY_TASK = {"binary": BINARY_METRICS, "regression": REGRESSION_METRICS}
+# The metric a task's search optimises and its gate compares when the config does not say.
+PRIMARY_METRIC = {"binary": "roc_auc", "regression": "rmse"}
+# Lower is better for these; higher for every other metric.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece", "rmse", "mae"})
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in LOWER_IS_BETTER
+
+
+def task_of_metric(metric: str) -> str | None:
+    return next((t for t, names in METRICS_BY_TASK.items() if metric in names), None)
+
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |predicted - observed| over equal-width probability bins, weighted by bin size."""
@@ -52,3 +79,42 @@ def evaluate(y: Any, p: Any, threshold: float) -> dict[str, float]:
         "rows": float(len(y)),
     }
     return {k: float(v) for k, v in out.items()}
+
+
+def evaluate_regression(y: Any, p: Any) -> dict[str, float]:
+    """Error metrics of predicted values `p` against numeric labels `y`.
+
+    rmse, mae: in the label's unit; r2: 1 - SSE / SST (NaN when the labels are constant); bias: mean
+    prediction - mean label (> 0: over-predicts)."""
+    import numpy as np
+
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    n = len(y)
+    if n == 0:
+        nan = float("nan")
+        return {"rmse": nan, "mae": nan, "r2": nan, "label_mean": nan, "mean_prediction": nan, "bias": nan,
+                "label_std": nan, "rows": 0.0}
+    err = p - y
+    sse = float(np.sum(err**2))
+    sst = float(np.sum((y - y.mean()) ** 2))
+    out = {
+        "rmse": float(np.sqrt(sse / n)),
+        "mae": float(np.mean(np.abs(err))),
+        "r2": 1.0 - sse / sst if sst > 0 else float("nan"),
+        "label_mean": float(y.mean()),
+        "mean_prediction": float(p.mean()),
+        "bias": float(err.mean()),
+        "label_std": float(y.std()),
+        "rows": float(n),
+    }
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate_task(task: str, y: Any, p: Any, threshold: float = 0.5) -> dict[str, float]:
+    """The metrics of `task` (binary: `evaluate` at `threshold`; regression: `evaluate_regression`)."""
+    if task == "regression":
+        return evaluate_regression(y, p)
+    if task == "binary":
+        return evaluate(y, p, threshold)
+    raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")

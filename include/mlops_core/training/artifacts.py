@@ -1,6 +1,9 @@
 """What a training run leaves in MLflow besides metrics: feature importance, figures, the model card, and the
-model itself, logged as a pyfunc that returns probabilities with its signature, input example and pinned
-pip requirements."""
+model itself, logged as a pyfunc that returns probabilities (task binary) or predicted values (task
+regression) with its signature, input example and pinned pip requirements.
+
+Figures per task: binary: confusion matrix, ROC and calibration; regression: predicted vs actual and the
+residuals. Both: feature importance."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def importance_by_feature(booster, encoder: FeatureEncoder, kind: str = "total_g
 
 
 def _figures(importance: dict[str, float], metrics_by_split: dict[str, dict[str, float]],
-             y_test: Any, p_test: Any, threshold: float) -> dict[str, Any]:
+             y_test: Any, p_test: Any, threshold: float, task: str = "binary") -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,6 +55,10 @@ def _figures(importance: dict[str, float], metrics_by_split: dict[str, dict[str,
     ax.set_title("Feature importance (total gain)")
     fig.tight_layout()
     figs["plots/feature_importance.png"] = fig
+    if task == "regression":
+        figs.update(_regression_figures(metrics_by_split["test"], np.asarray(y_test, dtype="float64"),
+                                        np.asarray(p_test, dtype="float64")))
+        return figs
 
     t = metrics_by_split["test"]
     cm = np.array([[t["tn"], t["fp"]], [t["fn"], t["tp"]]])
@@ -87,12 +94,61 @@ def _figures(importance: dict[str, float], metrics_by_split: dict[str, dict[str,
     return figs
 
 
+def _regression_figures(t: dict[str, float], y, p) -> dict[str, Any]:
+    """Predicted vs actual (with the identity line) and residuals vs predicted, on the test period."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    lo = float(min(np.min(y), np.min(p))) if len(y) else 0.0
+    hi = float(max(np.max(y), np.max(p))) if len(y) else 1.0
+    ax1.scatter(y, p, s=6, alpha=0.35, color="#3b7dd8", linewidths=0)
+    ax1.plot([lo, hi], [lo, hi], "--", color="grey")
+    ax1.set_xlabel("actual")
+    ax1.set_ylabel("predicted")
+    ax1.set_title(f"Predicted vs actual, test (R² {t['r2']:.3f})")
+    residuals = y - p
+    ax2.scatter(p, residuals, s=6, alpha=0.35, color="#d8703b", linewidths=0)
+    ax2.axhline(0.0, linestyle="--", color="grey")
+    ax2.set_xlabel("predicted")
+    ax2.set_ylabel("actual - predicted")
+    ax2.set_title(f"Residuals, test (RMSE {t['rmse']:.2f}, MAE {t['mae']:.2f})")
+    fig.tight_layout()
+    return {"plots/predicted_vs_actual_test.png": fig}
+
+
+REGRESSION_CARD_METRICS = ("rmse", "mae", "r2", "label_mean", "mean_prediction", "bias")
+BINARY_CARD_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1")
+
+
 def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, Any], roles: ColumnRoles,
                metrics_by_split: dict[str, dict[str, float]], best_params: dict[str, Any],
                importance: dict[str, float]) -> str:
+    regression = spec.task == "regression"
+    stat, stat_name = ("label_mean", "label mean") if regression else ("label_rate", "label rate")
+
     def row(name: str) -> str:
         cells = [f"{metrics_by_split[s][name]:.4f}" for s in ("train", "validation", "test")]
         return f"| {name} | " + " | ".join(cells) + " |"
+
+    if regression:
+        from mlops_core.training.labels import describe
+
+        label_line = (f"- Labels: {describe(use_case)}; events from `{lineage.get('label_table')}` at Delta "
+                      f"version {lineage.get('label_table_version')}.")
+        metric_lines = ["## Metrics (predicted values against the labels)", "",
+                        "| metric | train | validation | test |", "|---|---|---|---|",
+                        *[row(n) for n in REGRESSION_CARD_METRICS]]
+        output_note = ("- Predictions are values of a gradient-boosted model with a squared-error objective: "
+                       "they estimate the mean outcome and are not clipped to the label's range.")
+    else:
+        label_line = (f"- Labels: `{lineage.get('label_table')}` (column `{spec.label.column}`) at Delta version "
+                      f"{lineage.get('label_table_version')}.")
+        metric_lines = [f"## Metrics (decision threshold {spec.threshold:g})", "",
+                        "| metric | train | validation | test |", "|---|---|---|---|",
+                        *[row(n) for n in BINARY_CARD_METRICS]]
+        output_note = ("- Scores are probabilities from a gradient-boosted model; calibration is measured (ECE, "
+                       "Brier) but not corrected.")
 
     lines = [
         f"# Model card: {spec.registered_model_name}",
@@ -106,18 +162,17 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         f"- Use case `{use_case.name}`, entity `{use_case.entity.name}` keyed by `{use_case.entity.key}`.",
         f"- Features: `{lineage.get('feature_table')}` at Delta version {lineage.get('feature_table_version')}, "
         "joined point in time (the snapshot as of each label date).",
-        f"- Labels: `{lineage.get('label_table')}` (column `{spec.label.column}`) at Delta version "
-        f"{lineage.get('label_table_version')}.",
+        label_line,
         f"- Training window (label dates): {lineage.get('window_start')} .. {lineage.get('window_end')}; "
-        f"{lineage.get('rows_total')} rows, label rate {float(lineage.get('label_rate') or 0):.3f}.",
+        f"{lineage.get('rows_total')} rows, {stat_name} {float(lineage.get(stat) or 0):.3f}.",
         "",
-        "| split | label dates | rows | label rate |",
+        f"| split | label dates | rows | {stat_name} |",
         "|---|---|---|---|",
     ]
     for s in ("train", "validation", "test"):
         lines.append(
             f"| {s} | {lineage.get(f'{s}_start')} .. {lineage.get(f'{s}_end')} | {lineage.get(f'rows_{s}')} "
-            f"| {float(lineage.get(f'label_rate_{s}') or 0):.3f} |"
+            f"| {float(lineage.get(f'{stat}_{s}') or 0):.3f} |"
         )
     lines += [
         "",
@@ -132,11 +187,7 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         f"validation `{spec.hpo.metric}`; seed {lineage.get('seed')}.",
         "- Best parameters: " + ", ".join(f"`{k}={v}`" for k, v in sorted(best_params.items())),
         "",
-        f"## Metrics (decision threshold {spec.threshold:g})",
-        "",
-        "| metric | train | validation | test |",
-        "|---|---|---|---|",
-        *[row(n) for n in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1")],
+        *metric_lines,
         "",
         "Validation chose the hyper-parameters and the number of trees; test (the most recent period) is the "
         "unbiased estimate.",
@@ -148,8 +199,7 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         *[f"- {text}" for text in spec.limitations],
         f"- The test period covers {lineage.get('test_start')} .. {lineage.get('test_end')} only; behaviour "
         "outside the training window's conditions is untested.",
-        "- Scores are probabilities from a gradient-boosted model; calibration is measured (ECE, Brier) but "
-        "not corrected.",
+        output_note,
         "",
         "## Lineage",
         "| key | value |",
@@ -160,7 +210,11 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
     return "\n".join(lines)
 
 
-def _signature_and_example(encoder: FeatureEncoder, sample: pd.DataFrame):
+# The pyfunc's output column per task (also what mlops_core.training.pyfunc_model returns).
+OUTPUT_NAME = {"binary": "probability", "regression": "prediction"}
+
+
+def _signature_and_example(encoder: FeatureEncoder, sample: pd.DataFrame, task: str = "binary"):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
@@ -168,7 +222,7 @@ def _signature_and_example(encoder: FeatureEncoder, sample: pd.DataFrame):
         [ColSpec("double", c, required=False) for c in encoder.numeric]
         + [ColSpec("string", c, required=False) for c in encoder.categorical]
     )
-    outputs = Schema([ColSpec("double", "probability")])
+    outputs = Schema([ColSpec("double", OUTPUT_NAME[task])])
     example = sample[encoder.input_columns].head(5).copy()
     for c in encoder.numeric:
         example[c] = example[c].astype("float64")
@@ -192,15 +246,18 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, workdir: Path):
-    """Log the probability pyfunc (model from code + booster + encoder); return its ModelInfo."""
+def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, workdir: Path, task: str = "binary"):
+    """Log the pyfunc (model from code + booster + encoder): probabilities for task binary, values for task
+    regression, which it records as its model_config (`task`), read back by the gate and by scoring. Returns
+    its ModelInfo. A binary model is logged exactly as before (no model_config)."""
     import mlflow
 
     booster_path = workdir / "model.ubj"
     encoder_path = workdir / "encoder.json"
     booster.save_model(str(booster_path))
     encoder.save(str(encoder_path))
-    signature, example = _signature_and_example(encoder, sample)
+    signature, example = _signature_and_example(encoder, sample, task)
+    extra = {"model_config": {"task": task}} if task != "binary" else {}
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME_IN_RUN,
         python_model=str(PYFUNC_CODE),
@@ -208,6 +265,7 @@ def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, wor
         signature=signature,
         input_example=example,
         pip_requirements=pip_requirements(),
+        **extra,
     )
 
 
@@ -220,7 +278,7 @@ def log_artifacts(workdir: Path, use_case, spec, lineage, roles, by_split, best_
     import mlflow
 
     logged = []
-    for path, fig in _figures(importance, by_split, y_test, p_test, spec.threshold).items():
+    for path, fig in _figures(importance, by_split, y_test, p_test, spec.threshold, spec.task).items():
         mlflow.log_figure(fig, path)
         plt.close(fig)
         logged.append(path)
@@ -234,6 +292,8 @@ def log_artifacts(workdir: Path, use_case, spec, lineage, roles, by_split, best_
         "training/feature_importance.json": json.dumps(importance, indent=2),
         "training/features.json": json.dumps({"numeric": roles.numeric, "categorical": roles.categorical,
                                               "encoding": spec.features.categorical_encoding}, indent=2),
+        **({"training/residuals_test.json": json.dumps(_residual_summary(y_test, p_test), indent=2)}
+           if spec.task == "regression" else {}),
     }
     for path, text in texts.items():
         mlflow.log_text(text, path)
@@ -244,3 +304,15 @@ def log_artifacts(workdir: Path, use_case, spec, lineage, roles, by_split, best_
     mlflow.log_artifact(str(trials_path), "hpo")
     logged.append("hpo/trials.csv")
     return logged
+
+
+def _residual_summary(y: Any, p: Any) -> dict[str, float]:
+    """Quantiles of the test residuals (actual - predicted): where the model errs, in the label's unit."""
+    import numpy as np
+
+    r = np.asarray(y, dtype="float64") - np.asarray(p, dtype="float64")
+    if not len(r):
+        return {}
+    qs = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    return {"mean": float(r.mean()), "std": float(r.std()),
+            **{f"q{int(q * 100):02d}": float(v) for q, v in zip(qs, np.quantile(r, qs))}}

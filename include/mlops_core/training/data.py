@@ -32,15 +32,12 @@ class LoadedTrainingSet:
 
 
 def label_dates(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig,
-                version: int) -> list[date]:
-    """Distinct label dates in the label table at `version`."""
-    from pyspark.sql import functions as F
+                version: int, feature_table_version: int | None = None) -> list[date]:
+    """Distinct label dates in the label table at `version` (a computed label: those with a snapshot the day
+    before and their horizon landed; mlops_core.training.labels)."""
+    from mlops_core.training.labels import label_dates as dates_of
 
-    spec = use_case.model
-    assert spec is not None
-    raw = lakehouse.read(spark, tables.bronze(spec.label.source), version=version)
-    return sorted(r[0] for r in raw.select(F.to_date(F.col(spec.label.time_column))).distinct().collect()
-                  if r[0] is not None)
+    return dates_of(spark, lakehouse, use_case, version, feature_table_version=feature_table_version)
 
 
 def load_training_set(
@@ -60,8 +57,10 @@ def load_training_set(
 
     The window defaults to model.training_window_days ending at the newest label on or before `not_after`.
     `known_by` keeps only the labels that had landed by that date (what a run on that date could see).
-    The join itself is the feature stage's (mlops_core.features.training_set)."""
-    from mlops_core.features.training_set import build_training_set, read_labels
+    The join itself is the feature stage's (mlops_core.features.training_set); the labels are read as the use
+    case defines them (mlops_core.training.labels: landed, or computed from a source's events)."""
+    from mlops_core.features.training_set import build_training_set
+    from mlops_core.training.labels import is_computed, read_labels
 
     spec = use_case.model
     if spec is None:
@@ -72,9 +71,16 @@ def load_training_set(
         if label_table_version is None:
             raise TrainingDataError(f"label table {lakehouse.identifier(label_table)} does not exist: "
                                     f"ingest the {spec.label.source!r} source first")
-    start, end = resolve_window(label_dates(spark, lakehouse, use_case, label_table_version), start, end,
-                               spec.training_window_days, not_after)
-    labels = read_labels(spark, lakehouse, use_case, start, end, known_by=known_by, version=label_table_version)
+    if is_computed(use_case) and feature_table_version is None:
+        # a computed label's population is the feature snapshots: labels and join read one version
+        feature_table_version = lakehouse.version(spark, tables.features(use_case.entity.name))
+        if feature_table_version is None:
+            raise TrainingDataError(f"feature table {lakehouse.identifier(tables.features(use_case.entity.name))} "
+                                    "does not exist: materialize features first")
+    start, end = resolve_window(label_dates(spark, lakehouse, use_case, label_table_version, feature_table_version),
+                                start, end, spec.training_window_days, not_after)
+    labels = read_labels(spark, lakehouse, use_case, start, end, known_by=known_by, version=label_table_version,
+                         feature_table_version=feature_table_version)
     try:
         ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_table_version)
     except ValueError as exc:
@@ -97,4 +103,8 @@ def load_training_set(
     }
     if known_by is not None:
         lineage["known_by"] = known_by.isoformat()
+    if is_computed(use_case):
+        from mlops_core.training.labels import describe
+
+        lineage["label_definition"] = describe(use_case)
     return LoadedTrainingSet(df=ts.df, lineage=lineage)

@@ -147,21 +147,29 @@ class Splits:
     validation: pd.DataFrame
     test: pd.DataFrame
     windows: SplitWindows
+    task: str = "binary"
 
     def items(self):
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
 
     def stats(self) -> dict[str, Any]:
+        """Rows and the label rate (binary) or the label mean (regression) of each split."""
+        stat = "label_mean" if self.task == "regression" else "label_rate"
         out: dict[str, Any] = {}
         for name, frame in self.items():
             out[f"{name}_rows"] = int(len(frame))
-            out[f"{name}_label_rate"] = round(float(frame[LABEL].mean()), 6) if len(frame) else None
+            out[f"{name}_{stat}"] = round(float(frame[LABEL].mean()), 6) if len(frame) else None
         return out
 
 
-def _check_split(name: str, frame, min_rows: int) -> None:
+def _check_split(name: str, frame, min_rows: int, task: str = "binary") -> None:
     if len(frame) < min_rows:
         raise TrainingDataError(f"the {name} split has {len(frame)} rows (< model.split.min_rows={min_rows})")
+    if task == "regression":
+        if name == "train" and frame[LABEL].nunique() < 2:
+            raise TrainingDataError(f"the {name} split has one label value only ({frame[LABEL].iloc[0]:g}): "
+                                    "nothing to learn")
+        return
     classes = set(frame[LABEL].unique().tolist())
     if classes != {0, 1}:
         raise TrainingDataError(f"the {name} split has only label value(s) {sorted(classes)}; it needs both 0 and 1")
@@ -175,23 +183,34 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-def time_split(frame: pd.DataFrame, key: str, validation_days: int, test_days: int, min_rows: int = 1) -> Splits:
-    """Split a pandas training set by label date (see module doc); each split sorted by (label_time, key)."""
+def time_split(frame: pd.DataFrame, key: str, validation_days: int, test_days: int, min_rows: int = 1,
+               task: str = "binary") -> Splits:
+    """Split a pandas training set by label date (see module doc); each split sorted by (label_time, key).
+    Labels: 0/1 for task binary, finite numbers for task regression."""
+    import numpy as np
+
     if frame.empty:
         raise TrainingDataError("the training set is empty: no label found a feature snapshot in the window")
     frame = frame.copy()
     frame[LABEL_TIME] = frame[LABEL_TIME].map(_as_date)
-    frame[LABEL] = frame[LABEL].astype("int64")
-    bad = sorted(set(frame[LABEL].unique().tolist()) - {0, 1})
-    if bad:
-        raise TrainingDataError(f"labels must be 0 or 1, found {bad}")
+    if task == "regression":
+        values = frame[LABEL].astype("float64")
+        bad_count = int((~np.isfinite(values.to_numpy())).sum())
+        if bad_count:
+            raise TrainingDataError(f"{bad_count} regression label(s) are missing or not finite")
+        frame[LABEL] = values
+    else:
+        frame[LABEL] = frame[LABEL].astype("int64")
+        bad = sorted(set(frame[LABEL].unique().tolist()) - {0, 1})
+        if bad:
+            raise TrainingDataError(f"labels must be 0 or 1, found {bad}")
     frame = frame.sort_values([LABEL_TIME, key], kind="mergesort").reset_index(drop=True)
     windows = split_windows(frame[LABEL_TIME].min(), frame[LABEL_TIME].max(), validation_days, test_days)
     names = frame[LABEL_TIME].map(windows.name_of)
     parts = {n: frame[names == n].reset_index(drop=True) for n in ("train", "validation", "test")}
     for n, part in parts.items():
-        _check_split(n, part, min_rows)
-    return Splits(parts["train"], parts["validation"], parts["test"], windows)
+        _check_split(n, part, min_rows, task)
+    return Splits(parts["train"], parts["validation"], parts["test"], windows, task)
 
 
 def spark_split(df: DataFrame, windows: SplitWindows) -> dict[str, DataFrame]:

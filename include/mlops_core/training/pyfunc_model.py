@@ -1,4 +1,6 @@
-"""The logged model: an MLflow pyfunc that returns churn PROBABILITIES (not class labels).
+"""The logged model: an MLflow pyfunc that returns PROBABILITIES of the positive class (not class labels) for
+a binary model, and the PREDICTED VALUE for a regression model (model_config `task: regression`, set when it
+is logged; no model_config = binary, as every model logged before regression existed).
 
 This file is self-contained on purpose (numpy, pandas, xgboost, mlflow only): MLflow logs it as "model from
 code" and copies it into the model's artifacts, so a loaded model needs neither this repository nor the
@@ -111,16 +113,25 @@ class FeatureEncoder:
             return cls.from_dict(json.load(fh))
 
 
+OUTPUT_NAME = {"binary": "probability", "regression": "prediction"}
+
+
 class XGBProbabilityModel(PythonModel):
-    """pyfunc model: DataFrame of raw features -> Series `probability` of the positive class in [0, 1]."""
+    """pyfunc model: DataFrame of raw features -> Series `probability` of the positive class in [0, 1] (task
+    binary) or Series `prediction`, the predicted value (task regression)."""
 
     def __init__(self) -> None:
         self.booster = None
         self.encoder: FeatureEncoder | None = None
+        self.output = OUTPUT_NAME["binary"]
 
     def load_context(self, context) -> None:
         import xgboost as xgb
 
+        task = (getattr(context, "model_config", None) or {}).get("task", "binary")
+        if task not in OUTPUT_NAME:
+            raise ValueError(f"unknown model task {task!r} in model_config")
+        self.output = OUTPUT_NAME[task]
         self.encoder = FeatureEncoder.load(context.artifacts["encoder"])
         booster = xgb.Booster()
         booster.load_model(context.artifacts["booster"])
@@ -131,9 +142,9 @@ class XGBProbabilityModel(PythonModel):
             model_input = pd.DataFrame(model_input)
         assert self.encoder is not None and self.booster is not None, "load_context was not called"
         if len(model_input) == 0:
-            return pd.Series(np.zeros(0), name="probability", dtype="float64")
-        probs = self.booster.predict(self.encoder.dmatrix(model_input))
-        return pd.Series(np.asarray(probs, dtype="float64"), name="probability", index=model_input.index)
+            return pd.Series(np.zeros(0), name=self.output, dtype="float64")
+        values = self.booster.predict(self.encoder.dmatrix(model_input))
+        return pd.Series(np.asarray(values, dtype="float64"), name=self.output, index=model_input.index)
 
 
 # MLflow runs this file as a fresh module (named code_model_<uuid>) when it loads the model; register the

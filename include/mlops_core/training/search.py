@@ -9,13 +9,19 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlops_core.metrics import evaluate
+from mlops_core.metrics import evaluate_task, higher_is_better
 from mlops_core.training.spec import CategoricalParam, FloatParam, IntParam, ModelSpec
 
 log = logging.getLogger("mlops.train")
 
-XGB_EVAL_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss"}
-DIRECTION = {"roc_auc": "maximize", "pr_auc": "maximize", "log_loss": "minimize"}
+# XGBoost's own metric for early stopping and pruning, per objective metric. r2 has none: rmse on the same
+# rows orders the rounds the same way (R² = 1 - MSE / Var(y)).
+XGB_EVAL_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss", "rmse": "rmse", "mae": "mae",
+                   "r2": "rmse"}
+XGB_HIGHER_IS_BETTER = {"auc", "aucpr"}
+DIRECTION = {m: "maximize" if higher_is_better(m) else "minimize" for m in XGB_EVAL_METRIC}
+# Validation metrics logged on each trial's run, per task.
+TRIAL_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss", "brier"), "regression": ("rmse", "mae", "r2")}
 
 
 def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +38,8 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _make_pruning_callback(trial, metric: str):
+def _make_pruning_callback(trial, metric: str, sign: float = 1.0):
+    """`sign` -1 turns XGBoost's metric into the study's direction (r2 is maximised, its rmse minimised)."""
     import optuna
     import xgboost as xgb
 
@@ -41,7 +48,7 @@ def _make_pruning_callback(trial, metric: str):
 
         def after_iteration(self, model, epoch, evals_log) -> bool:
             value = evals_log["validation"][metric][-1]
-            trial.report(float(value), epoch)
+            trial.report(sign * float(value), epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at round {epoch} ({metric}={value:.5f})")
             return False
@@ -84,7 +91,9 @@ class TrialSearch:
         eval_metric = XGB_EVAL_METRIC[spec.hpo.metric]
         suggested = suggest(trial, spec.search_space)
         params = {**spec.xgboost_params(self.seed), **suggested, "eval_metric": eval_metric}
-        callbacks = [_make_pruning_callback(trial, eval_metric)] if spec.hpo.pruning else []
+        same_way = (eval_metric in XGB_HIGHER_IS_BETTER) == (DIRECTION[spec.hpo.metric] == "maximize")
+        callbacks = [_make_pruning_callback(trial, eval_metric, 1.0 if same_way else -1.0)] \
+            if spec.hpo.pruning else []
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial.number:03d}",
@@ -119,7 +128,7 @@ class TrialSearch:
         best_iteration = int(booster.best_iteration)
         booster = booster[: best_iteration + 1]
         probs = booster.predict(self.dval)
-        scores = evaluate(self.y_val, probs, spec.threshold)
+        scores = evaluate_task(spec.task, self.y_val, probs, spec.threshold)
         value = scores[spec.hpo.metric]
         trial.set_user_attr("best_iteration", best_iteration)
         self.client.log_batch(
@@ -127,7 +136,7 @@ class TrialSearch:
             metrics=[
                 Metric(f"validation_{k}", v, now, 0)
                 for k, v in scores.items()
-                if k in ("roc_auc", "pr_auc", "log_loss", "brier")
+                if k in TRIAL_METRICS[spec.task] and v == v  # NaN (r2 of constant labels) is not logged
             ]
             + [Metric("best_iteration", best_iteration, now, 0), Metric("seconds", time.monotonic() - started, now, 0)],
             tags=[RunTag("mlops.trial_state", "complete")],

@@ -4,6 +4,7 @@ Example (include/config/use_cases/churn.yaml):
 
     model:
       registered_model_name: churn_xgboost
+      task: binary                 # binary (probability of a 0/1 label) | regression (a number)
       label: {source: labels, column: churned, time_column: label_date}
       threshold: 0.5
       training_window_days: 90
@@ -14,14 +15,29 @@ Example (include/config/use_cases/churn.yaml):
         learning_rate: {type: float, low: 0.01, high: 0.3, log: true}
       fixed_params: {tree_method: hist, nthread: 2}
 
+A regression label can be computed from a source's events instead of landing as a column
+(include/config/use_cases/spend.yaml): the sum of `amount` over the 30 days from each label date, 0 without
+orders, for every entity with a feature snapshot the day before:
+
+    model:
+      task: regression
+      label:
+        source: orders
+        column: amount
+        time_column: order_ts
+        window: {agg: sum, horizon_days: 30, every_days: 7, fill: 0}
+
 Plain pydantic, no heavy import: the DAG files load the use case while parsing."""
 
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlops_core.metrics import METRICS_BY_TASK, PRIMARY_METRIC, task_of_metric
 
 _NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -74,16 +90,53 @@ class CategoricalParam(_Strict):
 
 SearchParam = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 
+OBJECTIVE = {"binary": "binary:logistic", "regression": "reg:squarederror"}
+_HPO_METRICS = ("roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2")
+_NUMERIC_TYPES = {"int", "long", "double", "float", "decimal", "short", "byte", "integer", "bigint"}
+
 # Parameters the trainer owns: setting them in the search space or fixed params would break the contract
 # (binary probabilities, reproducibility through hpo.seed, early stopping on the validation window).
 RESERVED_PARAMS = {"objective", "seed", "random_state", "num_class", "eval_metric", "n_estimators"}
 
 
 # ---- sections -----------------------------------------------------------------------------------------
+class LabelWindow(_Strict):
+    """A label computed from a source's events (mlops_core.training.labels): for a label date L and every
+    entity with a feature snapshot as of L - 1, `agg` of the source's `column` over the events dated
+    L .. L + horizon_days - 1 (`fill` when it has none). Label dates are anchor + k * every_days; a label
+    exists once its whole horizon has landed."""
+
+    agg: Literal["sum", "count", "avg", "min", "max"] = Field(
+        default="sum", description="Aggregation of the column over the horizon (count: number of events)"
+    )
+    horizon_days: int = Field(ge=1, le=366, description="Days from the label date the outcome covers")
+    every_days: int = Field(default=1, ge=1, le=366, description="One label date every this many days")
+    anchor: date = Field(
+        default=date(1970, 1, 5),
+        description="A label date; the others are every_days apart (default a Monday: every_days 7 = Mondays)",
+    )
+    fill: float | None = Field(
+        default=0.0, description="The label of an entity without events in the horizon; null = no label for it"
+    )
+
+
 class LabelSpec(_Strict):
     source: str = Field(default="labels", description="Source (bronze table) holding the labels")
-    column: str = Field(default="label", pattern=_NAME, description="0/1 outcome column in that source")
-    time_column: str = Field(default="label_date", pattern=_NAME, description="Date the label is observed from")
+    column: str = Field(
+        default="label", pattern=_NAME,
+        description="Outcome column in that source (binary: 0/1; with `window`: the column aggregated)",
+    )
+    time_column: str = Field(
+        default="label_date", pattern=_NAME,
+        description="Date the label is observed from (with `window`: the events' time column)",
+    )
+    window: LabelWindow | None = Field(
+        default=None, description="Compute the label from the source's events over a horizon (see LabelWindow)"
+    )
+
+    @property
+    def computed(self) -> bool:
+        return self.window is not None
 
 
 class FeatureSelection(_Strict):
@@ -116,7 +169,11 @@ class HpoSpec(_Strict):
     )
     seed: int = Field(default=42, ge=0, description="Seeds the sampler and XGBoost: same data + seed = same model")
     pruning: bool = Field(default=True, description="Stop unpromising trials early (median rule on validation)")
-    metric: Literal["roc_auc", "pr_auc", "log_loss"] = Field(default="roc_auc", description="Validation objective")
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"] = Field(
+        default="roc_auc",
+        description="Validation objective (binary: roc_auc, pr_auc, log_loss; regression: rmse, mae, r2); "
+        "unset = the task's primary metric",
+    )
     startup_trials: int = Field(default=5, ge=1, description="Random trials before the TPE sampler kicks in")
 
 
@@ -126,6 +183,11 @@ class ModelSpec(_Strict):
         description="Registry name; on Unity Catalog use catalog.schema.model",
     )
     description: str = ""
+    task: Literal["binary", "regression"] = Field(
+        default="binary",
+        description="binary: probability of a 0/1 label (binary:logistic); regression: a number "
+        "(reg:squarederror)",
+    )
     engine: Literal["xgboost", "xgboost_spark"] = Field(
         default="xgboost",
         description="xgboost: one machine (pandas); xgboost_spark: SparkXGBClassifier for data beyond one machine",
@@ -162,6 +224,17 @@ class ModelSpec(_Strict):
             )
         if self.engine == "xgboost_spark" and self.features.categorical_encoding != "one_hot":
             raise ValueError("engine xgboost_spark needs features.categorical_encoding: one_hot")
+        if self.engine == "xgboost_spark" and self.task != "binary":
+            raise ValueError(f"engine xgboost_spark trains task binary only; task {self.task!r} needs engine xgboost")
+        if "metric" not in self.hpo.model_fields_set:
+            # unset: the task's primary metric (binary keeps roc_auc, the field's default)
+            if self.hpo.metric != PRIMARY_METRIC[self.task]:
+                self.hpo = self.hpo.model_copy(update={"metric": PRIMARY_METRIC[self.task]})
+        elif task_of_metric(self.hpo.metric) != self.task:
+            raise ValueError(
+                f"hpo.metric {self.hpo.metric!r} is not a {self.task} metric; for task {self.task} use one of "
+                f"{', '.join(repr(m) for m in METRICS_BY_TASK[self.task] if m in _HPO_METRICS)}"
+            )
         return self
 
     def check_sources(self, sources: dict[str, Any]) -> None:
@@ -169,16 +242,30 @@ class ModelSpec(_Strict):
         src = sources.get(self.label.source)
         if src is None:
             raise ValueError(f"model.label.source {self.label.source!r} is not one of the sources {sorted(sources)}")
-        columns = {c.name for c in src.columns}
-        for col in (self.label.column, self.label.time_column):
+        columns = {c.name: c for c in src.columns}
+        window = self.label.window
+        needed = [self.label.time_column]
+        if window is None or window.agg != "count":
+            needed.append(self.label.column)
+        for col in needed:
             if col not in columns:
                 raise ValueError(f"model.label: column {col!r} is not declared in source {self.label.source!r}")
+        if window is not None and window.agg != "count":
+            kind = str(getattr(columns[self.label.column], "type", ""))
+            if kind.split("(")[0] not in _NUMERIC_TYPES:
+                raise ValueError(f"model.label.window: {window.agg} of column {self.label.column!r} needs a numeric "
+                                 f"column; it is {kind!r} in source {self.label.source!r}")
+
+    @property
+    def objective(self) -> str:
+        """The XGBoost objective of the task."""
+        return OBJECTIVE[self.task]
 
     def xgboost_params(self, seed: int, nthread: int | None = None) -> dict[str, Any]:
-        """Base XGBoost params of every fit: binary probabilities, fixed seed and thread count."""
+        """Base XGBoost params of every fit: the task's objective, fixed seed and thread count."""
         params: dict[str, Any] = {"tree_method": "hist", "nthread": 2, "verbosity": 0}
         params.update(self.fixed_params)
-        params.update({"objective": "binary:logistic", "seed": seed})
+        params.update({"objective": self.objective, "seed": seed})
         if nthread is not None:
             params["nthread"] = nthread
         return params

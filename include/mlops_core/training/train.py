@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.errors import ConfigError
-from mlops_core.metrics import evaluate
+from mlops_core.metrics import evaluate_task
 from mlops_core.training import lineage as lin
 from mlops_core.training.artifacts import (
     importance_by_feature,
@@ -92,7 +92,7 @@ class PreparedData:
         raise NotImplementedError
 
     def labels_and_scores(self, booster: Any) -> dict[str, tuple[Any, Any]]:
-        """(labels, probabilities) of train, validation and test under `booster`."""
+        """(labels, predictions: probabilities or values) of train, validation and test under `booster`."""
         raise NotImplementedError
 
     def sample(self) -> pd.DataFrame:
@@ -106,7 +106,7 @@ class PandasData(PreparedData):
 
         self.roles = resolve_roles({c: str(t) for c, t in frame.dtypes.items()}, key, spec)
         self.splits = time_split(frame[[key, LABEL_TIME, LABEL, *self.roles.features]], key,
-                                 spec.split.validation_days, spec.split.test_days, spec.split.min_rows)
+                                 spec.split.validation_days, spec.split.test_days, spec.split.min_rows, spec.task)
         self.encoder = FeatureEncoder.fit(self.splits.train, self.roles.numeric, self.roles.categorical,
                                           spec.features.categorical_encoding, spec.features.max_categories)
         self.windows = self.splits.windows
@@ -198,6 +198,7 @@ def run_training(
         mlflow.set_tag("mlflow.note.content", f"{spec.description or use_case.description}\n\n"
                        f"Reason: {full_lineage.get('reason') or 'not given'}")
         mlflow.log_params({
+            **({"task": spec.task} if spec.task != "binary" else {}),
             "engine": spec.engine, "seed": seed, "hpo_trials": trials, "hpo_timeout_seconds": timeout,
             "hpo_metric": spec.hpo.metric, "hpo_pruning": spec.hpo.pruning, "threshold": spec.threshold,
             "num_boost_round": spec.num_boost_round, "early_stopping_rounds": spec.early_stopping_rounds,
@@ -217,7 +218,7 @@ def run_training(
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
 
         scored = data.labels_and_scores(booster)
-        by_split = {n: evaluate(y, p, spec.threshold) for n, (y, p) in scored.items()}
+        by_split = {n: evaluate_task(spec.task, y, p, spec.threshold) for n, (y, p) in scored.items()}
         metrics = _flat_metrics(by_split)
         metrics.update(hpo_best_value=outcome.best_value, hpo_trials_completed=float(completed),
                        hpo_trials_pruned=float(outcome.pruned), hpo_seconds=hpo_seconds)
@@ -225,13 +226,14 @@ def run_training(
 
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as tmp:
             workdir = Path(tmp)
-            info = log_pyfunc_model(booster, encoder, data.sample(), workdir)
+            info = log_pyfunc_model(booster, encoder, data.sample(), workdir, task=spec.task)
             mlflow.log_metrics(metrics, model_id=info.model_id)
             artifacts = log_artifacts(workdir, use_case, spec, full_lineage, roles, by_split, best_params,
                                        importance, scored["test"][0], scored["test"][1], study)
     seconds = time.monotonic() - started
-    log.info("trained %s: %d trials (%d pruned) in %.1fs, test roc_auc %.4f, run %s", spec.registered_model_name,
-             completed, outcome.pruned, seconds, metrics.get("test_roc_auc", float("nan")), run_id)
+    primary = "roc_auc" if spec.task == "binary" else spec.hpo.metric
+    log.info("trained %s: %d trials (%d pruned) in %.1fs, test %s %.4f, run %s", spec.registered_model_name,
+             completed, outcome.pruned, seconds, primary, metrics.get(f"test_{primary}", float("nan")), run_id)
     return TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -250,9 +252,11 @@ def run_training(
 def complete_lineage(lineage: dict[str, Any], use_case: UseCaseConfig, spec: ModelSpec, windows: SplitWindows,
                      stats: dict[str, Any], seed: int, trials: int, timeout: int | None) -> dict[str, Any]:
     """The caller's lineage (tables, versions, window, reason, run) plus config, code, seed, HPO settings,
-    split windows, row counts and label rates."""
+    split windows, row counts and label rates (regression: label means; the label_rate keys stay, empty)."""
+    regression = spec.task == "regression"
+    stat = "label_mean" if regression else "label_rate"
     rows_total = sum(stats[f"{s}_rows"] for s in ("train", "validation", "test"))
-    positives = sum(stats[f"{s}_rows"] * (stats[f"{s}_label_rate"] or 0) for s in ("train", "validation", "test"))
+    positives = sum(stats[f"{s}_rows"] * (stats[f"{s}_{stat}"] or 0) for s in ("train", "validation", "test"))
     out: dict[str, Any] = {
         "use_case": use_case.name,
         "config_hash": use_case.config_hash or "unknown",
@@ -272,13 +276,18 @@ def complete_lineage(lineage: dict[str, Any], use_case: UseCaseConfig, spec: Mod
         **lineage,
         **windows.as_dict(),
         "rows_total": rows_total,
-        "label_rate": round(positives / rows_total, 6) if rows_total else None,
+        "label_rate": round(positives / rows_total, 6) if rows_total and not regression else None,
     }
+    if regression:
+        out["task"] = spec.task
+        out["label_mean"] = round(positives / rows_total, 6) if rows_total else None
     out.setdefault("window_start", windows.train_start.isoformat())
     out.setdefault("window_end", windows.test_end.isoformat())
     for s in ("train", "validation", "test"):
         out[f"rows_{s}"] = stats[f"{s}_rows"]
-        out[f"label_rate_{s}"] = stats[f"{s}_label_rate"]
+        out[f"label_rate_{s}"] = None if regression else stats[f"{s}_label_rate"]
+        if regression:
+            out[f"label_mean_{s}"] = stats[f"{s}_label_mean"]
     return out
 
 
