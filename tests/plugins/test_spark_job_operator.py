@@ -133,3 +133,22 @@ def test_spark_tasks_share_the_spark_pool_that_settings_create():
     assert SparkJobOperator(task_id="t", job="smoke", use_case="churn", pool="big").pool == "big"
     settings = yaml.safe_load(open("airflow_settings.yaml"))["airflow"]
     assert SPARK_POOL in {p["pool_name"] for p in settings["pools"]}
+
+
+def test_scoring_gets_a_free_spark_slot_before_training_of_any_use_case():
+    """The pool hands a free slot to the queued task with the highest weight: the DAGs' scoring beats every use
+    case's training, and the weight is the task's own (`absolute`), not grown by its downstream tasks."""
+    import sys
+    from pathlib import Path
+
+    dags = Path(__file__).resolve().parents[2] / "dags"
+    sys.path.insert(0, str(dags))
+    import batch_score
+    import retrain_model
+
+    score = batch_score.DAGS["churn"].get_task("score")
+    train = retrain_model.DAGS["churn"].get_task("train")
+    gate = retrain_model.DAGS["churn"].get_task("validate_and_promote")
+    assert score.pool == train.pool == gate.pool == "spark"
+    assert score.priority_weight > gate.priority_weight > train.priority_weight
+    assert {score.weight_rule, train.weight_rule} == {"absolute"}

@@ -19,6 +19,10 @@ def run_date(context) -> str:
 # Every Spark task takes a slot of this pool (airflow_settings.yaml): on one machine each local job is a JVM
 # of about 1 GB and two cores' worth of work, so running more at once only makes all of them slower.
 SPARK_POOL = "spark"
+# Who gets a free slot of that pool first, whatever the use case: the night's scoring and its inputs before the
+# weekly retrains (a free slot goes to the highest weight among the queued tasks), so two use cases' retrains
+# never hold up the scoring. `absolute`: the weight is the task's own, not the sum of its downstream tasks'.
+JOB_PRIORITY = {"score": 100, "drift": 50, "features": 40, "ingest": 40, "gate": 20, "promote": 20, "train": 1}
 
 
 class SparkJobOperator(BaseOperator):
@@ -60,6 +64,8 @@ class SparkJobOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("pool", SPARK_POOL)
+        kwargs.setdefault("priority_weight", JOB_PRIORITY.get(job, 10))
+        kwargs.setdefault("weight_rule", "absolute")
         super().__init__(**kwargs)
         self.job = job
         self.use_case = use_case
