@@ -81,7 +81,8 @@ def build(cfg: UseCaseConfig):
                                                      "limit (needed for an exact reproduction)"),
             "seed": Param(model.hpo.seed, type="integer", minimum=0, maximum=2**31 - 1,
                           description="Random seed of the sampler and XGBoost: same data + seed = same model"),
-            "reason": Param("", type="string", maxLength=500,
+            # null, not "": the UI form treats an empty required string as missing and keeps Trigger disabled
+            "reason": Param(None, type=["null", "string"], maxLength=500,
                             description="Why this retrain (recorded on the MLflow run and the model version); "
                                         "empty = the run type (scheduled, manual, ...)"),
             "feature_table_version": _optional_version("feature_table_version", "feature table"),
