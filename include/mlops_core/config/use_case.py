@@ -26,6 +26,7 @@ from mlops_core.ingest.spec import SourceSpec
 from mlops_core.monitoring.spec import MonitoringSpec
 from mlops_core.promotion.spec import GateSpec
 from mlops_core.scoring.spec import ScoringSpec
+from mlops_core.serving.spec import ServingSpec
 from mlops_core.training.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class UseCaseConfig(BaseModel):
     gate: GateSpec | None = None
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     monitoring: MonitoringSpec | None = None
+    serving: ServingSpec | None = None
 
     # Filled in by load_use_case: lets every run record exactly which config produced it.
     config_hash: str = Field(default="", exclude=True)

@@ -1,0 +1,378 @@
+"""One use case's endpoint: its loaded versions (an immutable RoutingTable), its online store, scoring, reloads.
+
+Switching models without downtime. `reload()` re-resolves the served entities' aliases through MLflow, loads every
+version it does not hold yet BESIDE the loaded ones (the running table keeps answering meanwhile), builds a new
+RoutingTable and swaps it in with one reference assignment. A request reads `self.table` once and uses only that
+object, so a request in flight finishes on the versions it started with; the old models go when the last such
+request lets go of them. A version that fails to load leaves the running table in place. A background thread
+re-reads the aliases every `poll_seconds` and reloads when one moved, so a promotion reaches the endpoint
+without a reload call.
+
+Scoring checks the request before any model runs and raises ServingError (a 4xx with the offending field, row or
+keys) for a wrong format, an empty or oversized batch, a missing key, missing or mistyped features, and keys the
+online store does not know."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mlops_core.serving.routing import RoutingTable, ServedEntity, build_table
+from mlops_core.serving.spec import ServingSpec
+
+if TYPE_CHECKING:
+    from mlops_core.config.use_case import UseCaseConfig
+    from mlops_core.serving.store import OnlineStore
+
+log = logging.getLogger("mlops.serving")
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_NUMBER = (int, float)
+
+
+class ServingError(Exception):
+    """A request the endpoint refuses (4xx) or cannot serve now (503)."""
+
+    def __init__(self, status: int, error_code: str, message: str, **details: Any):
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+        self.details = {k: v for k, v in details.items() if v is not None}
+
+    def body(self) -> dict[str, Any]:
+        return {"error_code": self.error_code, "message": self.message, **self.details}
+
+
+def _bad(message: str, **details: Any) -> ServingError:
+    return ServingError(422, "INVALID_PARAMETER_VALUE", message, **details)
+
+
+# ---- request formats -> rows ----------------------------------------------------------------------------
+def _records(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise _bad(f"{where} must be a list of objects (one per row), got {type(value).__name__}", field=where)
+    for i, row in enumerate(value):
+        if not isinstance(row, dict):
+            raise _bad(f"{where}[{i}] must be an object of column: value, got {type(row).__name__}", field=where, row=i)
+    return value
+
+
+def parse_rows(body: Any) -> list[dict[str, Any]]:
+    """The request's rows as dicts, from any of the four scoring formats."""
+    if not isinstance(body, dict):
+        raise _bad(f"the request body must be a JSON object with one of {', '.join(FORMATS)}")
+    given = [f for f in FORMATS if f in body]
+    unknown = sorted(set(body) - set(FORMATS) - {"explain", "params"})
+    if unknown:
+        raise _bad(f"unknown field(s) {unknown}: the body takes one of {', '.join(FORMATS)} (and explain, params)",
+                   field=unknown[0])
+    if len(given) != 1:
+        raise _bad(f"the body must have exactly one of {', '.join(FORMATS)}; got {given or 'none'}",
+                   field=given[1] if len(given) > 1 else None)
+    fmt = given[0]
+    value = body[fmt]
+    if fmt == "dataframe_split":
+        if not isinstance(value, dict):
+            raise _bad("dataframe_split must be an object with columns and data", field=fmt)
+        extra = sorted(set(value) - {"columns", "data", "index"})
+        if extra:
+            raise _bad(f"dataframe_split takes columns, data and index, not {extra}", field=f"{fmt}.{extra[0]}")
+        columns, data = value.get("columns"), value.get("data")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise _bad("dataframe_split.columns must be a list of column names", field="dataframe_split.columns")
+        if len(set(columns)) != len(columns):
+            raise _bad("dataframe_split.columns names a column twice", field="dataframe_split.columns")
+        if not isinstance(data, list):
+            raise _bad("dataframe_split.data must be a list of rows", field="dataframe_split.data")
+        rows = []
+        for i, values in enumerate(data):
+            if not isinstance(values, list) or len(values) != len(columns):
+                raise _bad(f"dataframe_split.data[{i}] must be a list of {len(columns)} values (one per column)",
+                           field="dataframe_split.data", row=i)
+            rows.append(dict(zip(columns, values, strict=True)))
+        return rows
+    if fmt == "inputs" and isinstance(value, dict):  # columnar: {column: [values]}
+        lengths = {c: len(v) if isinstance(v, list) else -1 for c, v in value.items()}
+        if any(n < 0 for n in lengths.values()) or len(set(lengths.values())) > 1:
+            raise _bad(f"inputs as columns must map each column to a list of the same length; got {lengths}",
+                       field="inputs")
+        names = list(value)
+        return [dict(zip(names, vals, strict=True)) for vals in zip(*value.values(), strict=True)]
+    return _records(value, fmt)
+
+
+def _type_error(column: str, kind: str, values: list[Any], rows: list[int]) -> ServingError:
+    ok = {"number": lambda v: v is None or (isinstance(v, _NUMBER) and not isinstance(v, bool)),
+          "string": lambda v: v is None or isinstance(v, str),
+          "boolean": lambda v: v is None or isinstance(v, bool)}[kind]  # fmt: skip
+    for i, v in zip(rows, values, strict=True):
+        if not ok(v):
+            expected = {"number": "a number", "string": "a string", "boolean": "true or false"}[kind]
+            return _bad(f"row {i}, field {column!r}: expected {expected} or null, got {v!r}", field=column, row=i)
+    return _bad(f"field {column!r}: wrong type", field=column)
+
+
+_ALLOWED_TYPES = {"number": {int, float, type(None)}, "string": {str, type(None)}, "boolean": {bool, type(None)}}
+
+
+class Endpoint:
+    """The endpoint of one use case in the serving process."""
+
+    def __init__(self, cfg: UseCaseConfig, spec: ServingSpec | None = None, store: OnlineStore | None = None,
+                 token: str | None = None):
+        if cfg.model is None:
+            raise ValueError(f"use case {cfg.name!r} has no model section: nothing to serve")
+        self.cfg = cfg
+        self.use_case = cfg.name
+        self.spec = spec or cfg.serving or ServingSpec()
+        self.store = store
+        self.token = token
+        self.model_name = cfg.model.registered_model_name
+        self.task = cfg.model.task
+        self.threshold = float(cfg.model.threshold)
+        self.key = cfg.entity.key
+        self.required = list(cfg.scoring.required_features or [])
+        self.flag_missing = cfg.scoring.on_missing_features == "flag"
+        self.table: RoutingTable | None = None
+        self.error: str | None = None
+        self.reloads = 0
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # ---- models ---------------------------------------------------------------------------------------
+    def resolve(self) -> dict[str, int]:
+        """{alias: version} of the served entities' aliases that exist now."""
+        from mlops_core.training.registry import get_version_by_alias
+
+        out = {}
+        for entity in self.spec.served_entities:
+            mv = get_version_by_alias(self.model_name, entity.registry_alias)
+            if mv is not None:
+                out[entity.registry_alias] = int(mv.version)
+        return out
+
+    def reload(self) -> dict[str, Any]:
+        """Re-resolve the aliases, load the versions not held yet beside the loaded ones, swap the table."""
+        from mlops_core.serving.predictor import load_model
+
+        started = time.perf_counter()
+        with self._reload_lock:
+            current = self.table
+            previous = current.versions() if current else {}
+            try:
+                resolved = self.resolve()
+                primary = self.spec.primary.registry_alias
+                if primary not in resolved:
+                    raise ServingError(503, "MODEL_NOT_AVAILABLE",
+                                       f"model {self.model_name!r} has no version with alias {primary!r}: train and "
+                                       "promote a model first")  # fmt: skip
+                held = {e.model.version: e.model for e in current.entities} if current else {}
+                loaded: dict[str, ServedEntity] = {}
+                for entity in self.spec.served_entities:
+                    version = resolved.get(entity.registry_alias)
+                    if version is None:
+                        continue
+                    model = held.get(version)
+                    if model is None:
+                        model = held[version] = load_model(self.model_name, version, use_case_task=self.task,
+                                                           threshold=self.threshold, alias=entity.registry_alias)
+                    loaded[entity.name] = ServedEntity(entity.name, entity.registry_alias, model)
+                table = build_table(self.use_case, self.spec, loaded)
+            except Exception as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.error("endpoint %s: reload failed (%s); %s", self.use_case, self.error,
+                          "the loaded versions keep serving" if current else "not ready")  # fmt: skip
+                raise
+            changed = current is None or table.versions() != previous
+            if changed:
+                self.table = table  # the swap: one reference assignment
+                self.reloads += 1
+                log.info("endpoint %s: serving %s (was %s)", self.use_case, table.versions(), previous or "nothing")
+            self.error = None
+        return {"use_case": self.use_case, "changed": changed, "versions": (self.table.versions()),
+                "previous": previous, "missing_aliases": list(self.table.missing),
+                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+
+    def poll_once(self) -> bool:
+        """Reload when an alias moved (or nothing is loaded yet); True when the table changed."""
+        if self.table is not None and self.resolve() == self.table.versions():
+            return False
+        return self.reload()["changed"]
+
+    def start_polling(self) -> None:
+        """Load in the background now, then re-read the aliases every poll_seconds (0: load once only)."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.poll_once()
+                except Exception as exc:  # logged by reload; a poll never stops the endpoint
+                    log.warning("endpoint %s: alias poll failed: %s", self.use_case, exc)
+                if not self.spec.poll_seconds:
+                    if self.table is not None:
+                        return
+                    self._stop.wait(5.0)
+                else:
+                    self._stop.wait(self.spec.poll_seconds)
+
+        self._poller = threading.Thread(target=loop, name=f"serving-poll-{self.use_case}", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def ready(self) -> bool:
+        return self.table is not None
+
+    def describe(self) -> dict[str, Any]:
+        table = self.table
+        return {"use_case": self.use_case, "ready": table is not None, "model_name": self.model_name,
+                "task": self.task, "key_column": self.key, "max_batch_rows": self.spec.max_batch_rows,
+                "auth": self.token is not None, "poll_seconds": self.spec.poll_seconds, "reloads": self.reloads,
+                "error": self.error, **(table.describe() if table else {"mode": self.spec.mode}),
+                "online_store": self.store.describe() if self.store else None}  # fmt: skip
+
+    # ---- scoring --------------------------------------------------------------------------------------
+    def invoke(self, body: Any, *, explain: bool = False, request_id: str | None = None) -> dict[str, Any]:
+        table = self.table  # read once: this request uses these versions to the end
+        if table is None:
+            raise ServingError(503, "ENDPOINT_NOT_READY", f"endpoint {self.use_case!r} has no model loaded yet"
+                               + (f" ({self.error})" if self.error else ""))  # fmt: skip
+        rows = parse_rows(body)
+        if isinstance(body, dict) and body.get("explain") is not None:
+            if not isinstance(body["explain"], bool):
+                raise _bad("explain must be true or false", field="explain")
+            explain = explain or body["explain"]
+        n = len(rows)
+        if n == 0:
+            raise _bad("the batch is empty: send at least one row")
+        if n > self.spec.max_batch_rows:
+            raise ServingError(413, "BATCH_TOO_LARGE",
+                               f"{n} rows in one request; this endpoint takes at most {self.spec.max_batch_rows}")
+        key = self.key
+        keys: list[str] = []
+        for i, row in enumerate(rows):
+            value = row.get(key)
+            if value is None or isinstance(value, (bool, list, dict)) or value == "":
+                raise _bad(f"row {i}: the entity key {key!r} is missing or not a string/number"
+                           + (f" (got {value!r})" if key in row else ""), field=key, row=i)  # fmt: skip
+            keys.append(value if isinstance(value, str) else str(value))
+
+        inputs: dict[str, str] = {}
+        for entity in table.entities:
+            for f in entity.model.inputs:
+                inputs.setdefault(f.name, f.kind)
+        store_rows: list[int] = []
+        request_rows: list[int] = []
+        for i, row in enumerate(rows):
+            if len(row) == 1 or not any(c in row for c in inputs):
+                store_rows.append(i)
+                continue
+            missing = [c for c in inputs if c not in row]
+            if missing:
+                raise _bad(f"row {i}: missing features {missing} (send every model input, or only the key "
+                           f"{key!r} to read the features from the online store)", field=missing[0], row=i)
+            request_rows.append(i)
+
+        as_of: dict[int, str | None] = {}
+        merged = rows
+        if store_rows:
+            merged = list(rows)
+            found = self._lookup([keys[i] for i in store_rows])
+            unknown = list(dict.fromkeys(keys[i] for i in store_rows if keys[i] not in found))
+            if unknown:
+                raise ServingError(404, "RESOURCE_DOES_NOT_EXIST",
+                                   f"{len(unknown)} {key} value(s) not in the online store: {unknown[:20]}",
+                                   field=key, keys=unknown[:100])  # fmt: skip
+            lacking = [c for c in inputs if c not in (self.store.columns if self.store else {})]
+            if lacking:
+                raise ServingError(503, "STORE_SCHEMA_MISMATCH",
+                                   f"the online store has no column(s) {lacking} the served models need: refresh it "
+                                   "with the features the models were trained on")  # fmt: skip
+            for i in store_rows:
+                merged[i] = found[keys[i]]
+                as_of[i] = found[keys[i]].get("as_of_date")
+
+        columns: dict[str, list[Any]] = {c: [r.get(c) for r in merged] for c in inputs}
+        if request_rows:
+            all_request = len(request_rows) == n
+            for c, kind in inputs.items():
+                values = columns[c] if all_request else [columns[c][i] for i in request_rows]
+                if not set(map(type, values)) <= _ALLOWED_TYPES[kind]:
+                    raise _type_error(c, kind, values, request_rows)
+                if kind == "number" and any(isinstance(v, float) and math.isinf(v) for v in values):
+                    raise _bad(f"field {c!r}: infinite values are not features", field=c)
+
+        missing_by_row: dict[int, list[str]] = {}
+        for c in self.required:
+            if c in columns:
+                for i, v in enumerate(columns[c]):
+                    if v is None or (isinstance(v, float) and math.isnan(v)):
+                        missing_by_row.setdefault(i, []).append(c)
+
+        served = [table.route(k) for k in keys]
+        groups: dict[int, tuple[ServedEntity, list[int]]] = {}
+        for i, entity in enumerate(served):
+            if self.flag_missing and i in missing_by_row:
+                continue
+            groups.setdefault(id(entity), (entity, []))[1].append(i)
+
+        results: list[dict[str, Any]] = [self._output(math.nan)] * n  # rows not scored: no prediction
+        shadow_out: dict[int, list[dict[str, Any]]] = {}
+        explained: dict[int, dict[str, Any]] = {}
+        for entity, idx in groups.values():
+            values = entity.model.predict(columns, n, None if len(idx) == n else idx)
+            for i, v in zip(idx, values, strict=True):
+                results[i] = self._output(float(v))
+            if explain:
+                for i, contrib in zip(idx, entity.model.contributions(columns, n, idx, self.spec.explain_top_k),
+                                      strict=True):  # fmt: skip
+                    explained[i] = contrib
+            for shadow in table.shadows(entity):
+                svalues = shadow.model.predict(columns, n, None if len(idx) == n else idx)
+                for i, v in zip(idx, svalues, strict=True):
+                    shadow_out.setdefault(i, []).append(
+                        {"served_entity": shadow.name, "model_name": shadow.model.name,
+                         "model_version": shadow.model.version, **self._output(float(v))})  # fmt: skip
+
+        predictions = []
+        for i in range(n):
+            entity = served[i]
+            row: dict[str, Any] = {"key": keys[i], "status": "ok", **results[i]}
+            if i in missing_by_row:
+                row["status"] = "missing_features"
+                row["missing_features"] = missing_by_row[i]
+            row.update(served_entity=entity.name, model_name=entity.model.name, model_version=entity.model.version,
+                       features_source="online_store" if i in as_of else "request", features_as_of=as_of.get(i))
+            if table.mode == "shadow":
+                row["shadow"] = shadow_out.get(i, [])
+            if explain and i in explained:
+                row["contributions"] = explained[i]
+            predictions.append(row)
+        store_as_of = self.store.meta.get("as_of_date") if (self.store and store_rows) else None
+        return {"request_id": request_id or uuid.uuid4().hex, "use_case": self.use_case, "mode": table.mode,
+                "task": self.task, "threshold": self.threshold if self.task == "binary" else None,
+                "key_column": key, "store_as_of": store_as_of, "predictions": predictions}  # fmt: skip
+
+    def _output(self, value: float) -> dict[str, Any]:
+        if math.isnan(value):
+            return {"probability": None, "label": None} if self.task == "binary" else {"prediction": None}
+        if self.task == "binary":
+            return {"probability": value, "label": int(value >= self.threshold)}
+        return {"prediction": value}
+
+    def _lookup(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        from mlops_core.serving.store import StoreUnavailable
+
+        if self.store is None:
+            raise ServingError(503, "STORE_NOT_AVAILABLE", f"endpoint {self.use_case!r} has no online store: send "
+                               "full feature rows")  # fmt: skip
+        try:
+            return self.store.lookup(keys)
+        except StoreUnavailable as exc:
+            raise ServingError(503, "STORE_NOT_AVAILABLE", str(exc)) from None
