@@ -127,30 +127,53 @@ def inference_budget(model: Any, frame: pd.DataFrame, columns: list[str], sample
     return p95, len(batch) / elapsed if elapsed > 0 else float("inf")
 
 
-def measure(*, challenger: Any, champion: Any | None, champion_version: str | None, frame: pd.DataFrame,
-            label: str, threshold: float, latency_samples: int) -> Measurements:
-    """Score both models on `frame` and collect everything the gate's checks look at."""
-    from mlops_core.metrics import evaluate
+def model_task(model: Any) -> str:
+    """The task of a loaded pyfunc: its model_config `task` (the project's regression models record it), else
+    regression when its output column is `prediction`, else binary (every model logged before)."""
+    config = getattr(model, "model_config", None) or {}
+    task = config.get("task") if isinstance(config, dict) else None
+    if task in ("binary", "regression"):
+        return task
+    if task is not None:
+        raise InputError(f"the model declares an unknown task {task!r} in its model_config")
+    outputs = model.metadata.get_output_schema() if getattr(model, "metadata", None) is not None else None
+    names = outputs.input_names() if outputs is not None and outputs.has_input_names() else []
+    return "regression" if names == ["prediction"] else "binary"
 
+
+def measure(*, challenger: Any, champion: Any | None, champion_version: str | None, frame: pd.DataFrame,
+            label: str, threshold: float, latency_samples: int, task: str | None = None) -> Measurements:
+    """Score both models on `frame` and collect everything the gate's checks look at. `task` defaults to the
+    challenger's own (model_task); a champion of another task is not compared (said in champion_note)."""
+    from mlops_core.metrics import evaluate_task
+
+    task = task or model_task(challenger)
     columns = model_inputs(challenger)
     missing = [c for c in columns if c not in frame.columns]
     y = frame[label].to_numpy()
     if missing:
-        return Measurements(challenger={}, rows=len(frame), missing_columns=missing)
+        return Measurements(challenger={}, rows=len(frame), missing_columns=missing, task=task)
     p = score(challenger, frame, columns)
     import numpy as np
 
+    # A NaN prediction fails sanity:no_nan_scores; the metrics are computed with a neutral stand-in.
+    fill = 0.5 if task == "binary" else 0.0
     nan_scores = int(np.isnan(p).sum())
-    metrics = evaluate(y, np.nan_to_num(p, nan=0.5), threshold)
-    m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores)
+    metrics = evaluate_task(task, y, np.nan_to_num(p, nan=fill), threshold)
+    m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores, task=task)
     m.p95_latency_ms, m.rows_per_second = inference_budget(challenger, frame, columns, latency_samples)
     if champion is not None:
         champ_cols = model_inputs(champion)
         champ_missing = [c for c in champ_cols if c not in frame.columns]
+        champion_task = model_task(champion)
         if champ_missing:
             m.champion_note = (f"champion v{champion_version} cannot score today's feature table (missing "
                                f"{champ_missing}): comparison skipped")
+        elif champion_task != task:
+            m.champion_note = (f"champion v{champion_version} is a {champion_task} model, the challenger a {task} "
+                               "model: comparison skipped")
         else:
-            m.champion = evaluate(y, np.nan_to_num(score(champion, frame, champ_cols), nan=0.5), threshold)
+            m.champion = evaluate_task(task, y, np.nan_to_num(score(champion, frame, champ_cols), nan=fill),
+                                       threshold)
             m.champion_version = champion_version
     return m

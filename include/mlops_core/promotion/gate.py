@@ -8,8 +8,12 @@ A challenger passes only when every check passes:
                                       skipped when there is no champion (first model) or the champion cannot
                                       score today's features; without enough rows unseen by both, it follows
                                       `no_fair_comparison` (refuse: fails; absolute_only: passes, said so)
-  sanity:no_nan_scores, sanity:positive_rate, sanity:signature, sanity:rows
+  sanity:no_nan_scores, sanity:positive_rate (binary models only), sanity:signature, sanity:rows
   budget:p95_latency_ms, budget:rows_per_second
+
+The metrics are those of the model's task (Measurements.task, mlops_core.metrics): roc_auc, pr_auc, ... for a
+binary model, rmse, mae, r2 for a regression model; "better" follows each metric's direction (a lower rmse is
+better). A floor, ceiling or comparison on a metric the task does not have fails, saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlops_core.metrics import METRICS_BY_TASK
 from mlops_core.promotion.spec import GateSpec
 
 
@@ -44,6 +49,7 @@ class Measurements:
     missing_columns: list[str] = field(default_factory=list)
     p95_latency_ms: float = float("nan")
     rows_per_second: float = float("nan")
+    task: str = "binary"  # the model's task: which metrics exist (mlops_core.metrics.METRICS_BY_TASK)
 
 
 @dataclass
@@ -69,9 +75,14 @@ def _num(value: float | None) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
+def _not_measured(metric: str, task: str) -> str:
+    return f"{metric} is not measured for a {task} model (its metrics: {', '.join(METRICS_BY_TASK[task])})"
+
+
 def decide(spec: GateSpec, m: Measurements) -> Decision:
     checks: list[Check] = []
     ch = m.challenger
+    known = set(METRICS_BY_TASK.get(m.task, ()))
 
     checks.append(Check("sanity:rows", m.rows >= spec.min_rows, m.rows, spec.min_rows,
                         f"{m.rows} held-out rows (need {spec.min_rows})"))
@@ -80,26 +91,31 @@ def decide(spec: GateSpec, m: Measurements) -> Decision:
                         else "model inputs present in the feature table"))
     checks.append(Check("sanity:no_nan_scores", m.nan_scores == 0, m.nan_scores, 0,
                         f"{m.nan_scores} NaN scores"))
-    rate = ch.get("predicted_positive_rate", float("nan"))
-    ok_rate = _num(rate) and spec.positive_rate.min <= rate <= spec.positive_rate.max
-    checks.append(Check("sanity:positive_rate", bool(ok_rate), rate,
-                        f"[{spec.positive_rate.min}, {spec.positive_rate.max}]",
-                        f"predicted positive rate {rate:.4f} outside [{spec.positive_rate.min}, "
-                        f"{spec.positive_rate.max}]" if not ok_rate else f"{rate:.4f}"))
+    if m.task == "binary":
+        rate = ch.get("predicted_positive_rate", float("nan"))
+        ok_rate = _num(rate) and spec.positive_rate.min <= rate <= spec.positive_rate.max
+        checks.append(Check("sanity:positive_rate", bool(ok_rate), rate,
+                            f"[{spec.positive_rate.min}, {spec.positive_rate.max}]",
+                            f"predicted positive rate {rate:.4f} outside [{spec.positive_rate.min}, "
+                            f"{spec.positive_rate.max}]" if not ok_rate else f"{rate:.4f}"))
 
     for metric, floor in sorted(spec.min_metrics.items()):
         value = ch.get(metric, float("nan"))
         ok = _num(value) and value >= floor
+        detail = f"{metric} {value:.4f} < floor {floor}" if not ok else f"{value:.4f} >= {floor}"
         checks.append(Check(f"floor:{metric}", bool(ok), value, floor,
-                            f"{metric} {value:.4f} < floor {floor}" if not ok else f"{value:.4f} >= {floor}"))
+                            detail if metric in known or not ch else _not_measured(metric, m.task)))
     for metric, ceiling in sorted(spec.max_metrics.items()):
         value = ch.get(metric, float("nan"))
         ok = _num(value) and value <= ceiling
+        detail = f"{metric} {value:.4f} > ceiling {ceiling}" if not ok else f"{value:.4f} <= {ceiling}"
         checks.append(Check(f"ceiling:{metric}", bool(ok), value, ceiling,
-                            f"{metric} {value:.4f} > ceiling {ceiling}" if not ok else f"{value:.4f} <= {ceiling}"))
+                            detail if metric in known or not ch else _not_measured(metric, m.task)))
 
     metric = spec.compare_metric
-    if m.no_fair_comparison:
+    if ch and metric not in known:
+        checks.append(Check(f"vs_champion:{metric}", False, None, None, _not_measured(metric, m.task)))
+    elif m.no_fair_comparison:
         refuse = spec.no_fair_comparison == "refuse"
         checks.append(Check(f"vs_champion:{metric}", not refuse, ch.get(metric), "no fair comparison",
                             f"{m.no_fair_comparison}; rule no_fair_comparison={spec.no_fair_comparison}: "

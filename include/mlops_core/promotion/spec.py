@@ -13,6 +13,17 @@
       no_fair_comparison: refuse            # too few held-out rows unseen by BOTH models (the champion trained
                                             # or was tuned on the challenger's held-out dates): refuse the
                                             # challenger, or absolute_only (floors/ceilings, recorded as such)
+
+A regression model (model.task: regression) is gated on rmse, mae and r2 (include/config/use_cases/spend.yaml):
+
+    gate:
+      min_metrics: {r2: 0.2}
+      max_metrics: {rmse: 5000}             # in the label's unit
+      compare_metric: rmse                  # lower is better: the challenger may be at most `tolerance` (in the
+      tolerance: 25.0                       # label's unit) worse, or must be `min_improvement` lower
+
+`positive_rate` applies to binary models only. Which metrics a task has and which way is better:
+mlops_core.metrics. `GateSpec.check_task` says whether a gate suits a task.
 """
 
 from __future__ import annotations
@@ -21,9 +32,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Metrics the evaluation produces (mlops_core.training.train.evaluate); lower is better for these:
-LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
-KNOWN_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1", "accuracy"}
+from mlops_core.metrics import METRICS_BY_TASK
+from mlops_core.metrics import LOWER_IS_BETTER as _LOWER
+
+# Metrics the evaluation produces (mlops_core.metrics, per task); lower is better for these:
+LOWER_IS_BETTER = set(_LOWER)
+KNOWN_METRICS = {m for names in METRICS_BY_TASK.values() for m in names}
 
 
 class RateBounds(BaseModel):
@@ -68,3 +82,16 @@ class GateSpec(BaseModel):
     @property
     def higher_is_better(self) -> bool:
         return self.compare_metric not in LOWER_IS_BETTER
+
+    def metrics_outside(self, task: str) -> list[str]:
+        """Metrics this gate names that a model of `task` does not have (sorted)."""
+        names = {*self.min_metrics, *self.max_metrics, self.compare_metric}
+        return sorted(names - set(METRICS_BY_TASK[task]))
+
+    def check_task(self, task: str) -> None:
+        """Raise ValueError when the gate names a metric a `task` model does not have (a cross-section check of
+        a use case: model.task vs gate)."""
+        wrong = self.metrics_outside(task)
+        if wrong:
+            raise ValueError(f"gate: metric(s) {wrong} are not measured for model.task {task!r}; "
+                             f"{task} metrics: {list(METRICS_BY_TASK[task])}")
