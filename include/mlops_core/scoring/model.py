@@ -12,7 +12,11 @@ have on a shared Spark server):
     worker and call `inplace_predict` on inputs Spark already encoded: no MLflow import, no per-batch schema
     enforcement, no DMatrix copy, no strings through Arrow;
   * any other pyfunc: the model folder as a zip; executors unpack it and `mlflow.pyfunc.load_model` it once
-    per worker. Its output must be probabilities in [0, 1].
+    per worker. Its output must be probabilities in [0, 1] (binary) or finite values (regression).
+
+Task. A package carries the task of its model (`binary` | `regression`): what the pyfunc recorded in its
+model_config when it was logged (the project's regression models do), else None; the scorer then checks it
+against the use case's model.task, or adopts the use case's for a model that does not say.
 
 Signature. `check_signature` compares the model's input schema with the feature table's Spark schema and
 raises FeatureSchemaMismatch naming every missing column and every incompatible type."""
@@ -153,6 +157,7 @@ class ModelPackage:
     booster: bytes | None = None
     encoder: dict[str, Any] | None = None
     archive: bytes | None = field(default=None, repr=False)
+    task: str | None = None  # binary | regression; None: the model does not say (the scorer decides)
 
     @property
     def input_names(self) -> list[str]:
@@ -186,6 +191,19 @@ def _inputs_from_encoder(encoder: dict[str, Any]) -> list[InputColumn]:
     ]
 
 
+def _task_of(meta, pyfunc: dict[str, Any], artifacts: dict[str, Any]) -> str | None:
+    """The model's task: its model_config (MLmodel `config`), else regression when its single output column is
+    `prediction`, else binary for the project's booster + encoder models (all logged before regression
+    existed), else None (a pyfunc that does not say)."""
+    config = pyfunc.get("config") or pyfunc.get("model_config") or {}
+    if isinstance(config, dict) and config.get("task") is not None:
+        return str(config["task"])
+    outputs = meta.get_output_schema() if meta.signature is not None else None
+    if outputs is not None and outputs.has_input_names() and outputs.input_names() == ["prediction"]:
+        return "regression"
+    return "binary" if {"booster", "encoder"} <= set(artifacts) else None
+
+
 def _zip_dir(path: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -213,6 +231,9 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
         if pyfunc is None:
             raise InputError(f"{name} version {version} has no python_function flavor: it cannot be batch scored")
         artifacts = pyfunc.get("artifacts") or {}
+        task = _task_of(meta, pyfunc, artifacts)
+        if task is not None and task not in ("binary", "regression"):
+            raise InputError(f"{name} version {version} declares an unknown task {task!r} in its model_config")
         encoder = booster = None
         kind = PYFUNC_KIND
         if not force_pyfunc and {"booster", "encoder"} <= set(artifacts):
@@ -249,4 +270,4 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
     digest = hashlib.sha256(booster if booster is not None else archive or b"").hexdigest()[:16]
     digest = hashlib.sha256(f"{name}|{version}|{kind}|{digest}".encode()).hexdigest()[:16]
     return ModelPackage(name=name, version=version, alias=alias, run_id=run_id, kind=kind, inputs=inputs,
-                        digest=digest, booster=booster, encoder=encoder, archive=archive)
+                        digest=digest, booster=booster, encoder=encoder, archive=archive, task=task)

@@ -29,7 +29,7 @@ _LOCK = threading.Lock()
 
 
 class ScoreRangeError(InputError):
-    """A model returned values that are not probabilities."""
+    """A model returned values that are not probabilities (binary) or not finite numbers (regression)."""
 
 
 def decode(encoder: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
@@ -57,6 +57,17 @@ def check_probabilities(scores: np.ndarray, label: str) -> np.ndarray:
     return scores
 
 
+def check_values(values: np.ndarray, label: str) -> np.ndarray:
+    """A regression model's output: any finite number (NaN is written as NULL, infinity is refused)."""
+    if values.size and np.isinf(values).any():
+        raise ScoreRangeError(f"{label} returned infinite values: a regression model must predict finite numbers")
+    return values
+
+
+def check_output(values: np.ndarray, label: str, task: str | None) -> np.ndarray:
+    return check_values(values, label) if task == "regression" else check_probabilities(values, label)
+
+
 class BoosterPredictor:
     """The project's probability model: XGBoost booster + encoder, scored with inplace_predict."""
 
@@ -69,12 +80,13 @@ class BoosterPredictor:
         self.booster = booster
         self.encoder = package.encoder
         self.label = package.label
+        self.task = package.task
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if len(frame) == 0:
             return np.zeros(0, dtype="float64")
         scores = self.booster.inplace_predict(decode(self.encoder, frame))
-        return check_probabilities(np.asarray(scores, dtype="float64"), self.label)
+        return check_output(np.asarray(scores, dtype="float64"), self.label, self.task)
 
 
 class PyfuncPredictor:
@@ -88,6 +100,7 @@ class PyfuncPredictor:
             zf.extractall(folder)
         self.model = mlflow.pyfunc.load_model(folder)
         self.label = package.label
+        self.task = package.task
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if len(frame) == 0:
@@ -98,7 +111,7 @@ class PyfuncPredictor:
         scores = np.asarray(out, dtype="float64")
         if scores.ndim == 2:  # predict_proba style (n, 2): the positive class
             scores = scores[:, -1]
-        return check_probabilities(scores.reshape(-1), self.label)
+        return check_output(scores.reshape(-1), self.label, self.task)
 
 
 def get_predictor(package: ModelPackage, nthread: int = 1):
@@ -114,7 +127,8 @@ def get_predictor(package: ModelPackage, nthread: int = 1):
 
 
 def batch_scorer(package: ModelPackage, nthread: int = 1):
-    """The body of the Spark pandas UDF scoring `package`: one struct of inputs in, probabilities out.
+    """The body of the Spark pandas UDF scoring `package`: one struct of inputs in, probabilities (binary) or
+    values (regression) out.
     Defined here so its type hints resolve against this module's pandas (pyspark infers the UDF type
     from them); the package travels inside the function (Spark Connect has no broadcast variables)."""
 

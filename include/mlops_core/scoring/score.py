@@ -1,4 +1,4 @@
-"""Batch scoring with Spark: feature snapshot (Delta) -> probabilities -> gold.predictions (Delta).
+"""Batch scoring with Spark: feature snapshot (Delta) -> probabilities or values -> gold.predictions (Delta).
 
 One run, for each as-of date:
   1. the feature table's Delta version is pinned once and recorded in every row (`feature_table_version`);
@@ -16,7 +16,19 @@ One run, for each as-of date:
 
 Missing features are explicit, never silent: an entity whose required features are NULL keeps its row, with
 feature_status 'missing_features', the list of NULL columns in `missing_features`, and (policy `flag`) no
-score and no label. Consumers select feature_status = 'ok'."""
+score and no label. Consumers select feature_status = 'ok'.
+
+The prediction columns follow the use case's model.task (the rest of the schema is the same for both):
+
+  task binary      key, as_of_date, score (probability, double), predicted_label (int: score >= threshold),
+                   feature_status, missing_features, model_name, model_alias, model_version, mlflow_run_id,
+                   feature_table_version, scored_at, _run_id
+  task regression  key, as_of_date, prediction (the predicted value, double), feature_status, ... (as binary)
+
+gold.shadow_predictions has the same columns as gold.predictions. The shadow comparison summary: binary
+score_correlation, mean/max_abs_score_diff, positive rates and label disagreement; regression
+prediction_correlation, mean/max_abs_prediction_diff, the mean predictions, mean_prediction_diff (shadow -
+champion) and relative_mean_abs_diff (mean |diff| / mean |champion|)."""
 
 from __future__ import annotations
 
@@ -42,6 +54,7 @@ log = logging.getLogger("mlops.scoring")
 AS_OF_DATE = "as_of_date"
 SCORE = "score"
 PREDICTED_LABEL = "predicted_label"
+PREDICTION = "prediction"
 FEATURE_STATUS = "feature_status"
 MISSING_FEATURES = "missing_features"
 STATUS_OK = "ok"
@@ -59,9 +72,14 @@ SPARK_TYPES = {"double": "double", "float": "float", "long": "bigint", "integer"
                "boolean": "boolean"}
 
 
-def prediction_columns(key: str) -> list[str]:
+def output_columns(task: str = "binary") -> list[str]:
+    """The columns that hold the model's output: score + predicted_label (binary), prediction (regression)."""
+    return [PREDICTION] if task == "regression" else [SCORE, PREDICTED_LABEL]
+
+
+def prediction_columns(key: str, task: str = "binary") -> list[str]:
     """Columns of gold.predictions and gold.shadow_predictions, in table order."""
-    return [key, AS_OF_DATE, SCORE, PREDICTED_LABEL, FEATURE_STATUS, MISSING_FEATURES, MODEL_NAME, MODEL_ALIAS,
+    return [key, AS_OF_DATE, *output_columns(task), FEATURE_STATUS, MISSING_FEATURES, MODEL_NAME, MODEL_ALIAS,
             MODEL_VERSION, MLFLOW_RUN_ID, FEATURE_TABLE_VERSION, SCORED_AT, RUN_ID]  # fmt: skip
 
 
@@ -69,6 +87,7 @@ COLUMN_COMMENTS = {
     AS_OF_DATE: "As-of date of the feature snapshot scored (partition)",
     SCORE: "Probability of the positive class; NULL when the entity's required features are missing",
     PREDICTED_LABEL: "1 when score >= the use case's model.threshold, else 0; NULL without a score",
+    PREDICTION: "Predicted value (regression model); NULL when the entity's required features are missing",
     FEATURE_STATUS: "ok, or missing_features (required features NULL: see missing_features)",
     MISSING_FEATURES: "Required feature columns that were NULL for this entity",
     MODEL_NAME: "Registered model name",
@@ -209,6 +228,7 @@ def prediction_rows(
     feature_table_version: int,
     scored_at: datetime,
     run_id: str,
+    task: str = "binary",
 ) -> DataFrame:
     """The prediction table rows of model `index` from score_columns' output."""
     from pyspark.sql import functions as F
@@ -217,12 +237,15 @@ def prediction_rows(
     raw = F.col(f"_score_{index}")
     raw = F.when(F.isnan(raw), F.lit(None).cast("double")).otherwise(raw)
     score = raw if policy == "score_and_flag" else F.when(ok, raw)
-    label = F.when(score.isNotNull(), (score >= F.lit(float(threshold))).cast("int"))
+    if task == "regression":
+        outputs = [score.alias(PREDICTION)]
+    else:
+        label = F.when(score.isNotNull(), (score >= F.lit(float(threshold))).cast("int"))
+        outputs = [score.alias(SCORE), label.alias(PREDICTED_LABEL)]
     columns = [
         F.col(key),
         F.lit(as_of).alias(AS_OF_DATE),
-        score.alias(SCORE),
-        label.alias(PREDICTED_LABEL),
+        *outputs,
         F.when(ok, F.lit(STATUS_OK)).otherwise(F.lit(STATUS_MISSING)).alias(FEATURE_STATUS),
         missing_names(required).alias(MISSING_FEATURES),
         F.lit(package.name).alias(MODEL_NAME),
@@ -236,16 +259,18 @@ def prediction_rows(
     # Comments travel as schema metadata: the table is created with them, no ALTER commit per column.
     comments = {key: "Key of the scored entity", **COLUMN_COMMENTS}
     return scored.select(*columns).select(
-        *[F.col(c).alias(c, metadata={"comment": comments[c]}) for c in prediction_columns(key)]
+        *[F.col(c).alias(c, metadata={"comment": comments[c]}) for c in prediction_columns(key, task)]
     )
 
 
-def compare(scored: DataFrame, threshold: float) -> dict[str, Any]:
+def compare(scored: DataFrame, threshold: float, task: str = "binary") -> dict[str, Any]:
     """Champion (_score_0) vs shadow (_score_1) on entities with complete features."""
     from pyspark.sql import functions as F
 
     a, b = F.col("_score_0"), F.col("_score_1")
     both = scored.where((F.col(_MASK) == 0) & a.isNotNull() & b.isNotNull() & ~F.isnan(a) & ~F.isnan(b))
+    if task == "regression":
+        return compare_values(both)
     t = F.lit(float(threshold))
     row = both.agg(
         F.count(F.lit(1)).alias("rows"),
@@ -265,6 +290,29 @@ def compare(scored: DataFrame, threshold: float) -> dict[str, Any]:
         out["positive_rate_diff"] = out["positive_rate_shadow"] - out["positive_rate_champion"]
     else:
         out["positive_rate_diff"] = None
+    return out
+
+
+def compare_values(both: DataFrame) -> dict[str, Any]:
+    """Champion (_score_0) vs shadow (_score_1) predicted values: how far apart and how alike they rank."""
+    from pyspark.sql import functions as F
+
+    a, b = F.col("_score_0"), F.col("_score_1")
+    row = both.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.corr(a, b).alias("prediction_correlation"),
+        F.avg(F.abs(a - b)).alias("mean_abs_prediction_diff"),
+        F.max(F.abs(a - b)).alias("max_abs_prediction_diff"),
+        F.avg(a).alias("mean_prediction_champion"),
+        F.avg(b).alias("mean_prediction_shadow"),
+        F.avg(b - a).alias("mean_prediction_diff"),
+        F.avg(F.abs(a)).alias("_mean_abs_champion"),
+    ).first()
+    out = {k: (None if v is None or v != v else float(v)) for k, v in row.asDict().items()}
+    out["rows"] = int(row["rows"])
+    scale = out.pop("_mean_abs_champion")
+    diff = out["mean_abs_prediction_diff"]
+    out["relative_mean_abs_diff"] = diff / scale if diff is not None and scale else None
     return out
 
 
@@ -294,6 +342,8 @@ class BatchScorer:
         self.run_id = run_id
         self.key = cfg.entity.key
         self.threshold = cfg.model.threshold
+        self.task = cfg.model.task
+        self.packages = packages = [self._with_task(p) for p in packages]
         self.features_table = tables.features(cfg.entity.name)
         self.feature_table_version = self._pin_features()
         self.features = lakehouse.read(spark, self.features_table, version=self.feature_table_version)
@@ -301,6 +351,17 @@ class BatchScorer:
         for p in packages:
             check_signature(p.inputs, self.features.schema, where, p.label)
         self.required = required_columns(self.spec, packages[0], self.features.columns)
+
+    def _with_task(self, package: ModelPackage) -> ModelPackage:
+        """The package with the use case's task; a model that says it predicts another task is refused."""
+        from dataclasses import replace
+
+        if package.task is None:
+            return replace(package, task=self.task)
+        if package.task != self.task:
+            raise InputError(f"{package.label} is a {package.task} model, but use case {self.cfg.name!r} has "
+                             f"model.task {self.task!r}: score it with a model trained for that task")
+        return package
 
     def _pin_features(self) -> int:
         version = self.lakehouse.version(self.spark, self.features_table)
@@ -368,7 +429,7 @@ class BatchScorer:
         scored_at = datetime.now(UTC).replace(microsecond=0)
         common = dict(key=self.key, as_of=as_of, required=self.required, threshold=self.threshold,
                       policy=self.spec.on_missing_features, feature_table_version=self.feature_table_version,
-                      scored_at=scored_at, run_id=self.run_id)  # fmt: skip
+                      scored_at=scored_at, run_id=self.run_id, task=self.task)  # fmt: skip
         try:
             t1 = time.perf_counter()
             predictions = prediction_rows(scored, 0, self.packages[0], **common)
@@ -388,7 +449,7 @@ class BatchScorer:
                 result.comparison = {
                     "champion_version": self.packages[0].version,
                     "shadow_version": self.packages[1].version,
-                    **compare(scored, self.threshold),
+                    **compare(scored, self.threshold, self.task),
                 }
                 seconds["shadow_and_compare"] = time.perf_counter() - t2
         finally:
@@ -458,7 +519,8 @@ def log_shadow_comparison(
     name, version = pins["model_name"], str(comparison["shadow_version"])
     client.set_model_version_tag(name, version, "mlops.shadow.last_comparison_run_id", mlflow_run_id)
     client.set_model_version_tag(name, version, "mlops.shadow.last_as_of_date", as_of.isoformat())
-    for k in ("score_correlation", "positive_rate_diff", "mean_abs_score_diff"):
+    for k in ("score_correlation", "positive_rate_diff", "mean_abs_score_diff",
+              "prediction_correlation", "mean_prediction_diff", "mean_abs_prediction_diff"):
         if comparison.get(k) is not None:
             client.set_model_version_tag(name, version, f"mlops.shadow.{k}", f"{comparison[k]:.6f}")
     return mlflow_run_id
