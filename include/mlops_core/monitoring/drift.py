@@ -10,8 +10,11 @@
              window: the scored snapshots of the `days` as-of dates before the date.
 * sampling   at most `max_rows` rows of each side, chosen by a seeded hash of (key, as_of_date): deterministic,
              independent of Spark partitioning, stated in the report.
-* report     DataDriftPreset (per-column methods/thresholds from config) + ValueDrift on the score, and a
-             ClassificationPreset report over the predictions whose labels have arrived.
+* report     DataDriftPreset (per-column methods/thresholds from config) + ValueDrift on the model's output (the
+             score of a binary model, the predicted value of a regression model: a numeric drift test on the
+             `prediction` column), and a ClassificationPreset (binary) or RegressionPreset (regression) report
+             over the predictions whose labels have arrived, with the shared metrics (mlops_core.metrics) of the
+             same rows next to Evidently's for a regression model (rmse, mae, r2).
 * outputs    report.html (self-contained, with a header stating model, reference and sampling) + report.json
              in the reports store, an MLflow run with both as artifacts, rows in monitoring.drift_metrics
              (one per column + one `__dataset__` row; the date's partition is replaced on rerun).
@@ -38,8 +41,10 @@ from mlops_core.monitoring.evidently_report import (
     monitored_columns,
     run_drift_report,
     run_performance_report,
+    run_regression_report,
 )
 from mlops_core.monitoring.inputs import (
+    PREDICTION,
     TARGET,
     DriftInputError,
     current_data,
@@ -55,7 +60,7 @@ from mlops_core.monitoring.reference import (
     save_cached_reference,
     score_reference,
 )
-from mlops_core.monitoring.spec import DATASET_FEATURE, SCORE_COLUMN, MonitoringSpec
+from mlops_core.monitoring.spec import DATASET_FEATURE, MonitoringSpec, output_column
 from mlops_core.spark import to_pandas
 
 if TYPE_CHECKING:
@@ -213,21 +218,23 @@ def compute(
         raise DriftInputError(f"the reference ({ref_info['description']}) has no rows")
 
     score_note = None
-    if SCORE_COLUMN not in reference.columns:
+    score_column = output_column(use_case)  # score (binary) or prediction (regression)
+    if score_column not in reference.columns:
         try:
-            reference[SCORE_COLUMN] = score_reference(reference, meta["model_name"], meta["model_version"])
+            reference[score_column] = score_reference(reference, meta["model_name"], meta["model_version"])
         except Exception as exc:  # noqa: BLE001 - prediction drift is optional; feature drift still runs
             score_note = f"reference not scored ({type(exc).__name__}: {exc})"
             log.warning("no prediction drift: %s", score_note)
     if cached is None and cache_name and reference_store is not None and score_note is None:
         save_cached_reference(reference_store, cache_name, reference, int(reference_total), ref_info)
         ref_info = {**ref_info, "cached": False}
-    with_score = SCORE_COLUMN in reference.columns and current[SCORE_COLUMN].notna().any() \
-        and reference[SCORE_COLUMN].notna().any()
+    with_score = score_column in reference.columns and score_column in current.columns \
+        and current[score_column].notna().any() and reference[score_column].notna().any()
 
     numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
     t1 = time.monotonic()
-    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score)
+    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
+                                                score_column)
     timings["evidently"] = time.monotonic() - t1
     share = share or 0.0
     score_rows = [c for c in columns if c.kind == "prediction"]
@@ -257,7 +264,20 @@ def compute(
         frame = performance_frame(spark, lakehouse, use_case, day, spec)
         labelled = to_pandas(frame) if frame is not None else None
         n = 0 if labelled is None else len(labelled)
-        if labelled is not None and n >= spec.performance.min_rows and labelled[TARGET].nunique() == 2:
+        regression = getattr(use_case.model, "task", "binary") == "regression"
+        if regression and labelled is not None and n >= spec.performance.min_rows:
+            from mlops_core.metrics import evaluate_regression
+
+            perf_snapshot, values = run_regression_report(labelled)
+            ours = evaluate_regression(labelled[TARGET].to_numpy(), labelled[PREDICTION].to_numpy())
+            values.update({k: ours[k] for k in ("rmse", "mae", "r2", "bias", "label_mean", "mean_prediction")
+                           if ours[k] == ours[k]})
+            result.performance = {"rows": n, "window_days": spec.performance.window_days, "metrics": values,
+                                  "as_of_dates": sorted({str(d)[:10] for d in labelled[AS_OF_DATE]})}
+        elif regression:
+            result.performance = {"rows": n, "skipped": f"fewer than {spec.performance.min_rows} labelled "
+                                  "predictions" if n else "no labels for the window yet"}
+        elif labelled is not None and n >= spec.performance.min_rows and labelled[TARGET].nunique() == 2:
             perf_snapshot, values = run_performance_report(labelled)
             result.performance = {"rows": n, "window_days": spec.performance.window_days, "metrics": values}
         else:

@@ -1,9 +1,11 @@
 """The Evidently 0.7 side of a drift report: which columns are compared and how, the data drift run (per-column
-methods and thresholds from the use case, the score as a prediction column), the parsing of its snapshot into
-per-column results, and the classification report over labelled predictions."""
+methods and thresholds from the use case, the model's output as a prediction column: the score of a binary
+model, the predicted value of a regression model), the parsing of its snapshot into per-column results, and
+the performance report over labelled predictions (classification or regression)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,8 +87,9 @@ def _drifted_by_score(method: str, score: float | None, threshold: float | None)
 
 
 def run_drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str],
-                     spec: MonitoringSpec, with_score: bool):
-    """Run the Evidently report; return (snapshot, per-column results, dataset share)."""
+                     spec: MonitoringSpec, with_score: bool, score_column: str = SCORE_COLUMN):
+    """Run the Evidently report; return (snapshot, per-column results, dataset share). `score_column` is the
+    model output compared as prediction drift (a numeric ValueDrift): `score` or `prediction`."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -109,22 +112,22 @@ def run_drift_report(reference: pd.DataFrame, current: pd.DataFrame, numeric: li
     score_threshold = spec.score.threshold if spec.score.threshold is not None else spec.num_threshold
     num = list(numeric)
     if with_score:
-        metrics.append(ValueDrift(column=SCORE_COLUMN, method=score_method, threshold=score_threshold))
-        num.append(SCORE_COLUMN)
+        metrics.append(ValueDrift(column=score_column, method=score_method, threshold=score_threshold))
+        num.append(score_column)
     definition = DataDefinition(numerical_columns=num, categorical_columns=list(categorical))
-    extra = [SCORE_COLUMN] if with_score else []
+    extra = [score_column] if with_score else []
     ref = _prepare(reference, numeric, categorical, extra)
     cur = _prepare(current, numeric, categorical, extra)
     snapshot = Report(metrics, include_tests=True).run(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition),
     )
-    results, share = parse_snapshot(snapshot.dict(), numeric, categorical)
+    results, share = parse_snapshot(snapshot.dict(), numeric, categorical, score_column)
     return snapshot, results, share
 
 
 def parse_snapshot(doc: dict[str, Any], numeric: list[str], categorical: list[str],
-                   ) -> tuple[list[ColumnResult], float | None]:
+                   score_column: str = SCORE_COLUMN) -> tuple[list[ColumnResult], float | None]:
     """Per-column results (score, method, threshold, drifted from Evidently's test status) and the share of
     drifted columns, from Snapshot.dict()."""
     status = {t.get("metric_config", {}).get("metric_id"): _status(t.get("status")) for t in doc.get("tests", [])}
@@ -143,8 +146,8 @@ def parse_snapshot(doc: dict[str, Any], numeric: list[str], categorical: list[st
             drifted = st == "FAIL" if st in ("FAIL", "SUCCESS") else _drifted_by_score(method, score, threshold)
             results.append(ColumnResult(
                 feature=column,
-                kind="prediction" if column == SCORE_COLUMN else "feature",
-                column_type="num" if column in numeric or column == SCORE_COLUMN else "cat",
+                kind="prediction" if column == score_column else "feature",
+                column_type="num" if column in numeric or column == score_column else "cat",
                 method=method, score=score, threshold=None if threshold is None else float(threshold),
                 drifted=bool(drifted),
             ))
@@ -178,4 +181,26 @@ def run_performance_report(frame: pd.DataFrame):
         value = m.get("value")
         if isinstance(value, (int, float)):
             values[str(m.get("metric_name", "")).split("(")[0]] = float(value)
+    return snapshot, values
+
+
+def run_regression_report(frame: pd.DataFrame):
+    """RegressionPreset over labelled predictions (target: the numeric label, prediction: the predicted value);
+    returns (snapshot, {metric: value}) with Evidently's numbers (RMSE, MAE, R2Score, ...)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.core.datasets import Regression
+    from evidently.presets import RegressionPreset
+
+    df = frame[[TARGET, PREDICTION]].astype("float64").reset_index(drop=True)
+    definition = DataDefinition(numerical_columns=[TARGET, PREDICTION],
+                                regression=[Regression(target=TARGET, prediction=PREDICTION)])
+    snapshot = Report([RegressionPreset()]).run(current_data=Dataset.from_pandas(df, data_definition=definition))
+    values = {}
+    for m in snapshot.dict().get("metrics", []):
+        value = m.get("value")
+        name = str(m.get("metric_name", "")).split("(")[0]
+        if isinstance(value, dict):
+            value = value.get("mean")  # RMSE, MAE...: {mean, std}
+        if isinstance(value, (int, float)) and math.isfinite(value):  # MAPE is infinite with zero labels
+            values[name] = float(value)
     return snapshot, values

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlops.drift")
 
-# Prediction columns carried next to the features (gold.predictions contract).
-PREDICTION_COLUMNS = ("score", "predicted_label", "model_name", "model_version", "mlflow_run_id",
+# Prediction columns carried next to the features (gold.predictions contract; `prediction` is a regression
+# model's predicted value, `score` and `predicted_label` a binary model's).
+PREDICTION_COLUMNS = ("score", "predicted_label", "prediction", "model_name", "model_version", "mlflow_run_id",
                       "feature_table_version", "scored_at")
 TARGET = "target"
 PREDICTION = "prediction"
@@ -135,10 +136,14 @@ def sample(df: DataFrame, max_rows: int, seed: int, key_columns: list[str]) -> t
 def performance_frame(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, day: date,
                       spec: MonitoringSpec) -> DataFrame | None:
     """Predictions whose labels have arrived by `day`: label dates [day - window_days, day], each matched to
-    the prediction as of label date - label_lag_days. None when there is no label table."""
+    the prediction as of label date - label_lag_days. None when there is no label table.
+
+    Columns: key, as_of_date, target, then score and prediction (the predicted 0/1 label) for a binary model,
+    or prediction (the predicted value; target is the numeric label) for a regression model. A computed label
+    (model.label.window) is known once its horizon has landed: only label dates up to `day` - horizon + 1."""
     from pyspark.sql import functions as F
 
-    from mlops_core.features.training_set import LABEL, LABEL_TIME, read_labels
+    from mlops_core.training.labels import LABEL, LABEL_TIME, read_labels
 
     label_spec = getattr(getattr(use_case, "model", None), "label", None)
     source = getattr(label_spec, "source", None) or "labels"
@@ -149,6 +154,13 @@ def performance_frame(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
     labels = read_labels(spark, lakehouse, use_case, start, day, known_by=day)
     key = use_case.entity.key
     labels = labels.withColumn(AS_OF_DATE, F.date_sub(F.to_date(F.col(LABEL_TIME)), perf.label_lag_days))
+    if getattr(getattr(use_case, "model", None), "task", "binary") == "regression":
+        values = (lakehouse.read(spark, tables.PREDICTIONS)
+                  .where(F.col(AS_OF_DATE).between(F.lit(start - timedelta(days=perf.label_lag_days)), F.lit(day)))
+                  .where(F.col(PREDICTION).isNotNull())
+                  .select(key, AS_OF_DATE, PREDICTION))
+        return (labels.join(values, [key, AS_OF_DATE])
+                .select(key, AS_OF_DATE, F.col(LABEL).cast("double").alias(TARGET), F.col(PREDICTION).cast("double")))
     preds = (lakehouse.read(spark, tables.PREDICTIONS)
              .where(F.col(AS_OF_DATE).between(F.lit(start - timedelta(days=perf.label_lag_days)), F.lit(day)))
              .where(F.col("score").isNotNull())

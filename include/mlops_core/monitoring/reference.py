@@ -42,7 +42,8 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     entity: comparing them flags fixed attributes as drifted."""
     from pyspark.sql import functions as F
 
-    from mlops_core.features.training_set import build_training_set, read_labels
+    from mlops_core.features.training_set import build_training_set
+    from mlops_core.training.labels import read_labels
 
     tags = model_lineage(model_name, model_version, client)
     needed = ("feature_table_version", "window_start", "window_end")
@@ -53,7 +54,8 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     start, end = date.fromisoformat(tags["window_start"][:10]), date.fromisoformat(tags["window_end"][:10])
     label_version = int(tags["label_table_version"]) if tags.get("label_table_version") else None
     feature_version = int(tags["feature_table_version"])
-    labels = read_labels(spark, lakehouse, use_case, start, end, version=label_version)
+    labels = read_labels(spark, lakehouse, use_case, start, end, version=label_version,
+                         feature_table_version=feature_version)
     ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_version)
     key = use_case.entity.key
     as_of_dates = [r[0] for r in ts.df.select(AS_OF_DATE).distinct().collect()]
@@ -79,7 +81,8 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
 
 
 def score_reference(reference: pd.DataFrame, model_name: str, model_version: str) -> Any:
-    """Scores of the reference rows by the model version itself (pyfunc returning probabilities)."""
+    """Scores of the reference rows by the model version itself (pyfunc returning probabilities, or values for
+    a regression model)."""
     import mlflow.pyfunc
     import numpy as np
 

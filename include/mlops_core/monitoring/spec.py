@@ -48,6 +48,16 @@ P_VALUE_METHODS = frozenset({
 
 DATASET_FEATURE = "__dataset__"
 SCORE_COLUMN = "score"
+# The model output whose drift is measured, per model.task: the probability `score` of a binary model, the
+# predicted value `prediction` of a regression model (the gold.predictions columns of each task).
+VALUE_COLUMN = "prediction"
+OUTPUT_COLUMN = {"binary": SCORE_COLUMN, "regression": VALUE_COLUMN}
+
+
+def output_column(use_case: Any) -> str:
+    """The gold.predictions column prediction drift is measured on, for the use case's model.task."""
+    task = getattr(getattr(use_case, "model", None), "task", "binary")
+    return OUTPUT_COLUMN.get(task, SCORE_COLUMN)
 
 
 class _Strict(BaseModel):
@@ -139,7 +149,8 @@ class MonitoringSpec(_Strict):
     drift_share: float = Field(default=0.5, gt=0, le=1, description="Dataset drift: share of drifted columns")
     score: ColumnDrift = Field(
         default_factory=lambda: ColumnDrift(method="wasserstein", threshold=0.1),
-        description="Prediction drift on the score column",
+        description="Prediction drift on the model's output: the score (binary) or the predicted value "
+        "(regression)",
     )
     key_features: list[str] = Field(default_factory=list, description="Any of these drifting is an alert")
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
@@ -159,7 +170,7 @@ class MonitoringSpec(_Strict):
 
     def check_features(self, feature_names: list[str]) -> None:
         """Every column named here is a feature (or the score). Raises ValueError naming the key."""
-        known = set(feature_names) | {SCORE_COLUMN}
+        known = set(feature_names) | {SCORE_COLUMN, VALUE_COLUMN}
         for key, names in (
             ("monitoring.columns", list(self.columns)),
             ("monitoring.include", self.include or []),
