@@ -5,8 +5,9 @@
     ... --params '{"batch_days": 7}'     # dates computed per Spark pass in a range (default 120)
 
 Writes features.<entity>_features (one partition per as-of date, replaced on rerun), refreshes
-features.<entity>_features_latest, and returns per-date row counts, the table versions and the bronze versions
-read; `asset_extras` carries them to the feature asset's event."""
+features.<entity>_features_latest and, from it, the online store of real-time serving (mlops_core.serving.store),
+and returns per-date row counts, the table versions, the bronze versions read and the store's rows and as-of
+date; `asset_extras` carries them to the feature asset's event."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mlops_core.jobs.runner import JobContext, main_for
 
 def run(ctx: JobContext[FeaturesParams]) -> dict[str, Any]:
     from mlops_core.features.materialize import DEFAULT_BATCH_DAYS, materialize
+    from mlops_core.serving.store import refresh_online_store
 
     batch_days = ctx.params.batch_days or DEFAULT_BATCH_DAYS
     result = materialize(ctx.spark, ctx.lakehouse, ctx.use_case, ctx.dates(), run_id=ctx.run_id, batch_days=batch_days)
@@ -31,8 +33,11 @@ def run(ctx: JobContext[FeaturesParams]) -> dict[str, Any]:
         "bronze_versions": result.bronze_versions,
         "spec_hash": result.spec_hash,
     }
+    # The online store (serving's key lookups) follows the latest table: rows, as-of date, path.
+    online_store = refresh_online_store(ctx.spark, ctx.lakehouse, ctx.use_case, ctx.env)
     return {
         **result.as_dict(),
+        "online_store": online_store,
         "asset_extras": {feature_asset_name(ctx.use_case.name, ctx.use_case.entity.name): extra},
     }
 
