@@ -63,6 +63,9 @@ def test_full_rows_in_every_format_match_the_logged_pyfunc(server):
         got = np.array([p["probability"] for _, p in mine])
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
         assert all(p["label"] == int(p["probability"] >= 0.5) for _, p in mine)
+    for i in (0, 1, 2):  # a single row takes another path to the booster: the same answer
+        status, one = call(server.url, "POST", INV.format("churn"), {"dataframe_records": [rows[i]]})
+        assert status == 200 and one["predictions"] == [preds[i]]
     assert {p["features_source"] for p in preds} == {"request"} and preds[0]["features_as_of"] is None
     assert all(p["status"] == "ok" for p in preds)
 

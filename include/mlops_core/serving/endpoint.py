@@ -14,12 +14,15 @@ online store does not know."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mlops_core.serving.routing import RoutingTable, ServedEntity, build_table
 from mlops_core.serving.spec import ServingSpec
@@ -60,8 +63,9 @@ def _records(value: Any, where: str) -> list[dict[str, Any]]:
     return value
 
 
-def parse_rows(body: Any) -> list[dict[str, Any]]:
-    """The request's rows as dicts, from any of the four scoring formats."""
+def parse_request(body: Any) -> tuple[list[dict[str, Any]] | None, dict[str, list[Any]] | None, int]:
+    """(rows, None, n) for the record formats, (None, columns, n) for the columnar ones (dataframe_split,
+    inputs as {column: [values]}): a columnar batch never becomes dicts per row."""
     if not isinstance(body, dict):
         raise _bad(f"the request body must be a JSON object with one of {', '.join(FORMATS)}")
     given = [f for f in FORMATS if f in body]
@@ -87,21 +91,46 @@ def parse_rows(body: Any) -> list[dict[str, Any]]:
             raise _bad("dataframe_split.columns names a column twice", field="dataframe_split.columns")
         if not isinstance(data, list):
             raise _bad("dataframe_split.data must be a list of rows", field="dataframe_split.data")
-        rows = []
+        width = len(columns)
         for i, values in enumerate(data):
-            if not isinstance(values, list) or len(values) != len(columns):
-                raise _bad(f"dataframe_split.data[{i}] must be a list of {len(columns)} values (one per column)",
+            if type(values) is not list or len(values) != width:
+                raise _bad(f"dataframe_split.data[{i}] must be a list of {width} values (one per column)",
                            field="dataframe_split.data", row=i)
-            rows.append(dict(zip(columns, values, strict=True)))
-        return rows
+        transposed = list(map(list, zip(*data, strict=True))) if data else [[] for _ in columns]
+        return None, dict(zip(columns, transposed, strict=True)), len(data)
     if fmt == "inputs" and isinstance(value, dict):  # columnar: {column: [values]}
         lengths = {c: len(v) if isinstance(v, list) else -1 for c, v in value.items()}
-        if any(n < 0 for n in lengths.values()) or len(set(lengths.values())) > 1:
+        if not value or any(n < 0 for n in lengths.values()) or len(set(lengths.values())) > 1:
             raise _bad(f"inputs as columns must map each column to a list of the same length; got {lengths}",
                        field="inputs")
-        names = list(value)
-        return [dict(zip(names, vals, strict=True)) for vals in zip(*value.values(), strict=True)]
-    return _records(value, fmt)
+        return None, dict(value), next(iter(lengths.values()))
+    rows = _records(value, fmt)
+    return rows, None, len(rows)
+
+
+def parse_rows(body: Any) -> list[dict[str, Any]]:
+    """The request's rows as dicts, from any of the four scoring formats."""
+    rows, columns, n = parse_request(body)
+    if rows is not None:
+        return rows
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def _keys(values: list[Any], key: str) -> list[str]:
+    """The key column as strings; a missing, empty or non-scalar key is refused with its row."""
+    if set(map(type, values)) <= {str} and "" not in values:
+        return values
+    out = []
+    for i, value in enumerate(values):
+        if value is _ABSENT or value is None or isinstance(value, (bool, list, dict)) or value == "":
+            raise _bad(f"row {i}: the entity key {key!r} is missing or not a string/number"
+                       + ("" if value is _ABSENT else f" (got {value!r})"), field=key, row=i)  # fmt: skip
+        out.append(value if isinstance(value, str) else str(value))
+    return out
+
+
+_ABSENT = object()
 
 
 def _type_error(column: str, kind: str, values: list[Any], rows: list[int]) -> ServingError:
@@ -191,6 +220,8 @@ class Endpoint:
             if changed:
                 self.table = table  # the swap: one reference assignment
                 self.reloads += 1
+                gc.collect()
+                gc.freeze()  # the loaded models are long-lived: keep them out of later collections (p99)
                 log.info("endpoint %s: serving %s (was %s)", self.use_case, table.versions(), previous or "nothing")
             self.error = None
         return {"use_case": self.use_case, "changed": changed, "versions": (self.table.versions()),
@@ -243,46 +274,59 @@ class Endpoint:
         if table is None:
             raise ServingError(503, "ENDPOINT_NOT_READY", f"endpoint {self.use_case!r} has no model loaded yet"
                                + (f" ({self.error})" if self.error else ""))  # fmt: skip
-        rows = parse_rows(body)
+        rows, given, n = parse_request(body)
         if isinstance(body, dict) and body.get("explain") is not None:
             if not isinstance(body["explain"], bool):
                 raise _bad("explain must be true or false", field="explain")
             explain = explain or body["explain"]
-        n = len(rows)
         if n == 0:
             raise _bad("the batch is empty: send at least one row")
         if n > self.spec.max_batch_rows:
             raise ServingError(413, "BATCH_TOO_LARGE",
                                f"{n} rows in one request; this endpoint takes at most {self.spec.max_batch_rows}")
         key = self.key
-        keys: list[str] = []
-        for i, row in enumerate(rows):
-            value = row.get(key)
-            if value is None or isinstance(value, (bool, list, dict)) or value == "":
-                raise _bad(f"row {i}: the entity key {key!r} is missing or not a string/number"
-                           + (f" (got {value!r})" if key in row else ""), field=key, row=i)  # fmt: skip
-            keys.append(value if isinstance(value, str) else str(value))
-
         inputs: dict[str, str] = {}
         for entity in table.entities:
             for f in entity.model.inputs:
                 inputs.setdefault(f.name, f.kind)
-        store_rows: list[int] = []
-        request_rows: list[int] = []
-        for i, row in enumerate(rows):
-            if len(row) == 1 or not any(c in row for c in inputs):
-                store_rows.append(i)
-                continue
-            missing = [c for c in inputs if c not in row]
-            if missing:
-                raise _bad(f"row {i}: missing features {missing} (send every model input, or only the key "
-                           f"{key!r} to read the features from the online store)", field=missing[0], row=i)
-            request_rows.append(i)
+        wanted = set(inputs)
+
+        # Each row: every model input (features from the request) or none of them (from the online store).
+        if given is not None:
+            keys = _keys(given.get(key) or [_ABSENT] * n, key)
+            missing = [c for c in inputs if c not in given]
+            if missing and not wanted.isdisjoint(given):
+                raise _bad(f"row 0: missing features {missing} (send every model input, or only the key {key!r} "
+                           "to read the features from the online store)", field=missing[0], row=0)  # fmt: skip
+            request_rows = [] if missing else list(range(n))
+        else:
+            keys = _keys([row.get(key, _ABSENT) for row in rows], key)
+            request_rows = []
+            for i, row in enumerate(rows):
+                names = row.keys()
+                if wanted <= names:
+                    request_rows.append(i)
+                elif not wanted.isdisjoint(names):
+                    missing = [c for c in inputs if c not in names]
+                    raise _bad(f"row {i}: missing features {missing} (send every model input, or only the key "
+                               f"{key!r} to read the features from the online store)", field=missing[0], row=i)
+        all_request = len(request_rows) == n
+
+        if all_request:
+            columns = ({c: given[c] for c in inputs} if given is not None
+                       else {c: [row[c] for row in rows] for c in inputs})  # fmt: skip
+        if request_rows:
+            for c, kind in inputs.items():
+                values = columns[c] if all_request else [rows[i][c] for i in request_rows]
+                if not set(map(type, values)) <= _ALLOWED_TYPES[kind]:
+                    raise _type_error(c, kind, values, request_rows)
+                if kind == "number" and (math.inf in values or -math.inf in values):
+                    raise _bad(f"field {c!r}: infinite values are not features", field=c)
 
         as_of: dict[int, str | None] = {}
-        merged = rows
-        if store_rows:
-            merged = list(rows)
+        if not all_request:
+            requested = set(request_rows)
+            store_rows = [i for i in range(n) if i not in requested]
             found = self._lookup([keys[i] for i in store_rows])
             unknown = list(dict.fromkeys(keys[i] for i in store_rows if keys[i] not in found))
             if unknown:
@@ -294,26 +338,23 @@ class Endpoint:
                 raise ServingError(503, "STORE_SCHEMA_MISMATCH",
                                    f"the online store has no column(s) {lacking} the served models need: refresh it "
                                    "with the features the models were trained on")  # fmt: skip
+            merged = list(rows) if rows is not None else [None] * n
             for i in store_rows:
                 merged[i] = found[keys[i]]
                 as_of[i] = found[keys[i]].get("as_of_date")
-
-        columns: dict[str, list[Any]] = {c: [r.get(c) for r in merged] for c in inputs}
-        if request_rows:
-            all_request = len(request_rows) == n
-            for c, kind in inputs.items():
-                values = columns[c] if all_request else [columns[c][i] for i in request_rows]
-                if not set(map(type, values)) <= _ALLOWED_TYPES[kind]:
-                    raise _type_error(c, kind, values, request_rows)
-                if kind == "number" and any(isinstance(v, float) and math.isinf(v) for v in values):
-                    raise _bad(f"field {c!r}: infinite values are not features", field=c)
+            columns = {c: [row[c] for row in merged] for c in inputs}
 
         missing_by_row: dict[int, list[str]] = {}
         for c in self.required:
-            if c in columns:
-                for i, v in enumerate(columns[c]):
-                    if v is None or (isinstance(v, float) and math.isnan(v)):
-                        missing_by_row.setdefault(i, []).append(c)
+            col = columns.get(c)
+            if col is None:
+                continue
+            if inputs[c] == "number":
+                bad = np.flatnonzero(np.isnan(np.asarray(col, dtype="float64"))).tolist()
+            else:
+                bad = [i for i, v in enumerate(col) if v is None] if None in col else []
+            for i in bad:
+                missing_by_row.setdefault(i, []).append(c)
 
         served = [table.route(k) for k in keys]
         groups: dict[int, tuple[ServedEntity, list[int]]] = {}
@@ -340,21 +381,22 @@ class Endpoint:
                         {"served_entity": shadow.name, "model_name": shadow.model.name,
                          "model_version": shadow.model.version, **self._output(float(v))})  # fmt: skip
 
+        served_fields = {id(e): {"served_entity": e.name, "model_name": e.model.name,
+                                 "model_version": e.model.version} for e in table.entities}  # fmt: skip
         predictions = []
         for i in range(n):
-            entity = served[i]
-            row: dict[str, Any] = {"key": keys[i], "status": "ok", **results[i]}
+            row: dict[str, Any] = {"key": keys[i], "status": "ok", **results[i], **served_fields[id(served[i])],
+                                   "features_source": "online_store" if i in as_of else "request",
+                                   "features_as_of": as_of.get(i)}  # fmt: skip
             if i in missing_by_row:
                 row["status"] = "missing_features"
                 row["missing_features"] = missing_by_row[i]
-            row.update(served_entity=entity.name, model_name=entity.model.name, model_version=entity.model.version,
-                       features_source="online_store" if i in as_of else "request", features_as_of=as_of.get(i))
             if table.mode == "shadow":
                 row["shadow"] = shadow_out.get(i, [])
             if explain and i in explained:
                 row["contributions"] = explained[i]
             predictions.append(row)
-        store_as_of = self.store.meta.get("as_of_date") if (self.store and store_rows) else None
+        store_as_of = self.store.meta.get("as_of_date") if (self.store and as_of) else None
         return {"request_id": request_id or uuid.uuid4().hex, "use_case": self.use_case, "mode": table.mode,
                 "task": self.task, "threshold": self.threshold if self.task == "binary" else None,
                 "key_column": key, "store_as_of": store_as_of, "predictions": predictions}  # fmt: skip

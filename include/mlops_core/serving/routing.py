@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mlops_core.serving.spec import BUCKETS
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from mlops_core.serving.spec import ServingSpec
 
 
+@lru_cache(maxsize=1 << 16)  # the same customers come back: a hit costs ~0.1 us, a sha256 ~1.5 us
 def bucket(use_case: str, key: str) -> int:
     """The key's routing bucket, 0..9999."""
     digest = hashlib.sha256(f"{use_case}:{key}".encode()).digest()
