@@ -32,8 +32,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlops_core.metrics import METRICS_BY_TASK
 from mlops_core.metrics import LOWER_IS_BETTER as _LOWER
+from mlops_core.metrics import METRICS_BY_TASK
 
 # Metrics the evaluation produces (mlops_core.metrics, per task); lower is better for these:
 LOWER_IS_BETTER = set(_LOWER)

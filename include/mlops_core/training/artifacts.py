@@ -315,4 +315,4 @@ def _residual_summary(y: Any, p: Any) -> dict[str, float]:
         return {}
     qs = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
     return {"mean": float(r.mean()), "std": float(r.std()),
-            **{f"q{int(q * 100):02d}": float(v) for q, v in zip(qs, np.quantile(r, qs))}}
+            **{f"q{int(q * 100):02d}": float(v) for q, v in zip(qs, np.quantile(r, qs), strict=True)}}
