@@ -366,28 +366,33 @@ class Endpoint:
         results: list[dict[str, Any]] = [self._output(math.nan)] * n  # rows not scored: no prediction
         shadow_out: dict[int, list[dict[str, Any]]] = {}
         explained: dict[int, dict[str, Any]] = {}
+        matrices: dict[str, Any] = {}  # encoded inputs, shared by the models with the same encoder
         for entity, idx in groups.values():
-            values = entity.model.predict(columns, n, None if len(idx) == n else idx)
-            for i, v in zip(idx, values, strict=True):
-                results[i] = self._output(float(v))
+            values = entity.model.predict(columns, n, None if len(idx) == n else idx, matrices)
+            for i, out in zip(idx, self._outputs(values), strict=True):
+                results[i] = out
             if explain:
-                for i, contrib in zip(idx, entity.model.contributions(columns, n, idx, self.spec.explain_top_k),
+                for i, contrib in zip(idx, entity.model.contributions(columns, n, idx, self.spec.explain_top_k, matrices),
                                       strict=True):  # fmt: skip
                     explained[i] = contrib
             for shadow in table.shadows(entity):
-                svalues = shadow.model.predict(columns, n, None if len(idx) == n else idx)
-                for i, v in zip(idx, svalues, strict=True):
+                svalues = shadow.model.predict(columns, n, None if len(idx) == n else idx, matrices)
+                for i, out in zip(idx, self._outputs(svalues), strict=True):
                     shadow_out.setdefault(i, []).append(
                         {"served_entity": shadow.name, "model_name": shadow.model.name,
-                         "model_version": shadow.model.version, **self._output(float(v))})  # fmt: skip
+                         "model_version": shadow.model.version, **out})  # fmt: skip
 
         served_fields = {id(e): {"served_entity": e.name, "model_name": e.model.name,
                                  "model_version": e.model.version} for e in table.entities}  # fmt: skip
         predictions = []
+        plain = not (missing_by_row or as_of or explain or table.mode == "shadow")
         for i in range(n):
             row: dict[str, Any] = {"key": keys[i], "status": "ok", **results[i], **served_fields[id(served[i])],
                                    "features_source": "online_store" if i in as_of else "request",
                                    "features_as_of": as_of.get(i)}  # fmt: skip
+            if plain:
+                predictions.append(row)
+                continue
             if i in missing_by_row:
                 row["status"] = "missing_features"
                 row["missing_features"] = missing_by_row[i]
@@ -400,6 +405,15 @@ class Endpoint:
         return {"request_id": request_id or uuid.uuid4().hex, "use_case": self.use_case, "mode": table.mode,
                 "task": self.task, "threshold": self.threshold if self.task == "binary" else None,
                 "key_column": key, "store_as_of": store_as_of, "predictions": predictions}  # fmt: skip
+
+    def _outputs(self, values: np.ndarray) -> list[dict[str, Any]]:
+        """The prediction fields of each value (binary: probability + label; regression: prediction)."""
+        if np.isnan(values).any():
+            return [self._output(float(v)) for v in values]
+        if self.task == "binary":
+            labels = (values >= self.threshold).astype("int64").tolist()
+            return [{"probability": p, "label": lab} for p, lab in zip(values.tolist(), labels, strict=True)]
+        return [{"prediction": v} for v in values.tolist()]
 
     def _output(self, value: float) -> dict[str, Any]:
         if math.isnan(value):

@@ -16,9 +16,9 @@ binary model), one-hot columns summed back into their categorical column."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,11 +58,12 @@ class ServedModel:
     encoder: dict[str, Any] | None = field(default=None, repr=False)
     pyfunc: Any = field(default=None, repr=False)
     _lut: dict[str, dict[str, int]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    encoding_key: str = ""  # models with the same encoder (a champion and its challenger, usually) share a matrix
 
     def __post_init__(self) -> None:
         if self.encoder is not None:
             self._lut = {col: {v: i for i, v in enumerate(values)} for col, values in self.encoder["categorical"].items()}
+            self.encoding_key = json.dumps(self.encoder, sort_keys=True)
 
     # ---- description ----------------------------------------------------------------------------------
     @property
@@ -114,10 +115,20 @@ class ServedModel:
             return np.zeros(0, dtype="float64")
         return np.asarray(self.booster.inplace_predict(x), dtype="float64").reshape(-1)
 
-    def predict(self, columns: dict[str, list[Any]], n: int, rows: list[int] | None = None) -> np.ndarray:
+    def encoded(self, columns: dict[str, list[Any]], n: int, cache: dict | None) -> np.ndarray:
+        """matrix(), computed once per request for every model with the same encoder (`cache`: per request)."""
+        if cache is None:
+            return self.matrix(columns, n)
+        x = cache.get(self.encoding_key)
+        if x is None:
+            x = cache[self.encoding_key] = self.matrix(columns, n)
+        return x
+
+    def predict(self, columns: dict[str, list[Any]], n: int, rows: list[int] | None = None,
+                cache: dict | None = None) -> np.ndarray:
         """Predictions (binary: probabilities; regression: values) of `rows` (default: all n)."""
         if self.kind == "xgboost":
-            x = self.matrix(columns, n)
+            x = self.encoded(columns, n, cache)
             return self.predict_matrix(x if rows is None else x[rows])
         import pandas as pd
 
@@ -130,13 +141,14 @@ class ServedModel:
         values = np.asarray(out, dtype="float64")
         return (values[:, -1] if values.ndim == 2 else values).reshape(-1)
 
-    def contributions(self, columns: dict[str, list[Any]], n: int, rows: list[int], top_k: int) -> list[dict]:
+    def contributions(self, columns: dict[str, list[Any]], n: int, rows: list[int], top_k: int,
+                      cache: dict | None = None) -> list[dict]:
         """Per row of `rows`: the top_k features by |SHAP value| and the bias (margin units)."""
         if self.kind != "xgboost":
             raise InputError(f"{self.label} is not an XGBoost model of this project: explain is not available")
         import xgboost as xgb
 
-        x = self.matrix(columns, n)[rows]
+        x = self.encoded(columns, n, cache)[rows]
         names = self.feature_names()
         types = (["float"] * len(self.encoder["numeric"]) + ["c"] * len(self.encoder["categorical"])
                  if self.encoder["encoding"] == "native" else ["float"] * len(names))  # fmt: skip
