@@ -98,9 +98,14 @@ def write_lakehouse(spark, lakehouse, cfg, ds, as_of_dates: list[date]) -> dict[
 
     from tests.features.bronze_data import to_spark
 
-    # one append per source (the partitions of 110 landing days in one commit: faster than replacing each)
-    versions = {source: lakehouse.append(to_spark(spark, cfg, source, frame), tables.bronze(source))
-                for source, frame in bronze_frames(ds).items()}
+    from mlops_core.lakehouse import Lakehouse
+
+    # one append per source (the partitions of 110 landing days in one commit: faster than replacing each), into
+    # the use case that owns the source (spend reads churn's bronze tables: churn's ingest writes them)
+    versions = {}
+    for source, frame in bronze_frames(ds).items():
+        owner = Lakehouse(lakehouse.env, lakehouse.owner(tables.bronze(source)))
+        versions[source] = owner.append(to_spark(spark, cfg, source, frame), tables.bronze(source))
     features = feature_frame(ds, as_of_dates)
     fdf = spark.createDataFrame(features.astype({"as_of_date": "datetime64[ns]"}))
     fdf = fdf.withColumn("as_of_date", F.to_date("as_of_date")).coalesce(1)

@@ -65,7 +65,7 @@ def flow(spark, module_env):
     weak = spend_use_case(num_boost_round=1, early_stopping_rounds=1,
                           search_space={"max_depth": {"type": "int", "low": 1, "high": 1},
                                         "learning_rate": {"type": "float", "low": 0.05, "high": 0.05}})
-    lakehouse = Lakehouse(module_env, "spend")
+    lakehouse = Lakehouse(module_env, "spend", uc.bronze_owners())  # bronze tables are churn's
     ds = simulate()
     write_lakehouse(spark, lakehouse, uc, ds, sundays())
     out = {"ds": ds, "lakehouse": lakehouse, "use_case": uc}
@@ -88,7 +88,8 @@ def test_training_computes_the_label_and_logs_regression_metrics(flow):
     v1 = flow["v1"]
     lineage = v1["lineage"]
     assert lineage["task"] == "regression" and lineage["hpo_metric"] == "rmse"
-    assert "/spend/bronze/orders" in lineage["label_table"] and lineage["label_rate"] is None
+    # spend reads churn's bronze orders (from_use_case): the lineage names the table it really read
+    assert "/churn/bronze/orders" in lineage["label_table"] and lineage["label_rate"] is None
     assert "sum(amount) of source orders over the 30 days" in lineage["label_definition"]
     # the newest label date whose 30 days have landed by 2026-04-20 (bronze ends there) is Monday 2026-03-16
     assert (lineage["window_end"], lineage["test_end"]) == ("2026-03-16", "2026-03-16")

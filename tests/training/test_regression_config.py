@@ -34,7 +34,9 @@ def test_spend_yaml_loads_as_a_regression_use_case():
     assert uc.gate.compare_metric == "rmse" and not uc.gate.higher_is_better
     churn = load_use_case("churn")
     assert churn.model.task == "binary" and churn.model.objective == "binary:logistic"
-    assert set(uc.sources) == set(churn.sources)  # the same landing files, for now
+    # churn's orders and customers, read from churn's bronze tables with churn's contracts (no second ingest)
+    assert uc.bronze_owners() == {"orders": "churn", "customers": "churn"} and not uc.ingested_sources()
+    assert uc.sources["orders"].columns == churn.sources["orders"].columns
 
 
 def test_unknown_task_names_the_key_and_the_allowed_values(tmp_path):

@@ -95,6 +95,13 @@ class UseCaseConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _gate_fits_the_task(self) -> UseCaseConfig:
+        # the gate job's default section is a binary one: a regression use case states its own
+        if self.model is not None:
+            (self.gate or GateSpec()).check_task(self.model.task)
+        return self
+
+    @model_validator(mode="after")
     def _monitored_features(self) -> UseCaseConfig:
         if self.monitoring is not None and self.features is not None:
             self.monitoring.check_features(self.features.feature_names())

@@ -95,7 +95,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
         champion = mlflow.pyfunc.load_model(f"models:/{name}/{champion_before}")
     label_column = "label" if "label" in frame.columns else spec.label.column
     m = measure(challenger=challenger, champion=champion, champion_version=champion_before, frame=frame,
-                label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples)
+                label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples, task=spec.task)
     m.no_fair_comparison = unfair
     decision = decide(gate, m)
 

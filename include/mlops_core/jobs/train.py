@@ -25,11 +25,14 @@ from mlops_core.errors import ConfigError
 from mlops_core.jobs import params
 from mlops_core.jobs.params import TrainParams
 from mlops_core.jobs.runner import JobContext, main_for
+from mlops_core.metrics import PRIMARY_METRIC
 
 log = logging.getLogger("mlops.job.train")
 
 # Metrics returned to the orchestrator (everything is on the MLflow run).
-SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1")
+# The figures the job's result (XCom, the demo's summary) carries, per model.task; MLflow has every metric.
+SUMMARY_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision", "recall", "f1"),
+                   "regression": ("rmse", "mae", "r2")}
 
 
 def parse_params(raw: dict[str, Any]) -> TrainParams:
@@ -75,7 +78,7 @@ def run(ctx: JobContext[TrainParams]) -> dict[str, Any]:
         "metrics": {
             f"{split}_{m}": result.metrics[f"{split}_{m}"]
             for split in ("validation", "test")
-            for m in SUMMARY_METRICS
+            for m in SUMMARY_METRICS[spec.task]
             if f"{split}_{m}" in result.metrics
         },
         "best_params": result.best_params,
@@ -95,7 +98,9 @@ def run(ctx: JobContext[TrainParams]) -> dict[str, Any]:
     out["asset_extra"] = {
         "run_id": result.run_id,
         "model_uri": result.model_uri,
-        "test_roc_auc": result.metrics.get("test_roc_auc"),
+        "task": spec.task,
+        # the test split's primary metric of the task (roc_auc for binary, rmse for regression)
+        f"test_{PRIMARY_METRIC[spec.task]}": result.metrics.get(f"test_{PRIMARY_METRIC[spec.task]}"),
         **({"version": out["version"]} if "version" in out else {}),
     }
     return out
