@@ -96,9 +96,8 @@ def write_lakehouse(spark, lakehouse, cfg, ds, as_of_dates: list[date]) -> dict[
     """bronze.customers, bronze.orders (the ingest contract's shape) and the feature table of `as_of_dates`."""
     from pyspark.sql import functions as F
 
-    from tests.features.bronze_data import to_spark
-
     from mlops_core.lakehouse import Lakehouse
+    from tests.features.bronze_data import to_spark
 
     # one append per source (the partitions of 110 landing days in one commit: faster than replacing each), into
     # the use case that owns the source (spend reads churn's bronze tables: churn's ingest writes them)
