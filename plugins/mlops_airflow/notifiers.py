@@ -87,11 +87,14 @@ class MlopsNotifier(BaseNotifier):
     def payload(self, context) -> dict[str, Any]:
         ti = context.get("ti") or context.get("task_instance")
         dag_run = context.get("dag_run")
+        dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None)
+        use_case = _use_case_of(dag_id)  # every notification names its use case (one Airflow runs many)
         body = {
             "event": self.event,
+            "use_case": use_case,
             "message": self.message,
-            "text": f"[mlops:{self.event}] {self.message}".strip(),
-            "dag_id": getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", None),
+            "text": f"[mlops:{self.event}{':' + use_case if use_case else ''}] {self.message}".strip(),
+            "dag_id": dag_id,
             "run_id": getattr(ti, "run_id", None) or getattr(dag_run, "run_id", None) or context.get("run_id"),
             "task_id": getattr(ti, "task_id", None),
             "state": str(getattr(ti, "state", "") or "") or None,
@@ -124,3 +127,12 @@ class MlopsNotifier(BaseNotifier):
                 raise
             return
         self.log.info("notification %s sent to %s (HTTP %s)", self.event, conn_id, status)
+
+
+def _use_case_of(dag_id: str | None) -> str | None:
+    from mlops_core.jobs.contract import split_dag_id
+
+    try:
+        return split_dag_id(dag_id)[0] if dag_id else None
+    except ValueError:  # a DAG outside the factory's <use case>__<stage> pattern
+        return None

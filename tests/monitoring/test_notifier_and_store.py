@@ -59,6 +59,21 @@ def test_notifier_posts_json_to_the_connection_host(receiver, monkeypatch):
     assert got["body"]["run_id"] == "scheduled__2026-03-02"
 
 
+def test_a_notification_names_the_use_case_of_its_dag(receiver, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlops_airflow.notifiers import MlopsNotifier
+
+    port, received = receiver
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_NOTIFIER", json.dumps({"conn_type": "http",
+                                                                  "host": f"http://127.0.0.1:{port}/h"}))
+    MlopsNotifier(event="model_rolled_back", message="champion rolled back to previous").notify(
+        {"ti": SimpleNamespace(dag_id="spend__rollback_model", run_id="manual__1", task_id="rollback", state="success")})
+    body = received[0]["body"]
+    assert body["use_case"] == "spend" and body["dag_id"] == "spend__rollback_model"
+    assert body["text"] == "[mlops:model_rolled_back:spend] champion rolled back to previous"
+
+
 def test_notifier_host_port_schema_and_endpoint(receiver, monkeypatch):
     from mlops_airflow.notifiers import MlopsNotifier
 
