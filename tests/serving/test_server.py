@@ -180,7 +180,7 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_endpoint_keeps_serving(serv
     for name, body, raw, status, field in _bad_cases(server.frame):
         got, err = call(server.url, "POST", INV.format("churn"), body, raw=raw)
         assert got == status, (name, err)
-        assert err["error_code"] and err["message"], name
+        assert err["error_code"] and err["message"] and err["request_id"], name
         if field:
             assert err.get("field") == field, (name, err)
     _, err = call(server.url, "POST", INV.format("churn"), {"dataframe_records": [{"customer_id": "NOPE-1"}]})
@@ -189,6 +189,16 @@ def test_bad_input_is_a_4xx_naming_the_field_and_the_endpoint_keeps_serving(serv
                                                                                    "plan": 3}]})
     assert err["row"] == 0 and "plan" in err["message"]
     assert call(server.url, "POST", INV.format("nope"), {"dataframe_records": []})[0] == 404
+    status, err = call(server.url, "POST", INV.format("churn") + "?explain=maybe", {"dataframe_records": []})
+    assert status == 422 and err["field"] == "explain"
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)  # announced, never sent: refused unread
+    conn.putrequest("POST", INV.format("churn"))
+    conn.putheader("Content-Length", str(64 * 1024 * 1024))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error_code"] == "REQUEST_TOO_LARGE"
+    conn.close()
     assert call(server.url, "POST", INV.format("churn"), {"dataframe_records": feature_rows(server.frame, 1)})[0] == 200
     assert call(server.url, "GET", "/ready")[0] == 200
 

@@ -97,15 +97,18 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
                                    "<token>" + (" (the token given is not valid)" if header else ""))  # fmt: skip
         return ep
 
+    def request_id_of(request: Request) -> str | None:
+        return getattr(request.state, "request_id", None) or request.headers.get("x-request-id")
+
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError):
-        return _error(exc, request.headers.get("x-request-id"))
+        return _error(exc, request_id_of(request))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s", request.url.path)
         return _json({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}",
-                      "request_id": request.headers.get("x-request-id")}, 500)  # fmt: skip
+                      "request_id": request_id_of(request)}, 500)  # fmt: skip
 
     @app.get("/health", tags=["probes"])
     async def health() -> dict[str, str]:
@@ -146,7 +149,7 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
                   "application/json": {"schema": {"$ref": "#/components/schemas/ScoringRequest"}}}}})  # fmt: skip
     async def invocations(request: Request):
         """Score rows: full feature rows, or only entity keys (features from the online store)."""
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         ep = endpoint_of(request.path_params["use_case"], request)
         flag = request.query_params.get("explain", "false").lower()
         if flag not in ("true", "false", "1", "0"):

@@ -53,6 +53,10 @@ def _bad(message: str, **details: Any) -> ServingError:
     return ServingError(422, "INVALID_PARAMETER_VALUE", message, **details)
 
 
+def _listed(names: list[str], limit: int = 8) -> str:
+    return str(names) if len(names) <= limit else f"{names[:limit]} and {len(names) - limit} more"
+
+
 # ---- request formats -> rows ----------------------------------------------------------------------------
 def _records(value: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):
@@ -296,7 +300,7 @@ class Endpoint:
             keys = _keys(given.get(key) or [_ABSENT] * n, key)
             missing = [c for c in inputs if c not in given]
             if missing and not wanted.isdisjoint(given):
-                raise _bad(f"row 0: missing features {missing} (send every model input, or only the key {key!r} "
+                raise _bad(f"row 0: missing features {_listed(missing)} (send every model input, or only the key {key!r} "
                            "to read the features from the online store)", field=missing[0], row=0)  # fmt: skip
             request_rows = [] if missing else list(range(n))
         else:
@@ -308,7 +312,7 @@ class Endpoint:
                     request_rows.append(i)
                 elif not wanted.isdisjoint(names):
                     missing = [c for c in inputs if c not in names]
-                    raise _bad(f"row {i}: missing features {missing} (send every model input, or only the key "
+                    raise _bad(f"row {i}: missing features {_listed(missing)} (send every model input, or only the key "
                                f"{key!r} to read the features from the online store)", field=missing[0], row=i)
         all_request = len(request_rows) == n
 
