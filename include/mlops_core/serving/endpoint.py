@@ -224,11 +224,12 @@ class Endpoint:
             if changed:
                 self.table = table  # the swap: one reference assignment
                 self.reloads += 1
-                gc.collect()
-                gc.freeze()  # the loaded models are long-lived: keep them out of later collections (p99)
+                # The loaded models are long-lived: keep them out of later collections (no full gc.collect() here:
+                # it would hold the GIL for tens of ms while requests wait)
+                gc.freeze()
                 log.info("endpoint %s: serving %s (was %s)", self.use_case, table.versions(), previous or "nothing")
             self.error = None
-        return {"use_case": self.use_case, "changed": changed, "versions": (self.table.versions()),
+        return {"use_case": self.use_case, "changed": changed, "versions": self.table.versions(),
                 "previous": previous, "missing_aliases": list(self.table.missing),
                 "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
 
