@@ -36,7 +36,7 @@ from bench.run import BenchContext, BenchResult, median
 
 AS_OF = date(2026, 3, 1)
 CATEGORIES = {"segment": ["consumer", "small_business", "enterprise"], "country": ["US", "GB", "DE", "FR", "ES", "IT"],
-              "plan": ["free", "basic", "premium"]}  # fmt: skip
+              "plan": ["free", "basic", "premium"]}
 
 
 def _env(root: Path):
@@ -46,7 +46,7 @@ def _env(root: Path):
     env = load_environment()
     storage = env.storage.model_copy(update={"lakehouse_root": str(root / "lakehouse")})
     mlflow_cfg = env.mlflow.model_copy(update={"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-                                               "artifact_root": (root / "artifacts").as_uri()})  # fmt: skip
+                                               "artifact_root": (root / "artifacts").as_uri()})
     return env.model_copy(update={"storage": storage, "mlflow": mlflow_cfg})
 
 
@@ -103,15 +103,15 @@ def train_and_register(spark, env, lakehouse, cfg, trees: int, depth: int, sampl
 
     df = lakehouse.read(spark, tables.features(cfg.entity.name)).limit(sample).toPandas()
     numeric = sorted(c for c in df.columns if _feature_type(c) != "string" and c not in ("customer_id",)
-                     and not c.startswith("_") and c != "as_of_date")  # fmt: skip
+                     and not c.startswith("_") and c != "as_of_date")
     categorical = sorted(CATEGORIES)
     rng = np.random.default_rng(0)
     risk = (1.0 - 0.3 * df["total_orders_30d"].to_numpy() + 0.004 * df["tenure_days"].to_numpy()
-            + np.where(df["plan"].to_numpy() == "free", 1.0, 0.0) + rng.normal(0, 1, len(df)))  # fmt: skip
+            + np.where(df["plan"].to_numpy() == "free", 1.0, 0.0) + rng.normal(0, 1, len(df)))
     y = (risk > 0.5).astype(int)
     encoder = FeatureEncoder.fit(df, numeric, categorical, "native")
     params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": depth, "eta": 0.1,
-              "subsample": 0.8, "nthread": 2, "seed": 0, "verbosity": 0}  # fmt: skip
+              "subsample": 0.8, "nthread": 2, "seed": 0, "verbosity": 0}
     booster = xgb.train(params, encoder.dmatrix(df, label=y), num_boost_round=trees)
     configure_mlflow(env)
     experiment_id = ensure_experiment(env, cfg.name)
@@ -135,7 +135,7 @@ def _spark_udf_e2e(spark, lakehouse, cfg, package, version: int) -> float:
 
     t0 = time.perf_counter()
     udf = mlflow.pyfunc.spark_udf(spark, f"models:/{package.name}/{version}", result_type="double",
-                                  env_manager="local")  # fmt: skip
+                                  env_manager="local")
     features = lakehouse.read(spark, tables.features(cfg.entity.name)).where(F.col("as_of_date") == F.lit(AS_OF))
     cast = [F.col(c.name).cast("double" if c.type == "double" else "string").alias(c.name) for c in package.inputs]
     out = features.select("customer_id", "as_of_date", udf(F.struct(*cast)).alias("score"))
@@ -180,7 +180,7 @@ def score_throughput(ctx: BenchContext) -> BenchResult:
         feature_version = generate_snapshot(spark, lakehouse, cfg, rows)
         model = train_and_register(spark, env, lakehouse, cfg, trees, depth)
         marker.write_text(json.dumps({"feature_version": feature_version, "model_version": model["version"],
-                                      "setup_seconds": round(time.perf_counter() - t, 1)}))  # fmt: skip
+                                      "setup_seconds": round(time.perf_counter() - t, 1)}))
     setup = json.loads(marker.read_text())
     shutil.rmtree(Path(lakehouse.path(tables.PREDICTIONS)), ignore_errors=True)
 
@@ -209,7 +209,7 @@ def score_throughput(ctx: BenchContext) -> BenchResult:
 
     samples: dict[str, list[float]] = {"e2e": [], "raw": [], "raw+enc": []}
     pyfunc_pkg = load_package(resolve_for_scoring(cfg.model.registered_model_name, shadow_alias=None),
-                              force_pyfunc=True) if "pyfunc" in compare else None  # fmt: skip
+                              force_pyfunc=True) if "pyfunc" in compare else None
     if pyfunc_pkg is not None:
         samples["pyfunc"] = []
     if "spark_udf" in compare:
@@ -258,13 +258,13 @@ def score_throughput(ctx: BenchContext) -> BenchResult:
         {"case": "raw inplace_predict", "seconds": median(samples["raw"]), "rows_per_s": rps(median(samples["raw"]))},
         {"case": "raw decode+predict", "seconds": median(samples["raw+enc"]),
          "rows_per_s": rps(median(samples["raw+enc"]))},
-    ]  # fmt: skip
+    ]
     if "pyfunc" in samples:
         table.append({"case": "e2e generic pyfunc path", "seconds": median(samples["pyfunc"]),
-                      "rows_per_s": rps(median(samples["pyfunc"]))})  # fmt: skip
+                      "rows_per_s": rps(median(samples["pyfunc"]))})
     if "spark_udf" in samples:
         table.append({"case": "e2e mlflow spark_udf", "seconds": median(samples["spark_udf"]),
-                      "rows_per_s": rps(median(samples["spark_udf"]))})  # fmt: skip
+                      "rows_per_s": rps(median(samples["spark_udf"]))})
     ratio = median(samples["raw"]) / median(samples["e2e"])
     versus = {}
     if "spark_udf" in samples:  # same rows, same run, interleaved: the job's speed-up over the textbook way

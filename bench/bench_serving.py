@@ -83,7 +83,7 @@ def load(port: int, path: str, bodies: list[bytes], seconds: float, clients: int
     async def main():
         deadline = time.perf_counter() + seconds
         tasks = [asyncio.create_task(_client(port, path, bodies[c::clients] or bodies, deadline, lat, errors))
-                 for c in range(clients)]  # fmt: skip
+                 for c in range(clients)]
         side = asyncio.get_running_loop().run_in_executor(None, during) if during else None
         await asyncio.gather(*tasks)
         return await side if side else None
@@ -94,7 +94,7 @@ def load(port: int, path: str, bodies: list[bytes], seconds: float, clients: int
     ms = np.array(lat) * 1000 if lat else np.array([np.nan])
     return {"requests": len(lat), "errors": len(errors), "error_sample": [str(e)[:200] for e in errors[:3]],
             "rps": len(lat) / wall, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "side": side_result}  # fmt: skip
+            "side": side_result}
 
 
 def _post(url: str, body: dict, timeout: float = 60) -> dict:
@@ -144,13 +144,13 @@ def serving(ctx: BenchContext) -> BenchResult:
         register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees)
         cols = [c for c in frame.columns if not c.startswith("_")]
         write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
-                    {"use_case": "churn", "source_version": 0})  # fmt: skip
+                    {"use_case": "churn", "source_version": 0})
         features = [c for c in cols if c not in ("as_of_date",)]
         rows = json.loads(frame[features].head(1000).to_json(orient="records"))
         full = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
         keyed = [json.dumps({"dataframe_records": [{"customer_id": r["customer_id"]}]}).encode() for r in rows]
         no_key = [json.dumps({"dataframe_records": [{k: v for k, v in r.items() if k != "customer_id"}]}).encode()
-                  for r in rows]  # fmt: skip
+                  for r in rows]
         split_cols = list(rows[0])
         batch = json.dumps({"dataframe_split": {"columns": split_cols,
                                                 "data": [[r[c] for c in split_cols] for r in rows]}}).encode()
@@ -158,10 +158,10 @@ def serving(ctx: BenchContext) -> BenchResult:
         port, mport = free_port(), free_port()
         proc_env = {**os.environ}
         ours = [sys.executable, "-m", "mlops_core.serving", "--use-case", "churn", "--port", str(port),
-                "--log-level", "warning"]  # fmt: skip
+                "--log-level", "warning"]
         theirs = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
                   f"models:/churn_xgboost/{v1['version']}", "--env-manager", "local", "-w", "1", "-h", "127.0.0.1",
-                  "-p", str(mport)]  # fmt: skip
+                  "-p", str(mport)]
         # mlflow runs `uvicorn` by name: the venv's bin on PATH
         proc_env_mlflow = {**proc_env, "MLFLOW_TRACKING_URI": env.mlflow.tracking_uri,
                            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -208,7 +208,7 @@ def serving(ctx: BenchContext) -> BenchResult:
             for start in range(0, 10_000, 1000):
                 body = {"dataframe_split": {"columns": split_cols, "data": [
                     [f"K{start + i:06d}" if c == "customer_id" else r[c] for c in split_cols]
-                    for i, r in enumerate(rows)]}}  # fmt: skip
+                    for i, r in enumerate(rows)]}}
                 served += [p["served_entity"] for p in _post(url + inv, body)["predictions"]]
             challenger_share = served.count("challenger") / len(served)
 
@@ -219,7 +219,7 @@ def serving(ctx: BenchContext) -> BenchResult:
                 t0 = time.perf_counter()
                 out = reload_endpoint(url, "churn")
                 return {"new_version": new, "reload_s": time.perf_counter() - t0, "changed": out["changed"],
-                        "versions": out["versions"]}  # fmt: skip
+                        "versions": out["versions"]}
 
             results["reload"] = load(port, inv, keyed, max(seconds, 8.0), during=switch)
             after = _post(url + inv, {"dataframe_records": [{"customer_id": r["customer_id"]} for r in rows[:200]]})
@@ -234,7 +234,7 @@ def serving(ctx: BenchContext) -> BenchResult:
     side = results["reload"].pop("side")
     table = [{"case": name, "requests": r["requests"], "errors": r["errors"], "req_per_s": round(r["rps"], 1),
               "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2)}
-             for name, r in results.items()]  # fmt: skip
+             for name, r in results.items()]
     table.append({"case": "batch_1000", "rows_per_s": round(1000 / batch_s), "median_ms": round(batch_s * 1000, 2)})
     table.append({"case": "inplace_predict_1000", "rows_per_s": round(1000 / raw_s), "median_ms": round(raw_s * 1000, 2)})
     for r in results.values():
@@ -265,7 +265,7 @@ def serving(ctx: BenchContext) -> BenchResult:
         "champion_versions_after": sorted(champion_versions),
         "goal_reload_0_failed": results["reload"]["errors"] == 0 and champion_versions == {side["new_version"]},
         "trees": trees, "clients": CLIENTS, "seconds_per_case": seconds,
-    }  # fmt: skip
+    }
     return BenchResult(rows=table, summary=summary, notes=notes)
 
 

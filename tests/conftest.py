@@ -41,7 +41,7 @@ def _mlflow_uris_do_not_leak():
     saved = [(getattr(sys.modules.get(module), attr, None), os.environ.get(var))
              for module, attr, var in _MLFLOW_URI_GLOBALS]
     yield
-    for (module, attr, var), (value, env_value) in zip(_MLFLOW_URI_GLOBALS, saved):
+    for (module, attr, var), (value, env_value) in zip(_MLFLOW_URI_GLOBALS, saved, strict=True):
         if module in sys.modules:
             setattr(sys.modules[module], attr, value)
         if env_value is None:

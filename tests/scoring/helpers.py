@@ -96,7 +96,7 @@ def to_spark(spark, cfg, frame: pd.DataFrame, schema=None):
         "customer_id", "as_of_date",
         *[F.col(c).cast(spark_type(c)).alias(c) for c in feature_names(cfg)],
         "_computed_at", "_run_id",
-    )  # fmt: skip
+    )
 
 
 def write_snapshot(spark, lakehouse, cfg, frame: pd.DataFrame) -> int:

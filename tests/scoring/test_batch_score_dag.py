@@ -69,5 +69,5 @@ def test_as_of_date_comes_from_the_newest_triggering_event():
 
     assert latest_as_of_date(None) == latest_as_of_date({}) is None
     events = {"features": [_event({"as_of_dates": ["2026-03-01", "2026-02-27"]}), _event({}),
-                           _event({"as_of_dates": ["2026-03-02"]})]}  # fmt: skip
+                           _event({"as_of_dates": ["2026-03-02"]})]}
     assert latest_as_of_date(events) == "2026-03-02"

@@ -17,7 +17,7 @@ def _frame() -> pd.DataFrame:
         "days": pd.array([10, 20, None, 40, 50], dtype="Int64").astype("float64"),
         "plan": ["free", None, "premium", "gold", "basic"],  # None = NULL, gold = unseen in training
         "country": ["US", "DE", "US", None, "FR"],
-    })  # fmt: skip
+    })
 
 
 def _encoded(spark, enc, frame: pd.DataFrame) -> pd.DataFrame:
@@ -26,7 +26,7 @@ def _encoded(spark, enc, frame: pd.DataFrame) -> pd.DataFrame:
     from mlops_core.scoring.score import model_inputs
 
     package = ModelPackage(name="m", version=1, alias=None, run_id=None, kind=FAST_KIND, inputs=[], digest="d",
-                           encoder=enc.to_dict())  # fmt: skip
+                           encoder=enc.to_dict())
     schema = "orders double, days double, plan string, country string"
     df = spark.createDataFrame(frame.astype(object).where(frame.notna(), None), schema)
     return decode(enc.to_dict(), df.select(*model_inputs(package)).toPandas())
@@ -37,7 +37,7 @@ def test_spark_encoding_decodes_to_what_the_training_encoder_gives(spark, encodi
     from mlops_core.training.pyfunc_model import FeatureEncoder
 
     train = pd.DataFrame({"orders": [1.0, 2.0], "days": [3.0, 4.0], "plan": ["free", "premium"],
-                          "country": ["US", "DE"]})  # fmt: skip
+                          "country": ["US", "DE"]})
     enc = FeatureEncoder.fit(pd.concat([train, train.assign(plan="basic", country="FR")]), ["orders", "days"],
                              ["plan", "country"], encoding)
     frame = _frame()
@@ -56,7 +56,7 @@ def test_decoded_inputs_and_inplace_predict_match_the_booster_on_a_dmatrix(spark
     n = 500
     frame = pd.DataFrame({"orders": rng.poisson(2, n).astype(float), "days": rng.integers(0, 90, n).astype(float),
                           "plan": rng.choice(["free", "basic", "premium", None], n),
-                          "country": rng.choice(["US", "DE", "FR"], n)})  # fmt: skip
+                          "country": rng.choice(["US", "DE", "FR"], n)})
     y = ((frame["orders"] < 2) & (frame["plan"] == "free")).astype(int)
     enc = FeatureEncoder.fit(frame, ["orders", "days"], ["plan", "country"], "native")
     booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, enc.dmatrix(frame, y), 20)
@@ -70,7 +70,7 @@ def test_signature_check_names_missing_columns_and_wrong_types():
     schema = StructType([
         StructField("orders", LongType()), StructField("days", IntegerType()),
         StructField("plan", StringType()), StructField("spent", StringType()), StructField("extra", DoubleType()),
-    ])  # fmt: skip
+    ])
     ok = [InputColumn("orders", "double"), InputColumn("days", "long"), InputColumn("plan", "string")]
     check_signature(ok, schema, "features.t", "m version 1")  # widening is fine, extra columns are ignored
 

@@ -45,7 +45,7 @@ def write_config_dir(root: Path) -> Path:
         "churnsolo": {**churn, "name": "churnsolo",
                       "model": {**churn["model"], "registered_model_name": "churn_solo"},
                       "serving": {**churn["serving"], "auth_token_env": TOKEN_ENV, "poll_seconds": 1}},
-    }  # fmt: skip
+    }
     for name, data in variants.items():
         (config / "use_cases" / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     return config
@@ -106,7 +106,7 @@ def server(stack, tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("serving-log") / "server.log"
     env = {**os.environ, "MLOPS_DATA_DIR": str(stack.data_dir), "MLOPS_CONFIG_DIR": str(stack.config_dir),
-           TOKEN_ENV: TOKEN}  # fmt: skip
+           TOKEN_ENV: TOKEN}
     cmd = [sys.executable, "-m", "mlops_core.serving", "--use-case", "churn", "--use-case", "churnshadow",
            "--use-case", "churnsolo", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with serve(cmd, port, log, env=env, timeout=90) as proc:

@@ -14,7 +14,7 @@ def _load(name: str = "churn"):
 
 def _entity(name: str, version: str) -> dict:
     return {"name": name, "entity_name": "ml_prod.mlops.churn_xgboost", "entity_version": version,
-            "workload_size": "Small", "scale_to_zero_enabled": True}  # fmt: skip
+            "workload_size": "Small", "scale_to_zero_enabled": True}
 
 
 def test_create_request_is_the_sdk_body(databricks_workspace):
@@ -32,7 +32,7 @@ def test_create_request_is_the_sdk_body(databricks_workspace):
         "ai_gateway": {"inference_table_config": {"catalog_name": "ml_prod", "schema_name": "churn_monitoring",
                                                   "table_name_prefix": "inference_log", "enabled": True}},
         "tags": [{"key": "use_case", "value": "churn"}, {"key": "serving_mode", "value": "ab"}],
-    }  # fmt: skip
+    }
     sent = create_call(cfg, env, {"champion": 4, "challenger": 5})
     assert (sent.method, sent.path, sent.body) == ("POST", "/api/2.0/serving-endpoints", body)
 

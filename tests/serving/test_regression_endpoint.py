@@ -35,7 +35,7 @@ def regression_model(tmp_path_factory):
         encoder = FeatureEncoder.fit(frame, numeric, sorted(CATEGORICAL), "native")
         y = frame["total_spent_30d"].fillna(0).to_numpy() * 1.5 + 10
         booster = xgb.train({"objective": "reg:squarederror", "max_depth": 3, "nthread": 1, "verbosity": 0},
-                            encoder.dmatrix(frame, label=y), num_boost_round=15)  # fmt: skip
+                            encoder.dmatrix(frame, label=y), num_boost_round=15)
         name = f"spend_test_{uuid.uuid4().hex[:8]}"
         with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=ensure_experiment(env, "spend")) as run:
             info = log_pyfunc_model(booster, encoder, frame, Path(tmp), task="regression")

@@ -23,7 +23,7 @@ def test_buckets_are_stable_across_processes_and_salted_by_use_case():
     here = [bucket("churn", k) for k in keys]
     code = "from mlops_core.serving.routing import bucket; print([bucket('churn', f'C{i:05d}') for i in range(50)])"
     there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout  # fmt: skip
+                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout
     assert eval(there) == here  # noqa: S307 - our own output
     assert all(0 <= b < 10_000 for b in here)
     assert here != [bucket("spend", k) for k in keys]
@@ -60,7 +60,7 @@ def test_custom_routes_three_entities_and_route_order():
         "served_entities": [{"name": "champion"}, {"name": "challenger"}, {"name": "canary", "alias": "exp"}],
         "traffic_config": {"routes": [{"served_entity_name": "canary", "traffic_percentage": 5},
                                       {"served_entity_name": "champion", "traffic_percentage": 90},
-                                      {"served_entity_name": "challenger", "traffic_percentage": 5}]}})  # fmt: skip
+                                      {"served_entity_name": "challenger", "traffic_percentage": 5}]}})
     table = build_table("churn", spec, _entities("champion", "challenger", "canary"))
     keys = [f"C{i:06d}" for i in range(10_000)]
     assert all(table.route(k).name == "canary" for k in keys if bucket("churn", k) < 500)
@@ -78,7 +78,7 @@ def test_custom_routes_three_entities_and_route_order():
     ({"auth_token_env": "not-a-var"}, "environment variable"),
     ({"max_batch_rows": 0}, "max_batch_rows"),
     ({"routes": []}, "routes"),
-])  # fmt: skip
+])
 def test_bad_sections_are_refused_with_the_key(section, message):
     with pytest.raises(ValidationError, match=message):
         ServingSpec.model_validate(section)

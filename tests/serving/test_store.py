@@ -17,7 +17,7 @@ from mlops_core.serving.store import OnlineStore, StoreUnavailable, write_store
 def _table(n: int, as_of: date, value: float) -> pa.Table:
     return pa.table({"customer_id": [f"C{i:04d}" for i in range(n)], "as_of_date": [as_of] * n,
                      "total_spent_30d": [value + i for i in range(n)], "plan": ["free", None] * (n // 2),
-                     "vip": [True, False] * (n // 2), "_run_id": ["x"] * n})  # fmt: skip
+                     "vip": [True, False] * (n // 2), "_run_id": ["x"] * n})
 
 
 def test_write_is_atomic_and_a_reader_follows_the_new_file(tmp_path, monkeypatch):

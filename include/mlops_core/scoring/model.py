@@ -85,7 +85,7 @@ def resolve_for_scoring(
         log.info("%s@%s is the scoring version %s itself: no shadow scoring", name, shadow_alias, primary.version)
         shadow = None
     log.info("pinned %s version %s (%s)%s", name, primary.version, label,
-             f"; shadow {shadow_alias} = version {shadow.version}" if shadow else "")  # fmt: skip
+             f"; shadow {shadow_alias} = version {shadow.version}" if shadow else "")
     return {
         "model_name": name,
         "model_version": int(primary.version),
@@ -169,7 +169,7 @@ class ModelPackage:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "alias": self.alias, "run_id": self.run_id,
-                "kind": self.kind, "inputs": len(self.inputs), "digest": self.digest}  # fmt: skip
+                "kind": self.kind, "inputs": len(self.inputs), "digest": self.digest}
 
 
 def _inputs_from_signature(model_meta) -> list[InputColumn] | None:

@@ -80,7 +80,7 @@ def output_columns(task: str = "binary") -> list[str]:
 def prediction_columns(key: str, task: str = "binary") -> list[str]:
     """Columns of gold.predictions and gold.shadow_predictions, in table order."""
     return [key, AS_OF_DATE, *output_columns(task), FEATURE_STATUS, MISSING_FEATURES, MODEL_NAME, MODEL_ALIAS,
-            MODEL_VERSION, MLFLOW_RUN_ID, FEATURE_TABLE_VERSION, SCORED_AT, RUN_ID]  # fmt: skip
+            MODEL_VERSION, MLFLOW_RUN_ID, FEATURE_TABLE_VERSION, SCORED_AT, RUN_ID]
 
 
 COLUMN_COMMENTS = {
@@ -398,7 +398,7 @@ class BatchScorer:
             )
         if missing:
             log.warning("%s: %d of %d entities have missing required features: flagged (%s)", as_of, missing,
-                        rows, self.spec.on_missing_features)  # fmt: skip
+                        rows, self.spec.on_missing_features)
         return rows, missing
 
     def _parallel(self, df: DataFrame) -> DataFrame:
@@ -429,7 +429,7 @@ class BatchScorer:
         scored_at = datetime.now(UTC).replace(microsecond=0)
         common = dict(key=self.key, as_of=as_of, required=self.required, threshold=self.threshold,
                       policy=self.spec.on_missing_features, feature_table_version=self.feature_table_version,
-                      scored_at=scored_at, run_id=self.run_id, task=self.task)  # fmt: skip
+                      scored_at=scored_at, run_id=self.run_id, task=self.task)
         try:
             t1 = time.perf_counter()
             predictions = prediction_rows(scored, 0, self.packages[0], **common)
@@ -439,7 +439,7 @@ class BatchScorer:
             if written is not None and written != rows:
                 raise RuntimeError(f"{as_of}: wrote {written} prediction rows for a snapshot of {rows} entities")
             result = DateResult(as_of, rows, flagged, rows - flagged if self.spec.on_missing_features == "flag"
-                                else rows, version, seconds=seconds)  # fmt: skip
+                                else rows, version, seconds=seconds)
             if shadow:
                 t2 = time.perf_counter()
                 shadow_rows = prediction_rows(scored, 1, self.packages[1], **common)
@@ -457,7 +457,7 @@ class BatchScorer:
                 scored.unpersist()
         log.info("%s: %d entities scored with %s (%d flagged), predictions version %s%s", as_of, rows,
                  self.packages[0].label, flagged, result.predictions_version,
-                 f"; shadow {self.packages[1].label}" if shadow else "")  # fmt: skip
+                 f"; shadow {self.packages[1].label}" if shadow else "")
         return result
 
     def run(self, dates: list[date]) -> list[DateResult]:

@@ -79,7 +79,7 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
 
     app = FastAPI(title="mlops serving", version="1", lifespan=lifespan,
                   description="Real-time scoring of every served use case, champion/challenger traffic split by "
-                  "entity key, features from the request or the online store.")  # fmt: skip
+                  "entity key, features from the request or the online store.")
     limit = max(1 << 20, max((ep.spec.max_batch_rows for ep in endpoints.values()), default=1) * 16 * 1024)
     app.add_middleware(BodyLimit, limit=limit)
 
@@ -88,13 +88,13 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
         if ep is None:
             raise ServingError(404, "ENDPOINT_NOT_FOUND",
                                f"no endpoint {use_case!r}; served: {', '.join(sorted(endpoints)) or 'none'}",
-                               field="use_case")  # fmt: skip
+                               field="use_case")
         if ep.token is not None:
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), ep.token.encode()):
                 raise ServingError(401, "UNAUTHENTICATED", f"endpoint {use_case!r} needs Authorization: Bearer "
-                                   "<token>" + (" (the token given is not valid)" if header else ""))  # fmt: skip
+                                   "<token>" + (" (the token given is not valid)" if header else ""))
         return ep
 
     def request_id_of(request: Request) -> str | None:
@@ -108,7 +108,7 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s", request.url.path)
         return _json({"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}",
-                      "request_id": request_id_of(request)}, 500)  # fmt: skip
+                      "request_id": request_id_of(request)}, 500)
 
     @app.get("/health", tags=["probes"])
     async def health() -> dict[str, str]:
@@ -119,7 +119,7 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
     async def ready():
         """Readiness: every configured endpoint has its models loaded."""
         state = {uc: {"ready": ep.ready, "versions": ep.table.versions() if ep.table else {}, "error": ep.error}
-                 for uc, ep in endpoints.items()}  # fmt: skip
+                 for uc, ep in endpoints.items()}
         ok = bool(endpoints) and all(s["ready"] for s in state.values())
         return _json({"ready": ok, "endpoints": state}, 200 if ok else 503)
 
@@ -139,14 +139,14 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
          "description": "per row, the top-k feature contributions (XGBoost's native SHAP values)"},
         {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "echoed as request_id (default: a new uuid4)"},
-    ]  # fmt: skip
+    ]
 
     # The handler takes only the Request (path and query read by hand, documented through openapi_extra):
     # FastAPI's parameter solving was a third of a single-row request's cost.
     @app.post("/serving-endpoints/{use_case}/invocations", tags=["endpoints"], response_model=ScoringResponse,
               responses=_ERRORS,
               openapi_extra={"parameters": invocation_params, "requestBody": {"required": True, "content": {
-                  "application/json": {"schema": {"$ref": "#/components/schemas/ScoringRequest"}}}}})  # fmt: skip
+                  "application/json": {"schema": {"$ref": "#/components/schemas/ScoringRequest"}}}}})
     async def invocations(request: Request):
         """Score rows: full feature rows, or only entity keys (features from the online store)."""
         request_id = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -178,7 +178,7 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
             raise
         except Exception as exc:
             raise ServingError(503, "RELOAD_FAILED", f"reload failed, the loaded versions keep serving: "
-                               f"{type(exc).__name__}: {exc}") from None  # fmt: skip
+                               f"{type(exc).__name__}: {exc}") from None
 
     default_openapi = app.openapi
 

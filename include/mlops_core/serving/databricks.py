@@ -74,7 +74,7 @@ def served_config(cfg: UseCaseConfig, env: EnvironmentConfig, versions: dict[str
         present.append(entity.name)
         entities.append({"name": entity.name, "entity_name": cfg.model.registered_model_name,
                          "entity_version": str(int(version)), "workload_size": spec.databricks.workload_size,
-                         "scale_to_zero_enabled": spec.databricks.scale_to_zero_enabled})  # fmt: skip
+                         "scale_to_zero_enabled": spec.databricks.scale_to_zero_enabled})
     shares = {name: 0 for name in present}
     for name, pct in spec.percentages().items():
         shares[name if name in shares else primary.name] += pct
@@ -91,7 +91,7 @@ def create_request(cfg: UseCaseConfig, env: EnvironmentConfig, versions: dict[st
     if spec.databricks.inference_table and env.storage.catalog:
         body["ai_gateway"] = {"inference_table_config": {
             "catalog_name": env.storage.catalog, "schema_name": f"{cfg.name}_monitoring",
-            "table_name_prefix": INFERENCE_TABLE_PREFIX, "enabled": True}}  # fmt: skip
+            "table_name_prefix": INFERENCE_TABLE_PREFIX, "enabled": True}}
     body["tags"] = [{"key": "use_case", "value": cfg.name}, {"key": "serving_mode", "value": spec.mode}]
     return body
 

@@ -129,7 +129,7 @@ def _keys(values: list[Any], key: str) -> list[str]:
     for i, value in enumerate(values):
         if value is _ABSENT or value is None or isinstance(value, (bool, list, dict)) or value == "":
             raise _bad(f"row {i}: the entity key {key!r} is missing or not a string/number"
-                       + ("" if value is _ABSENT else f" (got {value!r})"), field=key, row=i)  # fmt: skip
+                       + ("" if value is _ABSENT else f" (got {value!r})"), field=key, row=i)
         out.append(value if isinstance(value, str) else str(value))
     return out
 
@@ -140,7 +140,7 @@ _ABSENT = object()
 def _type_error(column: str, kind: str, values: list[Any], rows: list[int]) -> ServingError:
     ok = {"number": lambda v: v is None or (isinstance(v, _NUMBER) and not isinstance(v, bool)),
           "string": lambda v: v is None or isinstance(v, str),
-          "boolean": lambda v: v is None or isinstance(v, bool)}[kind]  # fmt: skip
+          "boolean": lambda v: v is None or isinstance(v, bool)}[kind]
     for i, v in zip(rows, values, strict=True):
         if not ok(v):
             expected = {"number": "a number", "string": "a string", "boolean": "true or false"}[kind]
@@ -202,7 +202,7 @@ class Endpoint:
                 if primary not in resolved:
                     raise ServingError(503, "MODEL_NOT_AVAILABLE",
                                        f"model {self.model_name!r} has no version with alias {primary!r}: train and "
-                                       "promote a model first")  # fmt: skip
+                                       "promote a model first")
                 held = {e.model.version: e.model for e in current.entities} if current else {}
                 loaded: dict[str, ServedEntity] = {}
                 for entity in self.spec.served_entities:
@@ -218,7 +218,7 @@ class Endpoint:
             except Exception as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.error("endpoint %s: reload failed (%s); %s", self.use_case, self.error,
-                          "the loaded versions keep serving" if current else "not ready")  # fmt: skip
+                          "the loaded versions keep serving" if current else "not ready")
                 raise
             changed = current is None or table.versions() != previous
             if changed:
@@ -231,7 +231,7 @@ class Endpoint:
             self.error = None
         return {"use_case": self.use_case, "changed": changed, "versions": self.table.versions(),
                 "previous": previous, "missing_aliases": list(self.table.missing),
-                "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+                "seconds": round(time.perf_counter() - started, 3)}
 
     def poll_once(self) -> bool:
         """Reload when an alias moved (or nothing is loaded yet); True when the table changed."""
@@ -271,14 +271,14 @@ class Endpoint:
                 "task": self.task, "key_column": self.key, "max_batch_rows": self.spec.max_batch_rows,
                 "auth": self.token is not None, "poll_seconds": self.spec.poll_seconds, "reloads": self.reloads,
                 "error": self.error, **(table.describe() if table else {"mode": self.spec.mode}),
-                "online_store": self.store.describe() if self.store else None}  # fmt: skip
+                "online_store": self.store.describe() if self.store else None}
 
     # ---- scoring --------------------------------------------------------------------------------------
     def invoke(self, body: Any, *, explain: bool = False, request_id: str | None = None) -> dict[str, Any]:
         table = self.table  # read once: this request uses these versions to the end
         if table is None:
             raise ServingError(503, "ENDPOINT_NOT_READY", f"endpoint {self.use_case!r} has no model loaded yet"
-                               + (f" ({self.error})" if self.error else ""))  # fmt: skip
+                               + (f" ({self.error})" if self.error else ""))
         rows, given, n = parse_request(body)
         if isinstance(body, dict) and body.get("explain") is not None:
             if not isinstance(body["explain"], bool):
@@ -302,7 +302,7 @@ class Endpoint:
             missing = [c for c in inputs if c not in given]
             if missing and not wanted.isdisjoint(given):
                 raise _bad(f"row 0: missing features {_listed(missing)} (send every model input, or only the key {key!r} "
-                           "to read the features from the online store)", field=missing[0], row=0)  # fmt: skip
+                           "to read the features from the online store)", field=missing[0], row=0)
             request_rows = [] if missing else list(range(n))
         else:
             keys = _keys([row.get(key, _ABSENT) for row in rows], key)
@@ -319,7 +319,7 @@ class Endpoint:
 
         if all_request:
             columns = ({c: given[c] for c in inputs} if given is not None
-                       else {c: [row[c] for row in rows] for c in inputs})  # fmt: skip
+                       else {c: [row[c] for row in rows] for c in inputs})
         if request_rows:
             for c, kind in inputs.items():
                 values = columns[c] if all_request else [rows[i][c] for i in request_rows]
@@ -337,12 +337,12 @@ class Endpoint:
             if unknown:
                 raise ServingError(404, "RESOURCE_DOES_NOT_EXIST",
                                    f"{len(unknown)} {key} value(s) not in the online store: {unknown[:20]}",
-                                   field=key, keys=unknown[:100])  # fmt: skip
+                                   field=key, keys=unknown[:100])
             lacking = [c for c in inputs if c not in (self.store.columns if self.store else {})]
             if lacking:
                 raise ServingError(503, "STORE_SCHEMA_MISMATCH",
                                    f"the online store has no column(s) {lacking} the served models need: refresh it "
-                                   "with the features the models were trained on")  # fmt: skip
+                                   "with the features the models were trained on")
             merged = list(rows) if rows is not None else [None] * n
             for i in store_rows:
                 merged[i] = found[keys[i]]
@@ -378,23 +378,23 @@ class Endpoint:
                 results[i] = out
             if explain:
                 for i, contrib in zip(idx, entity.model.contributions(columns, n, idx, self.spec.explain_top_k, matrices),
-                                      strict=True):  # fmt: skip
+                                      strict=True):
                     explained[i] = contrib
             for shadow in table.shadows(entity):
                 svalues = shadow.model.predict(columns, n, None if len(idx) == n else idx, matrices)
                 for i, out in zip(idx, self._outputs(svalues), strict=True):
                     shadow_out.setdefault(i, []).append(
                         {"served_entity": shadow.name, "model_name": shadow.model.name,
-                         "model_version": shadow.model.version, **out})  # fmt: skip
+                         "model_version": shadow.model.version, **out})
 
         served_fields = {id(e): {"served_entity": e.name, "model_name": e.model.name,
-                                 "model_version": e.model.version} for e in table.entities}  # fmt: skip
+                                 "model_version": e.model.version} for e in table.entities}
         predictions = []
         plain = not (missing_by_row or as_of or explain or table.mode == "shadow")
         for i in range(n):
             row: dict[str, Any] = {"key": keys[i], "status": "ok", **results[i], **served_fields[id(served[i])],
                                    "features_source": "online_store" if i in as_of else "request",
-                                   "features_as_of": as_of.get(i)}  # fmt: skip
+                                   "features_as_of": as_of.get(i)}
             if plain:
                 predictions.append(row)
                 continue
@@ -409,7 +409,7 @@ class Endpoint:
         store_as_of = self.store.meta.get("as_of_date") if (self.store and as_of) else None
         return {"request_id": request_id or uuid.uuid4().hex, "use_case": self.use_case, "mode": table.mode,
                 "task": self.task, "threshold": self.threshold if self.task == "binary" else None,
-                "key_column": key, "store_as_of": store_as_of, "predictions": predictions}  # fmt: skip
+                "key_column": key, "store_as_of": store_as_of, "predictions": predictions}
 
     def _outputs(self, values: np.ndarray) -> list[dict[str, Any]]:
         """The prediction fields of each value (binary: probability + label; regression: prediction)."""
@@ -432,7 +432,7 @@ class Endpoint:
 
         if self.store is None:
             raise ServingError(503, "STORE_NOT_AVAILABLE", f"endpoint {self.use_case!r} has no online store: send "
-                               "full feature rows")  # fmt: skip
+                               "full feature rows")
         try:
             return self.store.lookup(keys)
         except StoreUnavailable as exc:

@@ -76,7 +76,7 @@ class ServedModel:
 
     def describe(self) -> dict[str, Any]:
         return {"model_name": self.name, "model_version": self.version, "run_id": self.run_id, "task": self.task,
-                "kind": self.kind, "inputs": len(self.inputs)}  # fmt: skip
+                "kind": self.kind, "inputs": len(self.inputs)}
 
     # ---- scoring ----------------------------------------------------------------------------------------
     def feature_names(self) -> list[str]:
@@ -151,7 +151,7 @@ class ServedModel:
         x = self.encoded(columns, n, cache)[rows]
         names = self.feature_names()
         types = (["float"] * len(self.encoder["numeric"]) + ["c"] * len(self.encoder["categorical"])
-                 if self.encoder["encoding"] == "native" else ["float"] * len(names))  # fmt: skip
+                 if self.encoder["encoding"] == "native" else ["float"] * len(names))
         dm = xgb.DMatrix(x, feature_names=names, feature_types=types, enable_categorical=True, nthread=1)
         values = self.booster.predict(dm, pred_contribs=True)
         sources = [n.split("=", 1)[0] for n in names]
@@ -171,7 +171,7 @@ def load_model(name: str, version: int, *, use_case_task: str, threshold: float,
     from mlops_core.scoring.model import FAST_KIND, load_package
 
     package = load_package({"model_name": name, "model_version": int(version), "model_alias": alias,
-                            "model_run_id": run_id})  # fmt: skip
+                            "model_run_id": run_id})
     task = package.task or use_case_task
     if task != use_case_task:
         raise InputError(f"{package.label} is a {task} model, but the use case has model.task {use_case_task!r}")

@@ -79,7 +79,7 @@ class RoutingTable:
     def describe(self) -> dict[str, Any]:
         return {"mode": self.mode, "served_entities": [e.describe() for e in self.entities],
                 "traffic_percentage": dict(self.percentages), "missing_aliases": list(self.missing),
-                "loaded_at": self.loaded_at}  # fmt: skip
+                "loaded_at": self.loaded_at}
 
 
 def build_table(use_case: str, spec: ServingSpec, loaded: dict[str, ServedEntity]) -> RoutingTable:

@@ -107,7 +107,7 @@ def write_store(path: Path, key: str, arrow_table, meta: dict[str, Any]) -> dict
             conn.execute("PRAGMA journal_mode=OFF")
             conn.execute("PRAGMA synchronous=OFF")
             cols_sql = ", ".join(f"{_quote(c)} {types[c][0]}" + (" PRIMARY KEY NOT NULL" if c == key else "")
-                                 for c in columns)  # fmt: skip
+                                 for c in columns)
             conn.execute(f"CREATE TABLE {TABLE} ({cols_sql}) WITHOUT ROWID")
             insert = (f"INSERT OR REPLACE INTO {TABLE} VALUES ({', '.join('?' * len(columns))})")
             key_index = columns.index(key)
@@ -122,7 +122,7 @@ def write_store(path: Path, key: str, arrow_table, meta: dict[str, Any]) -> dict
                     f"SELECT MIN({_quote(AS_OF_DATE)}), MAX({_quote(AS_OF_DATE)}) FROM {TABLE}").fetchone()
             info = {**meta, "key": key, "rows": rows, "as_of_date": as_of, "min_as_of_date": min_as_of,
                     "refreshed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "columns": {c: t[1] for c, t in types.items()}}  # fmt: skip
+                    "columns": {c: t[1] for c, t in types.items()}}
             conn.execute(f"CREATE TABLE {META} (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID")
             conn.executemany(f"INSERT INTO {META} VALUES (?, ?)", [(k, json.dumps(v)) for k, v in info.items()])
             conn.commit()
@@ -159,7 +159,7 @@ def refresh_online_store(spark: SparkSession, lakehouse: Lakehouse, use_case_cfg
     path = online_store_path(env, use_case_cfg)
     out = write_store(path, use_case_cfg.entity.key, arrow,
                       {"use_case": use_case_cfg.name, "entity": use_case_cfg.entity.name,
-                       "source_table": lakehouse.identifier(table), "source_version": version})  # fmt: skip
+                       "source_table": lakehouse.identifier(table), "source_version": version})
     out["seconds"] = round(time.perf_counter() - started, 3)
     log.info("online store %s: %s rows as of %s (source version %s)", path, out["rows"], out["as_of_date"], version)
     return out
@@ -208,7 +208,7 @@ class OnlineStore:
 
     def _open(self) -> sqlite3.Connection:
         return sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
-                               check_same_thread=False)  # fmt: skip
+                               check_same_thread=False)
 
     def _conn(self) -> sqlite3.Connection:
         self._check()
