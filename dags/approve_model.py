@@ -50,8 +50,6 @@ def build(cfg: UseCaseConfig):
             },
         )
 
-
-
     return approve_model()
 
 

@@ -105,8 +105,6 @@ def build(cfg: UseCaseConfig):
         )
         resolve >> day >> score
 
-
-
     return batch_score()
 
 

@@ -98,8 +98,6 @@ def build(cfg: UseCaseConfig):
 
         alert(report.output)
 
-
-
     return drift_report()
 
 

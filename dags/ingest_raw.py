@@ -97,8 +97,6 @@ def build(cfg: UseCaseConfig):
                 )
                 wait >> ingest
 
-
-
     return ingest_raw()
 
 

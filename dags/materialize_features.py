@@ -92,8 +92,6 @@ def build(cfg: UseCaseConfig):
             execution_timeout=timedelta(hours=3),
         )
 
-
-
     return materialize_features()
 
 

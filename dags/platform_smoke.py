@@ -38,8 +38,6 @@ def build(cfg: UseCaseConfig):
             outlets=[Asset(name=asset_name(cfg.name, "ops", "smoke"), uri=asset_uri(cfg.name, "ops", "smoke"))],
         )
 
-
-
     return platform_smoke()
 
 

@@ -35,6 +35,7 @@ from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.mlflow_registry import RegisterModelOperator
+from mlops_airflow.operators.serving import ReloadServingOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.approval import ApprovalSensor
 from mlops_core.config import UseCaseConfig
@@ -169,8 +170,11 @@ def build(cfg: UseCaseConfig):
         train >> register >> gate >> branch
         branch >> [done, rejected(), wait]
         wait >> done
-
-
+        if cfg.serving is not None:
+            # the endpoint switches now to the new challenger (and the new champion when promoted); without
+            # this task it would at its next alias poll
+            [register, done] >> ReloadServingOperator(task_id="reload_serving", use_case=cfg.name,
+                                                      trigger_rule="none_failed_min_one_success")
 
     return retrain_model()
 

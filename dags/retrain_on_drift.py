@@ -120,8 +120,6 @@ def build(cfg: UseCaseConfig):
 
         wait_for_drift >> record_trigger >> trigger_retrain >> notify(wait_for_drift.output)
 
-
-
     return retrain_on_drift()
 
 

@@ -11,6 +11,7 @@ from airflow.sdk import Param, dag
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.notifiers import MlopsNotifier
+from mlops_airflow.operators.serving import ReloadServingOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
@@ -37,7 +38,7 @@ def build(cfg: UseCaseConfig):
         },
     )
     def rollback_model():
-        SparkJobOperator(
+        rollback = SparkJobOperator(
             task_id="rollback",
             job="promote",
             use_case=cfg.name,
@@ -55,8 +56,8 @@ def build(cfg: UseCaseConfig):
                 raise_on_error=False,
             ),
         )
-
-
+        if cfg.serving is not None:  # the endpoint serves the restored champion at once, no restart
+            rollback >> ReloadServingOperator(task_id="reload_serving", use_case=cfg.name)
 
     return rollback_model()
 

@@ -45,7 +45,7 @@ def test_full_rows_in_every_format_match_the_logged_pyfunc(server):
     cols = list(rows[0])
     bodies = [{"dataframe_records": rows}, {"instances": rows}, {"inputs": rows},
               {"inputs": {c: [r[c] for r in rows] for c in cols}},
-              {"dataframe_split": {"columns": cols, "data": [[r[c] for c in cols] for r in rows]}}]  # fmt: skip
+              {"dataframe_split": {"columns": cols, "data": [[r[c] for c in cols] for r in rows]}}]
     answers = []
     for body in bodies:
         status, out = call(server.url, "POST", INV.format("churn"), body)
@@ -173,7 +173,7 @@ def _bad_cases(frame):
         ("bool as number", {"dataframe_records": [{**row, "tenure_days": True}]}, None, 422, "tenure_days"),
         ("unknown key", {"dataframe_records": [{"customer_id": "NOPE-1"}, {"customer_id": frame.customer_id[0]}]},
          None, 404, "customer_id"),
-    ]  # fmt: skip
+    ]
 
 
 def test_bad_input_is_a_4xx_naming_the_field_and_the_endpoint_keeps_serving(server):
@@ -234,7 +234,7 @@ def test_reload_under_concurrent_load_switches_with_no_failed_request(server):
     champion_keys = [k for k in keys if bucket("churn", k) < 8000]
     stop, out, errors = threading.Event(), [], []
     threads = [threading.Thread(target=_load, args=(server.url, INV.format("churn"), bodies, stop, out, errors))
-               for _ in range(6)]  # fmt: skip
+               for _ in range(6)]
     for t in threads:
         t.start()
     try:
@@ -267,7 +267,7 @@ def test_alias_poll_switches_without_a_reload_call(server):
     from tests.scoring.helpers import register_model
 
     new = register_model(server.env, server.cfg, server.frame, name="churn_solo", alias="champion", seed=9,
-                         rounds=5)["version"]  # fmt: skip
+                         rounds=5)["version"]
     path = INV.format("churnsolo")
     deadline = time.monotonic() + 15
     while True:
@@ -277,3 +277,29 @@ def test_alias_poll_switches_without_a_reload_call(server):
             break
         assert time.monotonic() < deadline, "the poll did not switch to the new champion"
         time.sleep(0.3)
+
+
+def test_the_dags_reload_task_switches_the_endpoint_and_is_skipped_without_one(server, monkeypatch):
+    """What retrain_model and rollback_model run after moving an alias: ReloadServingOperator finds the endpoint
+    through the `mlops_serving` connection (its password is the bearer token) and makes it serve the new
+    version now; with no endpoint configured it skips, saying why."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from mlops_airflow.operators.serving import ReloadServingOperator
+    from tests.scoring.helpers import register_model
+
+    host, port = server.url.removeprefix("http://").split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_SERVING", json.dumps(
+        {"conn_type": "http", "host": host, "port": int(port), "schema": "http", "password": TOKEN}))
+    new = register_model(server.env, server.cfg, server.frame, name="churn_solo", alias="champion", seed=11,
+                         rounds=5)["version"]
+    answer = ReloadServingOperator(task_id="reload_serving", use_case="churnsolo").execute({})
+    assert answer["versions"]["champion"] == new
+    status, out = call(server.url, "POST", INV.format("churnsolo"),
+                       {"dataframe_records": feature_rows(server.frame, 1)}, token=TOKEN)
+    assert status == 200 and out["predictions"][0]["model_version"] == new
+
+    monkeypatch.delenv("AIRFLOW_CONN_MLOPS_SERVING")
+    monkeypatch.delenv("MLOPS_SERVING_URL", raising=False)
+    with pytest.raises(AirflowSkipException, match="no serving endpoint configured"):
+        ReloadServingOperator(task_id="reload_serving", use_case="churnsolo").execute({})
