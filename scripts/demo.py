@@ -150,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
                         help="port of the shared Spark Connect server the jobs use (0: each job starts its own Spark)")
+    parser.add_argument("--serving-port", type=int, default=int(os.environ.get("SERVING_PORT", "8090")),
+                        help="port of the real-time serving endpoints (0: no serving)")
+    parser.add_argument("--requests", type=int, default=300,
+                        help="requests the demo sends to each serving endpoint at the end")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per DAG run")
     parser.add_argument("--smoke", action="store_true",
                         help="only the Spark + Delta smoke DAG instead of the whole loop")
@@ -161,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".local" / "airflow")).resolve()
     # The demo triggers every run itself: no cron or asset-triggered runs racing its backfills.
     af = LocalAirflow(home=home, port=args.port, mlflow_port=None, spark_port=args.spark_port or None,
+                      serving_port=(args.serving_port or None) if not args.smoke else None,
                       extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                                  # the drift-triggered retrain takes the use case's trials: fewer for a demo
                                  "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(DEMO_HPO_TRIALS)})
@@ -187,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             Step(PRIMARY, "platform_smoke", {"rows": 1000}, "Spark + Delta round trip through the Spark job operator")
         ]
         summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
+        if af.serving_port and summary.get("ok"):
+            summary["serving"] = serve_traffic(af.serving_url, args.requests)
     finally:
         say("stopping the Airflow processes this demo started")
         af.stop(timeout=10)  # every run has finished: no 30 s wait for a graceful executor shutdown
@@ -343,6 +350,68 @@ def follow_drift_retrain(client: AirflowClient, use_case: str, summary: dict[str
     summary.setdefault("gates", []).append(_xcom(client, retrain, run, "validate_and_promote"))
 
 
+def serve_traffic(url: str, requests: int, timeout: float = 120) -> dict[str, Any]:
+    """Send `requests` single-row requests to each served use case's endpoint, as an application would: two in
+    three by customer id only (features from the online store the features job refreshed), the others with the
+    full feature row; returns per use case the requests, failures, share and version per served entity, latency."""
+    import sqlite3
+    import urllib.error
+    import urllib.request
+
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.serving.store import TABLE, online_store_path
+
+    say(f"real-time serving on {url}: waiting for the endpoints to load their champions")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=5) as resp:
+                ready = json.loads(resp.read())
+            break
+        except urllib.error.HTTPError as exc:  # 503 until every endpoint has its models
+            ready = json.loads(exc.read() or b"{}")
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            ready = {"error": repr(exc)}
+        if time.monotonic() > deadline:
+            return {"error": f"not ready after {timeout:.0f}s: {ready}"}
+        time.sleep(1)
+    env, out = load_environment(), {}
+    for use_case in ready.get("endpoints", {}) or [name for name in demo_use_cases()]:
+        cfg = load_use_case(use_case)
+        with sqlite3.connect(f"file:{online_store_path(env, cfg)}?mode=ro", uri=True) as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute(f"SELECT * FROM {TABLE} LIMIT {requests}")]
+        served: dict[str, dict[str, Any]] = {}
+        latencies, failed = [], 0
+        for i, row in enumerate(rows):
+            record = {cfg.entity.key: row[cfg.entity.key]} if i % 3 else {k: v for k, v in row.items()
+                                                                           if k != "as_of_date"}
+            body = json.dumps({"dataframe_records": [record]}).encode()
+            request = urllib.request.Request(f"{url}/serving-endpoints/{use_case}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(request, timeout=30) as resp:
+                    answer = json.loads(resp.read())["predictions"][0]
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError):
+                failed += 1
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+            entity = served.setdefault(answer["served_entity"], {"requests": 0, "versions": set()})
+            entity["requests"] += 1
+            entity["versions"].add(answer["model_version"])
+        latencies.sort()
+        out[use_case] = {
+            "requests": len(rows), "by_key": len(rows) - len(range(0, len(rows), 3)), "failed": failed,
+            "served": {name: {"share": e["requests"] / max(len(latencies), 1), "versions": sorted(e["versions"])}
+                       for name, e in sorted(served.items())},
+            "p50_ms": latencies[len(latencies) // 2] if latencies else None,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else None,
+        }
+        say(f"serving {use_case}: {out[use_case]}")
+    return out
+
+
 def _when(timestamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
@@ -416,6 +485,16 @@ def print_summary(summary: dict[str, Any], af: LocalAirflow) -> None:
         print(f"\n  use case {use_case}:")
         for line in summary_lines(produced):
             print("    " + line)
+    serving = summary.get("serving") or {}
+    if serving.get("error"):
+        print(f"\n  real-time serving: {serving['error']}")
+    for use_case, traffic in serving.items():
+        if not isinstance(traffic, dict):
+            continue
+        split = ", ".join(f"{name} {e['share']:.0%} (v{'/v'.join(map(str, e['versions']))})"
+                          for name, e in traffic["served"].items())
+        print(f"\n  serving {use_case}: {traffic['requests']} requests ({traffic['by_key']} by customer id only), "
+              f"{traffic['failed']} failed; {split}; p50 {traffic['p50_ms']:.1f} ms, p99 {traffic['p99_ms']:.1f} ms")
     print("\nWhere to look:")
     print(f"  Airflow UI   make up, then {af.base_url} (user admin; password printed by make up)")
     print("  MLflow UI    make up, then http://127.0.0.1:5000")

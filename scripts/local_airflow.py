@@ -40,7 +40,8 @@ VENV_BIN = Path(sys.executable).parent
 LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SPARK_SERVICE = "spark-connect"
-SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE)
+SERVING_SERVICE = "serving"
+SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE)
 MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
@@ -59,6 +60,8 @@ class LocalAirflow:
     # The shared Spark Connect server (mlops_core.spark_server) for environments with
     # compute.spark.shared_server: true; None = every job starts its own local Spark.
     spark_port: int | None = None
+    # The real-time serving process (mlops_core.serving: every enabled use case's endpoint); None = not started.
+    serving_port: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     dags_folder: Path = PROJECT_ROOT / "dags"
     plugins_folder: Path = PROJECT_ROOT / "plugins"
@@ -107,6 +110,10 @@ class LocalAirflow:
             env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({
                 "conn_type": "generic", "host": self.mlflow_url,
                 "login": MLFLOW_PLATFORM_USER, "password": keys["mlflow_platform_password"]})
+        if self.serving_port:
+            # the DAGs' reload_serving tasks find the endpoint through this connection
+            env["AIRFLOW_CONN_MLOPS_SERVING"] = json.dumps(
+                {"conn_type": "http", "host": LOOPBACK, "port": self.serving_port, "schema": "http"})
         env.update(self.extra_env)
         shared = self.shared_spark_env(env)
         if shared:
@@ -315,7 +322,22 @@ expose_config = False
         if shared:
             cmds[SPARK_SERVICE] = [sys.executable, "-m", "mlops_core.spark_server", "--env", shared,
                                    "--port", str(self.spark_port)]
+        if self.serving_port:
+            cmds[SERVING_SERVICE] = [sys.executable, "-m", "mlops_core.serving", "--host", LOOPBACK,
+                                     "--port", str(self.serving_port), "--log-level", "warning"]
         return cmds
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.serving_port}"
+
+    def serving_answers(self) -> bool:
+        """The serving process is up (/health; /ready also needs every endpoint's champion to exist)."""
+        try:
+            with urllib.request.urlopen(f"{self.serving_url}/health", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     def pid(self, name: str) -> int | None:
         file = self.run_dir / f"{name}.pid"
@@ -385,6 +407,13 @@ expose_config = False
                 last = f"Spark Connect server not listening on {LOOPBACK}:{self.spark_port} yet"
                 time.sleep(1)
                 continue
+            if self.serving_port:
+                if self.pid(SERVING_SERVICE) is None:
+                    raise RuntimeError(f"serving exited during start-up; see {self.service_log_dir / 'serving.log'}")
+                if not self.serving_answers():
+                    last = f"serving not answering on {self.serving_url} yet"
+                    time.sleep(1)
+                    continue
             try:
                 with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as resp:
                     last = json.loads(resp.read())
@@ -574,11 +603,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
     parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
                         help="shared Spark Connect server port (0: every job starts its own Spark)")
+    parser.add_argument("--serving-port", type=int, default=int(os.environ.get("SERVING_PORT", "8090")),
+                        help="real-time serving endpoints' port (0: do not start serving)")
     parser.add_argument("--auth", action="store_true", default=os.environ.get("MLOPS_AUTH", "") not in ("", "0"),
                         help="the deployment's authentication: Airflow roles, MLflow basic-auth (or MLOPS_AUTH=1)")
     args = parser.parse_args(argv)
     af = LocalAirflow(home=Path(args.home).resolve(), port=args.port, mlflow_port=args.mlflow_port or None,
-                      spark_port=args.spark_port or None, auth=args.auth)
+                      spark_port=args.spark_port or None, serving_port=args.serving_port or None, auth=args.auth)
 
     if args.action == "init":
         settings = PROJECT_ROOT / "airflow_settings.yaml"
@@ -615,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"             MLflow admin and {MLFLOW_PLATFORM_USER}, passwords in {af.home}/.mlflow-auth.json")
         if SPARK_SERVICE in pids:
             print(f"Spark:       sc://{LOOPBACK}:{af.spark_port} (shared by the local jobs)")
+        if SERVING_SERVICE in pids:
+            print(f"Serving:     {af.serving_url}/docs   e.g. curl -s {af.serving_url}/serving-endpoints/churn/"
+                  "invocations -H 'Content-Type: application/json' -d '{\"dataframe_records\": "
+                  "[{\"customer_id\": \"C000001\"}]}'")
         print(f"Logs:        {af.service_log_dir}\nStop with:   make down")
         return 0
     if args.action == "down":

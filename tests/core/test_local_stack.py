@@ -124,3 +124,15 @@ def test_a_demo_starts_from_a_clean_state_and_leaves_remote_stores_alone(data_di
     # A fresh, migrated store (read with sqlite3: this process's MLflow keeps its engine on the old file).
     with sqlite3.connect(data_dir / "mlflow" / "mlflow.db") as db:
         assert db.execute("SELECT COUNT(*) FROM registered_models").fetchone() == (0,)
+
+
+def test_make_up_starts_the_serving_endpoints_and_tells_the_dags_where_they_are(tmp_path):
+    import json
+
+    stack = _stack(tmp_path, "local")
+    assert "serving" not in stack._commands() and "AIRFLOW_CONN_MLOPS_SERVING" not in stack.env()
+    stack.serving_port = 18090
+    assert stack._commands()["serving"] == [sys.executable, "-m", "mlops_core.serving", "--host", "127.0.0.1",
+                                            "--port", "18090", "--log-level", "warning"]
+    conn = json.loads(stack.env()["AIRFLOW_CONN_MLOPS_SERVING"])
+    assert (conn["host"], conn["port"]) == ("127.0.0.1", 18090)  # reload_serving tasks find it there

@@ -23,7 +23,7 @@ from typing import Any
 from tests.deploy._support import read_env_file
 from tests.net import free_port, serve
 
-SERVICE_HOSTS = ("postgres:5432", "airflow-api-server:8080", "mlflow:5000", "minio:9000")
+SERVICE_HOSTS = ("postgres:5432", "airflow-api-server:8080", "mlflow:5000", "minio:9000", "serving:8090")
 
 
 def postgres_bin_dir() -> Path | None:

@@ -74,6 +74,7 @@ class NativeStack:
     init_log: str
     summary: dict[str, Any]
     mlflow_init_log: str
+    serving_url: str
 
     def s3(self):
         return _s3_client(self.s3_endpoint, self.dotenv)
@@ -111,6 +112,8 @@ def _native(env: dict[str, str], home: Path, mlflow_url: str, health_port: int) 
         # the scheduler's health server on loopback and a free port (0.0.0.0:8974 inside its container)
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
+        # the image's data dir (online stores), shared with the serving process
+        "MLOPS_DATA_DIR": str(home.parent / "data"),
         # every run is the one the test triggers (as `make demo`'s Airflow)
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS),
@@ -134,14 +137,15 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("native-stack")
     logs = tmp / "logs"
     home = tmp / "airflow-home"
-    af_port, mlflow_port, health_port = free_port(), free_port(), free_port()
+    af_port, mlflow_port, health_port, serving_port = free_port(), free_port(), free_port(), free_port()
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+    serving_url = f"http://127.0.0.1:{serving_port}"
     with moto_server(logs / "s3.log") as s3_endpoint:
         dotenv = generated_dotenv({"S3_ENDPOINT_URL": s3_endpoint, "MLOPS_BUCKET": BUCKET,
                                    "AIRFLOW_PORT": str(af_port), "MLFLOW_PORT": str(mlflow_port)})
         with postgres_cluster(dotenv["POSTGRES_PASSWORD"], logs / "postgres.log") as pg:
             hosts = {"postgres:5432": f"127.0.0.1:{pg.port}", "airflow-api-server:8080": f"127.0.0.1:{af_port}",
-                     "http://mlflow:5000": mlflow_url}
+                     "http://mlflow:5000": mlflow_url, "http://serving:8090": serving_url}
             base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_", "MLFLOW_"))}
 
             services = load_compose(dotenv)["services"]
@@ -182,18 +186,26 @@ def stack(tmp_path_factory):
                                       capture_output=True, env={**af.env(), **init_env}, cwd=home)
                 assert init.returncode == 0, f"deploy.py init failed:\n{init.stdout}\n{init.stderr}"
                 assert _generate_landing(tmp, _s3_client(s3_endpoint, dotenv)) > 0
-                af.start()
-                try:
-                    af.wait_until_healthy(timeout=300)
-                    steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
-                    steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features", "retrain_model",
-                                                             "batch_score")]
-                    client = AirflowClient(af.base_url, "admin", admin_password)
-                    summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
-                    yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
-                                      init.stdout + init.stderr, summary, mlflow_init.stdout)
-                finally:
-                    af.stop(timeout=10)
+                # serving: compose's command on loopback, started before any model exists (the DAGs' reload_serving
+                # tasks make it serve the first champion); the online stores in the data dir the scheduler shares
+                serving_env = {**base, **service_environment(services["serving"], hosts),
+                               "MLOPS__MLFLOW__TRACKING_URI": mlflow_url, "MLOPS_DATA_DIR": str(tmp / "data"),
+                               "MLOPS_JARS_DIR": str(ROOT / ".local" / "jars")}
+                cmd = [sys.executable, "-m", "mlops_core.serving", "--host", "127.0.0.1", "--port", str(serving_port),
+                       "--log-level", "info"]
+                with serve(cmd, serving_port, logs / "serving.log", env=serving_env, timeout=180):
+                    af.start()
+                    try:
+                        af.wait_until_healthy(timeout=300)
+                        steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
+                        steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features", "retrain_model",
+                                                                 "batch_score")]
+                        client = AirflowClient(af.base_url, "admin", admin_password)
+                        summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
+                        yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
+                                          init.stdout + init.stderr, summary, mlflow_init.stdout, serving_url)
+                    finally:
+                        af.stop(timeout=10)
 
 
 def test_the_compose_configuration_translates_completely(stack):
@@ -372,3 +384,33 @@ def test_a_viewer_cannot_roll_back_and_the_operators_rollback_is_recorded_under_
     # the platform password reached the job through its environment, never the task log
     log = operator.task_log("churn__rollback_model", run_id, "rollback")
     assert "MLFLOW_TRACKING_PASSWORD" in log and stack.mlflow_account("platform")[1] not in log
+
+
+def test_the_serving_container_serves_the_new_champion_by_customer_id_behind_its_token(stack):
+    """compose's serving service (its command and environment), started before any model existed: the retrain's
+    reload_serving task (through compose's mlops_serving connection and the token) made it serve the champion,
+    with features from the online store the features job wrote; without the token it refuses."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
+    run = next(r for r in stack.summary["runs"] if r["stage"] == "retrain_model")
+    assert run["tasks"]["reload_serving"] == "success", run["tasks"]
+    body = json.dumps({"dataframe_records": [{"customer_id": f"C{i:06d}"} for i in range(1, 21)]}).encode()
+    url = f"{stack.serving_url}/serving-endpoints/churn/invocations"
+
+    def post(token: str | None):
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30) as resp:
+            return json.loads(resp.read())
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        post(None)
+    assert refused.value.code == 401
+    answer = post(stack.dotenv["MLOPS_SERVING_TOKEN"])
+    rows = answer["predictions"]
+    assert len(rows) == 20 and {r["features_source"] for r in rows} == {"online_store"}
+    assert {r["model_version"] for r in rows} == {int(gate["version"])}  # champion and challenger: the first version
+    assert all(0 <= r["probability"] <= 1 for r in rows if r["status"] == "ok")
+

@@ -18,6 +18,8 @@ MLflow registry, not only in the run states."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import urllib.request
 
 import pytest
 
@@ -59,6 +61,7 @@ def chain(tmp_path_factory, chain_dir):
         af = LocalAirflow(
             home=tmp_path_factory.mktemp("chain-airflow"), port=free_port(), mlflow_port=None, fast_parsing=True,
             spark_port=free_port(),  # the shared Spark Connect server, as `make demo` runs it
+            serving_port=free_port(),  # the real-time endpoints, started before any model exists
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
                        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS)},
         )
@@ -66,11 +69,16 @@ def chain(tmp_path_factory, chain_dir):
         af.start()
         try:
             af.wait_until_healthy(timeout=240)
+            serving_pid = af.pid("serving")
             client = af.client()
             steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=HPO_TRIALS,
                                      rule=RULE, use_cases=USE_CASES)
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
             summary["client"] = client
+            summary["serving"] = demo.serve_traffic(af.serving_url, 90)
+            with urllib.request.urlopen(f"{af.serving_url}/serving-endpoints", timeout=30) as resp:
+                summary["endpoints"] = {e["use_case"]: e for e in json.loads(resp.read())["endpoints"]}
+            summary["serving_pids"] = (serving_pid, af.pid("serving"))
             yield summary
         finally:
             af.stop(timeout=10)
@@ -259,3 +267,34 @@ def test_the_second_use_case_trained_gated_and_scored_beside_churn_without_touch
         versions = client.search_model_versions(f"name = '{cfg.model.registered_model_name}'")
         assert versions and all(client.get_run(v.run_id).info.experiment_id == experiment.experiment_id
                                 for v in versions), cfg.name
+
+
+def test_the_endpoints_serve_what_the_registry_says_without_a_restart(chain, data_dir):
+    """The serving process started with Airflow, before any model existed. The retrain and promotion runs end
+    with reload_serving: without a restart (same pid) each endpoint now serves the versions the aliases name,
+    by customer id (online store) or full row, split 80/20 (churn) or in shadow mode (spend)."""
+    from mlflow import MlflowClient
+
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.tracking import configure_mlflow
+
+    started, now = chain["serving_pids"]
+    assert started is not None and started == now  # never restarted
+    configure_mlflow(load_environment("local"))
+    registry = MlflowClient()
+    for use_case in USE_CASES:
+        name = load_use_case(use_case).model.registered_model_name
+        aliases = registry.get_registered_model(name).aliases
+        endpoint = chain["endpoints"][use_case]
+        served = {e["name"]: e["model_version"] for e in endpoint["served_entities"]}
+        assert served == {alias: int(aliases[alias]) for alias in ("champion", "challenger")}, (use_case, served)
+        assert endpoint["reloads"] >= 1 and endpoint["online_store"]["as_of_date"] == END.isoformat()
+        traffic = chain["serving"][use_case]
+        assert traffic["failed"] == 0 and traffic["requests"] == 90 and traffic["by_key"] == 60
+        assert traffic["p99_ms"] < 1000
+    for run in chain["runs"]:  # the switch came from the DAGs' own task, not only from the endpoint's poll
+        if run["stage"] == "retrain_model":
+            assert run["tasks"]["reload_serving"] == "success", run
+    churn_split = chain["serving"]["churn"]["served"]
+    assert set(churn_split) == {"champion", "challenger"} and 0.6 < churn_split["champion"]["share"] < 0.95
+    assert set(chain["serving"]["spend"]["served"]) == {"champion"}  # shadow: the champion answers every request

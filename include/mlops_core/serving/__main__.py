@@ -22,7 +22,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def build_endpoints(use_cases: list[str] | None, env_name: str | None = None):
-    """{use case: Endpoint} for the named use cases (default: every enabled one with a model)."""
+    """{use case: Endpoint} for the named use cases (default: every enabled one with a model and a `serving:`
+    section)."""
     from mlops_core.config import load_environment, load_use_case
     from mlops_core.config.use_case import load_use_cases
     from mlops_core.serving.endpoint import Endpoint
@@ -38,7 +39,8 @@ def build_endpoints(use_cases: list[str] | None, env_name: str | None = None):
         catalog = load_use_cases()
         for file, error in catalog.errors.items():
             log.error("use case %s does not load, not served: %s", file, error)
-        configs = [c for c in catalog.enabled if c.model is not None]
+        # a use case opts in with a `serving:` section (its DAGs then reload the endpoint after an alias moves)
+        configs = [c for c in catalog.enabled if c.model is not None and c.serving is not None]
     endpoints = {}
     for cfg in configs:
         cfg = cfg.for_environment(env)

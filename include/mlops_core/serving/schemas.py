@@ -3,8 +3,8 @@
 The request is one of the MLflow / Databricks scoring formats. Rows are full feature rows, or only the entity key
 (then the features come from the online store); a row always carries the key, which routes it:
 
-    {"dataframe_records": [{"customer_id": "C00001"}, {"customer_id": "C00002", "segment": "consumer", ...}]}
-    {"dataframe_split": {"columns": ["customer_id", ...], "data": [["C00001", ...]]}}
+    {"dataframe_records": [{"customer_id": "C000001"}, {"customer_id": "C000002", "segment": "consumer", ...}]}
+    {"dataframe_split": {"columns": ["customer_id", ...], "data": [["C000001", ...]]}}
     {"instances": [{...}, ...]}                     {"inputs": [{...}, ...]} or {"inputs": {"customer_id": [...], ...}}
 
 The response names, per row, who answered and from what, so an inference log and an online A/B report can be
@@ -33,8 +33,8 @@ class ScoringRequest(BaseModel):
     """Exactly one of dataframe_split, dataframe_records, instances, inputs."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"dataframe_records": [{"customer_id": "C00001"}]},
-        {"dataframe_split": {"columns": ["customer_id"], "data": [["C00001"], ["C00002"]]}},
+        {"dataframe_records": [{"customer_id": "C000001"}]},
+        {"dataframe_split": {"columns": ["customer_id"], "data": [["C000001"], ["C000002"]]}},
     ]})
 
     dataframe_split: DataframeSplit | None = None
