@@ -126,7 +126,7 @@ def test_published_ports_listen_on_loopback_only(compose):
             assert port.isdigit(), f"{name}: published port {port!r} is not fixed"
             published[name, target] = int(port)
     assert published == {("minio", "9000"): 9000, ("minio", "9001"): 9001,
-                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000}
+                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000, ("serving", "8090"): 8090}
     assert "ports" not in compose["services"]["postgres"], "PostgreSQL is reached through the compose network only"
 
 
