@@ -38,3 +38,7 @@ SHADOW_PREDICTIONS = Table("gold", "shadow_predictions")
 DRIFT_METRICS = Table("monitoring", "drift_metrics")
 PROMOTION_HISTORY = Table("ops", "promotion_history")
 TRAINING_REFERENCE = Table("ops", "training_reference")
+# The serving process's inference log, one row per request row, partitioned by request_date (the compaction job
+# replaces a date); the online A/B report's results, one row per (report_date, served entity).
+INFERENCE_LOG = Table("monitoring", "inference_log")
+AB_RESULTS = Table("monitoring", "ab_results")

@@ -196,6 +196,26 @@ class PromoteParams(MlflowParams):
         return self
 
 
+class InferenceLogParams(JobParams):
+    """Compaction of the serving process's inference log (mlops_core.jobs.inference_log)."""
+
+    date: dt.date | None = None  # the request date to compact (default: --date)
+    grace_minutes: int = Field(default=10, ge=0, le=1440)  # an open (.part) file is read once its hour ended this long ago
+    root: str | None = None  # the log's folder (default: <data dir>/inference_log of the environment)
+
+
+class AbReportParams(JobParams):
+    """The online A/B report (mlops_core.jobs.ab_report)."""
+
+    date: dt.date | None = None  # the last prediction as-of date of the window (default: --date)
+    window_days: Count = 7
+    known_by: dt.date | None = None  # labels landed by this date (default: every label landed so far)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    power: float = Field(default=0.8, gt=0.5, lt=1)
+    min_effect: float | None = Field(default=None, gt=0)  # AUC points (binary) or relative RMSE (regression)
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
+
+
 # The parameter model of every job (`mlops_core.jobs.<job>`). A job not listed takes no params.
 JOB_PARAMS: dict[str, type[JobParams]] = {
     "smoke": SmokeParams,
@@ -206,6 +226,8 @@ JOB_PARAMS: dict[str, type[JobParams]] = {
     "score": ScoreParams,
     "drift": DriftParams,
     "promote": PromoteParams,
+    "inference_log": InferenceLogParams,
+    "ab_report": AbReportParams,
 }
 
 

@@ -27,6 +27,7 @@ def build_endpoints(use_cases: list[str] | None, env_name: str | None = None):
     from mlops_core.config import load_environment, load_use_case
     from mlops_core.config.use_case import load_use_cases
     from mlops_core.serving.endpoint import Endpoint
+    from mlops_core.serving.inference_log import InferenceLogWriter, inference_log_root
     from mlops_core.serving.spec import ServingSpec
     from mlops_core.serving.store import OnlineStore, online_store_path
     from mlops_core.tracking import configure_mlflow
@@ -52,7 +53,9 @@ def build_endpoints(use_cases: list[str] | None, env_name: str | None = None):
                 raise ConfigError(f"use case {cfg.name!r}: serving.auth_token_env names {spec.auth_token_env!r}, "
                                   "which is not set (or empty) in this process's environment")
         store = None if env.storage.catalog else OnlineStore(online_store_path(env, cfg))
-        endpoints[cfg.name] = Endpoint(cfg, spec, store, token)
+        endpoint = endpoints[cfg.name] = Endpoint(cfg, spec, store, token)
+        if spec.inference_log.enabled:
+            endpoint.inference_log = InferenceLogWriter(inference_log_root(env), cfg.name, spec.inference_log)
     if not endpoints:
         raise ConfigError("no use case to serve: name one with --use-case (it needs a model section)")
     return endpoints

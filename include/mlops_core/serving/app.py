@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -27,6 +28,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from mlops_core.serving.endpoint import Endpoint, ServingError
+from mlops_core.serving.inference_log import EVENT_TIME_HEADER, parse_event_time
 from mlops_core.serving.schemas import ErrorResponse, ReloadResponse, ScoringRequest, ScoringResponse
 
 log = logging.getLogger("mlops.serving")
@@ -78,9 +80,15 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
         if poll:
             for ep in endpoints.values():
                 ep.start_polling()
+        for ep in endpoints.values():
+            if ep.inference_log is not None:
+                ep.inference_log.start()
         yield
         for ep in endpoints.values():
             ep.stop()
+        for ep in endpoints.values():  # drain the log queues: what was answered is logged (at-least-once)
+            if ep.inference_log is not None:
+                await run_in_threadpool(ep.inference_log.close)
 
     app = FastAPI(title="mlops serving", version="1", lifespan=lifespan,
                   description="Real-time scoring of every served use case, champion/challenger traffic split by "
@@ -144,6 +152,9 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
          "description": "per row, the top-k feature contributions (XGBoost's native SHAP values)"},
         {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string"},
          "description": "echoed as request_id (default: a new uuid4)"},
+        {"name": "X-Event-Time", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "replayed traffic: the as-of date (or ISO time) of the rows' features, recorded in the "
+         "inference log as event_time (the A/B report matches labels to it)"},
     ]
 
     # The handler takes only the Request (path and query read by hand, documented through openapi_extra):
@@ -154,8 +165,40 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
                   "application/json": {"schema": {"$ref": "#/components/schemas/ScoringRequest"}}}}})
     async def invocations(request: Request):
         """Score rows: full feature rows, or only entity keys (features from the online store)."""
-        request_id = request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started, wall = time.perf_counter(), time.time()
+        client_id = request.headers.get("x-request-id")
+        request_id = request.state.request_id = client_id or uuid.uuid4().hex
         ep = endpoint_of(request.path_params["use_case"], request)
+        writer = ep.inference_log
+        event_time = None
+        try:
+            event_time = parse_event_time(request.headers.get(EVENT_TIME_HEADER))
+        except ValueError:
+            exc = ServingError(422, "INVALID_PARAMETER_VALUE", "X-Event-Time must be an ISO date or time, got "
+                               f"{request.headers.get(EVENT_TIME_HEADER)!r}", field="X-Event-Time")
+            if writer is not None:
+                writer.submit(wall, request_id, client_id, exc.status, (time.perf_counter() - started) * 1000.0,
+                              None, None, exc.body())
+            raise exc from None
+        try:
+            out = await _score(ep, request, request_id)
+        except ServingError as exc:
+            if writer is not None:
+                writer.submit(wall, request_id, client_id, exc.status, (time.perf_counter() - started) * 1000.0,
+                              event_time, None, exc.body())
+            raise
+        except Exception as exc:
+            if writer is not None:
+                writer.submit(wall, request_id, client_id, 500, (time.perf_counter() - started) * 1000.0,
+                              event_time, None, {"error_code": "INTERNAL_ERROR",
+                                                 "message": f"{type(exc).__name__}: {exc}"})
+            raise
+        if writer is not None:
+            writer.submit(wall, request_id, client_id, 200, (time.perf_counter() - started) * 1000.0, event_time,
+                          out)
+        return _json(out)
+
+    async def _score(ep: Endpoint, request: Request, request_id: str) -> dict[str, Any]:
         flag = request.query_params.get("explain", "false").lower()
         if flag not in ("true", "false", "1", "0"):
             raise ServingError(422, "INVALID_PARAMETER_VALUE", f"explain must be true or false, got {flag!r}",
@@ -167,10 +210,8 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
         except (ValueError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError is a ValueError
             raise ServingError(400, "MALFORMED_REQUEST", f"the body is not JSON: {exc}") from None
         if _row_count(body) > INLINE_ROWS:
-            out = await run_in_threadpool(ep.invoke, body, explain=explain, request_id=request_id)
-        else:
-            out = ep.invoke(body, explain=explain, request_id=request_id)
-        return _json(out)
+            return await run_in_threadpool(ep.invoke, body, explain=explain, request_id=request_id)
+        return ep.invoke(body, explain=explain, request_id=request_id)
 
     @app.post("/serving-endpoints/{use_case}/reload", tags=["endpoints"], response_model=ReloadResponse,
               responses=_ERRORS)

@@ -170,6 +170,7 @@ class Endpoint:
         self.required = list(cfg.scoring.required_features or [])
         self.flag_missing = cfg.scoring.on_missing_features == "flag"
         self.table: RoutingTable | None = None
+        self.inference_log = None  # serving.inference_log.InferenceLogWriter when the log is on
         self.error: str | None = None
         self.reloads = 0
         self._reload_lock = threading.Lock()
@@ -271,7 +272,8 @@ class Endpoint:
                 "task": self.task, "key_column": self.key, "max_batch_rows": self.spec.max_batch_rows,
                 "auth": self.token is not None, "poll_seconds": self.spec.poll_seconds, "reloads": self.reloads,
                 "error": self.error, **(table.describe() if table else {"mode": self.spec.mode}),
-                "online_store": self.store.describe() if self.store else None}
+                "online_store": self.store.describe() if self.store else None,
+                "inference_log": self.inference_log.describe() if self.inference_log else {"enabled": False}}
 
     # ---- scoring --------------------------------------------------------------------------------------
     def invoke(self, body: Any, *, explain: bool = False, request_id: str | None = None) -> dict[str, Any]:

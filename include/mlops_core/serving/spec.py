@@ -19,6 +19,7 @@ Example (include/config/use_cases/churn.yaml):
       poll_seconds: 30               # how often the aliases are re-read (0: only POST .../reload switches)
       explain_top_k: 5               # feature contributions per row with explain=true
       databricks: {workload_size: Small, scale_to_zero_enabled: true}
+      inference_log: {enabled: true, queue_size: 10000}   # every request's rows to JSON lines (inference_log.py)
 
 Routing is sticky by entity key: a key's bucket (sha256 of "<use case>:<key>", 0..9999) falls in one route's
 range, in the order the routes are listed. The FIRST served entity is the primary: it takes the traffic of
@@ -106,6 +107,21 @@ class DatabricksServingSpec(_Strict):
     )
 
 
+class InferenceLogSpec(_Strict):
+    """The serving process's inference log (mlops_core.serving.inference_log): every request's rows appended by a
+    background thread to <data dir>/inference_log/<use case>/request_date=<date>/<hour>_<host>_<pid>_<id>.jsonl,
+    compacted daily into monitoring.inference_log (mlops_core.jobs.inference_log)."""
+
+    enabled: bool = Field(default=True, description="Log every request's rows (never on the request's path)")
+    queue_size: int = Field(
+        default=10_000, ge=1, le=10_000_000,
+        description="Requests waiting for the writer thread; when full, a request is dropped from the log "
+        "(counted in /serving-endpoints/<use case>: inference_log.dropped), never delayed or failed",
+    )
+    flush_seconds: float = Field(default=1.0, gt=0, le=60, description="The writer flushes to the OS this often")
+    max_error_chars: int = Field(default=500, ge=0, le=10_000, description="Error messages are cut to this length")
+
+
 class ServingSpec(_Strict):
     mode: Literal["ab", "shadow"] = Field(
         default="ab",
@@ -125,6 +141,7 @@ class ServingSpec(_Strict):
     )
     explain_top_k: int = Field(default=5, ge=1, le=100, description="Contributions per row with explain=true")
     databricks: DatabricksServingSpec = Field(default_factory=DatabricksServingSpec)
+    inference_log: InferenceLogSpec = Field(default_factory=InferenceLogSpec)
 
     @field_validator("auth_token_env")
     @classmethod
