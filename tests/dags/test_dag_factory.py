@@ -83,7 +83,7 @@ def test_two_use_cases_get_their_own_dags_assets_models_and_triggers(config_dir)
         own = {i for i in dags if i.startswith(f"{name}__")}
         assert {i.split("__", 1)[1] for i in own} == {
             "platform_smoke", "ingest_raw", "materialize_features", "retrain_model", "batch_score", "drift_report",
-            "retrain_on_drift", "rollback_model", "approve_model"}
+            "retrain_on_drift", "rollback_model", "approve_model", "compact_inference_log", "ab_report"}
         for dag_id in own:
             assert f"use_case:{name}" in dags[dag_id]["tags"], dag_id
             for task_id, task in dags[dag_id]["tasks"].items():

@@ -46,6 +46,8 @@ STAGES = (
     "rollback_model",
     "approve_model",
     "platform_smoke",
+    "compact_inference_log",
+    "ab_report",
 )
 # The use-case sections a stage's DAG needs; a use case without one of them gets no DAG of that stage
 # (UseCaseConfig.missing_for). ingest_raw also needs a source the use case ingests itself.
@@ -58,6 +60,8 @@ STAGE_NEEDS: dict[str, tuple[str, ...]] = {
     "retrain_on_drift": ("model", "monitoring"),
     "rollback_model": ("model",),
     "approve_model": ("model",),
+    "compact_inference_log": ("model", "serving"),
+    "ab_report": ("model", "serving"),
 }
 DAG_ID_SEPARATOR = "__"  # use case names are [a-z][a-z0-9_]* without a double underscore, so the split is unique
 
