@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 import urllib.request
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +269,110 @@ def serving(ctx: BenchContext) -> BenchResult:
     return BenchResult(rows=table, summary=summary, notes=notes)
 
 
-BENCHMARKS = {"serving": serving}
+def serving_inference_log(ctx: BenchContext) -> BenchResult:
+    """Inference log: single-row req/s with the log on vs off (same run, alternating), compaction of N records."""
+    import pyarrow as pa
+
+    from mlops_core.config import load_environment, load_use_case
+    from mlops_core.serving.inference_log import InferenceLogWriter
+    from mlops_core.serving.store import online_store_path, write_store
+    from tests.scoring.helpers import make_snapshot, register_model
+
+    seconds = ctx.param("seconds", 6.0)
+    trees = ctx.param("trees", 200)
+    records_n = ctx.param("records", 200_000)
+    rounds = ctx.param("rounds", 2)
+    root = ctx.work_dir / "serving_log"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "data").mkdir(parents=True)
+    keys = ("MLOPS_DATA_DIR", "MLOPS_USE_CASE__SERVING__POLL_SECONDS", "MLOPS_USE_CASE__SERVING__INFERENCE_LOG__ENABLED")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["MLOPS_DATA_DIR"] = str(root / "data")
+    os.environ["MLOPS_USE_CASE__SERVING__POLL_SECONDS"] = "0"
+    results: dict[str, list[dict]] = {"log_off": [], "log_on": []}
+    try:
+        env = load_environment("local")
+        cfg = load_use_case("churn")
+        frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
+        register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
+        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees)
+        cols = [c for c in frame.columns if not c.startswith("_")]
+        write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
+                    {"use_case": "churn", "source_version": 0})
+        features = [c for c in cols if c not in ("as_of_date",)]
+        rows = json.loads(frame[features].head(1000).to_json(orient="records"))
+        full = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
+        inv = "/serving-endpoints/churn/invocations"
+        logged_rows = 0
+        for _ in range(rounds):
+            for case in ("log_off", "log_on"):
+                port = free_port()
+                proc_env = {**os.environ, "MLOPS_USE_CASE__SERVING__INFERENCE_LOG__ENABLED":
+                            "false" if case == "log_off" else "true"}
+                cmd = [sys.executable, "-m", "mlops_core.serving", "--use-case", "churn", "--port", str(port),
+                       "--log-level", "warning"]
+                with serve(cmd, port, root / f"{case}.log", env=proc_env, timeout=120):
+                    url = f"http://127.0.0.1:{port}"
+                    _wait_ready(url + "/ready")
+                    load(port, inv, full, 1.0)
+                    results[case].append(load(port, inv, full, seconds))
+                    if case == "log_on":
+                        with urllib.request.urlopen(url + "/serving-endpoints/churn", timeout=10) as resp:
+                            info = json.loads(resp.read())["inference_log"]
+                        logged_rows += info["written_rows"] + info["queued"]
+                        dropped = info["dropped"]
+
+        # compaction of N synthetic records (the writer's own record format), one request date
+        from mlops_core.lakehouse import Lakehouse
+        from mlops_core.monitoring.inference_log import compact
+        from mlops_core.spark import get_spark
+
+        log_root = root / "compaction"
+        writer = InferenceLogWriter(log_root, "churn")
+        day_start = time.time() - 86400 * 2
+        out_template = {"mode": "ab", "predictions": [{"key": "C0", "status": "ok", "probability": 0.3, "label": 0,
+                                                       "served_entity": "champion", "model_name": "churn_xgboost",
+                                                       "model_version": 1, "features_source": "online_store",
+                                                       "features_as_of": "2026-03-01"}]}
+        t0 = time.perf_counter()
+        for i in range(records_n):
+            out = {"mode": "ab", "predictions": [{**out_template["predictions"][0], "key": f"C{i % 3000:06d}"}]}
+            writer._write([(day_start + i * 0.0001, f"req{i}", None, 200, 1.5, None, out, None)])
+        writer.close()
+        write_s = time.perf_counter() - t0
+        spark = get_spark(env, app_name="bench-inference-log")
+        day = datetime.fromtimestamp(day_start, tz=__import__("datetime").UTC).date()
+        t0 = time.perf_counter()
+        res = compact(spark, Lakehouse(env, "churn"), log_root, day)
+        compact_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rerun = compact(spark, Lakehouse(env, "churn"), log_root, day)
+        rerun_s = time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    best = {case: max(r["rps"] for r in runs) for case, runs in results.items()}
+    mean = {case: float(np.mean([r["rps"] for r in runs])) for case, runs in results.items()}
+    table = [{"case": f"{case}#{i}", "requests": r["requests"], "errors": r["errors"], "req_per_s": round(r["rps"], 1),
+              "p50_ms": round(r["p50_ms"], 2), "p99_ms": round(r["p99_ms"], 2)}
+             for case, runs in results.items() for i, r in enumerate(runs)]
+    table.append({"case": f"compact_{records_n}", "seconds": round(compact_s, 2), "rows": res["rows"]})
+    table.append({"case": f"compact_rerun_{records_n}", "seconds": round(rerun_s, 2), "rows": rerun["rows"]})
+    ratio = mean["log_on"] / mean["log_off"]
+    summary = {"log_off_rps_mean": round(mean["log_off"], 1), "log_on_rps_mean": round(mean["log_on"], 1),
+               "log_off_rps_best": round(best["log_off"], 1), "log_on_rps_best": round(best["log_on"], 1),
+               "on_over_off": round(ratio, 3), "goal_0.9x": ratio >= 0.9, "logged_rows_last_on_run": logged_rows,
+               "dropped_last_on_run": dropped, "records": records_n, "write_records_s": round(write_s, 2),
+               "compact_s": round(compact_s, 2), "compact_rerun_s": round(rerun_s, 2),
+               "compact_rows_per_s": round(records_n / compact_s), "seconds_per_case": seconds, "rounds": rounds,
+               "trees": trees}
+    return BenchResult(rows=table, summary=summary)
+
+
+BENCHMARKS = {"serving": serving, "serving_inference_log": serving_inference_log}
 
 if __name__ == "__main__":
     from bench.run import main

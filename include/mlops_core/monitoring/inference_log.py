@@ -230,7 +230,6 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
     with probability/prediction. Features always come from the request (Databricks has no online store
     lookup here); requester is left out (an identity, not needed)."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     entities = served_entities or {}
     ent_rows = [(k, str(v.get("name", k)), v.get("model_name"),
@@ -239,30 +238,18 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
     ent_df = spark.createDataFrame(ent_rows, "served_entity_id string, served_entity_name string, "
                                              "model_name string, model_version int")
 
-    @F.udf(T.ArrayType(T.StructType([T.StructField("key", T.StringType()), T.StructField("value", T.DoubleType()),
-                                     T.StructField("row", T.IntegerType())])))
-    def rows_of(request: str | None, response: str | None):
-        import json
-
-        keys = _request_keys(request, key)
-        values: list[Any] = []
-        try:
-            body = json.loads(response) if response else {}
-            values = body.get("predictions", []) if isinstance(body, dict) else (body or [])
-        except ValueError:
-            values = []
-        out = []
+    # The request/response JSON is parsed on the driver (a day of an endpoint's requests; no Python worker)
+    parsed = []
+    for r in payload.select("databricks_request_id", "request", "response").toLocalIterator():
+        keys = _request_keys(r["request"], key)
+        values = _response_values(r["response"])
         for i, k in enumerate(keys or [None]):
             v = values[i] if i < len(values) else None
-            if isinstance(v, dict):
-                v = v.get("probability", v.get("prediction"))
-            if isinstance(v, list):  # [p0, p1] class probabilities
-                v = v[-1] if v else None
-            out.append((None if k is None else str(k), None if v is None else float(v), i if keys else None))
-        return out
-
-    exploded = (payload.withColumn("_rows", rows_of(F.col("request"), F.col("response")))
-                .select("*", F.posexplode_outer("_rows").alias("_pos", "_r")))
+            parsed.append((r["databricks_request_id"], i, None if k is None else str(k), v, i if keys else None))
+    rows_df = spark.createDataFrame(parsed, "databricks_request_id string, _pos int, _key string, _value double, "
+                                            "_row int")
+    exploded = payload.join(rows_df, "databricks_request_id", "left").withColumn(
+        "_r", F.struct(F.col("_key").alias("key"), F.col("_value").alias("value"), F.col("_row").alias("row")))
     binary = task == "binary"
     ok = F.col("status_code") == 200
     value = F.col("_r.value")
@@ -296,6 +283,25 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
         F.coalesce(F.col("request_date"), F.to_date("request_time")).alias(PARTITION),
     )
     return _typed(mapped)
+
+
+def _response_values(response: str | None) -> list[float | None]:
+    """The per-row values of a scoring response's `predictions` (numbers, objects or class-probability lists)."""
+    import json
+
+    try:
+        body = json.loads(response) if response else {}
+    except ValueError:
+        return []
+    values = body.get("predictions", []) if isinstance(body, dict) else body
+    out: list[float | None] = []
+    for v in values if isinstance(values, list) else []:
+        if isinstance(v, dict):
+            v = v.get("probability", v.get("prediction"))
+        if isinstance(v, list):  # [p0, p1]
+            v = v[-1] if v else None
+        out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+    return out
 
 
 def _request_keys(request: str | None, key: str) -> list[Any]:
