@@ -29,6 +29,8 @@ BAD_VALUE = {
     "score": ("model_version", "latest"),
     "drift": ("reference", "yesterday"),
     "promote": ("action", "delete"),
+    "inference_log": ("grace_minutes", "soon"),
+    "ab_report": ("window_days", "a week"),
 }
 # The params a job requires, so that only the bad value is refused.
 REQUIRED = {"promote": {"action": "rollback", "reason": "test"}}
