@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
         if af.serving_port and summary.get("ok"):
             summary["serving"] = serve_traffic(af.serving_url, args.requests)
+            online_ab(af, client, end, args.timeout, summary)
     finally:
         say("stopping the Airflow processes this demo started")
         af.stop(timeout=10)  # every run has finished: no 30 s wait for a graceful executor shutdown
@@ -321,6 +322,10 @@ def collect(client: AirflowClient, step: Step, run: dict[str, Any], summary: dic
         summary["champion"] = (result.get("model") or {}).get("version", summary.get("champion"))
     elif stage == "drift_report":
         summary.setdefault("drift", []).append(_xcom(client, dag_id, run, "report"))
+    elif stage == "compact_inference_log":
+        summary["inference_log"] = _xcom(client, dag_id, run, "compact")
+    elif stage == "ab_report":
+        summary["ab"] = _xcom(client, dag_id, run, "report")
     elif stage == "retrain_on_drift":
         summary["drift_run_started"] = run.get("start_date") or run.get("run_after")
         summary["retrain_triggered"] = any(t["task_id"] == "trigger_retrain" and t["state"] == "success"
@@ -412,6 +417,35 @@ def serve_traffic(url: str, requests: int, timeout: float = 120) -> dict[str, An
     return out
 
 
+def online_ab(af: LocalAirflow, client: AirflowClient, end: dt.date, timeout: float, summary: dict[str, Any],
+              use_case: str = PRIMARY, days: int = 14, rows_per_day: int = 150) -> None:
+    """Replay labelled history through the live endpoint (each request dated by its snapshot's as-of date), then
+    compact the endpoint's request log and run the online A/B report over those days, as the DAGs do nightly."""
+    replay_end = end - dt.timedelta(days=31)  # the newest prediction date whose 30-day label has landed
+    replay_start = replay_end - dt.timedelta(days=days - 1)
+    say(f"replaying {use_case}'s snapshots {replay_start}..{replay_end} through the endpoint ({rows_per_day} rows a "
+        "day, labels known)")
+    proc = subprocess.run([sys.executable, "-m", "mlops_core.serving.replay", "--use-case", use_case,
+                           "--url", af.serving_url, "--start", replay_start.isoformat(),
+                           "--end", replay_end.isoformat(), "--rows-per-day", str(rows_per_day)],
+                          cwd=PROJECT_ROOT, env=af.env(), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        summary["ok"] = False
+        summary["use_cases"][use_case]["ab"] = {"status": "replay failed", "reason": proc.stderr[-2000:]}
+        return
+    replayed = json.loads(proc.stdout.strip().splitlines()[-1])
+    today = dt.datetime.now(dt.UTC).date().isoformat()  # the log is partitioned by the requests' own date
+    steps = [Step(use_case, "compact_inference_log", {"date": today}, "the endpoint's request log into Delta", wave=0),
+             Step(use_case, "ab_report", {"date": replay_end.isoformat(), "window_days": days},
+                  "online A/B report: champion vs challenger on the replayed, labelled traffic", wave=1)]
+    more = run_chain(client, end, end, end, timeout, steps=steps)
+    summary["runs"] += more["runs"]
+    summary["ok"] = summary["ok"] and more["ok"]
+    produced = summary["use_cases"].setdefault(use_case, {})
+    produced.update(more["use_cases"].get(use_case, {}))
+    produced["replay"] = {k: replayed.get(k) for k in ("requests", "rows", "failed_requests", "by_entity", "seconds")}
+
+
 def _when(timestamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
 
@@ -456,6 +490,21 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     retrain = summary.get("drift_retrain")
     if retrain:
         lines.append(f"drift-triggered retrain_model run: {retrain['state']}")
+    replay, log, ab = summary.get("replay"), summary.get("inference_log") or {}, summary.get("ab") or {}
+    if replay:
+        lines.append(f"replay: {replay['rows']} labelled rows in {replay['requests']} requests through the endpoint "
+                     f"({replay['failed_requests']} failed), by served entity {replay['by_entity']}; inference log: "
+                     f"{log.get('rows')} rows in monitoring.inference_log")
+    if ab.get("status") == "ok":
+        lines.append(f"online A/B {ab['window_start']}..{ab['window_end']} (report {ab.get('report_url')}):")
+        for name, e in (ab.get("entities") or {}).items():
+            metric = (f"roc_auc {e['roc_auc']:.3f}, log_loss {e['log_loss']:.3f}" if e.get("roc_auc") is not None
+                      else f"rmse {e.get('rmse')}")
+            lines.append(f"  {name} v{e.get('model_versions')}: {e.get('requests')} requests, {e.get('labelled_rows')} "
+                         f"labelled rows, {metric}, p50/p99 {e.get('latency_p50_ms')}/{e.get('latency_p99_ms')} ms, "
+                         f"decision {e.get('decision')}: {e.get('reason')}")
+    elif ab:
+        lines.append(f"online A/B: {ab.get('status')} ({ab.get('reason')})")
     return lines
 
 

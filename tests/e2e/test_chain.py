@@ -35,6 +35,7 @@ SCORED_DAYS = 1
 RULE = {"k": 1, "n": 1, "cooldown_days": 7}
 HPO_TRIALS = 3
 USE_CASES = ("churn", "spend")
+AB_DAYS, AB_ROWS_PER_DAY = 10, 150  # labelled history replayed through the churn endpoint for the online A/B report
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,7 @@ def chain(tmp_path_factory, chain_dir):
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
             summary["client"] = client
             summary["serving"] = demo.serve_traffic(af.serving_url, 90)
+            demo.online_ab(af, client, END, 900, summary, days=AB_DAYS, rows_per_day=AB_ROWS_PER_DAY)
             with urllib.request.urlopen(f"{af.serving_url}/serving-endpoints", timeout=30) as resp:
                 summary["endpoints"] = {e["use_case"]: e for e in json.loads(resp.read())["endpoints"]}
             summary["serving_pids"] = (serving_pid, af.pid("serving"))
@@ -298,3 +300,36 @@ def test_the_endpoints_serve_what_the_registry_says_without_a_restart(chain, dat
     churn_split = chain["serving"]["churn"]["served"]
     assert set(churn_split) == {"champion", "challenger"} and 0.6 < churn_split["champion"]["share"] < 0.95
     assert set(chain["serving"]["spend"]["served"]) == {"champion"}  # shadow: the champion answers every request
+
+
+def test_the_request_log_and_the_online_ab_report_on_replayed_labelled_traffic(chain, spark, data_dir):
+    """Labelled history replayed through the live churn endpoint (80/20): the DAGs compact the endpoint's request
+    log into monitoring.inference_log (every replayed row once) and report champion vs challenger on it, with the
+    labels that had landed; the report's figures are recomputed here from the log and the labels."""
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+    from mlops_core.config import load_environment
+    from mlops_core.lakehouse import Lakehouse
+
+    churn = chain["use_cases"]["churn"]
+    states = {r["stage"]: r["state"] for r in chain["runs"] if r["use_case"] == "churn"}
+    assert states["compact_inference_log"] == states["ab_report"] == "success"
+    replay, ab = churn["replay"], churn["ab"]
+    assert replay["failed_requests"] == 0 and replay["rows"] > 0
+    lake = Lakehouse(load_environment("local"), "churn")
+    log = lake.read(spark, tables.INFERENCE_LOG)
+    replayed = log.where(F.col("event_time").isNotNull())
+    assert replayed.count() == replay["rows"]  # each replayed row once, whatever the at-least-once writer did
+    assert replayed.select("databricks_request_id", "key").distinct().count() == replay["rows"]
+    by_entity = {r["served_entity_name"]: r["count"] for r in replayed.groupBy("served_entity_name").count().collect()}
+    assert by_entity == replay["by_entity"]
+    assert 0.7 < by_entity["champion"] / replay["rows"] < 0.9  # the 80/20 split on distinct customers
+    assert ab["status"] == "ok" and set(ab["entities"]) == {"champion", "challenger"}
+    for name, entity in ab["entities"].items():
+        assert entity["rows"] == by_entity[name] and 0 < entity["labelled_rows"] <= entity["rows"]
+        assert 0.5 < entity["roc_auc"] <= 1 and entity["decision"] in ("keep", "promote", "stop"), entity
+        assert entity["latency_p50_ms"] > 0 and entity["reason"]
+    results = lake.read(spark, tables.AB_RESULTS).where(F.col("report_date") == F.lit(ab["date"]))
+    assert results.count() == 2
+

@@ -4,7 +4,7 @@ of monitoring.inference_log (mlops_core.monitoring.inference_log.compact), idemp
     python -m mlops_core.jobs.inference_log --use-case churn --date 2026-03-02
     python -m mlops_core.jobs.inference_log --use-case churn --date 2026-03-02 --params '{"grace_minutes": 30}'
 
-Params: jobs.params.InferenceLogParams (date, grace_minutes, root).
+Params: jobs.params.InferenceLogParams (date, grace_minutes, include_open, root).
 Result: status (ok | no_data), date, files_new, files_reread, files_moved, rows_read, rows, duplicates_dropped,
 table, table_version, table_versions."""
 
@@ -24,7 +24,7 @@ def run(ctx: JobContext[InferenceLogParams]) -> dict[str, Any]:
     p = ctx.params
     day = p.date or ctx.dates()[-1]
     root = p.root or inference_log_root(ctx.env)
-    out = compact(ctx.spark, ctx.lakehouse, root, day, grace_minutes=p.grace_minutes)
+    out = compact(ctx.spark, ctx.lakehouse, root, day, grace_minutes=p.grace_minutes, include_open=p.include_open)
     if out.get("table_version") is not None:
         out["table_versions"] = {str(tables.INFERENCE_LOG): out["table_version"]}
     out["root"] = str(root)

@@ -201,6 +201,7 @@ class InferenceLogParams(JobParams):
 
     date: dt.date | None = None  # the request date to compact (default: --date)
     grace_minutes: int = Field(default=10, ge=0, le=1440)  # an open (.part) file is read once its hour ended this long ago
+    include_open: Flag = True  # also read the files a running endpoint still writes (read again later, never moved)
     root: str | None = None  # the log's folder (default: <data dir>/inference_log of the environment)
 
 

@@ -136,16 +136,26 @@ def deduplicate(df: DataFrame) -> DataFrame:
     return df.dropDuplicates(list(DEDUP_KEYS))
 
 
+def open_files(root: str | Path, use_case: str, day: date, skip: list[Path]) -> list[Path]:
+    """The date's `.part` files a live writer is still appending to (not in `skip`)."""
+    folder = date_dir(root, use_case, day)
+    return sorted(f for f in folder.iterdir() if f.name.endswith(OPEN_SUFFIX) and f not in skip) \
+        if folder.is_dir() else []
+
+
 def compact(spark: SparkSession, lakehouse: Lakehouse, root: str | Path, day: date, *, grace_minutes: int = 10,
-            now: datetime | None = None) -> dict[str, Any]:
+            now: datetime | None = None, include_open: bool = False) -> dict[str, Any]:
     """Compact the JSON-lines files of `day` into the partition request_date = day of monitoring.inference_log;
-    returns {date, files_new, files_reread, rows_read, rows, duplicates_dropped, table_version, seconds}."""
+    returns {date, files_new, files_reread, rows_read, rows, duplicates_dropped, table_version, seconds}.
+    `include_open`: also read the files a running endpoint is still writing (the partition is fresh to the last
+    flush); they are read again, never moved, until their writer closes them (duplicates are dropped)."""
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
     use_case = lakehouse.use_case
     new, done = pending_files(root, use_case, day, grace_minutes, now)
-    files = new + done
+    live = open_files(root, use_case, day, new) if include_open else []
+    files = new + done + live
     if not files:
         return {"status": "no_data", "date": day.isoformat(), "files_new": 0, "files_reread": 0, "rows": 0,
                 "reason": f"no inference log file under {date_dir(root, use_case, day)}"}
@@ -160,6 +170,7 @@ def compact(spark: SparkSession, lakehouse: Lakehouse, root: str | Path, day: da
         raw.unpersist()
     moved = _move_aside(root, use_case, day, new)
     out = {"status": "ok", "date": day.isoformat(), "files_new": len(new), "files_reread": len(done),
+           "files_open": len(live),
            "files_moved": moved, "rows_read": rows_read, "rows": rows, "duplicates_dropped": rows_read - rows,
            "table": lakehouse.identifier(tables.INFERENCE_LOG), "table_version": version,
            "seconds": round(time.perf_counter() - started, 3)}
