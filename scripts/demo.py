@@ -501,8 +501,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             metric = (f"roc_auc {e['roc_auc']:.3f}, log_loss {e['log_loss']:.3f}" if e.get("roc_auc") is not None
                       else f"rmse {e.get('rmse')}")
             lines.append(f"  {name} v{e.get('model_versions')}: {e.get('requests')} requests, {e.get('labelled_rows')} "
-                         f"labelled rows, {metric}, p50/p99 {e.get('latency_p50_ms')}/{e.get('latency_p99_ms')} ms, "
-                         f"decision {e.get('decision')}: {e.get('reason')}")
+                         f"labelled rows, {metric}, p50/p99 {e.get('latency_p50_ms')}/{e.get('latency_p99_ms')} ms"
+                         + (f", decision {e['decision']}: {e.get('reason')}" if e.get("decision") else " (baseline)"))
     elif ab:
         lines.append(f"online A/B: {ab.get('status')} ({ab.get('reason')})")
     return lines
