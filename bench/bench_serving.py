@@ -141,7 +141,7 @@ def serving(ctx: BenchContext) -> BenchResult:
         cfg = load_use_case("churn")
         frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
         v1 = register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
-        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees)
+        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
         cols = [c for c in frame.columns if not c.startswith("_")]
         write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
                     {"use_case": "churn", "source_version": 0})
@@ -295,7 +295,7 @@ def serving_inference_log(ctx: BenchContext) -> BenchResult:
         cfg = load_use_case("churn")
         frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
         register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
-        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees)
+        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
         cols = [c for c in frame.columns if not c.startswith("_")]
         write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
                     {"use_case": "churn", "source_version": 0})

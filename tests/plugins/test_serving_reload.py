@@ -46,6 +46,7 @@ def registry(tmp_path, monkeypatch):
         client.create_model_version(name, source=str(tmp_path / "model"))
     client.set_registered_model_alias(name, "champion", "1")
     client.set_registered_model_alias(name, "challenger", "2")
+    client.set_model_version_tag(name, "2", "mlops.gate.decision", "passed")  # the gate passed it: it takes a share
     return client, name
 
 
@@ -73,9 +74,20 @@ def test_a_promotion_creates_then_updates_the_databricks_endpoint(databricks_wor
     client.set_registered_model_alias(name, "champion", "2")  # a promotion
     workspace.calls.clear()
     second = task.execute({})
-    assert second["action"] == "updated" and second["versions"] == {"champion": 2, "challenger": 2}
-    expected = dbx.update_config_call(cfg, env, {"champion": 2, "challenger": 2})
+    # the challenger alias still names v2, now the champion's own version: v2 serves alone, not split with itself
+    assert second["action"] == "updated" and second["versions"] == {"champion": 2}
+    expected = dbx.update_config_call(cfg, env, {"champion": 2})
     assert workspace.calls[1] == (expected.method, expected.path, expected.body)
-    entities = {e["name"]: e["entity_version"] for e in workspace.calls[1][2]["served_entities"]}
-    assert entities == {"champion": "2", "challenger": "2"} and all(
-        e["entity_name"] == "ml_prod.mlops.churn_xgboost" for e in workspace.calls[1][2]["served_entities"])
+    body = workspace.calls[1][2]
+    assert {e["name"]: e["entity_version"] for e in body["served_entities"]} == {"champion": "2"}
+    assert body["served_entities"][0]["entity_name"] == "ml_prod.mlops.churn_xgboost"
+    assert body["traffic_config"]["routes"] == [{"served_entity_name": "champion", "traffic_percentage": 100}]
+
+    client.create_model_version(name, source="unused")  # v3, a challenger the gate rejected
+    client.set_registered_model_alias(name, "challenger", "3")
+    client.set_model_version_tag(name, "3", "mlops.gate.decision", "rejected")
+    workspace.calls.clear()
+    assert task.execute({})["versions"] == {"champion": 2}  # no live traffic for a rejected version
+    client.set_model_version_tag(name, "3", "mlops.gate.decision", "awaiting_approval")  # passed, waits for a person
+    workspace.calls.clear()
+    assert task.execute({})["versions"] == {"champion": 2, "challenger": 3}

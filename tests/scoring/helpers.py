@@ -132,8 +132,9 @@ def train_booster(cfg, frame: pd.DataFrame, seed: int = 0, rounds: int = 30, max
 
 
 def register_model(env, cfg, frame: pd.DataFrame, *, name: str | None = None, alias: str | None = "champion",
-                   seed: int = 0, rounds: int = 30, encoding: str = "native") -> dict:
-    """Train, log (the training stage's probability pyfunc) and register a version; point `alias` at it."""
+                   seed: int = 0, rounds: int = 30, encoding: str = "native", gate_decision: str | None = None) -> dict:
+    """Train, log (the training stage's probability pyfunc) and register a version; point `alias` at it;
+    gate_decision: the gate's decision tag to record on it (a served challenger needs "passed")."""
     import mlflow
 
     from mlops_core.tracking import configure_mlflow, ensure_experiment
@@ -148,6 +149,11 @@ def register_model(env, cfg, frame: pd.DataFrame, *, name: str | None = None, al
         info = log_pyfunc_model(booster, encoder, train, Path(tmp))
     out = register_version(info.model_uri, name or cfg.model.registered_model_name, run_id=run.info.run_id,
                            alias=alias)
+    if gate_decision:
+        from mlops_core.promotion.champion import DECISION_TAG
+
+        mlflow.MlflowClient().set_model_version_tag(name or cfg.model.registered_model_name, out["version"],
+                                                    DECISION_TAG, gate_decision)
     out["booster"] = booster
     out["encoder"] = encoder
     return out

@@ -88,7 +88,7 @@ def stack(tmp_path_factory, spark):
         frame = make_snapshot(cfg, AS_OF, n=300, seed=3, missing_attributes=5)
         versions = {
             "v1": register_model(env, cfg, frame, alias="champion", seed=0, rounds=20)["version"],
-            "v2": register_model(env, cfg, frame, alias="challenger", seed=1, rounds=20)["version"],
+            "v2": register_model(env, cfg, frame, alias="challenger", seed=1, rounds=20, gate_decision="passed")["version"],
             "solo": register_model(env, cfg, frame, name="churn_solo", alias="champion", seed=2, rounds=10)["version"],
         }
         lakehouse = Lakehouse(env, "churn")

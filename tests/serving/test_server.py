@@ -303,3 +303,50 @@ def test_the_dags_reload_task_switches_the_endpoint_and_is_skipped_without_one(s
     monkeypatch.delenv("MLOPS_SERVING_URL", raising=False)
     with pytest.raises(AirflowSkipException, match="no serving endpoint configured"):
         ReloadServingOperator(task_id="reload_serving", use_case="churnsolo").execute({})
+
+
+def test_a_challenger_the_gate_did_not_pass_or_the_champion_itself_gets_no_traffic(server):
+    """Only a version the gate passed takes the challenger's share: under the `challenger` alias, a rejected
+    version, one not gated yet, or the champion's own version (the alias left on it by its promotion) is held
+    back, its 20 % goes to the champion, and the endpoint says why; a passed version gets its share back."""
+    from mlflow import MlflowClient
+
+    from mlops_core.promotion.champion import DECISION_TAG
+    from mlops_core.serving.client import reload_endpoint
+    from mlops_core.tracking import configure_mlflow
+
+    configure_mlflow(server.env)
+    client, name, v2 = MlflowClient(), server.cfg.model.registered_model_name, str(server.versions["v2"])
+    champion = client.get_model_version_by_alias(name, "champion").version
+    keys = list(server.frame.customer_id[:200])
+    challenger_keys = [k for k in keys if bucket("churn", k) >= 8000]
+    assert challenger_keys
+
+    def served() -> tuple[dict, set]:
+        reload_endpoint(server.url, "churn")
+        ep = call(server.url, "GET", "/serving-endpoints/churn")[1]
+        status, out = call(server.url, "POST", INV.format("churn"),
+                           {"dataframe_records": [{"customer_id": k} for k in challenger_keys]})
+        assert status == 200
+        return ep, {(p["served_entity"], p["model_version"]) for p in out["predictions"]}
+
+    try:
+        for decision, why in (("rejected", "gate decision 'rejected'"), (None, "not been through the gate")):
+            if decision:
+                client.set_model_version_tag(name, v2, DECISION_TAG, decision)
+            else:
+                client.delete_model_version_tag(name, v2, DECISION_TAG)
+            ep, answered = served()
+            assert answered == {("champion", int(champion))}, decision
+            assert ep["traffic_percentage"] == {"champion": 100} and why in ep["held_back"]["challenger"]
+        client.set_model_version_tag(name, v2, DECISION_TAG, "passed")
+        client.set_registered_model_alias(name, "challenger", champion)  # as a promotion leaves it
+        ep, answered = served()
+        assert answered == {("champion", int(champion))}
+        assert "the primary's own version" in ep["held_back"]["challenger"]
+    finally:
+        client.set_registered_model_alias(name, "challenger", v2)
+        client.set_model_version_tag(name, v2, DECISION_TAG, "passed")
+    ep, answered = served()
+    assert answered == {("challenger", int(v2))} and ep["held_back"] == {}
+    assert ep["traffic_percentage"] == {"champion": 80, "challenger": 20}

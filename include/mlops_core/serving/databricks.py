@@ -43,17 +43,13 @@ def endpoint_name(cfg: UseCaseConfig, env: EnvironmentConfig) -> str:
 
 
 def resolve_versions(cfg: UseCaseConfig, env: EnvironmentConfig, client=None) -> dict[str, int]:
-    """{alias: version} of the served entities' aliases in the environment's registry (those that exist)."""
-    from mlops_core.training.registry import get_version_by_alias
+    """{alias: version} of the served entities to serve, from the environment's registry: the same rule as the
+    local endpoint (routing.resolve_served_versions: a challenger the gate has not passed is left out)."""
+    from mlops_core.serving.routing import resolve_served_versions
 
     cfg = cfg.for_environment(env)
-    spec = cfg.serving or ServingSpec()
-    out = {}
-    for entity in spec.served_entities:
-        mv = get_version_by_alias(cfg.model.registered_model_name, entity.registry_alias, client)
-        if mv is not None:
-            out[entity.registry_alias] = int(mv.version)
-    return out
+    served, _ = resolve_served_versions(cfg.model.registered_model_name, cfg.serving or ServingSpec(), client)
+    return served
 
 
 def served_config(cfg: UseCaseConfig, env: EnvironmentConfig, versions: dict[str, int]) -> dict[str, Any]:

@@ -172,6 +172,7 @@ class Endpoint:
         self.table: RoutingTable | None = None
         self.inference_log = None  # serving.inference_log.InferenceLogWriter when the log is on
         self.error: str | None = None
+        self.held_back: dict[str, str] = {}  # alias -> why its version gets no traffic now
         self.reloads = 0
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -179,15 +180,12 @@ class Endpoint:
 
     # ---- models ---------------------------------------------------------------------------------------
     def resolve(self) -> dict[str, int]:
-        """{alias: version} of the served entities' aliases that exist now."""
-        from mlops_core.training.registry import get_version_by_alias
+        """{alias: version} of the served entities to serve now (routing.resolve_served_versions: a challenger
+        the gate has not passed, or the champion's own version, is held back and its share goes to the primary)."""
+        from mlops_core.serving.routing import resolve_served_versions
 
-        out = {}
-        for entity in self.spec.served_entities:
-            mv = get_version_by_alias(self.model_name, entity.registry_alias)
-            if mv is not None:
-                out[entity.registry_alias] = int(mv.version)
-        return out
+        served, self.held_back = resolve_served_versions(self.model_name, self.spec)
+        return served
 
     def reload(self) -> dict[str, Any]:
         """Re-resolve the aliases, load the versions not held yet beside the loaded ones, swap the table."""
@@ -231,7 +229,7 @@ class Endpoint:
                 log.info("endpoint %s: serving %s (was %s)", self.use_case, table.versions(), previous or "nothing")
             self.error = None
         return {"use_case": self.use_case, "changed": changed, "versions": self.table.versions(),
-                "previous": previous, "missing_aliases": list(self.table.missing),
+                "previous": previous, "missing_aliases": list(self.table.missing), "held_back": dict(self.held_back),
                 "seconds": round(time.perf_counter() - started, 3)}
 
     def poll_once(self) -> bool:
@@ -271,7 +269,7 @@ class Endpoint:
         return {"use_case": self.use_case, "ready": table is not None, "model_name": self.model_name,
                 "task": self.task, "key_column": self.key, "max_batch_rows": self.spec.max_batch_rows,
                 "auth": self.token is not None, "poll_seconds": self.spec.poll_seconds, "reloads": self.reloads,
-                "error": self.error, **(table.describe() if table else {"mode": self.spec.mode}),
+                "error": self.error, "held_back": dict(self.held_back), **(table.describe() if table else {"mode": self.spec.mode}),
                 "online_store": self.store.describe() if self.store else None,
                 "inference_log": self.inference_log.describe() if self.inference_log else {"enabled": False}}
 

@@ -7,7 +7,8 @@ hash so that two use cases do not send the same customers to their challengers.
 
 A RoutingTable is built once per (re)load and never changed: the routes' bucket ranges over the entities that
 are loaded (an entity whose alias does not exist gives its range to the primary), the loaded models, and the
-versions. An endpoint swaps it with one reference assignment; a request reads the reference once and finishes
+versions. A non-primary entity is served only when its version passed the gate and is not the primary's
+(resolve_served_versions); otherwise its range goes to the primary too. An endpoint swaps it with one reference assignment; a request reads the reference once and finishes
 on the table it started with."""
 
 from __future__ import annotations
@@ -23,6 +24,51 @@ from mlops_core.serving.spec import BUCKETS
 if TYPE_CHECKING:
     from mlops_core.serving.predictor import ServedModel
     from mlops_core.serving.spec import ServingSpec
+
+
+# Gate decisions (promotion.champion.DECISION_TAG) under which a version may take a non-primary share: it passed
+# the gate (and awaits approval or promotion), or it was champion once and is deliberately tried again.
+SERVABLE_DECISIONS = frozenset({"passed", "awaiting_approval", "promoted"})
+
+
+def held_back_reason(version: int, tags: dict[str, str], primary_version: int) -> str | None:
+    """Why a non-primary served entity's version gets no traffic (None: it is served). A version the gate has not
+    passed (not gated yet, rejected, rolled back from) would put live requests on a model nobody validated, and the
+    primary's own version under the challenger alias (after its promotion) would make the split a split of noise."""
+    from mlops_core.promotion.champion import DECISION_TAG
+
+    if version == primary_version:
+        return f"version {version} is the primary's own version"
+    decision = tags.get(DECISION_TAG)
+    if decision not in SERVABLE_DECISIONS:
+        return (f"version {version} has gate decision {decision!r}" if decision
+                else f"version {version} has not been through the gate yet")
+    return None
+
+
+def resolve_served_versions(model_name: str, spec: ServingSpec, client=None) -> tuple[dict[str, int], dict[str, str]]:
+    """({alias: version} to serve, {alias: why held back}) for the spec's served entities now: the primary's alias
+    as it points, the others only when held_back_reason lets them (their share then goes to the primary).
+    Aliases that do not exist are in neither."""
+    from mlops_core.training.registry import get_version_by_alias
+
+    primary = spec.primary.registry_alias
+    found = {e.registry_alias: get_version_by_alias(model_name, e.registry_alias, client)
+             for e in spec.served_entities}
+    found = {alias: mv for alias, mv in found.items() if mv is not None}
+    if primary not in found:
+        return {}, {}
+    primary_version = int(found[primary].version)
+    served, held_back = {primary: primary_version}, {}
+    for alias, mv in found.items():
+        if alias == primary:
+            continue
+        reason = held_back_reason(int(mv.version), dict(mv.tags or {}), primary_version)
+        if reason:
+            held_back[alias] = reason
+        else:
+            served[alias] = int(mv.version)
+    return served, held_back
 
 
 @lru_cache(maxsize=1 << 16)  # the same customers come back: a hit costs ~0.1 us, a sha256 ~1.5 us
