@@ -15,7 +15,8 @@ held-out labels (those dated after the challenger's validation window) and check
 signature vs feature table, p95 latency and batch throughput. The decision goes to MLflow (version tags,
 description, a JSON artifact) and to the promotion-history table. Then:
 `promoted` (champion moved, old one kept as `previous_champion`, notification) | `wait_for_approval` (until
-the approve_model DAG records a person's decision) | `rejected` (champion untouched, notification, the run
+the approve_model DAG records a person's decision; meanwhile `serve_challenger` puts the challenger on its share
+of the serving endpoint's traffic, the online A/B report's evidence) | `rejected` (champion untouched, notification, the run
 ends failed so it is noticed).
 
 Runs weekly, on demand (Params below), and when another DAG triggers it with a `reason` in the conf, e.g.
@@ -134,10 +135,14 @@ def build(cfg: UseCaseConfig):
             },
         )
 
+        # awaiting approval: the challenger takes its share of live traffic while it waits (the online A/B
+        # report's evidence for the approver), when the use case is served
+        awaiting = ["wait_for_approval", "serve_challenger"] if cfg.serving is not None else ["wait_for_approval"]
+
         @task.branch(task_id="gate_outcome")
-        def gate_outcome(ti=None) -> str:
+        def gate_outcome(ti=None) -> str | list[str]:
             decision = ti.xcom_pull(task_ids="validate_and_promote")["decision"]
-            return {"promoted": "promoted", "awaiting_approval": "wait_for_approval"}.get(decision, "rejected")
+            return {"promoted": "promoted", "awaiting_approval": awaiting}.get(decision, "rejected")
 
         @task(task_id="rejected")
         def rejected(ti=None, **context) -> None:
@@ -171,10 +176,11 @@ def build(cfg: UseCaseConfig):
         branch >> [done, rejected(), wait]
         wait >> done
         if cfg.serving is not None:
-            # the endpoint switches now to the new challenger (and the new champion when promoted); without
-            # this task it would at its next alias poll
+            # the endpoint switches now (without these tasks it would at its next alias poll): to the new
+            # champion once promoted (or approved), and to a challenger that passed the gate and awaits approval
             [register, done] >> ReloadServingOperator(task_id="reload_serving", use_case=cfg.name,
                                                       trigger_rule="none_failed_min_one_success")
+            branch >> ReloadServingOperator(task_id="serve_challenger", use_case=cfg.name)
 
     return retrain_model()
 

@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         summary = run_chain(client, start, end, drift_from, args.timeout, steps=steps)
         if af.serving_port and summary.get("ok"):
+            start_challenger(client, args.timeout, summary)
             summary["serving"] = serve_traffic(af.serving_url, args.requests)
             online_ab(af, client, end, args.timeout, summary)
     finally:
@@ -355,6 +356,38 @@ def follow_drift_retrain(client: AirflowClient, use_case: str, summary: dict[str
     summary.setdefault("gates", []).append(_xcom(client, retrain, run, "validate_and_promote"))
 
 
+def start_challenger(client: AirflowClient, timeout: float, summary: dict[str, Any], use_case: str = PRIMARY,
+                     seed: int = 7) -> None:
+    """The online A/B's other arm, as a team would start one: a retrain_model run that needs a person's approval
+    (require_approval, another seed). Its version passes the gate, stays `challenger` and, while the run waits in
+    wait_for_approval, takes the endpoint's 20 % at once (serve_challenger). The run is left waiting, its DAG
+    paused like the demo's others: approve or reject it with <use case>__approve_model after `make up`."""
+    from mlops_core.jobs.contract import dag_id
+
+    retrain = dag_id(use_case, "retrain_model")
+    conf = {"require_approval": True, "seed": seed, "reason": "a challenger for the online A/B"}
+    client.set_paused(retrain, False)
+    run_id = client.trigger(retrain, conf)
+    say(f"{retrain}: a challenger that waits for approval and meanwhile serves its share ({run_id})")
+    deadline, states, run = time.monotonic() + timeout, {}, {}
+    while time.monotonic() < deadline:
+        run = client.dag_run(retrain, run_id)
+        states = {t["task_id"]: t["state"] for t in client.task_instances(retrain, run_id)}
+        if run["state"] in ("success", "failed") or states.get("serve_challenger") in (
+                "success", "failed", "upstream_failed", "skipped"):
+            break
+        time.sleep(2)
+    client.set_paused(retrain, True)  # the run stays where it is (waiting for approval) until the DAG is unpaused
+    gate = _xcom(client, retrain, {"dag_run_id": run_id}, "validate_and_promote") or {}
+    produced = summary["use_cases"].setdefault(use_case, {})
+    produced.setdefault("gates", []).append(gate or None)
+    produced["challenger"] = {"run_id": run_id, "state": run.get("state"), "tasks": states,
+                              "version": gate.get("version"), "decision": gate.get("decision")}
+    say(f"{retrain}: gate {gate.get('decision')}, serve_challenger {states.get('serve_challenger')}")
+    if states.get("serve_challenger") != "success" and gate.get("decision") != "rejected":
+        summary["ok"] = False  # a rejection is the gate doing its job; anything else is a failure
+
+
 def serve_traffic(url: str, requests: int, timeout: float = 120) -> dict[str, Any]:
     """Send `requests` single-row requests to each served use case's endpoint, as an application would: two in
     three by customer id only (features from the online store the features job refreshed), the others with the
@@ -490,6 +523,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     retrain = summary.get("drift_retrain")
     if retrain:
         lines.append(f"drift-triggered retrain_model run: {retrain['state']}")
+    challenger = summary.get("challenger")
+    if challenger and challenger.get("decision") == "awaiting_approval":
+        lines.append(f"challenger v{challenger['version']}: passed the gate, serves its traffic share and waits for "
+                     f"approval (retrain_model run {challenger['run_id']}; approve or reject with approve_model)")
     replay, log, ab = summary.get("replay"), summary.get("inference_log") or {}, summary.get("ab") or {}
     if replay:
         lines.append(f"replay: {replay['rows']} labelled rows in {replay['requests']} requests through the endpoint "

@@ -76,6 +76,7 @@ def chain(tmp_path_factory, chain_dir):
                                      rule=RULE, use_cases=USE_CASES)
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
             summary["client"] = client
+            demo.start_challenger(client, 900, summary)
             summary["serving"] = demo.serve_traffic(af.serving_url, 90)
             demo.online_ab(af, client, END, 900, summary, days=AB_DAYS, rows_per_day=AB_ROWS_PER_DAY)
             with urllib.request.urlopen(f"{af.serving_url}/serving-endpoints", timeout=30) as resp:
@@ -152,8 +153,10 @@ def test_drift_triggered_a_retrain_that_went_through_the_gate(chain, spark, data
     assert "drift" in (retrain.get("reason") or ""), retrain
     lh = Lakehouse(load_environment("local"), "churn")
     gates = lh.read(spark, tables.PROMOTION_HISTORY).where(F.col("action") == "gate").orderBy("recorded_at").collect()
-    assert len(gates) == 2, gates
-    first, second = gates
+    assert len(gates) == 3, gates
+    first, second, third = gates
+    # the third: the challenger started for the online A/B, passed and waiting for a person (champion unmoved)
+    assert third["decision"] == "awaiting_approval" and "online A/B" in third["triggered_by"], third
     assert first["decision"] == "promoted" and first["from_version"] is None  # no champion yet: absolute checks
     assert second["decision"] in ("promoted", "rejected") and second["from_version"] == first["version"]
     assert "drift" in second["triggered_by"], second
@@ -289,7 +292,12 @@ def test_the_endpoints_serve_what_the_registry_says_without_a_restart(chain, dat
         aliases = registry.get_registered_model(name).aliases
         endpoint = chain["endpoints"][use_case]
         served = {e["name"]: e["model_version"] for e in endpoint["served_entities"]}
-        assert served == {alias: int(aliases[alias]) for alias in ("champion", "challenger")}, (use_case, served)
+        if use_case == "churn":  # the challenger started for the A/B: passed the gate, awaiting approval
+            assert aliases["challenger"] != aliases["champion"]
+            assert served == {alias: int(aliases[alias]) for alias in ("champion", "challenger")}, served
+        else:  # spend's challenger alias is left on its champion by the promotion: not split with itself
+            assert aliases["challenger"] == aliases["champion"] and served == {"champion": int(aliases["champion"])}
+            assert "primary's own version" in endpoint["held_back"]["challenger"]
         assert endpoint["reloads"] >= 1 and endpoint["online_store"]["as_of_date"] == END.isoformat()
         traffic = chain["serving"][use_case]
         assert traffic["failed"] == 0 and traffic["requests"] == 90 and traffic["by_key"] == 60
@@ -300,6 +308,10 @@ def test_the_endpoints_serve_what_the_registry_says_without_a_restart(chain, dat
     churn_split = chain["serving"]["churn"]["served"]
     assert set(churn_split) == {"champion", "challenger"} and 0.6 < churn_split["champion"]["share"] < 0.95
     assert set(chain["serving"]["spend"]["served"]) == {"champion"}  # shadow: the champion answers every request
+    challenger = chain["use_cases"]["churn"]["challenger"]
+    assert challenger["decision"] == "awaiting_approval" and challenger["tasks"]["serve_challenger"] == "success"
+    assert challenger["tasks"]["wait_for_approval"] in ("up_for_reschedule", "running", "queued", "scheduled")
+    assert churn_split["challenger"]["versions"] == [int(challenger["version"])]
 
 
 def test_the_request_log_and_the_online_ab_report_on_replayed_labelled_traffic(chain, spark, data_dir):
