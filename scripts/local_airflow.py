@@ -546,6 +546,11 @@ class AirflowClient:
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str, note: str | None = None) -> None:
+        q = urllib.request.quote(run_id, safe="")
+        body = {"state": state, **({"note": note} if note else {})}
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{q}", body)
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None) -> str:
         body = {"logical_date": logical_date, "conf": conf or {}}
         return self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)["dag_run_id"]

@@ -115,12 +115,22 @@ def test_a_demo_starts_from_a_clean_state_and_leaves_remote_stores_alone(data_di
     client.create_registered_model("churn_xgboost")
     version = client.create_model_version("churn_xgboost", source=str(data_dir / "model"))
     client.set_registered_model_alias("churn_xgboost", "champion", version.version)
+    from mlops_core.serving.inference_log import inference_log_root
+    from mlops_core.serving.store import online_store_root
+
+    request_log = inference_log_root(env) / "churn" / "2026-03-30" / "requests-1.jsonl"  # what the endpoint logged
+    request_log.parent.mkdir(parents=True)
+    request_log.write_text('{"databricks_request_id": "r1"}\n')
+    (online_store_root(env) / "churn").mkdir(parents=True)
+    (online_store_root(env) / "churn" / "customer_features.sqlite").write_bytes(b"old")
 
     removed = demo.reset_demo_state()
 
     assert str(data_dir / "lakehouse") in removed and not (data_dir / "lakehouse").exists()
     assert str(data_dir / "mlflow" / "mlflow.db") in removed
     assert not any("s3://" in path or "reports" in path for path in removed)
+    # the old requests would join the next demo's A/B report; the old online store would answer its first lookups
+    assert not request_log.exists() and not online_store_root(env).exists()
     # A fresh, migrated store (read with sqlite3: this process's MLflow keeps its engine on the old file).
     with sqlite3.connect(data_dir / "mlflow" / "mlflow.db") as db:
         assert db.execute("SELECT COUNT(*) FROM registered_models").fetchone() == (0,)
