@@ -199,3 +199,23 @@ def test_ab_report_matches_a_hand_computation(stack, spark, traffic, tmp_path):
     rows = traffic["lakehouse"].read(spark, tables.AB_RESULTS).collect()
     assert {r["served_entity_name"] for r in rows} == set(per)
     assert {str(r["report_date"]) for r in rows} == {"2026-02-02"}
+
+
+def test_a_full_log_queue_drops_and_counts_without_blocking_and_a_stop_writes_what_it_held(tmp_path):
+    """The request's side of the log: a bounded queue. Past queue_size a request is dropped from the log and
+    counted (the request itself is never delayed); on a graceful stop the writer writes every held request."""
+    from mlops_core.serving.inference_log import CLOSED_SUFFIX, InferenceLogWriter
+    from mlops_core.serving.spec import InferenceLogSpec
+
+    writer = InferenceLogWriter(tmp_path, "churn", InferenceLogSpec(queue_size=3))
+    out = {"mode": "ab", "predictions": [{"key": "c1", "served_entity": "champion", "model_name": "m",
+                                          "model_version": 1, "probability": 0.25, "label": 0}]}
+    accepted = [writer.submit(time.time(), f"r{i}", None, 200, 1.5, None, out) for i in range(5)]
+    assert accepted == [True, True, True, False, False]
+    assert writer.describe()["queued"] == 3 and writer.describe()["dropped"] == 2
+    writer.start()
+    writer.close()
+    files = list(tmp_path.rglob(f"*{CLOSED_SUFFIX}"))
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(r["databricks_request_id"] for r in lines) == ["r0", "r1", "r2"]
+    assert writer.describe()["written_requests"] == 3 and writer.describe()["queued"] == 0

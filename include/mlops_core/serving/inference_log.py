@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
+from collections import deque
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ OPEN_SUFFIX = ".jsonl.part"
 CLOSED_SUFFIX = ".jsonl"
 EVENT_TIME_HEADER = "x-event-time"
 _BATCH = 2000
+_DRAIN_SECONDS = 0.05  # the writer drains the pending requests this often (not woken per request: see submit)
 
 
 def inference_log_root(env: EnvironmentConfig) -> Path:
@@ -130,7 +131,10 @@ class InferenceLogWriter:
         self.spec = spec or InferenceLogSpec()
         self.root = Path(root)
         self.use_case = use_case
-        self.queue: queue.Queue = queue.Queue(maxsize=self.spec.queue_size)
+        # A deque, not a queue.Queue: a put there takes a lock and wakes the writer thread for every request, and
+        # each wake-up takes the GIL from the event loop (1,400 requests/s: logging on cost 16 % of requests/s).
+        # append/popleft are atomic; the bound is checked by length (a few items over it under a race is harmless).
+        self.pending: deque = deque()
         self.host = socket.gethostname().replace("_", "-")[:40] or "host"
         self.logged_by = f"{self.host}:{os.getpid()}"
         self._token = uuid.uuid4().hex[:8]
@@ -150,13 +154,11 @@ class InferenceLogWriter:
     def submit(self, request_time: float, request_id: str, client_request_id: str | None, status: int,
                duration_ms: float, event_time: str | None, out: dict[str, Any] | None,
                error: dict[str, Any] | None = None) -> bool:
-        try:
-            self.queue.put_nowait((request_time, request_id, client_request_id, status, duration_ms, event_time,
-                                   out, error))
-            return True
-        except queue.Full:
+        if len(self.pending) >= self.spec.queue_size:
             self.dropped += 1
             return False
+        self.pending.append((request_time, request_id, client_request_id, status, duration_ms, event_time, out, error))
+        return True
 
     # ---- the writer thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -169,24 +171,25 @@ class InferenceLogWriter:
         flush_every = self.spec.flush_seconds
         last_flush = time.monotonic()
         while True:
-            try:
-                item = self.queue.get(timeout=min(flush_every, 0.5))
-                batch = [item]
-                while len(batch) < _BATCH:
-                    try:
-                        batch.append(self.queue.get_nowait())
-                    except queue.Empty:
-                        break
-            except queue.Empty:
-                batch = []
+            stopping = self._stop.wait(_DRAIN_SECONDS)
+            batch = self._drain()
             if batch:
                 self._write(batch)
             now = time.monotonic()
             if now - last_flush >= flush_every or not batch:
                 self._flush_and_rotate()
                 last_flush = now
-            if self._stop.is_set() and self.queue.empty():
+            if stopping and not self.pending:
                 return
+
+    def _drain(self, limit: int = _BATCH) -> list[tuple]:
+        batch = []
+        try:
+            while len(batch) < limit:
+                batch.append(self.pending.popleft())
+        except IndexError:
+            pass
+        return batch
 
     def _file_for(self, hour_key: str, day: str) -> Any:
         if self._hour != hour_key:
@@ -258,19 +261,14 @@ class InferenceLogWriter:
         if self._thread is not None:
             self._thread.join(timeout)
         if self._thread is None or not self._thread.is_alive():
-            rest = []
-            while True:
-                try:
-                    rest.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            rest = self._drain(limit=len(self.pending) + 1)
             if rest:
                 self._write(rest)
             with self._lock:
                 self._close_file()
 
     def describe(self) -> dict[str, Any]:
-        return {"enabled": True, "root": str(use_case_dir(self.root, self.use_case)), "queued": self.queue.qsize(),
+        return {"enabled": True, "root": str(use_case_dir(self.root, self.use_case)), "queued": len(self.pending),
                 "queue_size": self.spec.queue_size, "dropped": self.dropped,
                 "written_requests": self.written_requests, "written_rows": self.written_rows,
                 "files_closed": self.files_closed, "write_errors": self.write_errors}
