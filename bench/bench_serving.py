@@ -117,15 +117,34 @@ def _wait_ready(url: str, timeout: float = 120) -> None:
         time.sleep(0.3)
 
 
-def serving(ctx: BenchContext) -> BenchResult:
-    """Serving: single-row req/s and p50/p99 (16 clients) vs mlflow models serve; key-only; 1,000-row batches vs
-    inplace_predict; 80/20 split on 10,000 keys; reload under load."""
+def _churn_models_and_store(trees: int):
+    """The registry and online store both serving benchmarks run on: churn champion v1 and a gate-passed challenger
+    v2 trained on 3,000 customers, the online store holding them; returns (env, cfg, frame, champion, 1,000 rows
+    of full features as JSON records)."""
     import pyarrow as pa
 
     from mlops_core.config import load_environment, load_use_case
-    from mlops_core.serving.client import reload_endpoint
     from mlops_core.serving.store import online_store_path, write_store
     from tests.scoring.helpers import make_snapshot, register_model
+
+    env = load_environment("local")
+    cfg = load_use_case("churn")
+    frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
+    champion = register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
+    register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
+    cols = [c for c in frame.columns if not c.startswith("_")]
+    write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
+                {"use_case": "churn", "source_version": 0})
+    features = [c for c in cols if c not in ("as_of_date",)]
+    rows = json.loads(frame[features].head(1000).to_json(orient="records"))
+    return env, cfg, frame, champion, rows
+
+
+def serving(ctx: BenchContext) -> BenchResult:
+    """Serving: single-row req/s and p50/p99 (16 clients) vs mlflow models serve; key-only; 1,000-row batches vs
+    inplace_predict; 80/20 split on 10,000 keys; reload under load."""
+    from mlops_core.serving.client import reload_endpoint
+    from tests.scoring.helpers import register_model
 
     seconds = ctx.param("seconds", 8.0)
     trees = ctx.param("trees", 200)
@@ -137,16 +156,7 @@ def serving(ctx: BenchContext) -> BenchResult:
     os.environ["MLOPS_USE_CASE__SERVING__POLL_SECONDS"] = "0"
     notes: list[str] = []
     try:
-        env = load_environment("local")
-        cfg = load_use_case("churn")
-        frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
-        v1 = register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
-        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
-        cols = [c for c in frame.columns if not c.startswith("_")]
-        write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
-                    {"use_case": "churn", "source_version": 0})
-        features = [c for c in cols if c not in ("as_of_date",)]
-        rows = json.loads(frame[features].head(1000).to_json(orient="records"))
+        env, cfg, frame, v1, rows = _churn_models_and_store(trees)
         full = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
         keyed = [json.dumps({"dataframe_records": [{"customer_id": r["customer_id"]}]}).encode() for r in rows]
         no_key = [json.dumps({"dataframe_records": [{k: v for k, v in r.items() if k != "customer_id"}]}).encode()
@@ -271,12 +281,8 @@ def serving(ctx: BenchContext) -> BenchResult:
 
 def serving_inference_log(ctx: BenchContext) -> BenchResult:
     """Inference log: single-row req/s with the log on vs off (same run, alternating), compaction of N records."""
-    import pyarrow as pa
 
-    from mlops_core.config import load_environment, load_use_case
     from mlops_core.serving.inference_log import InferenceLogWriter
-    from mlops_core.serving.store import online_store_path, write_store
-    from tests.scoring.helpers import make_snapshot, register_model
 
     seconds = ctx.param("seconds", 6.0)
     trees = ctx.param("trees", 200)
@@ -291,16 +297,7 @@ def serving_inference_log(ctx: BenchContext) -> BenchResult:
     os.environ["MLOPS_USE_CASE__SERVING__POLL_SECONDS"] = "0"
     results: dict[str, list[dict]] = {"log_off": [], "log_on": []}
     try:
-        env = load_environment("local")
-        cfg = load_use_case("churn")
-        frame = make_snapshot(cfg, AS_OF, n=3000, seed=11)
-        register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
-        register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
-        cols = [c for c in frame.columns if not c.startswith("_")]
-        write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
-                    {"use_case": "churn", "source_version": 0})
-        features = [c for c in cols if c not in ("as_of_date",)]
-        rows = json.loads(frame[features].head(1000).to_json(orient="records"))
+        env, _, _, _, rows = _churn_models_and_store(trees)
         full = [json.dumps({"dataframe_records": [r]}).encode() for r in rows]
         inv = "/serving-endpoints/churn/invocations"
         logged_rows = 0
