@@ -158,3 +158,12 @@ def test_cli_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         cli_main(["--drift-kinds", "amount,weather"])
     assert "unknown drift kinds" in capsys.readouterr().err
+
+
+def test_monthly_cadence_labels_the_first_of_each_month_over_a_long_history():
+    ds = simulate(GenConfig(customers=200, days=400, seed=3, label_cadence="monthly"))
+    days = pd.to_datetime(pd.Series(sorted(set(ds.labels["label_date"]))))
+    assert (days.dt.day == 1).all() and len(days) == 13  # 2026-01 .. 2027-01: horizons end inside the period
+    assert days.iloc[-1] + pd.Timedelta(days=30) <= pd.Timestamp(GenConfig(days=400).end)
+    with pytest.raises(ValueError, match="label_cadence"):
+        GenConfig(label_cadence="daily")

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drift-kinds", type=_kinds, default=(),
                    help=f"comma list of {','.join(DRIFT_KINDS)} (default: all, when --drift-from is set)")
     p.add_argument("--bad-rate", type=_rate, default=0.0, help="share of malformed rows, and of days with a bad file")
+    p.add_argument("--label-cadence", choices=["weekly", "monthly"], default="weekly",
+                   help="a label date every Monday (default) or on the first day of every month")
     p.add_argument("--clean", action="store_true", help="remove the sources' landing folders first")
     args = p.parse_args(argv)
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--out must be a local folder (upload to object storage separately)")
     try:
         cfg = GenConfig(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
-                        drift_from=args.drift_from, drift_kinds=args.drift_kinds, bad_rate=args.bad_rate)
+                        drift_from=args.drift_from, drift_kinds=args.drift_kinds, bad_rate=args.bad_rate,
+                        label_cadence=args.label_cadence)
     except ValueError as exc:
         p.error(str(exc))
     summary = generate(cfg, out, load_use_case(args.use_case), clean=args.clean)

@@ -9,7 +9,7 @@ The simulation (vectorised numpy, one Generator per seed):
   customer orders no more. So churners really do order less often and less in the preceding weeks.
 * Orders: Poisson counts per customer and day (weekly seasonality), timestamps within the day, lognormal
   amounts, a channel by segment.
-* Labels: every Monday D with D + 30 inside the period, for each active customer (signed up by D, and an
+* Labels: every Monday D (`label_cadence: monthly`: the first day of every month) with D + 30 inside the period, for each active customer (signed up by D, and an
   order in the 60 days up to D or a signup in the 30 days up to D): churned = 1 when the customer has no
   order on days D+1 .. D+30. Computed from the simulated orders themselves, and landed in the folder of
   day D+30, when the outcome became known.
@@ -55,6 +55,7 @@ HORIZON_DAYS = 30
 ACTIVE_ORDER_DAYS = 60
 ACTIVE_SIGNUP_DAYS = 30
 DRIFT_KINDS = ("amount", "country", "frequency")
+LABEL_CADENCES = ("weekly", "monthly")
 
 CUSTOMER_COLUMNS = ["customer_id", "segment", "country", "plan", "signup_date"]
 ORDER_COLUMNS = ["order_id", "customer_id", "amount", "order_ts", "channel"]
@@ -72,6 +73,9 @@ class GenConfig:
     bad_rate: float = 0.0
     initial_share: float = 0.5  # customers that exist before the first day
     label_weekday: int = 0  # Monday
+    # weekly: a label date every `label_weekday`; monthly: the first day of every month (a long history with
+    # few label dates, the shape of monthly-billed businesses)
+    label_cadence: str = "weekly"
 
     def __post_init__(self) -> None:
         if self.customers < 1 or self.days < 1:
@@ -81,6 +85,8 @@ class GenConfig:
         unknown = sorted(set(self.drift_kinds) - set(DRIFT_KINDS))
         if unknown:
             raise ValueError(f"unknown drift kinds {unknown}; choose from {list(DRIFT_KINDS)}")
+        if self.label_cadence not in LABEL_CADENCES:
+            raise ValueError(f"label_cadence must be one of {list(LABEL_CADENCES)}, not {self.label_cadence!r}")
         if self.drift_kinds and self.drift_from is None:
             raise ValueError("drift kinds need a drift_from date")
         if self.drift_from is not None and not self.drift_kinds:
@@ -193,6 +199,20 @@ def simulate(cfg: GenConfig) -> Dataset:
     return Dataset(cfg, customers, orders, labels, counts)
 
 
+def label_days(cfg: GenConfig) -> list[int]:
+    """Day indexes of the label dates whose 30-day horizon lies inside the period."""
+    last = cfg.days - HORIZON_DAYS  # exclusive
+    if cfg.label_cadence == "monthly":
+        out, d = [], cfg.start.replace(day=1)
+        while (d - cfg.start).days < last:
+            if d >= cfg.start:
+                out.append((d - cfg.start).days)
+            d = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return out
+    first_monday = (cfg.label_weekday - cfg.start.weekday()) % 7
+    return list(range(first_monday, last, 7))
+
+
 def _labels(cfg: GenConfig, counts: np.ndarray, signup: np.ndarray, customer_ids: np.ndarray) -> pd.DataFrame:
     import pandas as pd
 
@@ -203,9 +223,8 @@ def _labels(cfg: GenConfig, counts: np.ndarray, signup: np.ndarray, customer_ids
         first, last = max(first, 0), min(last, days - 1)
         return cum[:, last + 1] - cum[:, first] if last >= first else np.zeros(counts.shape[0], dtype=np.int64)
 
-    first_monday = (cfg.label_weekday - cfg.start.weekday()) % 7
     parts = []
-    for d in range(first_monday, days - HORIZON_DAYS, 7):
+    for d in label_days(cfg):
         active = (signup <= d) & (
             (orders_between(d - ACTIVE_ORDER_DAYS + 1, d) > 0) | (signup > d - ACTIVE_SIGNUP_DAYS)
         )
