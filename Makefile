@@ -26,12 +26,17 @@ data: setup ## generate demo landing files into the environment's landing root (
 demo: setup ## run the pipeline end to end on the local stack and print a summary
 	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
+# Two pytest workers (pytest-xdist): the end-to-end stacks mostly wait on the scheduler while the other worker runs
+# the Spark unit tests. Each test module runs whole on one worker (tests/conftest.py); PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: setup ## the whole test suite (unit, DAG integrity, end to end under the real scheduler)
 	@$(PY) -m ruff check .
-	@$(PY) -m pytest
+	@$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: setup ## the tests without the end-to-end Airflow runs
-	@$(PY) -m pytest -m "not e2e"
+	@$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e"
 
 # The jobs' Spark tests on the Spark line of the supported Databricks runtime (docs/databricks.md): a second
 # environment, .local/compat, that only swaps pyspark/delta-spark and the Delta jars (scripts/compat_env.sh;

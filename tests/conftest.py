@@ -129,6 +129,32 @@ def lakehouse(env):
     return Lakehouse(env, "churn")
 
 
+# ---- two workers (make test: pytest -n 2 --dist loadgroup) ------------------------------------------------
+# Every test module is one unit of work, so its module fixtures (a trained model, a materialized lakehouse) are
+# built once; the files on the shared e2e Airflow stack (the `airflow_stack` fixture) are one unit, so the stack
+# starts once. The units that mostly wait on servers go first: the other worker runs the Spark unit tests
+# meanwhile, and no long unit is left for the end of the run.
+FIRST = ("tests/deploy/test_native_stack.py", "tests/e2e/test_chain.py", "e2e_airflow_stack", "tests/s3/",
+         "tests/features/", "tests/promotion/", "tests/monitoring/", "tests/ingest/")
+
+
+def _work_unit(item: pytest.Item) -> str:
+    return "e2e_airflow_stack" if "airflow_stack" in item.fixturenames else item.nodeid.split("::")[0]
+
+
+def _unit_rank(unit: str) -> int:
+    return next((i for i, prefix in enumerate(FIRST) if unit.startswith(prefix)), len(FIRST))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into the units it schedules
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+    items.sort(key=lambda item: _unit_rank(_work_unit(item)))  # stable: a unit's tests keep their order
+
+
 def pytest_terminal_summary(terminalreporter):
     """Seconds per test folder (setup + call + teardown), next to pytest's slowest-25 list: where the
     suite's time goes, printed by every run (CI included)."""
