@@ -20,7 +20,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import drift_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
 from mlops_airflow.operators.drift import DriftReportOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
@@ -40,6 +40,7 @@ def build(cfg: UseCaseConfig):
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        deadline=deadline_alert(cfg, "drift_report"),  # operations.deadlines.drift_report_minutes
         tags=tags(cfg, "monitoring"),
         doc_md=__doc__,
         params={
