@@ -26,7 +26,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import feature_asset, predictions_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
 from mlops_airflow.operators.resolve_model import ResolveModelVersionOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
@@ -57,6 +57,7 @@ def build(cfg: UseCaseConfig):
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        deadline=deadline_alert(cfg, "batch_score"),  # operations.deadlines.batch_score_minutes
         tags=tags(cfg, "scoring"),
         doc_md=__doc__,
         params={

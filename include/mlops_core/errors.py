@@ -15,6 +15,12 @@ DELTA_CONFLICTS = (
 )
 
 
+# A Spark Connect session the server no longer has (server restarted, session expired) or a server that does
+# not answer: a new try opens a new session.
+SPARK_CONNECT_LOST = ("SESSION_NOT_FOUND", "SESSION_CLOSED", "StatusCode.UNAVAILABLE",
+                      "failed to connect to all addresses")
+
+
 class MlopsError(Exception):
     """Base of the project's exceptions."""
 
@@ -63,6 +69,14 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, kinds)
 
 
+def is_spark_connect_lost(exc: BaseException) -> bool:
+    """A Spark Connect error (by its class name: pyspark need not be imported) that says the session is gone."""
+    return any("SparkConnect" in type(e).__name__ and any(m in str(e) for m in SPARK_CONNECT_LOST)
+               for e in _chain(exc))
+
+
 def is_transient(exc: BaseException) -> bool:
-    """A TransientError, a Delta write conflict, or a service that did not answer, anywhere in the chain."""
-    return any(isinstance(e, TransientError) or _is_unreachable(e) for e in _chain(exc)) or is_delta_conflict(exc)
+    """A TransientError, a Delta write conflict, a service that did not answer, or a lost Spark Connect
+    session, anywhere in the chain."""
+    return (any(isinstance(e, TransientError) or _is_unreachable(e) for e in _chain(exc))
+            or is_delta_conflict(exc) or is_spark_connect_lost(exc))

@@ -8,7 +8,10 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 
-from mlops_airflow.notifiers import MlopsNotifier
+from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+from mlops_airflow.notifiers import MlopsNotifier, deadline_missed
+from mlops_airflow.retry import ErrorClassRetryPolicy
 from mlops_core.config import ConfigError, UseCaseConfig, load_environment, load_use_cases
 from mlops_core.config.use_case import USE_CASES_ENV, use_case_file
 
@@ -19,6 +22,8 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
+    # refused input fails at once, transient failures retry with the backoff above (mlops_airflow.retry)
+    "retry_policy": ErrorClassRetryPolicy(),
     # One notifier (the mlops_notifier connection) for every failed task of every DAG.
     "on_failure_callback": MlopsNotifier(
         event="task_failed",
@@ -59,3 +64,14 @@ def tags(use_case: UseCaseConfig | str, *extra: str) -> list[str]:
     """`mlops`, `use_case:<name>` (filter one use case's DAGs in the UI) and the stage's own tags."""
     name = use_case if isinstance(use_case, str) else use_case.name
     return ["mlops", f"use_case:{name}", *extra]
+
+
+def deadline_alert(cfg: UseCaseConfig, stage: str) -> DeadlineAlert | None:
+    """A run of `stage` not done `operations.deadlines.<stage>_minutes` after it was queued is reported through
+    the project notifier (event deadline_missed); None when the use case sets no deadline for it."""
+    minutes = cfg.operations.deadlines.minutes_for(stage)
+    if not minutes:
+        return None
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
+                         callback=AsyncCallback(deadline_missed, kwargs={"stage": stage, "minutes": minutes}),
+                         name=f"{stage} deadline")

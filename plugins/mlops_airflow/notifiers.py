@@ -136,3 +136,24 @@ def _use_case_of(dag_id: str | None) -> str | None:
         return split_dag_id(dag_id)[0] if dag_id else None
     except ValueError:  # a DAG outside the factory's <use case>__<stage> pattern
         return None
+
+
+async def deadline_missed(*, stage: str, minutes: float, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The project's DeadlineAlert callback (an AsyncCallback: Airflow runs it in the triggerer when a run is
+    not done `minutes` after it was queued; the run itself goes on). Sent through MlopsNotifier like every
+    other event; returns the payload (kept on the callback's record)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    context = context or {}
+    dag_run, deadline = context.get("dag_run") or {}, context.get("deadline") or {}
+    dag_id, run_id = dag_run.get("dag_id"), dag_run.get("dag_run_id") or dag_run.get("run_id")
+    message = (f"{dag_id} run {run_id} is not done {minutes:g} minutes after it was queued "
+               f"(deadline {deadline.get('deadline_time')}, state {dag_run.get('state')}): "
+               f"operations.deadlines.{stage}_minutes")
+    notifier = MlopsNotifier(event="deadline_missed", message=message, raise_on_error=False,
+                             extra={"stage": stage, "minutes": minutes, "deadline": deadline.get("deadline_time"),
+                                    "queued_at": dag_run.get("queued_at"), "state": dag_run.get("state")})
+    fake = {"dag": SimpleNamespace(dag_id=dag_id), "dag_run": SimpleNamespace(run_id=run_id), "run_id": run_id}
+    await asyncio.to_thread(notifier.notify, fake)  # a blocking HTTP POST: off the triggerer's event loop
+    return notifier.last_payload or {}

@@ -40,6 +40,39 @@ class EntitySpec(BaseModel):
     key: str = Field(description="Key column of the entity, present in the sources that describe it")
 
 
+class DeadlinesSpec(BaseModel):
+    """How long after a run is queued it should be done; past that the project notifier says so (an Airflow
+    DeadlineAlert: the run goes on). Minutes; null = no deadline for that DAG."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_score_minutes: float | None = Field(default=120, gt=0)
+    drift_report_minutes: float | None = Field(default=120, gt=0)
+    retrain_model_minutes: float | None = Field(default=360, gt=0)
+
+    def minutes_for(self, stage: str) -> float | None:
+        return getattr(self, f"{stage}_minutes", None)
+
+
+class OperationsSpec(BaseModel):
+    """How people operate the use case's DAGs (cross-cutting, so it lives here and not in a stage's spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Airflow user names a challenger's approval (a Required Action) is assigned to; empty = any "
+                    "user allowed to answer it. MLOPS_APPROVERS (comma separated) adds names.")
+    deadlines: DeadlinesSpec = Field(default_factory=DeadlinesSpec)
+
+    def approver_names(self) -> list[str]:
+        extra = [n.strip() for n in os.environ.get(APPROVERS_ENV, "").split(",") if n.strip()]
+        return list(dict.fromkeys([*self.approvers, *extra]))
+
+
+APPROVERS_ENV = "MLOPS_APPROVERS"
+
+
 class UseCaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +88,7 @@ class UseCaseConfig(BaseModel):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     monitoring: MonitoringSpec | None = None
     serving: ServingSpec | None = None
+    operations: OperationsSpec = Field(default_factory=OperationsSpec)
 
     # Filled in by load_use_case: lets every run record exactly which config produced it.
     config_hash: str = Field(default="", exclude=True)

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from mlops_airflow.backends import JobCommand
+from mlops_core.errors import TransientError
 from mlops_core.jobs.contract import ExitCode, parse_result
 
 
@@ -25,13 +26,18 @@ class JobRefusedInput(JobFailed, AirflowFailException):
     """The job refused its input or its config (ExitCode.REFUSED): the task fails without retries."""
 
 
+class JobTransientFailure(JobFailed, TransientError):
+    """The job hit a transient failure (ExitCode.TRANSIENT): the retry policy retries it with backoff."""
+
+
 def job_failure(job: str, code: int, tail: str) -> JobFailed:
     """The exception a job's non-zero exit code raises in the task: it decides whether Airflow retries."""
     if code == ExitCode.REFUSED:
         return JobRefusedInput(f"job {job} refused its input (exit code {code}, no retry); last output:\n{tail}")
-    # TRANSIENT, FAILED, a signal (negative code), anything else: left to the task's retries
-    what = "hit a transient failure" if code == ExitCode.TRANSIENT else "failed"
-    return JobFailed(f"job {job} {what} (exit code {code}); last output:\n{tail}")
+    if code == ExitCode.TRANSIENT:
+        return JobTransientFailure(f"job {job} hit a transient failure (exit code {code}); last output:\n{tail}")
+    # FAILED, a signal (negative code), anything else: left to the task's retries
+    return JobFailed(f"job {job} failed (exit code {code}); last output:\n{tail}")
 
 
 class LocalSparkBackend:
