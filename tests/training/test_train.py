@@ -29,9 +29,56 @@ def trained(module_env, churn_frame):
         "reason": "unit test",
         "orchestrator_run_id": "manual__test",
     }
-    result = train_and_log(churn_frame, env=module_env, use_case=uc, lineage=lineage)
+    with _spy_on_xgboost() as seen:
+        result = train_and_log(churn_frame, env=module_env, use_case=uc, lineage=lineage)
     reg = register_version(result.model_uri, uc.model.registered_model_name, run_id=result.run_id)
+    result.seen = seen  # what each xgboost call was given (see _spy_on_xgboost)
     return uc, result, reg
+
+
+class _spy_on_xgboost:
+    """Records, for every xgb.train call, the training rows' label dates and the evaluation sets' label dates,
+    and for every Booster.predict, the label dates of the rows scored (through the DMatrix's rows count and
+    the PandasData that built it)."""
+
+    def __enter__(self):
+        import xgboost as xgb
+
+        from mlops_core.training import train as train_module
+
+        self.mp = pytest.MonkeyPatch()
+        self.calls = {"train": [], "predict": [], "order": []}
+        self.dmats = {}  # id(DMatrix) -> (name, label dates)
+        original_init, real_train, real_predict = train_module.PandasData.__init__, xgb.train, xgb.Booster.predict
+        spy = self
+
+        def init(data, frame, key, spec):
+            original_init(data, frame, key, spec)
+            for name, part in [*data.splits.items(), ("refit", data.refit_frame)]:
+                spy.dmats[id(data.dmat[name])] = (name, set(part["label_time"]))
+            for fold, (tr, va) in zip(data.folds, data.splits.fold_rows, strict=True):
+                spy.dmats[id(fold.dtrain)] = ("fold_train", set(data.splits.frame.loc[tr, "label_time"]))
+                spy.dmats[id(fold.dval)] = ("fold_validation", set(data.splits.frame.loc[va, "label_time"]))
+
+        def train(params, dtrain, *args, **kwargs):
+            evals = [spy.dmats.get(id(d), ("?", set())) for d, _ in kwargs.get("evals") or []]
+            spy.calls["train"].append((spy.dmats.get(id(dtrain), ("?", set())), evals))
+            spy.calls["order"].append(("train", spy.calls["train"][-1][0][0]))
+            return real_train(params, dtrain, *args, **kwargs)
+
+        def predict(booster, data, *args, **kwargs):
+            spy.calls["predict"].append(spy.dmats.get(id(data), ("?", set()))[0])
+            spy.calls["order"].append(("predict", spy.calls["predict"][-1]))
+            return real_predict(booster, data, *args, **kwargs)
+
+        self.mp.setattr(train_module.PandasData, "__init__", init)
+        self.mp.setattr(xgb, "train", train)
+        self.mp.setattr(xgb.Booster, "predict", predict)
+        return self
+
+    def __exit__(self, *exc):
+        self.mp.undo()
+        return False
 
 
 def test_test_period_is_the_most_recent_and_auc_is_well_above_chance(trained):
@@ -46,6 +93,44 @@ def test_test_period_is_the_most_recent_and_auc_is_well_above_chance(trained):
             value = result.metrics[f"{split}_{name}"]
             assert math.isfinite(value), f"{split}_{name}"
         assert 0 <= result.metrics[f"{split}_ece"] <= 1
+
+
+def test_folds_validate_after_they_train_the_refit_sees_train_and_validation_and_test_is_touched_once(trained):
+    _, result, _ = trained
+    lin, seen = result.lineage, result.seen
+    test_dates = next(dates for name, dates in seen.dmats.values() if name == "test")
+    fold_fits = [(t, e) for t, e in seen.calls["train"] if t[0] == "fold_train"]
+    assert len(fold_fits) >= 4 and lin["folds"] == 3
+    for (_, train_dates), evals in fold_fits:
+        (name, val_dates), = evals
+        assert name == "fold_validation" and max(train_dates) < min(val_dates) < min(test_dates)
+    # the refit: once, on train + validation, after the search; the baseline on the same rows
+    refits = [t for t, _ in seen.calls["train"] if t[0] == "refit"]
+    assert len(refits) == 2  # the refit and the baseline
+    assert lin["rows_refit"] == lin["rows_train"] + lin["rows_validation"]
+    assert (lin["refit_start"], lin["refit_end"]) == (lin["train_start"], lin["validation_end"])
+    assert result.best_params["n_estimators"] == lin["refit_rounds"]
+    assert all(name != "test" for _, evals in seen.calls["train"] for name, _ in evals)
+    assert seen.calls["predict"].count("test") == 2  # once by the registered model, once by its baseline
+    order = seen.calls["order"]
+    assert order.index(("predict", "test")) > order.index(("train", "refit"))  # only after the refit
+    assert "fold_windows" in lin and lin["fold_windows"].count("validation") == 3
+
+
+def test_baseline_is_logged_next_to_the_challenger(trained):
+    import mlflow
+
+    uc, result, _ = trained
+    m = result.metrics
+    assert 0.5 < m["baseline_test_roc_auc"] < 1 and "baseline_test_pr_auc" in m
+    assert result.lineage["baseline_model"].startswith("shallow XGBoost")
+    baseline = mlflow.pyfunc.load_model(result.lineage["baseline_model_uri"])
+    assert baseline.metadata.get_input_schema().input_names() == mlflow.models.get_model_info(
+        result.model_uri).signature.inputs.input_names()
+    run = mlflow.tracking.MlflowClient().get_run(result.run_id)
+    assert run.data.params["baseline_model"] == uc.model.baseline.kind
+    history = mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "cv_fold_roc_auc")
+    assert [h.step for h in history] == [1, 2, 3]
 
 
 def test_registered_version_has_alias_challenger_and_every_lineage_tag(trained):

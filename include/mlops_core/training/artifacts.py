@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mlops.train")
 
 MODEL_NAME_IN_RUN = "model"  # the logged model's name inside the run
+BASELINE_NAME_IN_RUN = "baseline"  # the baseline model (model.baseline), logged in the same run
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 
 
@@ -246,7 +247,8 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, workdir: Path, task: str = "binary"):
+def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, workdir: Path, task: str = "binary",
+                     name: str = MODEL_NAME_IN_RUN):
     """Log the pyfunc (model from code + booster + encoder): probabilities for task binary, values for task
     regression, which it records as its model_config (`task`), read back by the gate and by scoring. Returns
     its ModelInfo. A binary model is logged exactly as before (no model_config)."""
@@ -259,7 +261,7 @@ def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, wor
     signature, example = _signature_and_example(encoder, sample, task)
     extra = {"model_config": {"task": task}} if task != "binary" else {}
     return mlflow.pyfunc.log_model(
-        name=MODEL_NAME_IN_RUN,
+        name=name,
         python_model=str(PYFUNC_CODE),
         artifacts={"booster": str(booster_path), "encoder": str(encoder_path)},
         signature=signature,

@@ -1,12 +1,18 @@
-"""The hyperparameter search: Optuna over the use case's search space, one nested MLflow run per trial, XGBoost
-early stopping on the validation window and pruning of hopeless trials. Deterministic for a given seed when the
-trial count, not the timeout, ends it."""
+"""The hyperparameter search: Optuna over the use case's search space, one nested MLflow run per trial.
+
+Each trial is scored by rolling-origin validation: one XGBoost fit per fold (mlops_core.training.dataset:
+expanding training window, validation on the label dates after it), early stopping decided inside each fold,
+the trial's value the mean of its folds' validation metric. Every fold's metric and best round is logged on the
+trial's run (metric history with step = fold), so the run tree shows how stable the choice is. Hopeless trials
+are pruned (median rule, per boosting round of the same fold); a pruned trial still logs the folds it finished,
+and the best trial is a complete one by construction. The progress (trial n of N, best so far, elapsed) goes
+to the log. Deterministic for a given seed when the trial count, not the timeout, ends it."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_core.metrics import evaluate_task, higher_is_better
@@ -38,17 +44,20 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _make_pruning_callback(trial, metric: str, sign: float = 1.0):
-    """`sign` -1 turns XGBoost's metric into the study's direction (r2 is maximised, its rmse minimised)."""
+def _make_pruning_callback(trial, metric: str, sign: float, offset: int, warmup: int):
+    """Report the fold's validation metric each boosting round at step offset + round (so trials are compared
+    on the same fold and round); stop the trial when the pruner says so. No verdict in a fold's first
+    `warmup` rounds: slow learners (small learning_rate) start low. `sign` -1 turns XGBoost's metric into the
+    study's direction (r2 is maximised, its rmse minimised)."""
     import optuna
     import xgboost as xgb
 
     class PruningCallback(xgb.callback.TrainingCallback):
-        """Report the validation metric each boosting round; stop the trial when the pruner says so."""
-
         def after_iteration(self, model, epoch, evals_log) -> bool:
+            if epoch < warmup:
+                return False
             value = evals_log["validation"][metric][-1]
-            trial.report(sign * float(value), epoch)
+            trial.report(sign * float(value), offset + epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at round {epoch} ({metric}={value:.5f})")
             return False
@@ -58,21 +67,34 @@ def _make_pruning_callback(trial, metric: str, sign: float = 1.0):
 
 # ---- the search ---------------------------------------------------------------------------------------
 @dataclass
-class TrialSearch:
-    """Trains one booster per trial and keeps the best one (so the final model is exactly the best trial)."""
+class FoldData:
+    """One fold's matrices: train on `dtrain`, early-stop and score on `dval` (labels `y_val`)."""
 
-    spec: ModelSpec
-    seed: int
     dtrain: Any
     dval: Any
     y_val: Any
+    train_rows: int
+
+
+@dataclass
+class TrialSearch:
+    """Scores each trial over the folds and keeps what the refit needs: the best trial's params, its folds'
+    metrics and best rounds, and its newest fold's booster (an honest validation model)."""
+
+    spec: ModelSpec
+    seed: int
+    folds: list[FoldData]
     experiment_id: str
     parent_run_id: str
     client: Any
+    trials: int = 0  # requested (for the progress log)
     best_value: float | None = None
-    best_booster: Any = None
+    best_booster: Any = None  # the best trial's newest-fold booster, cut at its best round
     best_number: int | None = None
+    best_fold_values: list[float] = field(default_factory=list)
+    best_iterations: list[int] = field(default_factory=list)  # best round (0-based) per fold
     pruned: int = 0
+    started: float = field(default_factory=time.monotonic)
 
     def better(self, value: float) -> bool:
         if self.best_value is None:
@@ -81,19 +103,24 @@ class TrialSearch:
             return value > self.best_value
         return value < self.best_value
 
+    def _progress(self, trial, what: str) -> None:
+        best = "none yet" if self.best_value is None else f"{self.best_value:.4f} (trial {self.best_number})"
+        log.info("trial %d of %s: %s; best %s so far %s; %.0fs elapsed", trial.number + 1, self.trials or "?", what,
+                 self.spec.hpo.metric, best, time.monotonic() - self.started)
+
     def objective(self, trial) -> float:
+        import numpy as np
         import optuna
         import xgboost as xgb
         from mlflow.entities import Metric, Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
         spec = self.spec
-        eval_metric = XGB_EVAL_METRIC[spec.hpo.metric]
+        metric = spec.hpo.metric
+        eval_metric = XGB_EVAL_METRIC[metric]
         suggested = suggest(trial, spec.search_space)
         params = {**spec.xgboost_params(self.seed), **suggested, "eval_metric": eval_metric}
-        same_way = (eval_metric in XGB_HIGHER_IS_BETTER) == (DIRECTION[spec.hpo.metric] == "maximize")
-        callbacks = [_make_pruning_callback(trial, eval_metric, 1.0 if same_way else -1.0)] \
-            if spec.hpo.pruning else []
+        same_way = (eval_metric in XGB_HIGHER_IS_BETTER) == (DIRECTION[metric] == "maximize")
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial.number:03d}",
@@ -107,43 +134,61 @@ class TrialSearch:
             params=[Param(k, str(v)) for k, v in sorted(suggested.items())],
             tags=[RunTag(MLFLOW_RUN_NAME, f"trial-{trial.number:03d}")],
         )
+        fold_scores: list[dict[str, float]] = []
+        iterations: list[int] = []
+        newest = None
+
+        def log_folds(state: str) -> None:
+            # every finished fold is logged, also for a pruned trial: its partial results stay readable
+            metrics = [Metric(f"fold_validation_{metric}", sc[metric], now, k + 1)
+                       for k, sc in enumerate(fold_scores) if sc[metric] == sc[metric]]
+            metrics += [Metric("fold_best_iteration", float(it), now, k + 1) for k, it in enumerate(iterations)]
+            self.client.log_batch(run_id, metrics=metrics, tags=[RunTag("mlops.trial_state", state),
+                                                                 RunTag("mlops.folds_done", str(len(iterations)))])
+
         try:
-            booster = xgb.train(
-                params,
-                self.dtrain,
-                num_boost_round=spec.num_boost_round,
-                evals=[(self.dval, "validation")],
-                early_stopping_rounds=spec.early_stopping_rounds,
-                callbacks=callbacks,
-                verbose_eval=False,
-            )
+            for k, fold in enumerate(self.folds):
+                callbacks = [_make_pruning_callback(trial, eval_metric, 1.0 if same_way else -1.0,
+                                                    k * spec.num_boost_round, spec.early_stopping_rounds)] \
+                    if spec.hpo.pruning else []
+                booster = xgb.train(params, fold.dtrain, num_boost_round=spec.num_boost_round,
+                                    evals=[(fold.dval, "validation")], early_stopping_rounds=spec.early_stopping_rounds,
+                                    callbacks=callbacks, verbose_eval=False)
+                best_iteration = int(booster.best_iteration)
+                booster = booster[: best_iteration + 1]
+                fold_scores.append(evaluate_task(spec.task, fold.y_val, booster.predict(fold.dval), spec.threshold))
+                iterations.append(best_iteration)
+                newest = booster
         except optuna.TrialPruned:
             self.pruned += 1
-            self.client.log_batch(run_id, tags=[RunTag("mlops.trial_state", "pruned")])
+            log_folds("pruned")
             self.client.set_terminated(run_id, "KILLED")
+            self._progress(trial, f"pruned after {len(iterations)} of {len(self.folds)} folds")
             raise
         except Exception:
             self.client.set_terminated(run_id, "FAILED")
             raise
-        best_iteration = int(booster.best_iteration)
-        booster = booster[: best_iteration + 1]
-        probs = booster.predict(self.dval)
-        scores = evaluate_task(spec.task, self.y_val, probs, spec.threshold)
-        value = scores[spec.hpo.metric]
-        trial.set_user_attr("best_iteration", best_iteration)
+        values = [sc[metric] for sc in fold_scores]
+        value = float(np.mean(values))
+        trial.set_user_attr("best_iteration", iterations[-1])
+        trial.set_user_attr("fold_best_iterations", iterations)
+        trial.set_user_attr("fold_values", [round(v, 6) for v in values])
+        log_folds("complete")
+        # validation_<metric> of a trial: the mean over its folds (NaN, e.g. r2 of constant labels, not logged)
+        means = {k: float(np.mean([sc[k] for sc in fold_scores])) for k in TRIAL_METRICS[spec.task]}
         self.client.log_batch(
             run_id,
-            metrics=[
-                Metric(f"validation_{k}", v, now, 0)
-                for k, v in scores.items()
-                if k in TRIAL_METRICS[spec.task] and v == v  # NaN (r2 of constant labels) is not logged
-            ]
-            + [Metric("best_iteration", best_iteration, now, 0), Metric("seconds", time.monotonic() - started, now, 0)],
-            tags=[RunTag("mlops.trial_state", "complete")],
+            metrics=[Metric(f"validation_{k}", v, now, 0) for k, v in means.items() if v == v]
+            + [Metric(f"validation_{metric}_std", float(np.std(values)), now, 0),
+               Metric("best_iteration", iterations[-1], now, 0),
+               Metric("seconds", time.monotonic() - started, now, 0)],
         )
         self.client.set_terminated(run_id, "FINISHED")
         if self.better(value):
-            self.best_value, self.best_booster, self.best_number = value, booster, trial.number
+            self.best_value, self.best_booster, self.best_number = value, newest, trial.number
+            self.best_fold_values, self.best_iterations = values, iterations
+        self._progress(trial, f"{metric} {value:.4f} over {len(values)} folds "
+                              f"({', '.join(f'{v:.4f}' for v in values)})")
         return value
 
 
@@ -152,14 +197,14 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.hpo.startup_trials)
-    pruner = (
-        # No verdict before `early_stopping_rounds` rounds: slow learners (small learning_rate) start low.
-        optuna.pruners.MedianPruner(n_startup_trials=spec.hpo.startup_trials,
-                                    n_warmup_steps=spec.early_stopping_rounds, interval_steps=5)
-        if spec.hpo.pruning
-        else optuna.pruners.NopPruner()
-    )
+    # the callback holds back its reports during each fold's first early_stopping_rounds rounds
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=spec.hpo.startup_trials, n_warmup_steps=0,
+                                          interval_steps=5)
+              if spec.hpo.pruning else optuna.pruners.NopPruner())
     study = optuna.create_study(direction=DIRECTION[spec.hpo.metric], sampler=sampler, pruner=pruner)
+    search.trials, search.started = trials, time.monotonic()
+    log.info("search: %d trials%s over %d folds, objective validation %s", trials,
+             f" or {timeout}s" if timeout else "", len(search.folds), spec.hpo.metric)
     study.optimize(search.objective, n_trials=trials, timeout=timeout, n_jobs=1, gc_after_trial=False)
     if search.best_booster is None:
         raise RuntimeError(f"no HPO trial completed out of {len(study.trials)} (all pruned or failed)")
@@ -169,7 +214,9 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
 @dataclass
 class SearchOutcome:
     study: Any
-    booster: Any  # the best trial's booster, cut at its best iteration
+    booster: Any  # the best trial's booster (pandas engine: its newest fold's, cut at its best round)
     best_value: float
     best_number: int
     pruned: int
+    fold_values: list[float] = field(default_factory=list)
+    fold_iterations: list[int] = field(default_factory=list)

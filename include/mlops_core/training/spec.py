@@ -154,12 +154,40 @@ class FeatureSelection(_Strict):
 
 
 class SplitSpec(_Strict):
-    """Split by label date: the most recent `test_days` are the test set, the `validation_days` before them
-    the validation set (early stopping, HPO objective), everything older the training set."""
+    """Split by label date: the most recent `test_days` are the test set (touched once, by the refit model and
+    its baseline), and the hyper-parameters are chosen by rolling-origin validation over `folds` windows before
+    it: fold k validates on `validation_days` of label dates and trains on every label date before them
+    (expanding window); the next older fold's origin lies `fold_spacing_days` earlier. Windows are counted in
+    label dates: a window holding fewer than `min_dates` label dates (monthly labels in a 14-day window) is
+    widened to the newest `min_dates` of them, and the run says so. The newest fold's validation window is
+    "the" validation window of the lineage; train + validation are the refit's rows."""
 
-    validation_days: int = Field(default=14, ge=1)
-    test_days: int = Field(default=14, ge=1)
-    min_rows: int = Field(default=20, ge=1, description="Each split needs at least this many rows")
+    validation_days: int = Field(default=14, ge=1, description="Label dates of each fold's validation window")
+    test_days: int = Field(default=14, ge=1, description="Newest label dates held out as the test window")
+    min_rows: int = Field(default=20, ge=1, description="Each split (and each fold's train/validation) needs this")
+    folds: int = Field(default=3, ge=1, le=20, description="Rolling-origin folds of the search (fewer when the "
+                       "training window holds too few label dates; the run says so)")
+    fold_spacing_days: int | None = Field(
+        default=None, ge=1, description="Days between consecutive folds' origins; unset = validation_days "
+        "(adjacent, non-overlapping validation windows)")
+    min_dates: int = Field(default=2, ge=1, le=30, description="Fewest label dates a train, validation or test "
+                           "window may hold (smaller windows are widened to this many dates)")
+
+
+class BaselineSpec(_Strict):
+    """A simple model trained on the same rows as the registered model (train + validation) and scored on the
+    same test and gate rows: a shallow XGBoost with fixed parameters (no search), depth `max_depth`,
+    `num_boost_round` trees at `learning_rate`. The gate's vs_baseline check compares the challenger with it."""
+
+    enabled: bool = Field(default=True, description="Train, log and gate against the baseline")
+    max_depth: int = Field(default=2, ge=1, le=6)
+    learning_rate: float = Field(default=0.1, gt=0, le=1)
+    num_boost_round: int = Field(default=150, ge=1, le=2000)
+
+    @property
+    def kind(self) -> str:
+        return (f"shallow XGBoost with fixed parameters (max_depth {self.max_depth}, {self.num_boost_round} trees, "
+                f"learning_rate {self.learning_rate:g})")
 
 
 class HpoSpec(_Strict):
@@ -200,6 +228,7 @@ class ModelSpec(_Strict):
     )
     features: FeatureSelection = Field(default_factory=FeatureSelection)
     split: SplitSpec = Field(default_factory=SplitSpec)
+    baseline: BaselineSpec = Field(default_factory=BaselineSpec)
     hpo: HpoSpec = Field(default_factory=HpoSpec)
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
     fixed_params: dict[str, Any] = Field(default_factory=dict, description="XGBoost params used by every trial")

@@ -1,9 +1,16 @@
 """Optuna-tuned XGBoost with complete MLflow tracking.
 
-One parent MLflow run per training; each HPO trial is a nested run (its params, validation metric, best
-iteration, pruned or complete). The best trial's booster is the model: it is evaluated on validation and on
-the held-out test period, explained (feature importance), described (model card) and logged as a pyfunc
-that returns probabilities, with signature, input example and pinned pip requirements.
+One parent MLflow run per training; each HPO trial is a nested run (its params, every fold's validation metric
+and best round, pruned or complete). Steps and the rows each one sees (recorded in the lineage):
+  search    rolling-origin folds over the label dates before the test window (mlops_core.training.search)
+  refit     the best params on train + validation, the folds' mean best round scaled by the refit rows over
+            the newest fold's training rows: the registered model
+  baseline  a shallow fixed-parameter XGBoost on the same rows (model.baseline), logged next to it as
+            `baseline`; the gate's vs_baseline check scores it on the gate's rows
+  test      the untouched test window, scored once by the refit model and once by the baseline
+The model is explained (feature importance), described (model card) and logged as a pyfunc that returns
+probabilities, with signature, input example and pinned pip requirements. `validation_*` metrics are the best
+trial's newest-fold model on its validation window (out of sample); `train_*` are the refit's (in sample).
 
 Reproducible: the sampler (TPESampler(seed)), XGBoost (seed, fixed nthread) and the split (by date, rows
 sorted) are deterministic, so the same data, config and seed give the same trials and metrics, as long as
@@ -14,7 +21,9 @@ the metrics (shared with the gate) in `mlops_core.metrics`."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ from mlops_core.errors import ConfigError
 from mlops_core.metrics import evaluate_task
 from mlops_core.training import lineage as lin
 from mlops_core.training.artifacts import (
+    BASELINE_NAME_IN_RUN,
     importance_by_feature,
     log_artifacts,
     log_pyfunc_model,
@@ -91,6 +101,17 @@ class PreparedData:
                parent_run_id: str, client: Any) -> SearchOutcome:
         raise NotImplementedError
 
+    def refit(self, spec: ModelSpec, seed: int, outcome: SearchOutcome) -> tuple[Any, dict[str, Any] | None]:
+        """(the model to register, what the refit saw); an engine without a refit registers the best trial's."""
+        return outcome.booster, None
+
+    def baseline(self, spec: ModelSpec, seed: int) -> Any | None:
+        """The baseline booster (model.baseline) on the refit's rows; None when the engine has none."""
+        return None
+
+    def scores_of(self, booster: Any, split: str) -> tuple[Any, Any]:
+        return self.labels_and_scores(booster)[split]
+
     def labels_and_scores(self, booster: Any) -> dict[str, tuple[Any, Any]]:
         """(labels, predictions: probabilities or values) of train, validation and test under `booster`."""
         raise NotImplementedError
@@ -102,26 +123,71 @@ class PreparedData:
 
 class PandasData(PreparedData):
     def __init__(self, frame: pd.DataFrame, key: str, spec: ModelSpec):
+        import pandas as pd
+
         from mlops_core.training.pyfunc_model import FeatureEncoder
+        from mlops_core.training.search import FoldData
 
         self.roles = resolve_roles({c: str(t) for c, t in frame.dtypes.items()}, key, spec)
+        sp = spec.split
         self.splits = time_split(frame[[key, LABEL_TIME, LABEL, *self.roles.features]], key,
-                                 spec.split.validation_days, spec.split.test_days, spec.split.min_rows, spec.task)
-        self.encoder = FeatureEncoder.fit(self.splits.train, self.roles.numeric, self.roles.categorical,
+                                 sp.validation_days, sp.test_days, sp.min_rows, spec.task, folds=sp.folds,
+                                 fold_spacing_days=sp.fold_spacing_days, min_dates=sp.min_dates)
+        self.refit_frame = pd.concat([self.splits.train, self.splits.validation], ignore_index=True)
+        # The categories come from the refit's rows (no labels involved): every fold encodes the same way.
+        self.encoder = FeatureEncoder.fit(self.refit_frame, self.roles.numeric, self.roles.categorical,
                                           spec.features.categorical_encoding, spec.features.max_categories)
         self.windows = self.splits.windows
+        self.plan = self.splits.plan
         self.stats = self.splits.stats()
         self.dmat = {n: self.encoder.dmatrix(part, label=part[LABEL].to_numpy()) for n, part in self.splits.items()}
+        self.dmat["refit"] = self.encoder.dmatrix(self.refit_frame, label=self.refit_frame[LABEL].to_numpy())
+        every = self.splits.frame
+        self.folds = []
+        self.fold_stats = []
+        for fold, (tr, va) in zip(self.plan.folds, self.splits.fold_rows, strict=True):
+            train, val = every.loc[tr], every.loc[va]
+            self.folds.append(FoldData(self.encoder.dmatrix(train, label=train[LABEL].to_numpy()),
+                                       self.encoder.dmatrix(val, label=val[LABEL].to_numpy()),
+                                       val[LABEL].to_numpy(), len(train)))
+            self.fold_stats.append({**fold.as_dict(), "rows_train": int(len(train)), "rows_validation": int(len(val))})
 
     def search(self, spec, seed, trials, timeout, experiment_id, parent_run_id, client) -> SearchOutcome:
-        search = TrialSearch(spec, seed, self.dmat["train"], self.dmat["validation"],
-                         self.splits.validation[LABEL].to_numpy(), experiment_id, parent_run_id, client)
+        search = TrialSearch(spec, seed, self.folds, experiment_id, parent_run_id, client)
         study = run_search(spec, seed, trials, timeout, search)
         return SearchOutcome(study, search.best_booster, float(search.best_value), int(search.best_number),
-                             search.pruned)
+                             search.pruned, search.best_fold_values, search.best_iterations)
+
+    def refit(self, spec, seed, outcome):
+        import xgboost as xgb
+
+        params = {**spec.xgboost_params(seed), **outcome.study.trials[outcome.best_number].params}
+        mean_rounds = sum(i + 1 for i in outcome.fold_iterations) / len(outcome.fold_iterations)
+        # More rows support more trees: scale by the refit's rows over the newest fold's training rows.
+        scale = len(self.refit_frame) / max(self.folds[-1].train_rows, 1)
+        rounds = max(1, min(spec.num_boost_round, round(mean_rounds * scale)))
+        booster = xgb.train(params, self.dmat["refit"], num_boost_round=rounds, verbose_eval=False)
+        return booster, {"refit_rounds": rounds, "refit_rounds_folds_mean": round(mean_rounds, 2),
+                         "refit_rounds_scale": round(scale, 4), "rows_refit": int(len(self.refit_frame)),
+                         "refit_start": self.windows.train_start.isoformat(),
+                         "refit_end": self.windows.validation_end.isoformat()}
+
+    def baseline(self, spec, seed):
+        import xgboost as xgb
+
+        if not spec.baseline.enabled:
+            return None
+        b = spec.baseline
+        params = {"tree_method": "hist", "nthread": spec.xgboost_params(seed).get("nthread", 2), "verbosity": 0,
+                  "objective": spec.objective, "seed": seed, "max_depth": b.max_depth, "eta": b.learning_rate}
+        return xgb.train(params, self.dmat["refit"], num_boost_round=b.num_boost_round, verbose_eval=False)
 
     def labels_and_scores(self, booster):
         return {n: (part[LABEL].to_numpy(), booster.predict(self.dmat[n])) for n, part in self.splits.items()}
+
+    def scores_of(self, booster, split):
+        part = dict(self.splits.items())[split]
+        return part[LABEL].to_numpy(), booster.predict(self.dmat[split])
 
     def sample(self):
         return self.splits.train
@@ -189,6 +255,16 @@ def run_training(
     roles, encoder = data.roles, data.encoder
 
     full_lineage = complete_lineage(lineage, use_case, spec, data.windows, data.stats, seed, trials, timeout)
+    plan = getattr(data, "plan", None)
+    fold_stats: list[dict[str, Any]] = getattr(data, "fold_stats", [])
+    if plan is not None:
+        full_lineage["folds"] = len(plan.folds)
+        # which rows each step saw: the search's folds (train / validation label dates, rows) ...
+        full_lineage["fold_windows"] = "; ".join(
+            f"{f['fold']}: train {f['train_start']}..{f['train_end']} ({f['rows_train']} rows), validation "
+            f"{f['validation_start']}..{f['validation_end']} ({f['rows_validation']} rows)" for f in fold_stats)
+        full_lineage["split_notes"] = " | ".join(plan.notes)
+    _log_windows(full_lineage, fold_stats, plan.notes if plan is not None else ())
     configure_mlflow(env, tracking_uri, registry_uri)
     experiment_id = ensure_experiment(env, use_case.name)
     client = MlflowClient()
@@ -204,36 +280,72 @@ def run_training(
             "num_boost_round": spec.num_boost_round, "early_stopping_rounds": spec.early_stopping_rounds,
             "categorical_encoding": spec.features.categorical_encoding,
             "n_numeric_features": len(roles.numeric), "n_categorical_features": len(roles.categorical),
+            "folds": len(plan.folds) if plan is not None else 1,
         })
         hpo_started = time.monotonic()
         outcome = data.search(spec, seed, trials, timeout, experiment_id, run_id, client)
         hpo_seconds = time.monotonic() - hpo_started
-        study, booster = outcome.study, outcome.booster
+        study = outcome.study
         completed = sum(1 for t in study.trials if t.state.name == "COMPLETE")
+        refit_started = time.monotonic()
+        booster, refit = data.refit(spec, seed, outcome)
+        refit_seconds = time.monotonic() - refit_started
         best_params = {**study.trials[outcome.best_number].params, "n_estimators": booster.num_boosted_rounds()}
         full_lineage.update(hpo_trials_completed=completed, hpo_trials_pruned=outcome.pruned,
-                            hpo_best_trial=outcome.best_number)
+                            hpo_best_trial=outcome.best_number, **(refit or {}))
+        if refit:
+            full_lineage["test_scored_by"] = "refit model and baseline, once each (after the search)"
         mlflow.set_tags(lin.to_tags({k: full_lineage[k] for k in
-                                     ("hpo_trials_completed", "hpo_trials_pruned", "hpo_best_trial")}))
+                                     ("hpo_trials_completed", "hpo_trials_pruned", "hpo_best_trial", *(refit or {}),
+                                      *(("test_scored_by",) if refit else ()))}))
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
 
         scored = data.labels_and_scores(booster)
+        if refit:  # the refit saw the validation rows: validation metrics come from the newest fold's model
+            scored["validation"] = data.scores_of(outcome.booster, "validation")
         by_split = {n: evaluate_task(spec.task, y, p, spec.threshold) for n, (y, p) in scored.items()}
         metrics = _flat_metrics(by_split)
         metrics.update(hpo_best_value=outcome.best_value, hpo_trials_completed=float(completed),
-                       hpo_trials_pruned=float(outcome.pruned), hpo_seconds=hpo_seconds)
+                       hpo_trials_pruned=float(outcome.pruned), hpo_seconds=hpo_seconds, refit_seconds=refit_seconds)
+        if outcome.fold_values:
+            import numpy as np
+
+            metrics[f"cv_{spec.hpo.metric}_mean"] = float(np.mean(outcome.fold_values))
+            metrics[f"cv_{spec.hpo.metric}_std"] = float(np.std(outcome.fold_values))
+            for k, (value, it) in enumerate(zip(outcome.fold_values, outcome.fold_iterations, strict=True)):
+                mlflow.log_metric(f"cv_fold_{spec.hpo.metric}", value, step=k + 1)
+                mlflow.log_metric("cv_fold_best_iteration", it, step=k + 1)
+        baseline = data.baseline(spec, seed)
+        if baseline is not None:
+            y_test, p_base = data.scores_of(baseline, "test")
+            metrics.update({f"baseline_test_{k}": v for k, v in
+                            evaluate_task(spec.task, y_test, p_base, spec.threshold).items() if not math.isnan(v)})
+            mlflow.log_param("baseline_model", spec.baseline.kind)
         importance = importance_by_feature(booster, encoder)
 
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as tmp:
             workdir = Path(tmp)
             info = log_pyfunc_model(booster, encoder, data.sample(), workdir, task=spec.task)
             mlflow.log_metrics(metrics, model_id=info.model_id)
+            if baseline is not None:
+                base_dir = workdir / "baseline"
+                base_dir.mkdir()
+                base_info = log_pyfunc_model(baseline, encoder, data.sample(), base_dir, task=spec.task,
+                                             name=BASELINE_NAME_IN_RUN)
+                full_lineage.update(baseline_model=spec.baseline.kind, baseline_model_uri=base_info.model_uri)
+                mlflow.set_tags(lin.to_tags({k: full_lineage[k] for k in ("baseline_model", "baseline_model_uri")}))
             artifacts = log_artifacts(workdir, use_case, spec, full_lineage, roles, by_split, best_params,
                                        importance, scored["test"][0], scored["test"][1], study)
+            mlflow.log_text(json.dumps({"windows": data.windows.as_dict(), "folds": fold_stats,
+                                        "notes": list(plan.notes) if plan is not None else [],
+                                        "refit": refit}, indent=2, default=str), "training/windows.json")
+            artifacts.append("training/windows.json")
     seconds = time.monotonic() - started
     primary = "roc_auc" if spec.task == "binary" else spec.hpo.metric
-    log.info("trained %s: %d trials (%d pruned) in %.1fs, test %s %.4f, run %s", spec.registered_model_name,
-             completed, outcome.pruned, seconds, primary, metrics.get(f"test_{primary}", float("nan")), run_id)
+    log.info("trained %s: %d trials (%d pruned) in %.1fs, test %s %.4f (baseline %.4f), run %s",
+             spec.registered_model_name, completed, outcome.pruned, seconds, primary,
+             metrics.get(f"test_{primary}", float("nan")), metrics.get(f"baseline_test_{primary}", float("nan")),
+             run_id)
     return TrainResult(
         run_id=run_id,
         experiment_id=experiment_id,
@@ -291,7 +403,18 @@ def complete_lineage(lineage: dict[str, Any], use_case: UseCaseConfig, spec: Mod
     return out
 
 
-def _flat_metrics(by_split: dict[str, dict[str, float]]) -> dict[str, float]:
-    import math
+def _log_windows(lineage: dict[str, Any], folds: list[dict[str, Any]], notes: Any) -> None:
+    """The run's windows in the task log: label dates and rows of train, each fold, validation and test."""
+    log.info("windows: train %s..%s (%s rows), validation %s..%s (%s rows), test %s..%s (%s rows)",
+             lineage["train_start"], lineage["train_end"], lineage["rows_train"], lineage["validation_start"],
+             lineage["validation_end"], lineage["rows_validation"], lineage["test_start"], lineage["test_end"],
+             lineage["rows_test"])
+    for f in folds:
+        log.info("  fold %s: train %s..%s (%s rows), validation %s..%s (%s rows)", f["fold"], f["train_start"],
+                 f["train_end"], f["rows_train"], f["validation_start"], f["validation_end"], f["rows_validation"])
+    for note in notes:
+        log.warning("split: %s", note)
 
+
+def _flat_metrics(by_split: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"{s}_{k}": v for s, values in by_split.items() for k, v in values.items() if not math.isnan(v)}
