@@ -1,9 +1,11 @@
-"""approve_model: a person approves (or rejects) a challenger that passed the gate.
+"""approve_model: record a person's decision on a challenger that passed the gate, outside its retrain run.
 
-Used when the use case's gate has `require_approval: true` (or a retrain run was triggered with
-require_approval): the `retrain_model` run waits in `wait_for_approval` until this DAG records the
-decision. Approving moves `champion` to the version (the old one keeps `previous_champion`); rejecting
-leaves the champion untouched. Both go into the promotion history with the reason."""
+The usual way to approve is the Required Action of the waiting `retrain_model` run (its `wait_for_approval`
+task: Browse → Required Actions, or the REST API's hitlDetails), which records the decision itself. This DAG is
+for a decision made later or elsewhere: after that request timed out, or from a script (trigger it with
+`{"version": N, "decision": "approve", "reason": "..."}`). Approving moves `champion` to the version (the old
+one keeps `previous_champion`; only a version the gate passed can be approved); rejecting leaves the champion
+untouched. Both go into the promotion history with the reason and the account that triggered the run."""
 
 from __future__ import annotations
 

@@ -14,10 +14,13 @@ held-out labels (those dated after the challenger's validation window) and check
 `gate` section: metric floors/ceilings, not worse than the champion, no NaN scores, a sane positive rate,
 signature vs feature table, p95 latency and batch throughput. The decision goes to MLflow (version tags,
 description, a JSON artifact) and to the promotion-history table. Then:
-`promoted` (champion moved, old one kept as `previous_champion`, notification) | `wait_for_approval` (until
-the approve_model DAG records a person's decision; meanwhile `serve_challenger` puts the challenger on its share
-of the serving endpoint's traffic, the online A/B report's evidence) | `rejected` (champion untouched, notification, the run
-ends failed so it is noticed).
+`promoted` (champion moved, old one kept as `previous_champion`, notification) | `wait_for_approval` (a
+Required Action: Browse → Required Actions shows the gate's checks, challenger vs champion and links to both
+MLflow runs, assigned to the use case's `operations.approvers`; Approve → `record_approval` moves the champion
+and writes the approver's name into the promotion history, Reject → `record_rejection` leaves the champion and
+records the rejection; no answer within `gate.approval_timeout_hours` fails the task. Meanwhile
+`serve_challenger` puts the challenger on its share of the serving endpoint's traffic, the online A/B report's
+evidence) | `rejected` (champion untouched, notification, the run ends failed so it is noticed).
 
 Runs weekly, on demand (Params below), and when another DAG triggers it with a `reason` in the conf, e.g.
 `TriggerDagRunOperator(trigger_dag_id=dag_id(cfg.name, "retrain_model"), conf={"reason": "drift on total_orders_30d"})`.
@@ -30,21 +33,22 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
 from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.notifiers import MlopsNotifier
+from mlops_airflow.operators.approval import DECISION_KEY, GateApprovalOperator
 from mlops_airflow.operators.mlflow_registry import RegisterModelOperator
 from mlops_airflow.operators.serving import ReloadServingOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
-from mlops_airflow.sensors.approval import ApprovalSensor
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 TRAIN_RESULT = "ti.xcom_pull(task_ids='train')"
 GATE_RESULT = "ti.xcom_pull(task_ids='validate_and_promote')"
+DECISION = f"ti.xcom_pull(task_ids='wait_for_approval', key='{DECISION_KEY}')"
 
 
 def _optional_version(name: str, what: str) -> Param:
@@ -66,6 +70,7 @@ def build(cfg: UseCaseConfig):
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
+        deadline=deadline_alert(cfg, "retrain_model"),  # operations.deadlines.retrain_model_minutes
         tags=tags(cfg, "training"),
         doc_md=__doc__,
         user_defined_macros={"mlflow_uri_overrides": mlflow_uri_overrides},
@@ -90,7 +95,8 @@ def build(cfg: UseCaseConfig):
             "feature_table_version": _optional_version("feature_table_version", "feature table"),
             "label_table_version": _optional_version("label_table_version", "label table"),
             "require_approval": Param(bool(gate_spec and gate_spec.require_approval), type="boolean",
-                                      description="Wait for a person (approve_model DAG) before champion moves"),
+                                      description="Wait for a person (a Required Action, Browse → Required Actions) "
+                                                  "before the champion moves"),
         },
     )
     def retrain_model():
@@ -154,17 +160,42 @@ def build(cfg: UseCaseConfig):
                           raise_on_error=False).notify({**context, "ti": ti})
             raise AirflowFailException(message)
 
-        wait = ApprovalSensor(
+        wait = GateApprovalOperator(
             task_id="wait_for_approval",
-            model_name=model.registered_model_name,
-            version="{{ " + GATE_RESULT + "['version'] }}",
-            timeout=int((gate_spec.approval_timeout_hours if gate_spec else 72) * 3600),
-            poke_interval=60,
+            approve_task_id="record_approval",
+            reject_task_id="record_rejection",
+            approvers=cfg.operations.approver_names(),
+            response_timeout=timedelta(hours=gate_spec.approval_timeout_hours if gate_spec else 72),
         )
+
+        def record(action: str) -> SparkJobOperator:
+            # the same promote job as approve_model: gate-passed check, alias moves, version tags, history row
+            return SparkJobOperator(
+                task_id=f"record_{'approval' if action == 'approve' else 'rejection'}",
+                job="promote",
+                use_case=cfg.name,
+                job_params={
+                    "action": action,
+                    "version": "{{ " + GATE_RESULT + "['version'] }}",
+                    "reason": "Required Action answered {{ " + DECISION + "['option'] }} by {{ " + DECISION
+                              + "['by'] }} at {{ " + DECISION + "['at'] }}",
+                    "triggered_by": "{{ " + DECISION + "['by'] }}",
+                    "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
+                    "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
+                },
+            )
+
+        record_approval, record_rejection = record("approve"), record("reject")
 
         @task(task_id="promoted", trigger_rule="none_failed_min_one_success")
         def promoted(ti=None, **context) -> dict:
             result = ti.xcom_pull(task_ids="validate_and_promote")
+            if result["decision"] != "promoted":
+                approval = ti.xcom_pull(task_ids="record_approval")
+                if not approval or approval.get("decision") != "promoted":  # a person rejected it
+                    raise AirflowSkipException("the challenger was not approved")
+                result = {**result, "champion_after": approval["champion_after"],
+                          "reason": f"{approval['reason']} (gate: {result['reason']})"}
             message = (f"{result['model_name']} v{result['version']} is champion (was v{result['champion_before']}): "
                        f"{result['reason']}")
             MlopsNotifier(event="model_promoted", message=message, raise_on_error=False).notify({**context, "ti": ti})
@@ -174,7 +205,8 @@ def build(cfg: UseCaseConfig):
         done = promoted()
         train >> register >> gate >> branch
         branch >> [done, rejected(), wait]
-        wait >> done
+        wait >> [record_approval, record_rejection]
+        record_approval >> done
         if cfg.serving is not None:
             # the endpoint switches now (without these tasks it would at its next alias poll): to the new
             # champion once promoted (or approved), and to a challenger that passed the gate and awaits approval

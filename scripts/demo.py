@@ -390,8 +390,9 @@ def start_challenger(client: AirflowClient, timeout: float, summary: dict[str, A
                      seed: int = 7) -> None:
     """The online A/B's other arm, as a team would start one: a retrain_model run that needs a person's approval
     (require_approval, another seed). Its version passes the gate, stays `challenger` and, while the run waits in
-    wait_for_approval, takes the endpoint's 20 % at once (serve_challenger). The run is left waiting, its DAG
-    paused like the demo's others: approve or reject it with <use case>__approve_model after `make up`."""
+    wait_for_approval (a Required Action), takes the endpoint's 20 % at once (serve_challenger). The run is left
+    waiting, its DAG paused like the demo's others: after `make up`, unpause it and answer the Required Action
+    (Browse → Required Actions, or the REST API's hitlDetails); the answer moves the champion or not."""
     from mlops_core.jobs.contract import dag_id
 
     retrain = dag_id(use_case, "retrain_model")
@@ -556,7 +557,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     challenger = summary.get("challenger")
     if challenger and challenger.get("decision") == "awaiting_approval":
         lines.append(f"challenger v{challenger['version']}: passed the gate, serves its traffic share and waits for "
-                     f"approval (retrain_model run {challenger['run_id']}; approve or reject with approve_model)")
+                     f"approval (retrain_model run {challenger['run_id']}: Browse → Required Actions)")
     replay, log, ab = summary.get("replay"), summary.get("inference_log") or {}, summary.get("ab") or {}
     if replay:
         lines.append(f"replay: {replay['rows']} labelled rows in {replay['requests']} requests through the endpoint "

@@ -576,6 +576,32 @@ class AirflowClient:
         content = self._request("GET", path).get("content", [])
         return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
 
+    def set_connection(self, conn_id: str, conn_type: str, host: str = "", **fields: Any) -> None:
+        """Create or replace an Airflow connection."""
+        self.delete_connection(conn_id)
+        self._request("POST", "/api/v2/connections",
+                      {"connection_id": conn_id, "conn_type": conn_type, "host": host, **fields})
+
+    def delete_connection(self, conn_id: str) -> None:
+        try:
+            self._request("DELETE", f"/api/v2/connections/{urllib.request.quote(conn_id, safe='')}")
+        except AirflowApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def required_actions(self, dag_id: str = "~", run_id: str = "~") -> list[dict[str, Any]]:
+        """Human-in-the-loop requests (Browse → Required Actions), answered or not."""
+        q = urllib.request.quote(run_id, safe="~")
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{q}/hitlDetails")["hitl_details"]
+
+    def respond(self, dag_id: str, run_id: str, task_id: str, options: list[str],
+                params_input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Answer a task's Required Action as this client's user (what the UI's buttons do)."""
+        q = urllib.request.quote(run_id, safe="")
+        body = {"chosen_options": options, "params_input": params_input or {}}
+        return self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{q}/taskInstances/{task_id}/-1/hitlDetails",
+                             body)
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 2) -> dict[str, Any]:
         """Wait for a terminal state; return the run with its task instances."""
         deadline = time.monotonic() + timeout

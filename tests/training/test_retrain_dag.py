@@ -104,3 +104,44 @@ def test_templated_job_params_parse_in_the_train_job(dag, conf, run_type, expect
         if key == "window_start" and value is not None:
             value = date.fromisoformat(value)
         assert got == value, key
+
+
+def test_approval_is_a_required_action_whose_answer_is_recorded_by_the_promote_job(dag, monkeypatch):
+    from mlops_airflow.operators.approval import GateApprovalOperator
+    from mlops_core.jobs.params import parse_params
+
+    wait = dag.get_task("wait_for_approval")
+    assert isinstance(wait, GateApprovalOperator)
+    assert wait.options == ["Approve", "Reject"]
+    assert wait.options_mapping == {"Approve": "record_approval", "Reject": "record_rejection"}
+    assert wait.response_timeout.total_seconds() == 72 * 3600  # churn's gate.approval_timeout_hours default
+    assert wait.downstream_task_ids == {"record_approval", "record_rejection"}
+    assert dag.get_task("record_approval").downstream_task_ids >= {"promoted"}
+    assert dag.get_task("record_rejection").downstream_task_ids == set()
+
+    decision = {"option": "Approve", "by": "alice", "at": "2026-05-04T10:00:00+00:00"}
+    ti = SimpleNamespace(xcom_pull=lambda task_ids, key="return_value": {
+        "validate_and_promote": {"version": "7"}, "wait_for_approval": decision}[task_ids])
+    jinja = dag.get_template_env()
+    record = dag.get_task("record_approval")
+    assert record.job == "promote"
+    ctx = {"ti": ti, **dag.user_defined_macros}
+    rendered = {k: jinja.from_string(v).render(**ctx) for k, v in record.job_params.items()}
+    parsed = parse_params("promote", rendered)
+    assert (parsed.action, parsed.version, parsed.triggered_by) == ("approve", 7, "alice")
+    assert "by alice at 2026-05-04" in parsed.reason
+
+
+def test_approval_body_shows_each_check_and_both_models():
+    from mlops_airflow.operators.approval import approval_body
+
+    result = {"model_name": "churn_model", "version": "7", "champion_before": "5", "reason": "all checks passed",
+              "heldout_rows": 812, "challenger_metrics": {"roc_auc": 0.8123, "log_loss": 0.41},
+              "champion_metrics": {"roc_auc": 0.7901, "log_loss": 0.44},
+              "checks": [{"name": "metric:roc_auc>=", "passed": True, "value": 0.8123, "threshold": 0.7,
+                          "detail": "ok"}]}
+    body = approval_body(result, {"MLflow run of the challenger v7": "http://mlflow/#/experiments/1/runs/abc"})
+    assert "| roc_auc | 0.8123 | 0.7901 |" in body
+    assert "| metric:roc_auc>= | yes | 0.8123 | 0.7 | ok |" in body
+    assert "[MLflow run of the challenger v7](http://mlflow/#/experiments/1/runs/abc)" in body
+    assert "champion now: v5" in body and "812" in body

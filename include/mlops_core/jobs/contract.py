@@ -30,7 +30,7 @@ class ExitCode(IntEnum):
     TRANSIENT = 75  # TransientError, a Delta write conflict, an unreachable service (sysexits EX_TEMPFAIL): retried
 
 
-# Model-version tags of a person's decision (the approve_model DAG -> promote job; read by the approval sensor).
+# A person's decision as model-version tags (the promote job: retrain_model's Required Action, approve_model).
 APPROVAL_TAG = "mlops.approval"  # approved | rejected
 APPROVED_BY_TAG = "mlops.approval.by"  # the account that triggered the approval or rejection
 
