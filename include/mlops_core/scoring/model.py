@@ -236,7 +236,8 @@ def load_package(pins: dict[str, Any], *, force_pyfunc: bool = False) -> ModelPa
             raise InputError(f"{name} version {version} declares an unknown task {task!r} in its model_config")
         encoder = booster = None
         kind = PYFUNC_KIND
-        if not force_pyfunc and {"booster", "encoder"} <= set(artifacts):
+        # a calibrated model (training.calibration) scores through its pyfunc, which applies the calibration
+        if not force_pyfunc and {"booster", "encoder"} <= set(artifacts) and "calibration" not in artifacts:
             with open(os.path.join(local, artifacts["encoder"]["path"]), encoding="utf-8") as fh:
                 encoder = json.load(fh)
             if set(encoder) == _ENCODER_KEYS and encoder["encoding"] in ("native", "one_hot"):

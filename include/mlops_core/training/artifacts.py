@@ -148,8 +148,9 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         metric_lines = [f"## Metrics (decision threshold {spec.threshold:g})", "",
                         "| metric | train | validation | test |", "|---|---|---|---|",
                         *[row(n) for n in BINARY_CARD_METRICS]]
+        kept = lineage.get("calibration") or "none"
         output_note = ("- Scores are probabilities from a gradient-boosted model; calibration is measured (ECE, "
-                       "Brier) but not corrected.")
+                       f"Brier); calibration kept: {kept} ({lineage.get('calibration_reason') or 'not tried'}).")
 
     lines = [
         f"# Model card: {spec.registered_model_name}",
@@ -248,7 +249,7 @@ def pip_requirements() -> list[str]:
 
 
 def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, workdir: Path, task: str = "binary",
-                     name: str = MODEL_NAME_IN_RUN):
+                     name: str = MODEL_NAME_IN_RUN, calibration: dict[str, Any] | None = None):
     """Log the pyfunc (model from code + booster + encoder): probabilities for task binary, values for task
     regression, which it records as its model_config (`task`), read back by the gate and by scoring. Returns
     its ModelInfo. A binary model is logged exactly as before (no model_config)."""
@@ -260,10 +261,14 @@ def log_pyfunc_model(booster, encoder: FeatureEncoder, sample: pd.DataFrame, wor
     encoder.save(str(encoder_path))
     signature, example = _signature_and_example(encoder, sample, task)
     extra = {"model_config": {"task": task}} if task != "binary" else {}
+    artifacts = {"booster": str(booster_path), "encoder": str(encoder_path)}
+    if calibration:
+        artifacts["calibration"] = str(workdir / "calibration.json")
+        Path(artifacts["calibration"]).write_text(json.dumps(calibration), encoding="utf-8")
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(PYFUNC_CODE),
-        artifacts={"booster": str(booster_path), "encoder": str(encoder_path)},
+        artifacts=artifacts,
         signature=signature,
         input_example=example,
         pip_requirements=pip_requirements(),

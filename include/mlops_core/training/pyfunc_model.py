@@ -9,6 +9,8 @@ mlops_core wheel (a Databricks serving endpoint, `mlflow.pyfunc.spark_udf`, a no
 Artifacts of a logged model:
   booster  model.ubj      the XGBoost booster (trained on the encoded features)
   encoder  encoder.json   FeatureEncoder: input columns, categories seen in training, encoding
+  calibration  calibration.json  (optional, binary) Platt or isotonic mapping of the booster's probability,
+                                 kept by training when it helped on the test window (training.calibration)
 """
 
 from __future__ import annotations
@@ -116,6 +118,19 @@ class FeatureEncoder:
 OUTPUT_NAME = {"binary": "probability", "regression": "prediction"}
 
 
+def calibrate(calibration: dict[str, Any] | None, p: np.ndarray) -> np.ndarray:
+    """The booster's probability through the kept calibration (mlops_core.training.calibration.apply)."""
+    p = np.asarray(p, dtype="float64")
+    if not calibration:
+        return p
+    if calibration["method"] == "platt":
+        q = np.clip(p, 1e-6, 1 - 1e-6)
+        return 1.0 / (1.0 + np.exp(-(calibration["a"] * np.log(q / (1 - q)) + calibration["b"])))
+    if calibration["method"] == "isotonic":
+        return np.interp(p, calibration["x"], calibration["y"])
+    raise ValueError(f"unknown calibration method {calibration['method']!r}")
+
+
 class XGBProbabilityModel(PythonModel):
     """pyfunc model: DataFrame of raw features -> Series `probability` of the positive class in [0, 1] (task
     binary) or Series `prediction`, the predicted value (task regression)."""
@@ -124,6 +139,7 @@ class XGBProbabilityModel(PythonModel):
         self.booster = None
         self.encoder: FeatureEncoder | None = None
         self.output = OUTPUT_NAME["binary"]
+        self.calibration: dict[str, Any] | None = None
 
     def load_context(self, context) -> None:
         import xgboost as xgb
@@ -136,6 +152,9 @@ class XGBProbabilityModel(PythonModel):
         booster = xgb.Booster()
         booster.load_model(context.artifacts["booster"])
         self.booster = booster
+        if "calibration" in context.artifacts:
+            with open(context.artifacts["calibration"], encoding="utf-8") as fh:
+                self.calibration = json.load(fh)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.Series:
         if not isinstance(model_input, pd.DataFrame):
@@ -143,7 +162,7 @@ class XGBProbabilityModel(PythonModel):
         assert self.encoder is not None and self.booster is not None, "load_context was not called"
         if len(model_input) == 0:
             return pd.Series(np.zeros(0), name=self.output, dtype="float64")
-        values = self.booster.predict(self.encoder.dmatrix(model_input))
+        values = calibrate(self.calibration, np.asarray(self.booster.predict(self.encoder.dmatrix(model_input))))
         return pd.Series(np.asarray(values, dtype="float64"), name=self.output, index=model_input.index)
 
 

@@ -93,6 +93,7 @@ class TrialSearch:
     best_number: int | None = None
     best_fold_values: list[float] = field(default_factory=list)
     best_iterations: list[int] = field(default_factory=list)  # best round (0-based) per fold
+    best_oof: list[tuple[Any, Any]] = field(default_factory=list)  # (labels, scores) per fold (calibration)
     pruned: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -136,6 +137,7 @@ class TrialSearch:
         )
         fold_scores: list[dict[str, float]] = []
         iterations: list[int] = []
+        oof: list[tuple[Any, Any]] = []
         newest = None
 
         def log_folds(state: str) -> None:
@@ -156,7 +158,9 @@ class TrialSearch:
                                     callbacks=callbacks, verbose_eval=False)
                 best_iteration = int(booster.best_iteration)
                 booster = booster[: best_iteration + 1]
-                fold_scores.append(evaluate_task(spec.task, fold.y_val, booster.predict(fold.dval), spec.threshold))
+                scores = booster.predict(fold.dval)
+                oof.append((fold.y_val, scores))
+                fold_scores.append(evaluate_task(spec.task, fold.y_val, scores, spec.threshold))
                 iterations.append(best_iteration)
                 newest = booster
         except optuna.TrialPruned:
@@ -186,7 +190,7 @@ class TrialSearch:
         self.client.set_terminated(run_id, "FINISHED")
         if self.better(value):
             self.best_value, self.best_booster, self.best_number = value, newest, trial.number
-            self.best_fold_values, self.best_iterations = values, iterations
+            self.best_fold_values, self.best_iterations, self.best_oof = values, iterations, oof
         self._progress(trial, f"{metric} {value:.4f} over {len(values)} folds "
                               f"({', '.join(f'{v:.4f}' for v in values)})")
         return value
@@ -220,3 +224,4 @@ class SearchOutcome:
     pruned: int
     fold_values: list[float] = field(default_factory=list)
     fold_iterations: list[int] = field(default_factory=list)
+    oof: list[tuple[Any, Any]] = field(default_factory=list)  # the best trial's (labels, scores) per fold

@@ -229,6 +229,9 @@ class ModelSpec(_Strict):
     features: FeatureSelection = Field(default_factory=FeatureSelection)
     split: SplitSpec = Field(default_factory=SplitSpec)
     baseline: BaselineSpec = Field(default_factory=BaselineSpec)
+    calibration: Literal["auto", "always", "off"] = Field(
+        default="auto", description="auto: try Platt / isotonic calibration when the gate's ECE ceiling would fail "
+        "on the test window; always: try it every run; off: never. Kept only when it helps on the test window")
     hpo: HpoSpec = Field(default_factory=HpoSpec)
     search_space: dict[str, SearchParam] = Field(default_factory=dict)
     fixed_params: dict[str, Any] = Field(default_factory=dict, description="XGBoost params used by every trial")

@@ -156,7 +156,7 @@ class PandasData(PreparedData):
         search = TrialSearch(spec, seed, self.folds, experiment_id, parent_run_id, client)
         study = run_search(spec, seed, trials, timeout, search)
         return SearchOutcome(study, search.best_booster, float(search.best_value), int(search.best_number),
-                             search.pruned, search.best_fold_values, search.best_iterations)
+                             search.pruned, search.best_fold_values, search.best_iterations, search.best_oof)
 
     def refit(self, spec, seed, outcome):
         import xgboost as xgb
@@ -303,8 +303,18 @@ def run_training(
         scored = data.labels_and_scores(booster)
         if refit:  # the refit saw the validation rows: validation metrics come from the newest fold's model
             scored["validation"] = data.scores_of(outcome.booster, "validation")
+        calibration, cal_report = _calibration(spec, use_case, outcome, scored["test"])
+        if calibration is not None:
+            from mlops_core.training.calibration import apply
+
+            scored = {n: (y, apply(calibration, p)) for n, (y, p) in scored.items()}
+        if cal_report:
+            full_lineage.update(calibration=cal_report["kept"], calibration_reason=cal_report["why"])
+            mlflow.set_tags(lin.to_tags({k: full_lineage[k] for k in ("calibration", "calibration_reason")}))
         by_split = {n: evaluate_task(spec.task, y, p, spec.threshold) for n, (y, p) in scored.items()}
         metrics = _flat_metrics(by_split)
+        if cal_report:
+            metrics.update({f"uncalibrated_test_{k}": v for k, v in cal_report["uncalibrated"].items()})
         metrics.update(hpo_best_value=outcome.best_value, hpo_trials_completed=float(completed),
                        hpo_trials_pruned=float(outcome.pruned), hpo_seconds=hpo_seconds, refit_seconds=refit_seconds)
         if outcome.fold_values:
@@ -325,7 +335,7 @@ def run_training(
 
         with tempfile.TemporaryDirectory(prefix="mlops-train-") as tmp:
             workdir = Path(tmp)
-            info = log_pyfunc_model(booster, encoder, data.sample(), workdir, task=spec.task)
+            info = log_pyfunc_model(booster, encoder, data.sample(), workdir, task=spec.task, calibration=calibration)
             mlflow.log_metrics(metrics, model_id=info.model_id)
             if baseline is not None:
                 base_dir = workdir / "baseline"
@@ -340,6 +350,9 @@ def run_training(
                                         "notes": list(plan.notes) if plan is not None else [],
                                         "refit": refit}, indent=2, default=str), "training/windows.json")
             artifacts.append("training/windows.json")
+            if cal_report:
+                mlflow.log_text(json.dumps(cal_report, indent=2), "training/calibration.json")
+                artifacts.append("training/calibration.json")
     seconds = time.monotonic() - started
     primary = "roc_auc" if spec.task == "binary" else spec.hpo.metric
     log.info("trained %s: %d trials (%d pruned) in %.1fs, test %s %.4f (baseline %.4f), run %s",
@@ -401,6 +414,29 @@ def complete_lineage(lineage: dict[str, Any], use_case: UseCaseConfig, spec: Mod
         if regression:
             out[f"label_mean_{s}"] = stats[f"{s}_label_mean"]
     return out
+
+
+def _calibration(spec: ModelSpec, use_case: UseCaseConfig, outcome: SearchOutcome,
+                 test: tuple[Any, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """(the kept calibration or None, the report; {} when not tried): see mlops_core.training.calibration."""
+    import numpy as np
+
+    if spec.task != "binary" or spec.calibration == "off" or not outcome.oof:
+        return None, {}
+    from mlops_core.metrics import expected_calibration_error
+    from mlops_core.training.calibration import choose
+
+    ceiling = (use_case.gate.max_metrics.get("ece") if use_case.gate is not None else None)
+    raw_ece = expected_calibration_error(np.asarray(test[0]), np.clip(np.asarray(test[1], dtype="float64"), 0, 1))
+    if spec.calibration == "auto" and (ceiling is None or raw_ece <= ceiling):
+        return None, {}
+    y_fit = np.concatenate([np.asarray(y) for y, _ in outcome.oof])
+    p_fit = np.concatenate([np.asarray(p) for _, p in outcome.oof])
+    calibration, report = choose(y_fit, p_fit, test[0], test[1], spec.threshold)
+    report["tried_because"] = (f"test ECE {raw_ece:.4f} > gate.max_metrics.ece {ceiling}" if spec.calibration == "auto"
+                               else "model.calibration: always")
+    log.info("calibration: %s (%s)", report["kept"], report["why"])
+    return calibration, report
 
 
 def _log_windows(lineage: dict[str, Any], folds: list[dict[str, Any]], notes: Any) -> None:
