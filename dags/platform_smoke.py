@@ -1,7 +1,9 @@
 """platform_smoke: a Spark + Delta round trip through the Spark job operator.
 
 Run it first on a new environment: it proves the compute backend starts, Delta writes are idempotent
-for the logical date, and job results come back to Airflow."""
+for the logical date, job results come back to Airflow, and (check_mlflow) that MLflow answers through the
+same connection the other DAGs use. MLflow not answering is a transient failure: the task retries with backoff
+(refused input, e.g. a bad param, would fail at once)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import asset_name, asset_uri, dag_id
@@ -25,8 +28,11 @@ def build(cfg: UseCaseConfig):
         default_args=DEFAULT_ARGS,
         tags=tags(cfg, "platform"),
         doc_md=__doc__,
+        user_defined_macros={"mlflow_uri_overrides": mlflow_uri_overrides},
         params={
             "rows": Param(100, type="integer", minimum=1, maximum=10_000_000, description="Rows to write"),
+            "check_mlflow": Param(False, type="boolean",
+                                  description="Also check that MLflow (tracking store and registry) answers"),
         },
     )
     def platform_smoke():
@@ -34,7 +40,12 @@ def build(cfg: UseCaseConfig):
             task_id="delta_round_trip",
             job="smoke",
             use_case=cfg.name,
-            job_params={"rows": "{{ params.rows }}"},
+            job_params={
+                "rows": "{{ params.rows }}",
+                "check_mlflow": "{{ params.check_mlflow }}",
+                "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') if params.check_mlflow else '' }}",
+                "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') if params.check_mlflow else '' }}",
+            },
             outlets=[Asset(name=asset_name(cfg.name, "ops", "smoke"), uri=asset_uri(cfg.name, "ops", "smoke"))],
         )
 

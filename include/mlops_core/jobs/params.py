@@ -98,8 +98,9 @@ class NoParams(JobParams):
     """A job without parameters (and any job this module does not know)."""
 
 
-class SmokeParams(JobParams):
+class SmokeParams(MlflowParams):
     rows: Count = 100
+    check_mlflow: Flag = False  # also ask MLflow (tracking + registry) for an answer
 
 
 class IngestParams(JobParams):

@@ -1,7 +1,9 @@
 """Smoke job: proves Spark + Delta work in this environment.
 
 Writes a small Delta table partitioned by date, idempotent for the logical date, and reports the row
-counts and table versions. Params (jobs.params.SmokeParams): rows per date (default 100)."""
+counts and table versions. Params (jobs.params.SmokeParams): rows per date (default 100); check_mlflow: also
+ask MLflow's tracking store and registry for an answer (mlflow_tracking_uri / mlflow_registry_uri: an Airflow
+connection's stores). A server that does not answer fails the job as transient (exit code 75): the task retries."""
 
 from __future__ import annotations
 
@@ -14,8 +16,28 @@ from mlops_core.lakehouse import Table
 SMOKE_TABLE = Table("ops", "smoke")
 
 
+def check_mlflow(ctx: JobContext[SmokeParams]) -> dict[str, Any]:
+    import os
+
+    # One quick answer or none: the task's retry (with backoff) is where waiting for MLflow belongs, not the
+    # client's own minutes of HTTP retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.tracking import configure_mlflow
+
+    uri = configure_mlflow(ctx.env, ctx.params.mlflow_tracking_uri, ctx.params.mlflow_registry_uri)
+    client = MlflowClient()
+    experiments = client.search_experiments(max_results=5)
+    models = client.search_registered_models(max_results=5)
+    return {"tracking_uri": uri, "experiments_seen": len(experiments), "models_seen": len(models)}
+
+
 def run(ctx: JobContext[SmokeParams]) -> dict[str, Any]:
     from pyspark.sql import functions as F
+
+    mlflow = check_mlflow(ctx) if ctx.params.check_mlflow else None
 
     spark = ctx.spark
     rows = ctx.params.rows
@@ -36,6 +58,7 @@ def run(ctx: JobContext[SmokeParams]) -> dict[str, Any]:
         "rows_total": table.count(),
         "dates_total": table.select("date").distinct().count(),
         "asset_extra": {"dates": sorted(written), "rows_per_date": rows},
+        **({"mlflow": mlflow} if mlflow is not None else {}),
     }
 
 
