@@ -111,7 +111,8 @@ def test_databricks_inference_table_maps_to_the_log_columns(spark, tmp_path):
     mapped = from_databricks_payload(
         payload, key="customer_id", use_case="churn", task="binary", threshold=0.5,
         served_entities={"ent-champ": {"name": "champion", "model_name": "churn_xgboost", "model_version": 4},
-                         "ent-chal": {"name": "challenger", "model_name": "churn_xgboost", "model_version": 5}})
+                         "ent-chal": {"name": "challenger", "model_name": "churn_xgboost", "model_version": 5}},
+        features=["x"])
     assert mapped.columns == [c for c, _ in COLUMNS]
     got = {(r["databricks_request_id"], r["key"]): r for r in mapped.collect()}
     assert set(got) == {("db-1", "C1"), ("db-1", "C2"), ("db-2", "C3"), ("db-3", None)}
@@ -124,3 +125,6 @@ def test_databricks_inference_table_maps_to_the_log_columns(spark, tmp_path):
     err = got[("db-3", None)]
     assert (err["row_status"], err["error_code"], err["probability"]) == ("error", "INVALID_REQUEST", None)
     assert str(c1["request_date"]) == "2026-03-02" and c1["execution_duration_ms"] == 12.0
+    # request_features: the declared features of each request row (the key is not a feature), both formats
+    assert json.loads(c1["request_features"]) == {"x": 1} and json.loads(got[("db-1", "C2")]["request_features"]) == {"x": 2}
+    assert json.loads(got[("db-2", "C3")]["request_features"]) == {"x": 1} and err["request_features"] is None

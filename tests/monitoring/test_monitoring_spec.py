@@ -53,3 +53,26 @@ def test_unknown_feature_names_fail_the_use_case(tmp_path, churn):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=r"monitoring.key_features: unknown feature\(s\) \['totl_orders'\]"):
         load_use_case(path=path)
+
+
+def test_live_traffic_defaults_to_serving_and_bad_values_name_the_key(tmp_path, churn):
+    import yaml
+
+    from mlops_core.config import ConfigError, load_use_case
+    from mlops_core.config.use_case import use_case_file
+
+    assert churn.monitoring.live_traffic is None and churn.serving is not None
+    assert churn.monitoring.live_traffic_enabled(True) and not MonitoringSpec().live_traffic_enabled(False)
+    assert not MonitoringSpec(live_traffic=False).live_traffic_enabled(True)
+    assert MonitoringSpec().rule().current_data == "batch_scored"
+    assert MonitoringSpec.model_validate({"retrain": {"current_data": "live_traffic"}}).rule().current_data == \
+        "live_traffic"
+    data = yaml.safe_load(use_case_file("churn").read_text())
+    for key, value, message in (("live_traffic", "maybe", r"monitoring.live_traffic: Input should be a valid boolean"),
+                                ("retrain", {"current_data": "online"}, r"monitoring.retrain.current_data: 'online' is "
+                                 r"not an allowed value; allowed values: 'batch_scored', 'live_traffic'")):
+        bad = {**data, "monitoring": {**data["monitoring"], key: value}}
+        path = tmp_path / "churn.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ConfigError, match=message):
+            load_use_case(path=path)

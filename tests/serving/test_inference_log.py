@@ -133,7 +133,17 @@ def test_every_request_row_is_logged_across_a_restart(stack, traffic):
     assert {r["event_time"][:10] for r in records if r["event_time"]} == {d.isoformat() for d in DAYS}
     assert len({r["logged_by"] for r in records}) == 2  # two processes
     text = "".join(f.read_text() for f in files)
-    assert TOKEN not in text and "Bearer" not in text and "total_spent_30d" not in text
+    assert TOKEN not in text and "Bearer" not in text
+    # Full rows keep the declared features they sent (for drift on live traffic), key-only rows nothing
+    assert ok["request_features"] is None
+    sent_rows = feature_rows(stack.frame, 4)
+    full = sorted(by_request[traffic["sent"][3][0]], key=lambda r: r["request_row"])
+    declared = set(stack.cfg.features.feature_names())
+    for record, row in zip(full, sent_rows, strict=True):
+        assert record["features_source"] == "request"
+        values = json.loads(record["request_features"])
+        assert set(values) == declared and values == {c: row.get(c) for c in declared}
+    assert all(r["request_features"] is None for r in records if r["features_source"] != "request")
 
 
 def test_compaction_dedups_and_is_idempotent(stack, spark, traffic):

@@ -15,7 +15,7 @@ from mlops_core.serving.spec import ServingSpec
 
 
 def _entities(*names):
-    return {n: ServedEntity(n, n, SimpleNamespace(version=i + 1, describe=dict)) for i, n in enumerate(names)}
+    return {n: ServedEntity(n, n, SimpleNamespace(version=i + 1, describe=dict, inputs=())) for i, n in enumerate(names)}
 
 
 def test_buckets_are_stable_across_processes_and_salted_by_use_case():

@@ -8,6 +8,7 @@ import json
 import math
 import threading
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -120,6 +121,29 @@ def test_shadow_mode_answers_with_the_champion_and_reports_the_challenger(server
         assert [(s["served_entity"], s["model_version"]) for s in p["shadow"]] == [("challenger", server.versions["v2"])]
         if p["key"] in challenger:
             assert p["shadow"][0]["probability"] == pytest.approx(challenger[p["key"]], rel=1e-6)
+
+
+def test_a_request_refused_for_its_token_is_logged_without_the_token(server):
+    """A wrong bearer token: a 401 record in the log (the endpoint's own writer), and no token text in it."""
+    from mlops_core.serving.inference_log import inference_log_root
+
+    wrong = "wr0ng-t0ken-" + uuid.uuid4().hex
+    status, err = call(server.url, "POST", INV.format("churnsolo"), {"dataframe_records": feature_rows(server.frame, 2)},
+                       token=wrong)
+    assert status == 401 and err["request_id"]
+    folder = inference_log_root(server.env) / "churnsolo"
+    deadline = time.monotonic() + 15
+    while True:  # the writer flushes every flush_seconds: read the open files until the record is there
+        text = "".join(f.read_text() for f in folder.rglob("*.jsonl*")) if folder.is_dir() else ""
+        records = [json.loads(line) for line in text.splitlines() if err["request_id"] in line]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert len(records) == 1, text[-2000:]
+    record = records[0]
+    assert (record["status_code"], record["error_code"], record["key"]) == (401, "UNAUTHENTICATED", None)
+    assert record["request_features"] is None and record["row_status"] == "error"
+    assert wrong not in text and TOKEN not in text
 
 
 def test_champion_only_without_challenger_and_the_bearer_token(server):

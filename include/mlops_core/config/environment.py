@@ -156,12 +156,45 @@ class NotificationSettings(_Strict):
     )
 
 
+EVIDENTLY_PORT = 8000  # Evidently UI's own default port; `make up` and compose read $EVIDENTLY_PORT
+
+
+def _default_evidently_workspace() -> str:
+    return resolve_location(f"{os.environ.get('MLOPS_DATA_DIR') or '.local'}/evidently")
+
+
+def _default_evidently_url() -> str:
+    return f"http://127.0.0.1:{os.environ.get('EVIDENTLY_PORT') or EVIDENTLY_PORT}"
+
+
+class EvidentlySettings(_Strict):
+    """The Evidently workspace the nightly drift reports are added to, and the UI that serves it."""
+
+    workspace: str = Field(
+        default_factory=_default_evidently_workspace,
+        description="Evidently workspace folder ($MLOPS_DATA_DIR/evidently by default). Evidently reads and "
+        "writes it through fsspec: an s3://bucket/prefix works where s3fs is installed (it is not in this "
+        "project's locks)",
+    )
+    ui_url: str = Field(
+        default_factory=_default_evidently_url,
+        description="Base URL of the Evidently UI for links (default http://127.0.0.1:$EVIDENTLY_PORT, 8000)",
+    )
+    enabled: bool = Field(default=True, description="Add each nightly drift report to the workspace")
+
+    @model_validator(mode="after")
+    def _absolute(self) -> EvidentlySettings:
+        self.workspace = resolve_location(self.workspace)
+        return self
+
+
 class EnvironmentConfig(_Strict):
     name: str
     storage: StorageSettings
     mlflow: MlflowSettings
     compute: ComputeSettings = Field(default_factory=ComputeSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    evidently: EvidentlySettings = Field(default_factory=EvidentlySettings)
 
 
 ENV_VAR = "MLOPS_ENV"

@@ -16,8 +16,16 @@ action=report (default). Params (all optional; blank strings mean unset):
   mlflow_tracking_uri, mlflow_registry_uri   override the environment config (an Airflow connection)
 Writes report.html/json (+ performance.html) to <reports_root>/<use case>/drift/<date>/, the date's partition of
 monitoring.drift_metrics, an MLflow run in the use case's experiment (reused when the date is reported again).
-Result: the drift summary, where the report is, `asset_extra` for the drift asset. With no predictions for the
-date the result has status "no_data" and nothing is written.
+Live traffic (monitoring.live_traffic; default on when the use case has a serving section): a second report of
+the same night on the serving endpoint's requests of that date (monitoring.inference_log) against the same
+reference, stored next to the first as live_report.html/json, its drift_metrics rows marked
+current_data = live_traffic, its metrics in the same MLflow run under `live.`; a night without traffic is stated
+in `live_traffic` (status no_traffic), not a failure.
+Each report is also added to the use case's project of the Evidently workspace (env.evidently.workspace; one
+run per night and current data, dated by the night, replaced on rerun: monitoring.workspace).
+Result: the drift summary (of the batch-scored snapshot), `live_traffic` (the live report's summary or why there
+is none), `evidently` (project, runs, dashboard_url), where the reports are, `asset_extra` for the drift asset. With no predictions for the date the result
+has status "no_data" and nothing is written.
 
 action=record_retrain: upsert a row of ops.retrain_triggers (keyed by --run-id): the retrain rule's cooldown.
 Params: reason, target_dag_id, target_run_id, latest_date, drifted_dates, model_name, model_version, rule."""
@@ -69,8 +77,19 @@ def log_to_mlflow(ctx: JobContext[DriftParams], result, stored: dict[str, str]) 
                 metrics[f"drift_score.{c.feature}"] = float(c.score)
         for name, value in (result.performance.get("metrics") or {}).items():
             metrics[f"perf.{name}"] = value
+        live = result.live
+        if live is not None:
+            metrics.update({"live.drift_share": live.drift_share, "live.dataset_drifted": float(live.dataset_drifted),
+                            "live.drifted_features": float(len(live.drifted_features)),
+                            "live.sample_rows": float(live.sampling["current_rows"])})
+            metrics.update({f"live.drift_score.{c.feature}": float(c.score) for c in live.columns
+                            if c.score is not None})
+        if result.live_outcome is not None:
+            mlflow.set_tag("mlops.live_traffic", result.live_outcome["status"])
+            if live is not None:
+                mlflow.set_tag("mlops.live_report_uri", stored.get("live_report.html", ""))
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # drop NaN
-        for path in result.files.values():
+        for path in [*result.files.values(), *(live.files.values() if live is not None else [])]:
             mlflow.log_artifact(path, artifact_path="drift_report")
     return run.info.run_id, experiment_id
 
@@ -89,6 +108,7 @@ def run_report(ctx: JobContext[DriftParams]) -> dict[str, Any]:
     requested = p.date
     not_after = ctx.dates()[-1]
     store = ReportStore(ctx.env.storage.reports_root, ctx.use_case.name)
+    live = drift.spec_of(ctx.use_case).live_traffic_enabled(getattr(ctx.use_case, "serving", None) is not None)
     try:
         day = drift.report_date(ctx.spark, ctx.lakehouse, requested, not_after)
         with tempfile.TemporaryDirectory(prefix="drift-report-") as tmp:
@@ -97,18 +117,22 @@ def run_report(ctx: JobContext[DriftParams]) -> dict[str, Any]:
                 reference_kind=p.reference, reference_days=p.reference_days,
                 max_rows=p.max_rows, seed=p.seed, out_dir=tmp,
                 # the champion's reference is built on its first night and read back on the next ones
-                reference_store=store,
+                reference_store=store, live=live,
             )
-            stored = {name: store.put(result.date, path, name) for name, path in result.files.items()}
+            files = {**result.files, **(result.live.files if result.live is not None else {})}
+            stored = {name: store.put(result.date, path, name) for name, path in files.items()}
             store.remove_stale(result.date, keep=set(stored))
             mlflow_run_id = experiment_id = None
             if p.log_mlflow:
                 mlflow_run_id, experiment_id = log_to_mlflow(ctx, result, stored)
+            evidently = add_to_workspace(ctx, result, stored)
     except drift.DriftInputError as exc:
         log.warning("no drift report: %s", exc)
         return {"status": "no_data", "reason": str(exc), "date": (requested or not_after).isoformat()}
 
     rows = drift.metric_rows(result, ctx.run_id, stored.get("report.html"))
+    if result.live is not None:
+        rows += drift.metric_rows(result.live, ctx.run_id, stored.get("live_report.html"))
     version = drift.write_metrics(ctx.spark, ctx.lakehouse, rows, day)
     summary = result.summary()
     log.info("drift %s: share %.2f (threshold %g), drifted %s, key %s, score %s", result.date, result.drift_share,
@@ -130,6 +154,8 @@ def run_report(ctx: JobContext[DriftParams]) -> dict[str, Any]:
         **summary,
         "columns": {c.feature: {"method": c.method, "score": c.score, "threshold": c.threshold,
                                 "drifted": c.drifted} for c in result.columns},
+        "live_traffic": _live_summary(result, store, stored),
+        "evidently": evidently,
         "report_uris": stored,
         "report_url": store.url(result.date, "report.html"),
         "mlflow_run_id": mlflow_run_id,
@@ -141,6 +167,29 @@ def run_report(ctx: JobContext[DriftParams]) -> dict[str, Any]:
         "table_versions": {str(tables.DRIFT_METRICS): version},
         "asset_extras": {drift_asset_name(ctx.use_case.name): extra},
     }
+
+
+def add_to_workspace(ctx: JobContext[DriftParams], result, stored: dict[str, str]) -> dict[str, Any]:
+    """The night's runs in the Evidently workspace (drift history in the Evidently UI). The reports, metrics
+    and MLflow run are written already: a workspace that cannot be written is reported, not a failure."""
+    from mlops_core.monitoring.workspace import record_nightly
+
+    try:
+        return record_nightly(ctx.env, ctx.use_case, result, stored)
+    except Exception as exc:  # noqa: BLE001 - the history view must not fail the night's report
+        log.warning("evidently workspace %s not updated: %s", ctx.env.evidently.workspace, exc)
+        return {"error": f"{type(exc).__name__}: {exc}", "workspace": ctx.env.evidently.workspace}
+
+
+def _live_summary(result, store, stored: dict[str, str]) -> dict[str, Any]:
+    """The live-traffic report of the night: its summary and where it is, or why there is none."""
+    if result.live_outcome is None:
+        return {"status": "disabled", "reason": "monitoring.live_traffic is off (or the use case is not served)"}
+    if result.live is None:
+        return dict(result.live_outcome)
+    live = result.live
+    return {"status": "ok", **{k: v for k, v in live.summary().items() if k not in ("reference", "performance")},
+            "report_uri": stored.get("live_report.html"), "report_url": store.url(result.date, "live_report.html")}
 
 
 def run_record_retrain(ctx: JobContext[DriftParams]) -> dict[str, Any]:

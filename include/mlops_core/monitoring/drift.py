@@ -15,9 +15,16 @@
              `prediction` column), and a ClassificationPreset (binary) or RegressionPreset (regression) report
              over the predictions whose labels have arrived, with the shared metrics (mlops_core.metrics) of the
              same rows next to Evidently's for a regression model (rmse, mae, r2).
+* live       with `live=True` (monitoring.live_traffic; default on for a served use case), a second report
+             of the same night on what the serving endpoint saw: the ok rows of monitoring.inference_log of
+             that request_date (inputs.live_traffic_data: key-only requests rebuilt from the snapshot the store
+             served, full rows from the logged request values) against the SAME reference; no performance
+             section (the online A/B report covers labelled live traffic). A night without traffic gives
+             `live_outcome = {"status": "no_traffic", ...}`, not a failure.
 * outputs    report.html (self-contained, with a header stating model, reference and sampling) + report.json
-             in the reports store, an MLflow run with both as artifacts, rows in monitoring.drift_metrics
-             (one per column + one `__dataset__` row; the date's partition is replaced on rerun).
+             (+ live_report.html/json) in the reports store, an MLflow run with them as artifacts, rows in
+             monitoring.drift_metrics (one per column + one `__dataset__` row per report, `current_data`
+             = batch_scored | live_traffic; the date's partition is replaced on rerun).
 
 This module assembles the report and writes its outputs; the inputs are read in `inputs`, the champion
 reference is built and kept in `reference`, and Evidently runs in `evidently_report`."""
@@ -47,7 +54,9 @@ from mlops_core.monitoring.inputs import (
     PREDICTION,
     TARGET,
     DriftInputError,
+    NoLiveTraffic,
     current_data,
+    live_traffic_data,
     performance_frame,
     report_date,
     sample,
@@ -98,6 +107,10 @@ class DriftResult:
     score_drift: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)  # local paths of report.html, report.json, ...
     seconds: dict[str, float] = field(default_factory=dict)
+    current_data: str = "batch_scored"  # batch_scored | live_traffic
+    live: DriftResult | None = None  # the night's live-traffic report (batch result only)
+    live_outcome: dict[str, Any] | None = None  # None: not asked for; else {"status": ok | no_traffic, ...}
+    snapshots: dict[str, Any] = field(default_factory=dict, repr=False)  # Evidently snapshots: drift, performance
 
     @property
     def drifted_features(self) -> list[str]:
@@ -116,6 +129,7 @@ class DriftResult:
     def summary(self) -> dict[str, Any]:
         return {
             "date": self.date,
+            "current_data": self.current_data,
             "model_name": self.model_name,
             "model_version": self.model_version,
             "drift_share": round(self.drift_share, 4),
@@ -136,8 +150,10 @@ class DriftResult:
 def _header(result: DriftResult, use_case: str) -> str:
     s = result.sampling
     ref = result.reference
+    what = "live traffic (what the serving endpoint saw)" if result.current_data == "live_traffic" \
+        else "batch-scored snapshot"
     rows = [
-        f"<b>Drift report</b> {html.escape(use_case)} &middot; {result.date} &middot; model "
+        f"<b>Drift report</b> {html.escape(use_case)} &middot; {result.date} &middot; {what} &middot; model "
         f"{html.escape(str(result.model_name))} v{html.escape(str(result.model_version))}",
         f"Reference: {html.escape(str(ref.get('description', ref.get('kind'))))}",
         f"Populations: reference = {html.escape(str(ref.get('population', 'n/a')))}; current = "
@@ -176,9 +192,11 @@ def compute(
     out_dir: str | Path | None = None,
     mlflow_client=None,
     reference_store: ReportStore | None = None,
+    live: bool = False,
 ) -> DriftResult:
     """Build current and reference data, run the reports, write report.html/json into `out_dir`. With a
-    `reference_store`, a champion_training reference is built once per model version and read back after."""
+    `reference_store`, a champion_training reference is built once per model version and read back after.
+    `live`: also the live-traffic report against the same reference (result.live / result.live_outcome)."""
     spec = spec_of(use_case)
     kind = reference_kind or spec.reference.kind
     days = reference_days or spec.reference.days
@@ -302,8 +320,74 @@ def compute(
     json_path = out / "report.json"
     json_path.write_text(json.dumps(doc, default=str, indent=1), encoding="utf-8")
     result.files["report.json"] = str(json_path)
+    result.snapshots = {"drift": snapshot, **({"performance": perf_snapshot} if perf_snapshot is not None else {})}
     timings["save"] = time.monotonic() - t3
+    if live:
+        t4 = time.monotonic()
+        try:
+            result.live = _live_report(spark, lakehouse, use_case, day, spec, reference, int(reference_total),
+                                       ref_info, score_column, max_rows, seed, out)
+            result.live_outcome = {"status": "ok", **result.live.sampling["live"]}
+        except NoLiveTraffic as exc:
+            log.info("no live-traffic report for %s: %s", day, exc)
+            result.live_outcome = {"status": "no_traffic", "reason": str(exc)}
+        timings["live"] = time.monotonic() - t4
     result.seconds = {k: round(v, 3) for k, v in timings.items()}
+    return result
+
+
+def _live_report(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, day: date,
+                 spec: MonitoringSpec, reference, reference_total: int, ref_info: dict[str, Any], score_column: str,
+                 max_rows: int, seed: int, out: Path) -> DriftResult:
+    """The night's live-traffic report (inputs.live_traffic_data) against the batch report's reference:
+    live_report.html / live_report.json in `out`."""
+    df, meta = live_traffic_data(spark, lakehouse, use_case, day, score_column, max_rows, seed)
+    current = to_pandas(df)
+    if current.empty:
+        raise NoLiveTraffic(f"the {meta['requests_rows']} served row(s) of {day} have no features to rebuild "
+                            "(their snapshot rows are gone)")
+    with_score = score_column in reference.columns and reference[score_column].notna().any() \
+        and current[score_column].notna().any()
+    numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
+    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
+                                                score_column)
+    share = share or 0.0
+    score_rows = [c for c in columns if c.kind == "prediction"]
+    versions = meta["model_versions"]
+    result = DriftResult(
+        date=day.isoformat(),
+        model_name=str(current["model_name"].dropna().iloc[0]) if current["model_name"].notna().any() else None,
+        model_version=",".join(versions) if versions else None,
+        reference=ref_info,
+        sampling={"max_rows": max_rows, "seed": seed,
+                  "method": "smallest xxhash64(seed, databricks_request_id, request_row) of the served rows",
+                  "current_population": meta["population"], "current_rows": len(current),
+                  "current_rows_total": meta["requests_rows"], "reference_rows": len(reference),
+                  "reference_rows_total": reference_total,
+                  "live": {"rows": len(current), "served_rows": meta["requests_rows"],
+                           "by_features_source": meta["by_features_source"],
+                           "unmatched_rows": meta["unmatched_rows"], "model_versions": versions}},
+        columns=columns,
+        drift_share=share,
+        dataset_drifted=share >= spec.drift_share,
+        drift_share_threshold=spec.drift_share,
+        key_features=list(spec.key_features),
+        skipped=skipped,
+        score_drift=({"method": score_rows[0].method, "score": score_rows[0].score,
+                      "threshold": score_rows[0].threshold, "drifted": score_rows[0].drifted}
+                     if score_rows else {"skipped": "no scores on one side"}),
+        performance={"skipped": "live traffic: performance on labelled live requests is the online A/B report's"},
+        current_data="live_traffic",
+    )
+    html_path = out / "live_report.html"
+    snapshot.save_html(str(html_path))
+    _inject_header(html_path, _header(result, use_case.name))
+    json_path = out / "live_report.json"
+    json_path.write_text(json.dumps({"use_case": use_case.name, "summary": result.summary(),
+                                     "columns": [c.__dict__ for c in columns], "evidently": snapshot.dict()},
+                                    default=str, indent=1), encoding="utf-8")
+    result.files = {"live_report.html": str(html_path), "live_report.json": str(json_path)}
+    result.snapshots = {"drift": snapshot}
     return result
 
 
@@ -322,6 +406,7 @@ def metric_rows(result: DriftResult, run_id: str, report_uri: str | None = None)
         "current_rows_total": int(result.sampling["current_rows_total"]),
         "reference": str(result.reference.get("description", result.reference.get("kind"))),
         "report_uri": report_uri,
+        "current_data": result.current_data,
         "_run_id": run_id,
         "_computed_at": now,
     }
@@ -359,11 +444,14 @@ def metrics_schema():
         T.StructField("current_rows_total", T.LongType()),
         T.StructField("reference", T.StringType()),
         T.StructField("report_uri", T.StringType()),
+        T.StructField("current_data", T.StringType()),
         T.StructField("_run_id", T.StringType()),
         T.StructField("_computed_at", T.TimestampType()),
     ])
 
 
+CURRENT_DATA_COMMENT = ("What the report's current data is: batch_scored (the scored snapshot) or live_traffic (the "
+                        "serving endpoint's requests of the date); null in rows written before = batch_scored")
 METRIC_COMMENTS = {
     "date": "Report date: the as-of date of the scored snapshot (partition; replaced on rerun)",
     "feature": "Column compared ('__dataset__' = the dataset-level row, 'score' = prediction drift)",
@@ -374,12 +462,17 @@ METRIC_COMMENTS = {
     "drifted": "Evidently's verdict for the column (dataset row: share >= drift_share)",
     "drift_share": "Share of drifted feature columns of the date's report",
     "sample_rows": "Current rows in the report (after sampling)",
+    "current_data": CURRENT_DATA_COMMENT,
 }
 
 
 def write_metrics(spark: SparkSession, lakehouse: Lakehouse, rows: list[dict[str, Any]], day: date) -> int | None:
     """Replace the date's partition of monitoring.drift_metrics with `rows`; return the table version."""
+    from mlops_core.monitoring.inference_log import add_missing_columns
+
     df = spark.createDataFrame(rows, schema=metrics_schema())
+    # a table written before current_data existed gets the column (its old rows read null = batch_scored)
+    add_missing_columns(spark, lakehouse, tables.DRIFT_METRICS, [("current_data", "string", CURRENT_DATA_COMMENT)])
     created = not lakehouse.exists(spark, tables.DRIFT_METRICS)
     version = lakehouse.replace_partitions(df, tables.DRIFT_METRICS, "date", [day])
     if created:

@@ -66,11 +66,30 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("label", "int"),
     ("prediction", "double"),
     ("shadow_predictions", "string"),
+    ("request_features", "string"),
     ("error_code", "string"),
     ("error_message", "string"),
     ("logged_by", "string"),
     (PARTITION, "date"),
 )
+
+
+def add_missing_columns(spark: SparkSession, lakehouse: Lakehouse, table, columns: list[tuple[str, str, str]]) -> list[str]:
+    """ALTER TABLE ADD COLUMNS for the (name, type, comment) columns an existing table lacks (a table written
+    before they were introduced: old rows read them as null). Returns the names added."""
+    if not lakehouse.exists(spark, table):
+        return []
+    have = set(lakehouse.read(spark, table).columns)
+    missing = [c for c in columns if c[0] not in have]
+    if missing:
+        spec = ", ".join(f"`{n}` {t} COMMENT '{c.replace(chr(39), chr(39) * 2)}'" for n, t, c in missing)
+        spark.sql(f"ALTER TABLE {lakehouse.identifier(table)} ADD COLUMNS ({spec})")
+        log.info("%s: added column(s) %s", lakehouse.identifier(table), [c[0] for c in missing])
+    return [c[0] for c in missing]
+
+
+NEW_COLUMNS = [("request_features", "string", "A full-row request's declared feature values (JSON text); null "
+                "when the features came from the online store (features_source, features_as_of)")]
 
 
 def schema_ddl() -> str:
@@ -159,6 +178,7 @@ def compact(spark: SparkSession, lakehouse: Lakehouse, root: str | Path, day: da
     if not files:
         return {"status": "no_data", "date": day.isoformat(), "files_new": 0, "files_reread": 0, "rows": 0,
                 "reason": f"no inference log file under {date_dir(root, use_case, day)}"}
+    add_missing_columns(spark, lakehouse, tables.INFERENCE_LOG, NEW_COLUMNS)
     raw = read_files(spark, files).where(F.col(PARTITION) == F.lit(day)).cache()
     try:
         rows_read = raw.count()
@@ -229,7 +249,7 @@ def databricks_payload_ddl() -> str:
 
 def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task: str, threshold: float = 0.5,
                             served_entities: dict[str, dict[str, Any]] | None = None,
-                            mode: str = "ab") -> DataFrame:
+                            mode: str = "ab", features: list[str] | tuple[str, ...] = ()) -> DataFrame:
     """The rows of an AI Gateway inference table (`payload`, its schema: DATABRICKS_PAYLOAD_COLUMNS) as the
     columns of monitoring.inference_log, one row per request row.
 
@@ -239,7 +259,8 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
     MLflow scoring format (dataframe_records, dataframe_split, instances, inputs); the response's predictions
     are `{"predictions": [...]}` of numbers (a binary model's probability, a regression's value) or of objects
     with probability/prediction. Features always come from the request (Databricks has no online store
-    lookup here); requester is left out (an identity, not needed)."""
+    lookup here); requester is left out (an identity, not needed). `features`: the model's declared feature
+    columns, kept per row in request_features (JSON text; any other field of the request is left out)."""
     from pyspark.sql import functions as F
 
     entities = served_entities or {}
@@ -254,13 +275,16 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
     for r in payload.select("databricks_request_id", "request", "response").toLocalIterator():
         keys = _request_keys(r["request"], key)
         values = _response_values(r["response"])
+        sent = _request_features(r["request"], features) if features and keys else []
         for i, k in enumerate(keys or [None]):
             v = values[i] if i < len(values) else None
-            parsed.append((r["databricks_request_id"], i, None if k is None else str(k), v, i if keys else None))
+            parsed.append((r["databricks_request_id"], i, None if k is None else str(k), v, i if keys else None,
+                           sent[i] if i < len(sent) else None))
     rows_df = spark.createDataFrame(parsed, "databricks_request_id string, _pos int, _key string, _value double, "
-                                            "_row int")
+                                            "_row int, _features string")
     exploded = payload.join(rows_df, "databricks_request_id", "left").withColumn(
-        "_r", F.struct(F.col("_key").alias("key"), F.col("_value").alias("value"), F.col("_row").alias("row")))
+        "_r", F.struct(F.col("_key").alias("key"), F.col("_value").alias("value"), F.col("_row").alias("row"),
+                       F.col("_features").alias("features")))
     binary = task == "binary"
     ok = F.col("status_code") == 200
     value = F.col("_r.value")
@@ -288,6 +312,7 @@ def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task
          else F.lit(None).cast("int")).alias("label"),
         (F.lit(None).cast("double") if binary else value).alias("prediction"),
         F.lit(None).cast("string").alias("shadow_predictions"),
+        F.when(ok, F.col("_r.features")).alias("request_features"),
         F.when(~ok, F.concat_ws(",", F.col("logging_error_codes"))).alias("error_code"),
         F.when(~ok, F.substring(F.col("response"), 1, 500)).alias("error_message"),
         F.lit("databricks").alias("logged_by"),
@@ -313,6 +338,21 @@ def _response_values(response: str | None) -> list[float | None]:
             v = v[-1] if v else None
         out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
     return out
+
+
+def _request_features(request: str | None, features: list[str] | tuple[str, ...]) -> list[str | None]:
+    """Per request row, the JSON text of its values of `features` (the model's declared inputs) in any MLflow
+    format; a row that sent none of them is null (a key-only row). [] when the request is unreadable."""
+    import json
+
+    from mlops_core.serving.endpoint import ServingError, parse_rows
+
+    try:
+        rows = parse_rows(json.loads(request) if request else None)
+    except (ValueError, ServingError):
+        return []
+    names = list(features)
+    return [json.dumps({c: row.get(c) for c in names}) if any(c in row for c in names) else None for row in rows]
 
 
 def _request_keys(request: str | None, key: str) -> list[Any]:

@@ -168,3 +168,77 @@ def performance_frame(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
     return (labels.join(preds, [key, AS_OF_DATE])
             .select(key, AS_OF_DATE, F.col(LABEL).cast("int").alias(TARGET), "score",
                     F.col("predicted_label").cast("int").alias(PREDICTION)))
+
+
+# ---- live traffic: what the serving endpoint saw ------------------------------------------------------
+LIVE_POPULATION = ("every ok row of the endpoint's served requests of request_date {day} (key-only requests: the "
+                   "feature snapshot row the online store served, by key + features_as_of; full rows: the "
+                   "feature values the client sent, as logged)")
+
+
+class NoLiveTraffic(DriftInputError):
+    """The inference log has no served row for the night: not a failure, the live report is simply absent."""
+
+
+def live_traffic_data(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, day: date,
+                      score_column: str, max_rows: int | None = None,
+                      seed: int = 0) -> tuple[DataFrame, dict[str, Any]]:
+    """The rows the endpoint scored on request_date `day` (monitoring.inference_log: status 200, row_status
+    ok) with the features it scored them on, rebuilt without a copy of the store's values in the log:
+
+    * features_source = online_store: joined on (key, features_as_of) to the feature snapshot table, i.e. the
+      exact snapshot row the store served (the store is refreshed from the newest snapshot of each key);
+    * features_source = request: the declared feature values the client sent (request_features, JSON text),
+      read with the snapshot table's column types.
+
+    Columns: key, as_of_date (features_as_of; for full rows the event time's date, else the request date), the
+    model output as `score_column` (probability of a binary model, prediction of a regression), the feature
+    columns, features_source. Sampled BEFORE the join like the batch side (smallest seeded hash of
+    (request id, request row)). Raises NoLiveTraffic when there is no such row."""
+    from pyspark.sql import functions as F
+
+    key = use_case.entity.key
+    log_table = tables.INFERENCE_LOG
+    if not lakehouse.exists(spark, log_table):
+        raise NoLiveTraffic(f"{lakehouse.identifier(log_table)} does not exist (no compacted request log)")
+    served = (lakehouse.read(spark, log_table)
+              .where((F.col("request_date") == F.lit(day)) & (F.col("status_code") == 200)
+                     & (F.col("row_status") == "ok") & F.col("key").isNotNull()))
+    if "request_features" not in served.columns:  # a log compacted before full rows were kept
+        served = served.withColumn("request_features", F.lit(None).cast("string"))
+    value = "probability" if score_column == "score" else "prediction"
+    served = served.select("databricks_request_id", "request_row", F.col("key").alias(key), "features_source",
+                           "features_as_of", "event_time", "request_date", "request_features",
+                           F.col(value).alias(score_column), "model_name", "model_version")
+    counts = {r["features_source"]: int(r["n"]) for r in
+              served.groupBy("features_source").agg(F.count(F.lit(1)).alias("n")).collect()}
+    total = sum(counts.values())
+    if not total:
+        raise NoLiveTraffic(f"no served request in {lakehouse.identifier(log_table)} for request_date {day}")
+    if max_rows is not None and total > max_rows:
+        served = served.orderBy(_hash_order(seed, ["databricks_request_id", "request_row"])).limit(max_rows)
+
+    feats = lakehouse.read(spark, tables.features(use_case.entity.name))
+    feature_cols = [c for c in feats.columns if c not in (key, AS_OF_DATE) and not c.startswith("_")]
+    from_store = (served.where(F.col("features_source") == "online_store")
+                  .withColumn(AS_OF_DATE, F.col("features_as_of"))
+                  .join(feats.select(key, AS_OF_DATE, *feature_cols, F.lit(True).alias("_matched")),
+                        [key, AS_OF_DATE], "left"))
+    schema = feats.select(*feature_cols).schema
+    from_request = (served.where(F.col("features_source") == "request")
+                    .withColumn(AS_OF_DATE, F.coalesce(F.to_date("event_time"), F.col("request_date")))
+                    .withColumn("_f", F.from_json("request_features", schema))
+                    .select("*", *[F.col("_f").getField(c).alias(c) for c in feature_cols])
+                    .withColumn("_matched", F.col("request_features").isNotNull()))
+    out_cols = [key, AS_OF_DATE, score_column, *feature_cols, "features_source", "model_name", "model_version",
+                "_matched"]
+    both = from_store.select(*out_cols).unionByName(from_request.select(*out_cols))
+    unmatched = both.where(~F.coalesce(F.col("_matched"), F.lit(False))).count()
+    df = both.where(F.col("_matched")).drop("_matched")
+    versions = sorted({str(r["model_version"]) for r in served.select("model_version").distinct().collect()})
+    meta = {"requests_rows": total, "by_features_source": counts, "unmatched_rows": int(unmatched),
+            "model_versions": versions, "population": LIVE_POPULATION.format(day=day)}
+    if unmatched:
+        log.warning("live traffic %s: %d sampled row(s) without their features (snapshot row gone, or a full row "
+                    "logged before request_features existed): left out", day, unmatched)
+    return df, meta

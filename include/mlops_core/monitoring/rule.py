@@ -76,10 +76,13 @@ class Decision:
 
 
 def nights_from_rows(rows: Iterable[Mapping[str, Any]], rule: RuleParams) -> list[Night]:
-    """Group drift_metrics rows by date into nights, newest first. Dates without a dataset row (a report
-    that died midway) are ignored."""
+    """Group drift_metrics rows by date into nights, newest first: only the rows of the rule's current data
+    (batch_scored by default). Dates without a dataset row (a report that died midway) are ignored."""
     by_date: dict[date, list[Mapping[str, Any]]] = {}
     for row in rows:
+        # rows written before drift_metrics had current_data describe the batch-scored snapshot
+        if (row.get("current_data") or "batch_scored") != rule.current_data:
+            continue
         by_date.setdefault(_day(row["date"]), []).append(row)
     key = set(rule.key_features)
     nights = []

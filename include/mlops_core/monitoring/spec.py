@@ -18,10 +18,13 @@ Example (include/config/use_cases/churn.yaml):
       reference: {kind: champion_training}           # or {kind: window, days: 28}
       performance: {window_days: 30, min_rows: 100}
       retrain: {k: 3, n: 5, cooldown_days: 7}
+      live_traffic: true               # also report on what the serving endpoint saw (default: on with serving:)
 
 A night counts as drifted when its dataset drift share reaches `retrain.drift_share` (default: `drift_share`)
 or any of `retrain.key_features` (default: `key_features`) drifted. A retrain is asked for when at least k of
-the last n nightly reports drifted and no drift-triggered retrain happened in the last `cooldown_days`.
+the last n nightly reports drifted and no drift-triggered retrain happened in the last `cooldown_days`. The
+rule reads the batch-scored reports (`retrain.current_data: batch_scored`) unless told to read the live-traffic
+ones (`live_traffic`).
 
 Plain pydantic, no heavy import: DAG files and the triggerer load it."""
 
@@ -32,6 +35,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlops_core.jobs.params import is_blank
+
+CURRENT_DATA = ("batch_scored", "live_traffic")  # what a drift report's current data is (drift_metrics.current_data)
+CurrentData = Literal["batch_scored", "live_traffic"]
 
 # Evidently 0.7 stattest names (evidently.legacy.calculations.stattests), by the column types they accept.
 NUM_METHODS = frozenset({
@@ -125,6 +131,11 @@ class RetrainRule(_Strict):
         description="Count only nights reported for the model version of the newest night (a new champion "
         "starts a new history)",
     )
+    current_data: CurrentData = Field(
+        default="batch_scored",
+        description="Which nightly reports the rule reads: batch_scored (the scored snapshot) or live_traffic "
+        "(what the serving endpoint saw)",
+    )
 
     @model_validator(mode="after")
     def _k_le_n(self) -> RetrainRule:
@@ -157,6 +168,14 @@ class MonitoringSpec(_Strict):
     reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
     performance: PerformanceSpec = Field(default_factory=PerformanceSpec)
     retrain: RetrainRule = Field(default_factory=RetrainRule)
+    live_traffic: bool | None = Field(
+        default=None,
+        description="Also report drift on the serving endpoint's traffic (monitoring.inference_log of the night) "
+        "against the same reference; unset = on when the use case has a serving section",
+    )
+
+    def live_traffic_enabled(self, has_serving: bool) -> bool:
+        return has_serving if self.live_traffic is None else self.live_traffic
 
     @field_validator("num_method")
     @classmethod
@@ -193,6 +212,7 @@ class MonitoringSpec(_Strict):
                               else self.key_features),
             cooldown_days=self.retrain.cooldown_days,
             same_model_version=self.retrain.same_model_version,
+            current_data=self.retrain.current_data,
         )
         return base.override(**overrides)
 
@@ -206,6 +226,7 @@ class RuleParams(_Strict):
     key_features: list[str] = Field(default_factory=list)
     cooldown_days: float = Field(ge=0)
     same_model_version: bool = True
+    current_data: CurrentData = "batch_scored"
 
     @field_validator("key_features", mode="before")
     @classmethod

@@ -168,7 +168,16 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
         started, wall = time.perf_counter(), time.time()
         client_id = request.headers.get("x-request-id")
         request_id = request.state.request_id = client_id or uuid.uuid4().hex
-        ep = endpoint_of(request.path_params["use_case"], request)
+        try:
+            ep = endpoint_of(request.path_params["use_case"], request)
+        except ServingError as exc:
+            # A refused token is logged like any refused request (status 401): the record holds the error
+            # code and message, never the Authorization header
+            known = endpoints.get(request.path_params["use_case"])
+            if known is not None and known.inference_log is not None:
+                known.inference_log.submit(wall, request_id, client_id, exc.status,
+                                           (time.perf_counter() - started) * 1000.0, None, None, exc.body())
+            raise
         writer = ep.inference_log
         event_time = None
         try:
@@ -180,8 +189,9 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
                 writer.submit(wall, request_id, client_id, exc.status, (time.perf_counter() - started) * 1000.0,
                               None, None, exc.body())
             raise exc from None
+        body = None
         try:
-            out = await _score(ep, request, request_id)
+            out, body = await _score(ep, request, request_id)
         except ServingError as exc:
             if writer is not None:
                 writer.submit(wall, request_id, client_id, exc.status, (time.perf_counter() - started) * 1000.0,
@@ -194,11 +204,13 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
                                                  "message": f"{type(exc).__name__}: {exc}"})
             raise
         if writer is not None:
+            # the parsed body by reference: the writer thread keeps the declared features of full rows
+            table = ep.table
             writer.submit(wall, request_id, client_id, 200, (time.perf_counter() - started) * 1000.0, event_time,
-                          out)
+                          out, None, body, table.feature_names if table is not None else ())
         return _json(out)
 
-    async def _score(ep: Endpoint, request: Request, request_id: str) -> dict[str, Any]:
+    async def _score(ep: Endpoint, request: Request, request_id: str) -> tuple[dict[str, Any], Any]:
         flag = request.query_params.get("explain", "false").lower()
         if flag not in ("true", "false", "1", "0"):
             raise ServingError(422, "INVALID_PARAMETER_VALUE", f"explain must be true or false, got {flag!r}",
@@ -210,8 +222,8 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
         except (ValueError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError is a ValueError
             raise ServingError(400, "MALFORMED_REQUEST", f"the body is not JSON: {exc}") from None
         if _row_count(body) > INLINE_ROWS:
-            return await run_in_threadpool(ep.invoke, body, explain=explain, request_id=request_id)
-        return ep.invoke(body, explain=explain, request_id=request_id)
+            return await run_in_threadpool(ep.invoke, body, explain=explain, request_id=request_id), body
+        return ep.invoke(body, explain=explain, request_id=request_id), body
 
     @app.post("/serving-endpoints/{use_case}/reload", tags=["endpoints"], response_model=ReloadResponse,
               responses=_ERRORS)

@@ -24,10 +24,15 @@ status_code, execution_duration_ms, sampling_fraction, request_date):
     request_row, key       the row's position in the request and its entity key
     served_entity_name, model_name, model_version, features_source, features_as_of, row_status
     probability, label (binary) / prediction (regression); shadow_predictions (JSON text, shadow mode)
-    error_code, error_message (a refused or failed request)
+    error_code, error_message (a refused or failed request; a wrong bearer token is logged as a 401)
+    request_features       a full-row request's feature values (JSON text of the models' declared inputs only,
+                           as Databricks inference tables keep the `request` body); null for a row whose
+                           features came from the online store: features_source + features_as_of point at the
+                           snapshot row the store served, so the drift job rebuilds it without a copy here
     use_case, mode, sampling_fraction (1.0: every request), logged_by (<host>:<pid>)
 
-No header, token or feature value is ever written: only the key, the routing and the prediction."""
+No header and no token is ever written; of the request body, only the declared feature columns of rows that
+sent them (never other fields of the body)."""
 
 from __future__ import annotations
 
@@ -91,10 +96,26 @@ def _prediction_fields(row: dict[str, Any]) -> dict[str, Any]:
     return {"probability": row.get("probability"), "label": row.get("label"), "prediction": row.get("prediction")}
 
 
+def request_features(body: Any, feature_names: tuple[str, ...], rows: list[int]) -> dict[int, str]:
+    """{request row: JSON text of its declared feature values} for the given rows of a scoring request body
+    (any MLflow format). Other fields of the body are never read into the log."""
+    from mlops_core.serving.endpoint import parse_rows
+
+    parsed = parse_rows(body)
+    out = {}
+    for i in rows:
+        row = parsed[i]
+        out[i] = orjson.dumps({c: row.get(c) for c in feature_names}, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return out
+
+
 def records(use_case: str, request_time: float, request_id: str, client_request_id: str | None, status: int,
             duration_ms: float, event_time: str | None, out: dict[str, Any] | None, error: dict[str, Any] | None,
-            logged_by: str, max_error_chars: int = 500) -> list[dict[str, Any]]:
-    """The log records of one request: one per row of a scored request, one for a refused or failed one."""
+            body: Any = None, feature_names: tuple[str, ...] = (), *, logged_by: str,
+            max_error_chars: int = 500) -> list[dict[str, Any]]:
+    """The log records of one request: one per row of a scored request, one for a refused or failed one.
+    `body` + `feature_names`: the parsed request and the models' declared inputs, for request_features (read
+    here, on the writer thread: the request's path only hands over the reference)."""
     when = datetime.fromtimestamp(request_time, UTC)
     base = {"databricks_request_id": request_id, "client_request_id": client_request_id,
             "request_time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}",
@@ -107,10 +128,14 @@ def records(use_case: str, request_time: float, request_id: str, client_request_
                  "model_name": None, "model_version": None, "features_source": None, "features_as_of": None,
                  "row_status": "error", "probability": None, "label": None, "prediction": None,
                  "shadow_predictions": None, "error_code": err.get("error_code"),
-                 "error_message": str(err.get("message", ""))[:max_error_chars] or None}]
+                 "error_message": str(err.get("message", ""))[:max_error_chars] or None,
+                 "request_features": None}]
     mode = out.get("mode")
+    predictions = out.get("predictions") or []
+    sent = [i for i, p in enumerate(predictions) if p.get("features_source") == "request"]
+    features = request_features(body, feature_names, sent) if sent and body is not None and feature_names else {}
     rows = []
-    for i, p in enumerate(out.get("predictions") or []):
+    for i, p in enumerate(predictions):
         shadow = p.get("shadow")
         rows.append({**base, "mode": mode, "request_row": i, "key": p.get("key"),
                      "served_entity_name": p.get("served_entity"), "model_name": p.get("model_name"),
@@ -118,7 +143,7 @@ def records(use_case: str, request_time: float, request_id: str, client_request_
                      "features_as_of": p.get("features_as_of"), "row_status": p.get("status", "ok"),
                      **_prediction_fields(p),
                      "shadow_predictions": orjson.dumps(shadow).decode() if shadow else None,
-                     "error_code": None, "error_message": None})
+                     "error_code": None, "error_message": None, "request_features": features.get(i)})
     return rows
 
 
@@ -153,11 +178,12 @@ class InferenceLogWriter:
     # ---- the request's side: one put, never blocking ---------------------------------------------------
     def submit(self, request_time: float, request_id: str, client_request_id: str | None, status: int,
                duration_ms: float, event_time: str | None, out: dict[str, Any] | None,
-               error: dict[str, Any] | None = None) -> bool:
+               error: dict[str, Any] | None = None, body: Any = None, feature_names: tuple[str, ...] = ()) -> bool:
         if len(self.pending) >= self.spec.queue_size:
             self.dropped += 1
             return False
-        self.pending.append((request_time, request_id, client_request_id, status, duration_ms, event_time, out, error))
+        self.pending.append((request_time, request_id, client_request_id, status, duration_ms, event_time, out, error,
+                             body, feature_names))
         return True
 
     # ---- the writer thread ------------------------------------------------------------------------------

@@ -98,6 +98,8 @@ class RoutingTable:
     bounds: tuple[tuple[int, int], ...]  # (exclusive upper bucket, index into entities), ascending
     percentages: dict[str, int]  # effective traffic per loaded entity
     missing: tuple[str, ...] = ()  # configured entities whose alias does not exist now
+    # the union of the loaded models' declared inputs: what the inference log keeps of a full-row request
+    feature_names: tuple[str, ...] = ()
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -151,5 +153,6 @@ def build_table(use_case: str, spec: ServingSpec, loaded: dict[str, ServedEntity
     if not bounds or bounds[-1][0] != BUCKETS:
         bounds.append((BUCKETS, 0))
     missing = tuple(e.registry_alias for e in spec.served_entities if e.name not in loaded)
+    names = tuple(dict.fromkeys(f.name for e in entities for f in e.model.inputs))
     return RoutingTable(use_case=use_case, mode=spec.mode, entities=entities, bounds=tuple(bounds),
-                        percentages=effective, missing=missing)
+                        percentages=effective, missing=missing, feature_names=names)
