@@ -7,7 +7,10 @@ snapshots of a window of earlier as-of dates. Both sides are sampled (at most `m
 report). Per-column methods and thresholds, the dataset drift share and the key features come from the use
 case's `monitoring` section. Writes report.html/json to `<reports_root>/<use case>/drift/<date>/`, an MLflow run,
 and the date's rows of monitoring.drift_metrics (replaced on rerun); emits the drift asset with the summary.
-The task links to the report and the MLflow run. A date without predictions skips the run.
+With a serving section, a second report of the same night compares what the endpoint saw (the inference log)
+with the same reference (live_report.html). Each report is also a run of the use case's project in the Evidently
+UI (drift history, dated by the night). The task links to the report(s), the Evidently dashboard and the MLflow
+run. A date without predictions skips the run.
 
 **alert**: drift above threshold (dataset drift, a key feature, or the score) is sent through the
 `mlops_notifier` connection. The retrain decision is retrain_on_drift's."""

@@ -41,7 +41,8 @@ LOOPBACK = "127.0.0.1"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SPARK_SERVICE = "spark-connect"
 SERVING_SERVICE = "serving"
-SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE)
+EVIDENTLY_SERVICE = "evidently"
+SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE, EVIDENTLY_SERVICE)
 MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
@@ -62,6 +63,8 @@ class LocalAirflow:
     spark_port: int | None = None
     # The real-time serving process (mlops_core.serving: every enabled use case's endpoint); None = not started.
     serving_port: int | None = None
+    # The Evidently UI over the environment's workspace (the nightly drift history); None = not started.
+    evidently_port: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     dags_folder: Path = PROJECT_ROOT / "dags"
     plugins_folder: Path = PROJECT_ROOT / "plugins"
@@ -110,6 +113,11 @@ class LocalAirflow:
             env["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({
                 "conn_type": "generic", "host": self.mlflow_url,
                 "login": MLFLOW_PLATFORM_USER, "password": keys["mlflow_platform_password"]})
+        if self.evidently_port:
+            # the drift job's dashboard link (env.evidently.ui_url) follows the port the UI is started on
+            env["EVIDENTLY_PORT"] = str(self.evidently_port)
+        # Evidently's documented opt-out of its usage telemetry (its UI and library read DO_NOT_TRACK)
+        env["DO_NOT_TRACK"] = "1"
         if self.serving_port:
             # the DAGs' reload_serving tasks find the endpoint through this connection
             env["AIRFLOW_CONN_MLOPS_SERVING"] = json.dumps(
@@ -325,7 +333,23 @@ expose_config = False
         if self.serving_port:
             cmds[SERVING_SERVICE] = [sys.executable, "-m", "mlops_core.serving", "--host", LOOPBACK,
                                      "--port", str(self.serving_port), "--log-level", "warning"]
+        if self.evidently_port:
+            cmds[EVIDENTLY_SERVICE] = [str(VENV_BIN / "evidently"), "ui", "--workspace",
+                                       _evidently_workspace(self.env()), "--host", LOOPBACK,
+                                       "--port", str(self.evidently_port)]
         return cmds
+
+    @property
+    def evidently_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.evidently_port}"
+
+    def evidently_answers(self) -> bool:
+        """The Evidently UI answers its HTTP API (GET /api/projects)."""
+        try:
+            with urllib.request.urlopen(f"{self.evidently_url}/api/projects", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
 
     @property
     def serving_url(self) -> str:
@@ -407,6 +431,13 @@ expose_config = False
                 last = f"Spark Connect server not listening on {LOOPBACK}:{self.spark_port} yet"
                 time.sleep(1)
                 continue
+            if self.evidently_port:
+                if self.pid(EVIDENTLY_SERVICE) is None:
+                    raise RuntimeError(f"evidently exited during start-up; see {self.service_log_dir / 'evidently.log'}")
+                if not self.evidently_answers():
+                    last = f"Evidently UI not answering on {self.evidently_url} yet"
+                    time.sleep(1)
+                    continue
             if self.serving_port:
                 if self.pid(SERVING_SERVICE) is None:
                     raise RuntimeError(f"serving exited during start-up; see {self.service_log_dir / 'serving.log'}")
@@ -447,6 +478,15 @@ def _alive(pid: int) -> bool:
         return state != "Z"
     except OSError:
         return False
+
+
+def _evidently_workspace(env: dict[str, str]) -> str:
+    """The Evidently workspace of the active environment config (where the drift job adds its runs); created
+    empty when missing, so the UI starts before the first report."""
+    code = ("from mlops_core.config import load_environment; w = load_environment().evidently.workspace; "
+            "import os; '://' in w or os.makedirs(w, exist_ok=True); print(w)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, text=True, capture_output=True).stdout
+    return out.strip().splitlines()[-1]
 
 
 def _mlflow_backend_uri(env: dict[str, str]) -> dict[str, str]:
@@ -636,11 +676,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="shared Spark Connect server port (0: every job starts its own Spark)")
     parser.add_argument("--serving-port", type=int, default=int(os.environ.get("SERVING_PORT", "8090")),
                         help="real-time serving endpoints' port (0: do not start serving)")
+    parser.add_argument("--evidently-port", type=int, default=int(os.environ.get("EVIDENTLY_PORT", "8000")),
+                        help="Evidently UI port: the drift history (0: do not start it)")
     parser.add_argument("--auth", action="store_true", default=os.environ.get("MLOPS_AUTH", "") not in ("", "0"),
                         help="the deployment's authentication: Airflow roles, MLflow basic-auth (or MLOPS_AUTH=1)")
     args = parser.parse_args(argv)
     af = LocalAirflow(home=Path(args.home).resolve(), port=args.port, mlflow_port=args.mlflow_port or None,
-                      spark_port=args.spark_port or None, serving_port=args.serving_port or None, auth=args.auth)
+                      spark_port=args.spark_port or None, serving_port=args.serving_port or None,
+                      evidently_port=args.evidently_port or None, auth=args.auth)
 
     if args.action == "init":
         settings = PROJECT_ROOT / "airflow_settings.yaml"
@@ -681,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Serving:     {af.serving_url}/docs   e.g. curl -s {af.serving_url}/serving-endpoints/churn/"
                   "invocations -H 'Content-Type: application/json' -d '{\"dataframe_records\": "
                   "[{\"customer_id\": \"C000001\"}]}'")
+        if EVIDENTLY_SERVICE in pids:
+            print(f"Evidently:   {af.evidently_url}   (drift history per use case; telemetry off)")
         print(f"Logs:        {af.service_log_dir}\nStop with:   make down")
         return 0
     if args.action == "down":

@@ -22,5 +22,17 @@ class DriftReportLink(RecordedLink):
     name = "Drift report"
 
 
+class LiveDriftReportLink(RecordedLink):
+    """The night's drift report on live traffic (what the serving endpoint saw), when there was traffic."""
+
+    name = "Live traffic drift report"
+
+
+class EvidentlyDashboardLink(RecordedLink):
+    """The use case's project dashboard in the Evidently UI: the drift history, night by night."""
+
+    name = "Evidently dashboard"
+
+
 class MlflowRunLink(RecordedLink):
     name = "MLflow run"

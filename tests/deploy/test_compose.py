@@ -126,7 +126,8 @@ def test_published_ports_listen_on_loopback_only(compose):
             assert port.isdigit(), f"{name}: published port {port!r} is not fixed"
             published[name, target] = int(port)
     assert published == {("minio", "9000"): 9000, ("minio", "9001"): 9001,
-                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000, ("serving", "8090"): 8090}
+                         ("airflow-api-server", "8080"): 8080, ("mlflow", "5000"): 5000, ("serving", "8090"): 8090,
+                         ("evidently", "8000"): 8000}
     assert "ports" not in compose["services"]["postgres"], "PostgreSQL is reached through the compose network only"
 
 
@@ -134,6 +135,29 @@ def test_ports_stay_on_loopback_when_moved(env_example):
     moved = load_compose({**env_example, "AIRFLOW_PORT": "18080", "MLFLOW_PORT": "15000"})
     assert list(published_ports(moved["services"]["airflow-api-server"])) == [("127.0.0.1", "18080", "8080")]
     assert list(published_ports(moved["services"]["mlflow"])) == [("127.0.0.1", "15000", "5000")]
+
+
+def test_the_evidently_ui_serves_the_workspace_the_drift_task_writes(compose, env_example):
+    services = compose["services"]
+    ui = services["evidently"]
+    cmd = service_command(ui)
+    workspace = cmd[cmd.index("--workspace") + 1]
+    assert cmd[:2] == ["evidently", "ui"] and workspace == "/opt/airflow/data/evidently"
+    mounts = {str(v).split(":")[0] if not isinstance(v, dict) else v["source"]:
+              str(v).split(":")[1] if not isinstance(v, dict) else v["target"] for v in ui["volumes"]}
+    assert mounts == {"evidently-workspace": workspace}
+    scheduler = services["airflow-scheduler"]  # runs the drift job (LocalExecutor): same volume, same path
+    sched_mounts = [v if isinstance(v, dict) else {"source": str(v).split(":")[0], "target": str(v).split(":")[1]}
+                    for v in scheduler["volumes"]]
+    assert {"source": "evidently-workspace", "target": workspace} in [
+        {"source": m["source"], "target": m["target"]} for m in sched_mounts]
+    env = scheduler["environment"]
+    assert f"{env['MLOPS_DATA_DIR']}/evidently" == workspace  # env.evidently.workspace's default
+    assert ui["environment"]["DO_NOT_TRACK"] == "1" and env["DO_NOT_TRACK"] == "1"  # telemetry off
+    assert str(env["EVIDENTLY_PORT"]) == "8000" and "evidently-workspace" in compose["volumes"]
+    moved = load_compose({**env_example, "EVIDENTLY_PORT": "18000"})
+    assert list(published_ports(moved["services"]["evidently"])) == [("127.0.0.1", "18000", "8000")]
+    assert str(moved["services"]["airflow-scheduler"]["environment"]["EVIDENTLY_PORT"]) == "18000"
 
 
 def test_named_volumes_are_declared_and_used(compose):

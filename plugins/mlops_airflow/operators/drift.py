@@ -2,7 +2,8 @@
 the DAG need around it:
 
 * MLflow reached through MlflowHook: a connection that overrides the environment config is handed to the job;
-* extra links "Drift report" (the HTML in the reports store) and "MLflow run" (the run holding it);
+* extra links "Drift report" (the HTML in the reports store), "Live traffic drift report", "Evidently dashboard"
+  (the use case's drift history in the Evidently UI) and "MLflow run" (the run holding the reports);
 * a date without predictions (job status "no_data") skips the task, so no empty asset event is emitted."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from mlops_airflow.links import DriftReportLink, MlflowRunLink
+from mlops_airflow.links import DriftReportLink, EvidentlyDashboardLink, LiveDriftReportLink, MlflowRunLink
 from mlops_airflow.operators.spark_job import SparkJobOperator
 
 
@@ -26,7 +27,8 @@ class DriftReportOperator(SparkJobOperator):
 
     @property
     def operator_extra_links(self):
-        return (*super().operator_extra_links, DriftReportLink(), MlflowRunLink())
+        return (*super().operator_extra_links, DriftReportLink(), LiveDriftReportLink(), EvidentlyDashboardLink(),
+                MlflowRunLink())
 
     def _hook(self):
         from mlops_airflow.hooks.mlflow import MlflowHook
@@ -50,6 +52,10 @@ class DriftReportOperator(SparkJobOperator):
             raise AirflowSkipException(f"no drift report: {result.get('reason')}")
         if result.get("report_url"):
             self.links[DriftReportLink.name] = result["report_url"]
+        if (result.get("live_traffic") or {}).get("report_url"):
+            self.links[LiveDriftReportLink.name] = result["live_traffic"]["report_url"]
+        if (result.get("evidently") or {}).get("dashboard_url"):
+            self.links[EvidentlyDashboardLink.name] = result["evidently"]["dashboard_url"]
         if result.get("mlflow_run_id") and result.get("mlflow_experiment_id"):
             try:
                 url = self._hook().run_url(result["mlflow_experiment_id"], result["mlflow_run_id"])
