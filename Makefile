@@ -29,7 +29,7 @@ demo: setup ## run the pipeline end to end on the local stack and print a summar
 # Two pytest workers (pytest-xdist): the end-to-end stacks mostly wait on the scheduler while the other worker runs
 # the Spark unit tests. Each test module runs whole on one worker (tests/conftest.py); PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test: setup ## the whole test suite (unit, DAG integrity, end to end under the real scheduler)
 	@$(PY) -m ruff check .
@@ -57,6 +57,7 @@ test-compat: setup ## the jobs' Spark tests on the Databricks runtime's Spark li
 lint: setup ## ruff, including Airflow's AIR rules
 	@$(PY) -m ruff check .
 
+export EVIDENTLY_PORT ?= 8000
 up: setup ## start Airflow (api-server, scheduler, dag-processor, triggerer), the MLflow UI and the shared Spark Connect server on 127.0.0.1
 	@$(PY) scripts/local_airflow.py up
 

@@ -129,30 +129,43 @@ def lakehouse(env):
     return Lakehouse(env, "churn")
 
 
-# ---- two workers (make test: pytest -n 2 --dist loadgroup) ------------------------------------------------
+# ---- two workers (make test: pytest -n 2 --dist loadscope) -------------------------------------------------
 # Every test module is one unit of work, so its module fixtures (a trained model, a materialized lakehouse) are
-# built once; the files on the shared e2e Airflow stack (the `airflow_stack` fixture) are one unit, so the stack
-# starts once. The units that mostly wait on servers go first: the other worker runs the Spark unit tests
-# meanwhile, and no long unit is left for the end of the run.
-FIRST = ("tests/deploy/test_native_stack.py", "tests/e2e/test_chain.py", "e2e_airflow_stack", "tests/s3/",
+# built once; the end-to-end files on the shared Airflow stack (tests/e2e/conftest.py's `airflow_stack`) are one
+# unit, so that stack starts once. The units that mostly wait on servers go first: the other worker runs the
+# Spark unit tests meanwhile, and no long unit is left for the end of the run.
+OWN_STACK_E2E = ("tests/e2e/test_chain.py",)  # starts its own Airflow (scheduling off, serving on)
+SHARED_STACK = "tests/e2e/[shared Airflow stack]"
+FIRST = ("tests/deploy/test_native_stack.py", "tests/e2e/test_chain.py", SHARED_STACK, "tests/s3/",
          "tests/features/", "tests/promotion/", "tests/monitoring/", "tests/ingest/")
 
 
-def _work_unit(item: pytest.Item) -> str:
-    return "e2e_airflow_stack" if "airflow_stack" in item.fixturenames else item.nodeid.split("::")[0]
+def _work_unit(nodeid: str) -> str:
+    module = nodeid.split("::")[0]
+    return SHARED_STACK if module.startswith("tests/e2e/") and module not in OWN_STACK_E2E else module
 
 
-def _unit_rank(unit: str) -> int:
+def _unit_rank(nodeid: str) -> int:
+    unit = _work_unit(nodeid)
     return next((i for i, prefix in enumerate(FIRST) if unit.startswith(prefix)), len(FIRST))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into the units it schedules
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's scope scheduling with the units above. (Not `loadgroup` marks: pytest-xdist 3.8 tags a node id
+    with its group through an attribute pytest 9.2 no longer reads, so the marks are silently ignored.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return UnitScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
-    items.sort(key=lambda item: _unit_rank(_work_unit(item)))  # stable: a unit's tests keep their order
+    if hasattr(config, "workerinput"):  # an xdist worker: the order the controller hands out the units in
+        items.sort(key=lambda item: _unit_rank(item.nodeid))  # stable: a unit's tests keep their order
 
 
 def pytest_terminal_summary(terminalreporter):
