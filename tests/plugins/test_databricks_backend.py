@@ -67,6 +67,9 @@ def _context(dag, task, logical_date):
     upstream = {"as_of_date": logical_date.strftime("%Y-%m-%d"),
                 "resolve_model": {"model_name": "churn_model", "model_version": "3"},
                 "register": {"name": "churn_model", "version": "3"},
+                "validate_and_promote": {"model_name": "churn_model", "version": "3", "decision": "awaiting_approval"},
+                # the Required Action's answer (key "decision"), read by record_approval / record_rejection
+                "wait_for_approval": {"option": "Approve", "by": "alice", "at": "2026-03-04T10:00:00+00:00"},
                 "wait_for_drift": {"reason": "drift on 3 of 5 days", "retrain_run_id": "drift__2026-03-04",
                                    "latest_date": "2026-03-04", "drifted_dates": ["2026-03-02", "2026-03-04"],
                                    "model_version": "3", "rule": {"k": 3, "n": 5}, "conf_reason": "drift"}}
