@@ -41,8 +41,10 @@ def flow(spark, module_env):
     features, labels = make_churn_data(n_customers=80, days=60, label_every=2, seed=5)
     write_lakehouse(spark, lakehouse, features, labels)
     out_labels = labels
+    # the weak first model is logged without a baseline (it would lose to it): its vs_baseline check passes,
+    # saying so; the strong ones are gated against theirs
     weak = _use_case(num_boost_round=2, search_space={"max_depth": {"type": "int", "low": 1, "high": 1}},
-                     early_stopping_rounds=1)
+                     early_stopping_rounds=1, baseline={"enabled": False})
     strong = _use_case()
     out = {"lakehouse": lakehouse, "use_case": strong, "labels": out_labels}
 
@@ -111,6 +113,12 @@ def test_better_challenger_is_promoted_and_old_champion_kept_as_previous(flow):
     v1, v3 = str(flow["v1"]["version"]), str(flow["v3"]["version"])
     assert g["decision"] == "promoted", g["reason"]
     assert g["challenger_metrics"]["roc_auc"] > g["champion_metrics"]["roc_auc"]
+    # its baseline (logged in its training run) was scored on the same rows and lost
+    check = next(c for c in g["checks"] if c["name"] == "vs_baseline:roc_auc")
+    assert check["passed"] and "beats its baseline" in check["detail"], check
+    assert g["baseline_metrics"]["rows"] == g["challenger_metrics"]["rows"]
+    first = next(c for c in flow["gate1"]["checks"] if c["name"] == "vs_baseline:roc_auc")
+    assert first["passed"] and "no baseline logged" in first["detail"]
     client = MlflowClient()
     name = flow["use_case"].model.registered_model_name
     assert str(client.get_model_version_by_alias(name, "champion").version) == v3

@@ -29,6 +29,18 @@ def _seen(window: Any) -> dict[str, str] | None:
     return window.as_dict() if window is not None else None
 
 
+def _baseline(tags: dict[str, str], wanted: bool) -> tuple[Any, str]:
+    """The challenger's baseline model (logged in its training run, mlops.baseline_model_uri) and a note."""
+    if not wanted:
+        return None, "gate.vs_baseline is off"
+    uri = tags.get("mlops.baseline_model_uri")
+    if not uri:
+        return None, "no baseline logged with this version (trained before baselines, or model.baseline off)"
+    import mlflow
+
+    return mlflow.pyfunc.load_model(uri), tags.get("mlops.baseline_model", "")
+
+
 def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -93,9 +105,11 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     champion = None
     if champion_mv is not None and not unfair:
         champion = mlflow.pyfunc.load_model(f"models:/{name}/{champion_before}")
+    baseline, baseline_note = _baseline(challenger_mv.tags, gate.vs_baseline)
     label_column = "label" if "label" in frame.columns else spec.label.column
     m = measure(challenger=challenger, champion=champion, champion_version=champion_before, frame=frame,
-                label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples, task=spec.task)
+                label=label_column, threshold=spec.threshold, latency_samples=gate.latency_samples, task=spec.task,
+                baseline=baseline, baseline_note=baseline_note)
     m.no_fair_comparison = unfair
     decision = decide(gate, m)
 
@@ -107,6 +121,8 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
         "challenger_metrics": m.challenger,
         "champion_metrics": m.champion,
         "champion_note": m.champion_note,
+        "baseline_metrics": m.baseline,
+        "baseline_note": m.baseline_note,
         "heldout": {**data.lineage, "rows": m.rows, "label_time_column": LABEL_TIME},
         "windows": windows,
         "inference": {"p95_latency_ms": m.p95_latency_ms, "rows_per_second": m.rows_per_second},
@@ -125,7 +141,8 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     ch.record_decision(client, name, version, record, "passed" if status == "promoted" else status)
     rows = [history_row(model_name=name, version=version, action="gate", from_version=champion_before,
                         to_version=None, decision=status, reason=decision.reason, dag_run_id=ctx.run_id,
-                        triggered_by=triggered_by, metrics={"challenger": m.challenger, "champion": m.champion})]
+                        triggered_by=triggered_by,
+                        metrics={"challenger": m.challenger, "champion": m.champion, "baseline": m.baseline})]
     if status == "promoted":
         ch.promote(client, name, version)
         champion_after = version
@@ -145,6 +162,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
         "checks": record["checks"],
         "challenger_metrics": m.challenger,
         "champion_metrics": m.champion,
+        "baseline_metrics": m.baseline,
         "heldout_rows": m.rows,
         "windows": windows,
     }

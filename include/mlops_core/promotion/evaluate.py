@@ -142,9 +142,11 @@ def model_task(model: Any) -> str:
 
 
 def measure(*, challenger: Any, champion: Any | None, champion_version: str | None, frame: pd.DataFrame,
-            label: str, threshold: float, latency_samples: int, task: str | None = None) -> Measurements:
-    """Score both models on `frame` and collect everything the gate's checks look at. `task` defaults to the
-    challenger's own (model_task); a champion of another task is not compared (said in champion_note)."""
+            label: str, threshold: float, latency_samples: int, task: str | None = None,
+            baseline: Any | None = None, baseline_note: str = "") -> Measurements:
+    """Score the models on `frame` and collect everything the gate's checks look at. `task` defaults to the
+    challenger's own (model_task); a champion of another task is not compared (said in champion_note).
+    `baseline`: the challenger's baseline model (trained on the same rows), scored on the same rows."""
     from mlops_core.metrics import evaluate_task
 
     task = task or model_task(challenger)
@@ -160,7 +162,10 @@ def measure(*, challenger: Any, champion: Any | None, champion_version: str | No
     fill = 0.5 if task == "binary" else 0.0
     nan_scores = int(np.isnan(p).sum())
     metrics = evaluate_task(task, y, np.nan_to_num(p, nan=fill), threshold)
-    m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores, task=task)
+    m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores, task=task,
+                     baseline_note=baseline_note)
+    if baseline is not None:
+        m.baseline = evaluate_task(task, y, np.nan_to_num(score(baseline, frame, columns), nan=fill), threshold)
     m.p95_latency_ms, m.rows_per_second = inference_budget(challenger, frame, columns, latency_samples)
     if champion is not None:
         champ_cols = model_inputs(champion)

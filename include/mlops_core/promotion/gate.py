@@ -8,6 +8,10 @@ A challenger passes only when every check passes:
                                       skipped when there is no champion (first model) or the champion cannot
                                       score today's features; without enough rows unseen by both, it follows
                                       `no_fair_comparison` (refuse: fails; absolute_only: passes, said so)
+  vs_baseline:<metric>                better than the challenger's own baseline (a shallow fixed-parameter
+                                      booster trained on the same rows, model.baseline) by `baseline_margin`,
+                                      both scored on the same held-out rows (gate.vs_baseline, on by default);
+                                      passes, saying so, for a version logged without a baseline
   sanity:no_nan_scores, sanity:positive_rate (binary models only), sanity:signature, sanity:rows
   budget:p95_latency_ms, budget:rows_per_second
 
@@ -50,6 +54,8 @@ class Measurements:
     p95_latency_ms: float = float("nan")
     rows_per_second: float = float("nan")
     task: str = "binary"  # the model's task: which metrics exist (mlops_core.metrics.METRICS_BY_TASK)
+    baseline: dict[str, float] | None = None  # the challenger's baseline on the same rows
+    baseline_note: str = ""  # which baseline, or why it was not measured
 
 
 @dataclass
@@ -136,6 +142,9 @@ def decide(spec: GateSpec, m: Measurements) -> Decision:
                             f"challenger {value:.4f} vs champion v{m.champion_version} {base:.4f} "
                             f"(delta {delta:+.4f}); rule: {rule}"))
 
+    if spec.vs_baseline and metric in known:
+        checks.append(_vs_baseline(spec, m, metric))
+
     ok = _num(m.p95_latency_ms) and m.p95_latency_ms <= spec.max_p95_latency_ms
     checks.append(Check("budget:p95_latency_ms", bool(ok), m.p95_latency_ms, spec.max_p95_latency_ms,
                         f"p95 single-row latency {m.p95_latency_ms:.1f} ms (max {spec.max_p95_latency_ms})"))
@@ -143,3 +152,20 @@ def decide(spec: GateSpec, m: Measurements) -> Decision:
     checks.append(Check("budget:rows_per_second", bool(ok), m.rows_per_second, spec.min_rows_per_second,
                         f"batch throughput {m.rows_per_second:,.0f} rows/s (min {spec.min_rows_per_second:,.0f})"))
     return Decision(passed=all(c.passed for c in checks), checks=checks)
+
+
+def _vs_baseline(spec: GateSpec, m: Measurements, metric: str) -> Check:
+    """The challenger against the simple model trained on its own rows: a tuned model that loses to it is
+    worse than no tuning at all, whatever the champion does."""
+    name = f"vs_baseline:{metric}"
+    if m.baseline is None:
+        return Check(name, True, m.challenger.get(metric), None,
+                     m.baseline_note or "no baseline logged with this version: check skipped")
+    value, base = m.challenger.get(metric, float("nan")), m.baseline.get(metric, float("nan"))
+    sign = 1.0 if spec.higher_is_better else -1.0
+    delta = sign * (value - base)
+    ok = _num(value) and _num(base) and delta >= spec.baseline_margin
+    verdict = "beats" if ok else "does not beat"
+    return Check(name, bool(ok), value, base,
+                 f"challenger {value:.4f} {verdict} its baseline {base:.4f} (delta {delta:+.4f}; rule: better by "
+                 f">= {spec.baseline_margin}){'; baseline: ' + m.baseline_note if m.baseline_note else ''}")
