@@ -93,19 +93,20 @@ def test_no_fair_comparison_follows_the_configured_rule():
 
 def test_a_challenger_that_loses_to_its_baseline_is_refused_and_the_reason_says_so():
     base = {**GOOD, "roc_auc": 0.83}
-    d = decide(_spec(), _m(baseline=base, baseline_note="shallow XGBoost"))
+    d = decide(_spec(vs_baseline=True), _m(baseline=base, baseline_note="shallow XGBoost"))
     assert not d.passed and [c.name for c in d.failed] == ["vs_baseline:roc_auc"]
     assert "does not beat its baseline 0.8300" in d.reason and "shallow XGBoost" in d.reason
     # beating it by less than the margin is not enough; by more, it passes
-    assert not decide(_spec(baseline_margin=0.02), _m(baseline={**GOOD, "roc_auc": 0.79})).passed
-    assert decide(_spec(baseline_margin=0.005), _m(baseline={**GOOD, "roc_auc": 0.79})).passed
+    assert not decide(_spec(vs_baseline=True, baseline_margin=0.02), _m(baseline={**GOOD, "roc_auc": 0.79})).passed
+    assert decide(_spec(vs_baseline=True, baseline_margin=0.005), _m(baseline={**GOOD, "roc_auc": 0.79})).passed
 
 
 def test_baseline_check_follows_the_metric_direction_and_can_be_turned_off():
-    spec = GateSpec(min_metrics={}, max_metrics={}, compare_metric="log_loss")
+    spec = GateSpec(min_metrics={}, max_metrics={}, compare_metric="log_loss", vs_baseline=True)
     worse = _m(challenger={**GOOD, "log_loss": 0.40}, baseline={**GOOD, "log_loss": 0.35})
     assert [c.name for c in decide(spec, worse).failed] == ["vs_baseline:log_loss"]
     assert decide(spec.model_copy(update={"vs_baseline": False}), worse).passed
     # a version logged before baselines existed passes the check, saying why
-    check = next(c for c in decide(_spec(), _m()).checks if c.name == "vs_baseline:roc_auc")
+    check = next(c for c in decide(_spec(vs_baseline=True), _m()).checks if c.name == "vs_baseline:roc_auc")
     assert check.passed and "no baseline" in check.detail
+    assert not any(c.name.startswith("vs_baseline") for c in decide(_spec(), worse).checks)  # off by default

@@ -18,7 +18,7 @@ def _use_case(**model_overrides):
     uc = small_use_case(**model_overrides)
     gate = GateSpec(min_metrics={"roc_auc": 0.6}, max_metrics={}, tolerance=0.0, latency_samples=20,
                     min_rows=20, positive_rate={"min": 0.0, "max": 1.0}, max_p95_latency_ms=2000,
-                    min_rows_per_second=100)
+                    min_rows_per_second=100, vs_baseline=True)
     return uc.model_copy(update={"gate": gate})
 
 
