@@ -220,10 +220,12 @@ def test_job_reports_both_and_the_rule_reads_the_batch_rows(spark, env, lakehous
 
     assert out["evidently"]["dashboard_url"] == f"{env.evidently.ui_url}/projects/{out['evidently']['project_id']}"
     ws = open_workspace(env.evidently.workspace)
-    runs = {r: ws.get_run(out["evidently"]["project_id"], r) for r in ws.list_runs(out["evidently"]["project_id"])}
-    assert {(str(m.timestamp.date()), m.metadata["current_data"]) for m in runs.values()} == {
-        ("2026-03-02", "batch_scored"), ("2026-03-02", "live_traffic")}
-    assert set(out["evidently"]["runs"].values()) == {str(r) for r in runs}
+    assert {p.name for p in ws.list_projects()} == {"churn", "churn live traffic"}
+    for kind, project_id in out["evidently"]["projects"].items():
+        runs = {str(r): ws.get_run(project_id, r) for r in ws.list_runs(project_id)}
+        assert list(runs) == [out["evidently"]["runs"][kind]]
+        assert [(str(m.timestamp.date()), m.metadata["current_data"]) for m in runs.values()] == [("2026-03-02", kind)]
+    assert out["evidently"]["live_dashboard_url"].endswith(out["evidently"]["projects"]["live_traffic"])
 
     # A night without live traffic: the batch report, and a stated "no traffic" (not a failure).
     quiet = job(NO_TRAFFIC, "night-0")

@@ -2,15 +2,17 @@
 an Evidently workspace (env.evidently.workspace), dated by the night it covers; the project's dashboard plots
 the history.
 
-* one project per use case, named after it (created on its first night with its dashboard);
-* one run per night and current data (batch_scored; live_traffic when the endpoint served requests that
-  night): the drift snapshot, merged with the night's performance snapshot when labels arrived, its timestamp
+* one project per use case, named after it, for the batch-scored reports (created on its first night with its
+  dashboard), and "<use case> live traffic" for the reports on what the serving endpoint saw: Evidently 0.7's
+  local storage matches a run to the FIRST panel series with the same metric and labels before looking at
+  tags, so a batch and a live series of the same metric cannot share one dashboard;
+* one run per night in each project: the drift snapshot, merged with the night's performance snapshot when
+  labels arrived (batch), its timestamp
   set to the night (midnight UTC), tagged with the current data, with metadata (night, model version, report
   URI). Its id is derived from (project, night, current data), so rerunning or backfilling a night REPLACES
   that night's run: never a duplicate;
 * the dashboard (Evidently 0.7 panels, `evidently.sdk.panels`): dataset drift share, drifted columns count,
-  prediction drift (the ValueDrift of the model output), and the performance metrics over time, each with a
-  batch and (drift panels) a live series, told apart by the run's tag.
+  prediction drift (the ValueDrift of the model output), and (batch) the performance metrics over time.
 
 The UI (`evidently ui --workspace <path>`) reads the same folder and watches it (a run added while it runs
 shows up without a restart); `make up` and compose serve it on 127.0.0.1:$EVIDENTLY_PORT."""
@@ -46,16 +48,21 @@ def run_id(project_id: Any, night: date, current_data: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"{project_id}/{night.isoformat()}/{current_data}")
 
 
-def _panels(output_column: str, task: str) -> list:
+def project_name(use_case: str, current_data: str) -> str:
+    return use_case if current_data == "batch_scored" else f"{use_case} live traffic"
+
+
+def _panels(output_column: str, task: str, current_data: str = "batch_scored") -> list:
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import bar_plot_panel, line_plot_panel
 
+    legend = "batch scored" if current_data == "batch_scored" else "live traffic"
+
     def both(metric: str, labels: dict[str, str]) -> list[PanelMetric]:
-        return [PanelMetric(legend=legend, metric=metric, metric_labels=labels, tags=[kind])
-                for legend, kind in (("batch scored", "batch_scored"), ("live traffic", "live_traffic"))]
+        return [PanelMetric(legend=legend, metric=metric, metric_labels=labels, tags=[current_data])]
 
     perf_labels = {"RMSE": {"value_type": "mean"}, "MAE": {"value_type": "mean"}}
-    return [
+    panels = [
         line_plot_panel("Dataset drift share", both("DriftedColumnsCount", {"value_type": "share"}),
                         description="Share of drifted columns per night (the dataset drifts at the configured "
                                     "drift_share)", size="half"),
@@ -63,6 +70,10 @@ def _panels(output_column: str, task: str) -> list:
                        description="Number of drifted feature columns per night", size="half"),
         line_plot_panel(f"Prediction drift ({output_column})", both("ValueDrift", {"column": output_column}),
                         description="Drift score of the model output against the reference", size="half"),
+    ]
+    if current_data != "batch_scored":
+        return panels
+    return [*panels,
         line_plot_panel("Performance (labelled predictions)",
                         [PanelMetric(legend=m, metric=m, metric_labels=perf_labels.get(m, {}), tags=["batch_scored"])
                          for m in PERFORMANCE.get(task, PERFORMANCE["binary"])],
@@ -70,14 +81,17 @@ def _panels(output_column: str, task: str) -> list:
     ]
 
 
-def ensure_project(ws, use_case: str, output_column: str = "score", task: str = "binary"):
-    """The use case's project, created with its dashboard on first use (a project without the panels, e.g.
-    created by hand, gets them)."""
-    found = ws.search_project(use_case)
+def ensure_project(ws, use_case: str, output_column: str = "score", task: str = "binary",
+                   current_data: str = "batch_scored"):
+    """The use case's project of `current_data`, created with its dashboard on first use (a project without
+    the panels, e.g. created by hand, gets them)."""
+    name = project_name(use_case, current_data)
+    found = ws.search_project(name)
+    what = "the batch-scored snapshot" if current_data == "batch_scored" else "the serving endpoint's traffic"
     project = found[0] if found else ws.create_project(
-        use_case, description=f"Nightly drift reports of the {use_case} use case (mlops drift_report DAG)")
+        name, description=f"Nightly drift reports of the {use_case} use case on {what} (mlops drift_report DAG)")
     have = {p.title for p in ws.get_dashboard(project.id).panels}
-    for panel in _panels(output_column, task):
+    for panel in _panels(output_column, task, current_data):
         if panel.title not in have:
             project.dashboard.add_panel(panel, tab=TAB)
     return project
@@ -103,7 +117,7 @@ def add_night(path: str, use_case: str, night: date, current_data: str, snapshot
               task: str = "binary") -> dict[str, str]:
     """Add (or replace) the night's run of `current_data` in the use case's project; returns its ids."""
     ws = open_workspace(path)
-    project = ensure_project(ws, use_case, output_column, task)
+    project = ensure_project(ws, use_case, output_column, task, current_data)
     rid = run_id(project.id, night, current_data)
     model = _merged(snapshots, night, f"{use_case} {night.isoformat()} {current_data}", [current_data, "nightly"],
                     {NIGHT_KEY: night.isoformat(), CURRENT_DATA_KEY: current_data, **(metadata or {})})
@@ -136,7 +150,7 @@ def record_nightly(env: EnvironmentConfig, use_case, result, stored: dict[str, s
     night = date.fromisoformat(result.date)
     task = getattr(getattr(use_case, "model", None), "task", "binary")
     out_col = output_column(use_case)
-    runs, project_id = {}, None
+    runs, projects = {}, {}
     for res, report in ((result, "report.html"), (result.live, "live_report.html")):
         if res is None or "drift" not in res.snapshots:
             continue
@@ -145,6 +159,8 @@ def record_nightly(env: EnvironmentConfig, use_case, result, stored: dict[str, s
                         {"model_name": res.model_name, "model_version": res.model_version,
                          "drift_share": round(res.drift_share, 4), "report_uri": stored.get(report)},
                         output_column=out_col, task=task)
-        runs[res.current_data], project_id = ids["run_id"], ids["project_id"]
-    return {"workspace": settings.workspace, "project_id": project_id, "runs": runs,
-            "dashboard_url": project_url(settings.ui_url, project_id) if project_id else None}
+        runs[res.current_data], projects[res.current_data] = ids["run_id"], ids["project_id"]
+    batch, live = projects.get("batch_scored"), projects.get("live_traffic")
+    return {"workspace": settings.workspace, "project_id": batch, "projects": projects, "runs": runs,
+            "dashboard_url": project_url(settings.ui_url, batch) if batch else None,
+            "live_dashboard_url": project_url(settings.ui_url, live) if live else None}
