@@ -142,7 +142,7 @@ BAD = {
     "unknown top-level key": (
         _bad(lambda d: d.update(schedule="daily")),
         ["  schedule: Extra inputs are not permitted", "valid keys here: description, enabled, entity, features, "
-         "gate, model, monitoring, name, scoring, serving, sources"],
+         "gate, model, monitoring, name, operations, scoring, serving, sources"],
     ),
     "wrong enum value": (
         _bad(lambda d: d["sources"]["orders"].update(format="xlsx")),
