@@ -108,6 +108,17 @@ def training_frame(features: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame
     return joined.drop(columns=["as_of_date", "_computed_at", "_run_id"]).reset_index(drop=True)
 
 
+def _as_existing(spark, lakehouse, df, table):
+    """`df` with the column types of `table` where it already exists (an e2e test adds these rows to tables the
+    real jobs wrote, e.g. tenure_days as int, which Delta will not merge with this double's long)."""
+    from pyspark.sql import functions as F
+
+    if not lakehouse.exists(spark, table):
+        return df
+    types = {f.name: f.dataType for f in lakehouse.read(spark, table).schema.fields}
+    return df.select(*[F.col(c).cast(types[c]).alias(c) if c in types else F.col(c) for c in df.columns])
+
+
 def write_lakehouse(spark, lakehouse, features: pd.DataFrame, labels: pd.DataFrame) -> dict[str, int | None]:
     """Write the feature table and bronze.labels as Delta tables; return their versions.
 
@@ -121,6 +132,7 @@ def write_lakehouse(spark, lakehouse, features: pd.DataFrame, labels: pd.DataFra
     fdf = fdf.withColumn("as_of_date", F.to_date("as_of_date")).coalesce(1)
     for c in ("total_orders_30d", "total_orders_90d", "distinct_channels_90d", "tenure_days"):
         fdf = fdf.withColumn(c, F.col(c).cast("long"))
+    fdf = _as_existing(spark, lakehouse, fdf, tables.features("customer"))
     fversion = lakehouse.append(fdf, tables.features("customer"))
     landed = max(labels["label_date"])
     ldf = spark.createDataFrame(labels.astype({"label_date": "datetime64[ns]"}))
@@ -133,5 +145,6 @@ def write_lakehouse(spark, lakehouse, features: pd.DataFrame, labels: pd.DataFra
         .withColumn(tables.INGESTED_AT, F.current_timestamp())
         .coalesce(1)
     )
+    ldf = _as_existing(spark, lakehouse, ldf, tables.bronze("labels"))
     lversion = lakehouse.replace_partitions(ldf, tables.bronze("labels"), tables.INGEST_DATE, [landed])
     return {"features": fversion, "labels": lversion}
