@@ -51,6 +51,15 @@ def _airflow_bin() -> str:
     return str(candidate) if candidate.exists() else "airflow"
 
 
+def _answers_200(url: str, timeout: float = 2) -> bool:
+    """GET `url` answers 200 (False when nothing listens yet or it errs)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
 @dataclass
 class LocalAirflow:
     """An AIRFLOW_HOME with its own SQLite DB, config and services on loopback ports."""
@@ -345,11 +354,7 @@ expose_config = False
 
     def evidently_answers(self) -> bool:
         """The Evidently UI answers its HTTP API (GET /api/projects)."""
-        try:
-            with urllib.request.urlopen(f"{self.evidently_url}/api/projects", timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return _answers_200(f"{self.evidently_url}/api/projects")
 
     @property
     def serving_url(self) -> str:
@@ -357,11 +362,7 @@ expose_config = False
 
     def serving_answers(self) -> bool:
         """The serving process is up (/health; /ready also needs every endpoint's champion to exist)."""
-        try:
-            with urllib.request.urlopen(f"{self.serving_url}/health", timeout=2) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+        return _answers_200(f"{self.serving_url}/health")
 
     def pid(self, name: str) -> int | None:
         file = self.run_dir / f"{name}.pid"
