@@ -179,6 +179,30 @@ def _inject_header(path: Path, header: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _drift_outcome(use_case: UseCaseConfig, spec: MonitoringSpec, reference, current, score_column: str,
+                   score_note: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The Evidently drift run of `current` against `reference` (batch-scored or live rows alike): its snapshot
+    and the DriftResult fields it decides (columns, share, thresholds, prediction drift)."""
+    with_score = score_column in reference.columns and score_column in current.columns \
+        and current[score_column].notna().any() and reference[score_column].notna().any()
+    numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
+    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
+                                                score_column)
+    share = share or 0.0
+    score_rows = [c for c in columns if c.kind == "prediction"]
+    return snapshot, {
+        "columns": columns,
+        "drift_share": share,
+        "dataset_drifted": share >= spec.drift_share,
+        "drift_share_threshold": spec.drift_share,
+        "key_features": list(spec.key_features),
+        "skipped": skipped,
+        "score_drift": ({"method": score_rows[0].method, "score": score_rows[0].score,
+                         "threshold": score_rows[0].threshold, "drifted": score_rows[0].drifted}
+                        if score_rows else {"skipped": score_note or "no scores on one side"}),
+    }
+
+
 def compute(
     spark: SparkSession,
     lakehouse: Lakehouse,
@@ -246,16 +270,10 @@ def compute(
     if cached is None and cache_name and reference_store is not None and score_note is None:
         save_cached_reference(reference_store, cache_name, reference, int(reference_total), ref_info)
         ref_info = {**ref_info, "cached": False}
-    with_score = score_column in reference.columns and score_column in current.columns \
-        and current[score_column].notna().any() and reference[score_column].notna().any()
-
-    numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
     t1 = time.monotonic()
-    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
-                                                score_column)
+    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column, score_note)
     timings["evidently"] = time.monotonic() - t1
-    share = share or 0.0
-    score_rows = [c for c in columns if c.kind == "prediction"]
+    columns = outcome["columns"]
     result = DriftResult(
         date=day.isoformat(),
         model_name=meta["model_name"],
@@ -265,15 +283,7 @@ def compute(
                   "current_population": f"every scored {use_case.entity.name} of the as-of date {day}",
                   "current_rows": len(current), "current_rows_total": current_total,
                   "reference_rows": len(reference), "reference_rows_total": reference_total},
-        columns=columns,
-        drift_share=share,
-        dataset_drifted=share >= spec.drift_share,
-        drift_share_threshold=spec.drift_share,
-        key_features=list(spec.key_features),
-        skipped=skipped,
-        score_drift=({"method": score_rows[0].method, "score": score_rows[0].score,
-                      "threshold": score_rows[0].threshold, "drifted": score_rows[0].drifted}
-                     if score_rows else {"skipped": score_note or "no scores on one side"}),
+        **outcome,
     )
 
     perf_snapshot = None
@@ -346,13 +356,8 @@ def _live_report(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseCon
     if current.empty:
         raise NoLiveTraffic(f"the {meta['requests_rows']} served row(s) of {day} have no features to rebuild "
                             "(their snapshot rows are gone)")
-    with_score = score_column in reference.columns and reference[score_column].notna().any() \
-        and current[score_column].notna().any()
-    numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
-    snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
-                                                score_column)
-    share = share or 0.0
-    score_rows = [c for c in columns if c.kind == "prediction"]
+    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column)
+    columns = outcome["columns"]
     versions = meta["model_versions"]
     result = DriftResult(
         date=day.isoformat(),
@@ -367,15 +372,7 @@ def _live_report(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseCon
                   "live": {"rows": len(current), "served_rows": meta["requests_rows"],
                            "by_features_source": meta["by_features_source"],
                            "unmatched_rows": meta["unmatched_rows"], "model_versions": versions}},
-        columns=columns,
-        drift_share=share,
-        dataset_drifted=share >= spec.drift_share,
-        drift_share_threshold=spec.drift_share,
-        key_features=list(spec.key_features),
-        skipped=skipped,
-        score_drift=({"method": score_rows[0].method, "score": score_rows[0].score,
-                      "threshold": score_rows[0].threshold, "drifted": score_rows[0].drifted}
-                     if score_rows else {"skipped": "no scores on one side"}),
+        **outcome,
         performance={"skipped": "live traffic: performance on labelled live requests is the online A/B report's"},
         current_data="live_traffic",
     )
