@@ -13,7 +13,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
-from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_airflow.operators.promote import PromoteOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
@@ -39,9 +39,8 @@ def build(cfg: UseCaseConfig):
         },
     )
     def approve_model():
-        SparkJobOperator(
+        PromoteOperator(  # in the task: MLflow alias moves + one history row, no Spark
             task_id="record_approval",
-            job="promote",
             use_case=cfg.name,
             job_params={
                 "action": "{{ params.decision }}",

@@ -40,6 +40,7 @@ from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.approval import DECISION_KEY, GateApprovalOperator
 from mlops_airflow.operators.mlflow_registry import RegisterModelOperator
+from mlops_airflow.operators.promote import PromoteOperator
 from mlops_airflow.operators.serving import ReloadServingOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
@@ -168,11 +169,11 @@ def build(cfg: UseCaseConfig):
             response_timeout=timedelta(hours=gate_spec.approval_timeout_hours if gate_spec else 72),
         )
 
-        def record(action: str) -> SparkJobOperator:
-            # the same promote job as approve_model: gate-passed check, alias moves, version tags, history row
-            return SparkJobOperator(
+        def record(action: str) -> PromoteOperator:
+            # the same action as approve_model, in the task (no Spark job): gate-passed check, alias moves,
+            # version tags, history row
+            return PromoteOperator(
                 task_id=f"record_{'approval' if action == 'approve' else 'rejection'}",
-                job="promote",
                 use_case=cfg.name,
                 job_params={
                     "action": action,
@@ -180,8 +181,6 @@ def build(cfg: UseCaseConfig):
                     "reason": "Required Action answered {{ " + DECISION + "['option'] }} by {{ " + DECISION
                               + "['by'] }} at {{ " + DECISION + "['at'] }}",
                     "triggered_by": "{{ " + DECISION + "['by'] }}",
-                    "mlflow_tracking_uri": "{{ mlflow_uri_overrides().get('mlflow_tracking_uri', '') }}",
-                    "mlflow_registry_uri": "{{ mlflow_uri_overrides().get('mlflow_registry_uri', '') }}",
                 },
             )
 

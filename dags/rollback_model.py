@@ -2,7 +2,8 @@
 
 Manual only. `target` is a version number or `previous` (the version that held champion before the last
 move). Unknown versions and versions the gate rejected are refused with a clear error; every rollback is
-appended to the promotion-history table (which version was champion when, and why)."""
+appended to the promotion-history table (which version was champion when, and why). It runs in the task
+itself: an MLflow alias move and one history row, no Spark job and no job cluster (a few seconds)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from airflow.sdk import Param, dag
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
 from mlops_airflow.notifiers import MlopsNotifier
+from mlops_airflow.operators.promote import PromoteOperator
 from mlops_airflow.operators.serving import ReloadServingOperator
-from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
@@ -38,9 +39,8 @@ def build(cfg: UseCaseConfig):
         },
     )
     def rollback_model():
-        rollback = SparkJobOperator(
+        rollback = PromoteOperator(  # in the task: MLflow alias moves + one history row, no Spark
             task_id="rollback",
-            job="promote",
             use_case=cfg.name,
             job_params={
                 "action": "rollback",

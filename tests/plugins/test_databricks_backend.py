@@ -187,7 +187,8 @@ def test_every_payload_runs_on_a_supported_runtime_with_the_pinned_libraries(dat
     from mlops_core.databricks.runtime import RUNTIMES, SUPPORTED
 
     jobs = sorted({task.job for _, task in _spark_tasks()})
-    assert {"ingest", "features", "train", "gate", "score", "drift", "promote", "smoke"} <= set(jobs)
+    assert {"ingest", "features", "train", "gate", "score", "drift", "smoke"} <= set(jobs)
+    assert "promote" not in jobs  # approvals and rollbacks run in the task: no job cluster (#21 item 4)
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     requires_python = SpecifierSet(pyproject["project"]["requires-python"])
     tested = _requirements_txt_pins()

@@ -131,6 +131,10 @@ class DatabricksSettings(_Strict):
         description="Where include/config is uploaded, passed to jobs as MLOPS_CONFIG_DIR",
     )
     existing_cluster_id: str | None = None
+    sql_warehouse_id: str | None = Field(
+        default=None, description="SQL warehouse of the light writes (promotion history of an approval or rollback): "
+                                  "no job cluster for one row"
+    )
     job_name_prefix: str = "mlops"
     deferrable: bool = Field(
         default=True, description="Wait for runs in the triggerer (frees the worker slot) instead of polling"
