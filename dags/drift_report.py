@@ -12,6 +12,9 @@ with the same reference (live_report.html). Each report is also a run of the use
 UI (drift history, dated by the night). The task links to the report(s), the Evidently dashboard and the MLflow
 run. A date without predictions skips the run.
 
+**on_asked_date**: succeeds when the report is on the date the run asked for; skipped (grey in the grid, the
+reason in its log and the report task's XCom `date_fallback`) when the job fell back to an older scored date.
+
 **alert**: drift above threshold (dataset drift, a key feature, or the score) is sent through the
 `mlops_notifier` connection. The retrain decision is retrain_on_drift's."""
 
@@ -100,7 +103,19 @@ def build(cfg: UseCaseConfig):
             MlopsNotifier(event="drift_detected", message=message, extra=extra).notify(get_current_context())
             return {"sent": True, "message": message}
 
+        @task(task_id="on_asked_date")
+        def on_asked_date(result: dict) -> str:
+            """Green when the report covers the asked date; skipped, saying which date it covers, when not."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            fallback = (result or {}).get("fallback")
+            if fallback:
+                raise AirflowSkipException(f"the report is on {fallback['reported']}, not {fallback['asked']}: "
+                                           f"{fallback['reason']}")
+            return f"the report is on the asked date {result.get('date')}"
+
         alert(report.output)
+        on_asked_date(report.output)
 
     return drift_report()
 

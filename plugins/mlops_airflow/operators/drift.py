@@ -4,7 +4,11 @@ the DAG need around it:
 * MLflow reached through MlflowHook: a connection that overrides the environment config is handed to the job;
 * extra links "Drift report" (the HTML in the reports store), "Live traffic drift report", "Evidently dashboard"
   (the use case's drift history in the Evidently UI) and "MLflow run" (the run holding the reports);
-* a date without predictions (job status "no_data") skips the task, so no empty asset event is emitted."""
+* a date without predictions (job status "no_data") skips the task, so no empty asset event is emitted;
+* a report on another date than the run asked for (the run's date had no predictions: the job fell back to the
+  newest scored date before it) says so: a warning in the log, the XCom `date_fallback` ({asked, reported,
+  reason}) and `fallback` in the result, which the DAG's `on_asked_date` task turns into a skipped task in the
+  grid."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from mlops_airflow.links import DriftReportLink, EvidentlyDashboardLink, LiveDriftReportLink, MlflowRunLink
-from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
+
+FALLBACK_KEY = "date_fallback"
 
 
 class DriftReportOperator(SparkJobOperator):
@@ -42,14 +48,27 @@ class DriftReportOperator(SparkJobOperator):
             self.log.warning("MLflow connection not resolved (%s): the job uses the environment config", exc)
             overrides = {}
         self.job_params = {**overrides, **(self.job_params or {})}
-        return self._finish(super().execute(context))
+        return self._finish(context, super().execute(context))
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
-        return self._finish(super().execute_complete(context, event))
+        return self._finish(context, super().execute_complete(context, event))
 
-    def _finish(self, result: dict[str, Any]) -> dict[str, Any]:
+    def asked_date(self, context) -> str:
+        """The as-of date this run asked for: the `date` job param, else the run's date."""
+        asked = str((self.job_params or {}).get("date") or "").strip()
+        return asked[:10] if asked else run_date(context)
+
+    def _finish(self, context, result: dict[str, Any]) -> dict[str, Any]:
         if result.get("status") == "no_data":
             raise AirflowSkipException(f"no drift report: {result.get('reason')}")
+        asked, reported = self.asked_date(context), str(result.get("date") or "")[:10]
+        result["fallback"] = None
+        if reported and reported != asked:
+            result["fallback"] = {"asked": asked, "reported": reported,
+                                  "reason": f"no scored predictions for {asked}: reported {reported}, the newest "
+                                            f"scored date before it"}
+            self.log.warning("DATE FALLBACK: %s", result["fallback"]["reason"])
+            context["ti"].xcom_push(key=FALLBACK_KEY, value=result["fallback"])
         if result.get("report_url"):
             self.links[DriftReportLink.name] = result["report_url"]
         if (result.get("live_traffic") or {}).get("report_url"):

@@ -8,6 +8,10 @@
   (and so the ingest task after it) when no date has files; when some have, it succeeds and the job skips
   the missing ones.
 * A source not in the run's `sources` param is skipped at once.
+* A scheduled run whose date and the `quiet_days` days before it all have no files is skipped at once, saying so
+  (the source is not delivering around that date: e.g. the DAG was unpaused over historical data, and the run
+  unpausing creates for the newest interval would otherwise wait, and hold a backfill behind max_active_runs=1).
+  Manual runs and backfills wait as configured.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class LandingFilesSensor(BaseSensorOperator):
         on_missing: str = "fail",
         wait_minutes: float | str | None = None,
         selection_param: str | None = "sources",
+        quiet_days: int = 3,
         deferrable: bool = True,
         env_name: str | None = None,
         **kwargs: Any,
@@ -58,6 +63,7 @@ class LandingFilesSensor(BaseSensorOperator):
         self.on_missing = on_missing
         self.wait_minutes = wait_minutes
         self.selection_param = selection_param
+        self.quiet_days = quiet_days
         self.deferrable = deferrable
         self.env_name = env_name
 
@@ -95,9 +101,33 @@ class LandingFilesSensor(BaseSensorOperator):
             self.log.info("no data file yet in %d folder(s): %s", len(missing), ", ".join(missing[:5]))
         return not missing
 
+    def quiet_source_reason(self, context) -> str | None:
+        """Why a scheduled run should not wait: neither its date nor the `quiet_days` days before it have files."""
+        dag_run = context.get("dag_run")
+        if getattr(dag_run, "run_type", None) != "scheduled" or self.quiet_days is None or self.quiet_days < 0:
+            return None
+        if not is_blank(self.start) and not is_blank(self.end):
+            return None  # dates someone asked for
+        from mlops_core.config import load_environment, load_use_case
+        from mlops_core.ingest.landing import missing_folders
+
+        day = self.dates(context)[0]
+        env = load_environment(self.env_name)
+        spec = load_use_case(self.use_case).sources[self.source]
+        recent = [spec.folder(env.storage.landing_root, day - timedelta(days=i)) for i in range(self.quiet_days + 1)]
+        if len(missing_folders(recent)) < len(recent):
+            return None
+        return (f"{self.source}: no landing files for {day} nor the {self.quiet_days} days before "
+                f"({recent[-1]} .. {recent[0]}): the source is not delivering, so this scheduled run does not "
+                "wait for it. Ingest history with a manual run (start_date/end_date) or `airflow backfill create`.")
+
     def execute(self, context) -> Any:
         if not self._selected(context):
             raise AirflowSkipException(f"source {self.source} is not in this run's {self.selection_param}")
+        quiet = self.quiet_source_reason(context)
+        if quiet:
+            self.log.warning(quiet)
+            raise AirflowSkipException(quiet)
         self.timeout = self._timeout_seconds()
         if not self.deferrable:
             return super().execute(context)
