@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_airflow import PROJECT_ROOT, SERVICES, AirflowApiError, AirflowClient, LocalAirflow  # noqa: E402
+from local_airflow import (  # noqa: E402
+    PROJECT_ROOT,
+    SERVICES,
+    AirflowApiError,
+    AirflowClient,
+    LocalAirflow,
+    default_home,
+    init_home,
+)
 
 START = time.monotonic()
 DEMO_HPO_TRIALS = 8
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     end = start + dt.timedelta(days=args.days - 1)
     args.drift_from = (end - dt.timedelta(days=20)).isoformat()
 
-    home = Path(os.environ.get("AIRFLOW_HOME", PROJECT_ROOT / ".local" / "airflow")).resolve()
+    home = default_home()  # $AIRFLOW_HOME, or $MLOPS_DATA_DIR/airflow
     # The demo triggers every run itself: no cron or asset-triggered runs racing its backfills.
     af = LocalAirflow(home=home, port=args.port, mlflow_port=None, spark_port=args.spark_port or None,
                       serving_port=(args.serving_port or None) if not args.smoke else None,
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     spark = af.shared_spark_env()
     say("starting Airflow on 127.0.0.1 (api-server, scheduler, dag-processor, triggerer"
         + (f", and the Spark Connect server every job shares on port {af.spark_port})" if spark else ")"))
+    if not (home / ".initialised").exists():  # a home MLOPS_DATA_DIR moved to, which `make setup` did not init
+        init_home(af)
     af.write_config()
     af.start()
     try:

@@ -46,6 +46,22 @@ SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE, EVIDE
 MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
+def default_home(environ: dict[str, str] | None = None) -> Path:
+    """Airflow's home (its config, metadata DB and task logs): $AIRFLOW_HOME when set to anything but the
+    Makefile's default, else <MLOPS_DATA_DIR>/airflow (default .local/airflow), so MLOPS_DATA_DIR moves Airflow's
+    state and logs with the lakehouse and the MLflow store."""
+    environ = os.environ if environ is None else environ
+    makefile_default = PROJECT_ROOT / ".local" / "airflow"
+    home = environ.get("AIRFLOW_HOME")
+    if home and Path(home).resolve() != makefile_default.resolve():
+        return Path(home).resolve()
+    data_dir = environ.get("MLOPS_DATA_DIR")
+    if not data_dir:
+        return makefile_default
+    data = Path(data_dir).expanduser()
+    return ((data if data.is_absolute() else PROJECT_ROOT / data) / "airflow").resolve()
+
+
 def _airflow_bin() -> str:
     candidate = VENV_BIN / "airflow"
     return str(candidate) if candidate.exists() else "airflow"
@@ -670,7 +686,8 @@ def settings_fingerprint(settings_file: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["init", "up", "down", "status"])
-    parser.add_argument("--home", default=os.environ.get("AIRFLOW_HOME", str(PROJECT_ROOT / ".local" / "airflow")))
+    parser.add_argument("--home", default=str(default_home()),
+                        help="Airflow home (default: $AIRFLOW_HOME, or $MLOPS_DATA_DIR/airflow)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_PORT", "8080")))
     parser.add_argument("--mlflow-port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
     parser.add_argument("--spark-port", type=int, default=int(os.environ.get("SPARK_CONNECT_PORT", "15002")),
@@ -687,20 +704,11 @@ def main(argv: list[str] | None = None) -> int:
                       evidently_port=args.evidently_port or None, auth=args.auth)
 
     if args.action == "init":
-        settings = PROJECT_ROOT / "airflow_settings.yaml"
-        stamp = af.home / ".initialised"
-        fingerprint = f"{_airflow_version()} {settings_fingerprint(settings)} {af.port}"
-        af.write_config()
-        if stamp.exists() and stamp.read_text() == fingerprint:
-            print(f"Airflow home {af.home}: up to date")
-            return 0
-        t0 = time.monotonic()
-        af.migrate()
-        counts = af.import_settings(settings)
-        stamp.write_text(fingerprint)
-        print(f"Airflow home {af.home}: migrated, imported {counts} in {time.monotonic() - t0:.1f}s")
+        init_home(af)
         return 0
     if args.action == "up":
+        if not (af.home / ".initialised").exists():  # a home MLOPS_DATA_DIR moved to, which `make setup` did not init
+            init_home(af)
         af.write_config()
         pids = af.start()
         print(f"started {', '.join(f'{k} (pid {v})' for k, v in pids.items())}; waiting for health ...")
@@ -737,6 +745,22 @@ def main(argv: list[str] | None = None) -> int:
     for name, pid in running.items():
         print(f"{name:14s} {'running, pid ' + str(pid) if pid else 'stopped'}")
     return 0
+
+
+def init_home(af: LocalAirflow) -> None:
+    """Write the config, migrate the DB and import airflow_settings.yaml, unless done for this version already."""
+    settings = PROJECT_ROOT / "airflow_settings.yaml"
+    stamp = af.home / ".initialised"
+    fingerprint = f"{_airflow_version()} {settings_fingerprint(settings)} {af.port}"
+    af.write_config()
+    if stamp.exists() and stamp.read_text() == fingerprint:
+        print(f"Airflow home {af.home}: up to date")
+        return
+    t0 = time.monotonic()
+    af.migrate()
+    counts = af.import_settings(settings)
+    stamp.write_text(fingerprint)
+    print(f"Airflow home {af.home}: migrated, imported {counts} in {time.monotonic() - t0:.1f}s")
 
 
 def _airflow_version() -> str:

@@ -106,3 +106,19 @@ def test_a_drift_report_on_the_asked_date_is_quiet(env, monkeypatch):
     result = report._finish(context, {"date": "2026-04-30", "status": "ok"})
     assert result["fallback"] is None and FALLBACK_KEY not in ti.pushed
     assert dag.get_task("on_asked_date").python_callable(result) == "the report is on the asked date 2026-04-30"
+
+
+def test_mlops_data_dir_moves_airflows_home_and_logs(tmp_path):
+    """As the README promises: MLOPS_DATA_DIR moves Airflow's home (config, DB, task logs) too, unless
+    AIRFLOW_HOME names another place than the Makefile's default."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from local_airflow import PROJECT_ROOT, LocalAirflow, default_home
+
+    makefile_default = str(PROJECT_ROOT / ".local" / "airflow")
+    assert default_home({}) == PROJECT_ROOT / ".local" / "airflow"
+    assert default_home({"AIRFLOW_HOME": makefile_default, "MLOPS_DATA_DIR": str(tmp_path)}) == tmp_path / "airflow"
+    assert default_home({"AIRFLOW_HOME": str(tmp_path / "mine"), "MLOPS_DATA_DIR": "/elsewhere"}) == tmp_path / "mine"
+    home = default_home({"MLOPS_DATA_DIR": str(tmp_path)})
+    config = LocalAirflow(home=home, port=8080, mlflow_port=None, spark_port=None).write_config().read_text()
+    assert f"base_log_folder = {tmp_path / 'airflow' / 'logs'}" in config
+    assert f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}" in config
