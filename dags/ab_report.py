@@ -20,13 +20,20 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import table_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core import tables
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "reports the 7 days of served traffic ending at the run's date, with the labels landed so "
+    "far, and sends the keep / promote / stop recommendation (it never moves the champion)."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -87,7 +94,7 @@ def build(cfg: UseCaseConfig):
 
         recommendation(report.output)
 
-    return ab_report()
+    return document(ab_report(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

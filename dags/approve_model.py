@@ -12,10 +12,17 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.promote import PromoteOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "cannot start: `version` and `reason` are required. With them, `approve` moves `champion` to "
+    "that version (only one the gate passed) and records who and why in the promotion history, in "
+    "the task itself (no Spark job)."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -51,7 +58,7 @@ def build(cfg: UseCaseConfig):
             },
         )
 
-    return approve_model()
+    return document(approve_model(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -26,7 +26,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import feature_asset, predictions_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, document, tags, use_cases
 from mlops_airflow.operators.resolve_model import ResolveModelVersionOperator
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core.config import UseCaseConfig
@@ -43,6 +43,14 @@ def latest_as_of_date(events_by_asset) -> str | None:
             extra = getattr(event, "extra", None) or {}
             dates += [str(d)[:10] for d in extra.get("as_of_dates") or []]
     return max(dates) if dates else None
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "scores the feature snapshot of the run's date with the version `champion` points at "
+    "(resolved once), replacing that date's predictions, and with the shadow alias too when "
+    "`shadow` is on."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -106,7 +114,7 @@ def build(cfg: UseCaseConfig):
         )
         resolve >> day >> score
 
-    return batch_score()
+    return document(batch_score(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

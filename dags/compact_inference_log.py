@@ -17,13 +17,20 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from mlops_airflow.assets import table_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_core import tables
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "compacts today's request log of the serving endpoint into monitoring.inference_log (the "
+    "files of the hours still open are read again by the next run)."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -55,7 +62,7 @@ def build(cfg: UseCaseConfig):
             execution_timeout=timedelta(hours=1),
         )
 
-    return compact_inference_log()
+    return document(compact_inference_log(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

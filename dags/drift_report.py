@@ -26,12 +26,20 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import drift_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, document, tags, use_cases
 from mlops_airflow.operators.drift import DriftReportOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "reports drift for the newest scored date on or before the run's date against the use case's "
+    "configured reference; when that is an older date, `on_asked_date` is skipped and says which "
+    "date."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -117,7 +125,7 @@ def build(cfg: UseCaseConfig):
         alert(report.output)
         on_asked_date(report.output)
 
-    return drift_report()
+    return document(drift_report(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

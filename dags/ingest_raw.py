@@ -20,7 +20,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag
 
 from mlops_airflow.assets import bronze_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.landing import LandingFilesSensor
 from mlops_core.config import UseCaseConfig
@@ -29,6 +29,15 @@ from mlops_core.jobs.contract import dag_id
 # Blank when unset, so the operator and the sensor fall back to the run's own date.
 START = "{{ params.start_date or '' }}"
 END = "{{ params.end_date or params.start_date or '' }}"
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "ingests every source for the run's date (a manual run without a logical date: today), "
+    "waiting up to each source's `wait_timeout_minutes` for its landing files; a scheduled run "
+    "whose source has delivered nothing for that date and the 3 days before is skipped at once, "
+    "saying so. Unpausing starts a scheduled run for the newest day (catchup is off)."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -97,7 +106,7 @@ def build(cfg: UseCaseConfig):
                 )
                 wait >> ingest
 
-    return ingest_raw()
+    return document(ingest_raw(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -24,7 +24,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.assets import bronze_asset, feature_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
@@ -51,6 +51,12 @@ def as_of_range(params: dict, events_by_asset, default_day: str) -> dict[str, st
     if date.fromisoformat(end) < date.fromisoformat(start):
         raise ValueError(f"as_of_end {end} is before as_of_start {start}")
     return {"start": start, "end": end}
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "materializes the feature snapshot as of the run's date from the bronze tables."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -92,7 +98,7 @@ def build(cfg: UseCaseConfig):
             execution_timeout=timedelta(hours=3),
         )
 
-    return materialize_features()
+    return document(materialize_features(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -35,7 +35,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, document, tags, use_cases
 from mlops_airflow.hooks.mlflow import mlflow_uri_overrides
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.approval import DECISION_KEY, GateApprovalOperator
@@ -56,6 +56,15 @@ def _optional_version(name: str, what: str) -> Param:
     return Param(None, type=["null", "integer"], minimum=0,
                  description=f"Read the {what} at this Delta version (reproduce a recorded lineage); "
                              "empty = current version")
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "trains on the newest labels on or before the run's date with the configured Optuna trials "
+    "and seed, registers the challenger, runs the gate and promotes it, or waits for a person's "
+    "approval when `require_approval` is on. Unpausing starts a scheduled run for the newest "
+    "interval at once (catchup is off): it trains on whatever data there is."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -213,7 +222,7 @@ def build(cfg: UseCaseConfig):
                                                       trigger_rule="none_failed_min_one_success")
             branch >> ReloadServingOperator(task_id="serve_challenger", use_case=cfg.name)
 
-    return retrain_model()
+    return document(retrain_model(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -20,7 +20,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.drift import DriftRuleSensor
 from mlops_core.config import UseCaseConfig
@@ -28,6 +28,14 @@ from mlops_core.jobs.contract import dag_id
 
 DECISION = "ti.xcom_pull(task_ids='wait_for_drift')"
 DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "waits up to 50 minutes for yesterday's drift report and triggers `retrain_model` only when "
+    "the use case's retrain rule (k of the last n nights drifted, outside the cooldown) holds; "
+    "otherwise it is skipped and the run ends cleanly."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -120,7 +128,7 @@ def build(cfg: UseCaseConfig):
 
         wait_for_drift >> record_trigger >> trigger_retrain >> notify(wait_for_drift.output)
 
-    return retrain_on_drift()
+    return document(retrain_on_drift(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

@@ -10,12 +10,19 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag
 
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, tags, use_cases
+from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.notifiers import MlopsNotifier
 from mlops_airflow.operators.promote import PromoteOperator
 from mlops_airflow.operators.serving import ReloadServingOperator
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
+
+# What the DAG's page says a manual run with the defaults does (dag_defaults.document).
+MANUAL_RUN = (
+    "cannot start: `reason` is required. With it, `champion` moves back to `previous_champion` in "
+    "the task itself (an MLflow alias move and one history row, no Spark job), and serving "
+    "reloads."
+)
 
 
 def build(cfg: UseCaseConfig):
@@ -59,7 +66,7 @@ def build(cfg: UseCaseConfig):
         if cfg.serving is not None:  # the endpoint serves the restored champion at once, no restart
             rollback >> ReloadServingOperator(task_id="reload_serving", use_case=cfg.name)
 
-    return rollback_model()
+    return document(rollback_model(), MANUAL_RUN)
 
 
 DAGS = {cfg.name: build(cfg) for cfg in use_cases()}

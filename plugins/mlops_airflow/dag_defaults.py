@@ -75,3 +75,31 @@ def deadline_alert(cfg: UseCaseConfig, stage: str) -> DeadlineAlert | None:
     return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(minutes=minutes),
                          callback=AsyncCallback(deadline_missed, kwargs={"stage": stage, "minutes": minutes}),
                          name=f"{stage} deadline")
+
+
+def _default_text(param) -> str:
+    kind = (param.schema or {}).get("type")
+    nullable = kind == "null" or (isinstance(kind, list) and "null" in kind)
+    if not getattr(param, "has_value", True):  # no default (a None default counts as none here)
+        return "empty" if nullable else "required"
+    value = param.value
+    if value is None or value == "":
+        return "empty"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "empty"
+    return f"`{value}`"
+
+
+def document(dag, manual_run: str):
+    """Finish a DAG's doc (what the UI shows on its page): the module's text, then one line per Param built from
+    the Params themselves (name, default, description), then what a manual run with the defaults does. One place,
+    so a Param added to a DAG is documented in its UI the same day. Returns the DAG."""
+    lines = [(dag.doc_md or "").rstrip(), "", "**Params** (the Trigger form; a run triggered by another DAG or the "
+             "schedule uses the defaults or its conf):", ""]
+    for name, param in dag.params.items():
+        lines.append(f"* `{name}` (default {_default_text(param)}): {param.description or 'no description'}")
+    lines += ["", f"**A manual run with the defaults** {manual_run}"]
+    dag.doc_md = "\n".join(lines)
+    return dag

@@ -92,3 +92,20 @@ def test_ruff_clean_including_airflow_rules():
     proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--select", "AIR", "dags", "plugins"],
                           capture_output=True, text=True, cwd=PROJECT_ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_dags_doc_says_what_each_param_does_and_what_a_manual_run_does(dagbag):
+    """The DAG page in the UI (doc_md): every Param with its default and description, and what a manual run with
+    the defaults does (mlops_airflow.dag_defaults.document builds both from the Params)."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    assert dagbag.dags
+    for dag_id, dag in dagbag.dags.items():
+        doc = dag.doc_md or ""
+        assert "**A manual run with the defaults**" in doc, dag_id
+        manual = doc.split("**A manual run with the defaults**", 1)[1].strip()
+        assert len(manual) > 30, f"{dag_id}: say what a manual run does"
+        params = dag.params if isinstance(dag.params, ParamsDict) else ParamsDict(dag.params)
+        for name, param in params.items():
+            assert f"* `{name}` (default " in doc, f"{dag_id}: Param {name} missing from the doc"
+            assert param.description and param.description in doc, f"{dag_id}: {name}'s description"
