@@ -113,25 +113,33 @@ def storage_options(location: str, environ: dict[str, str] | None = None) -> dic
 
 
 def merge_path_table(location: str, rows: list[dict[str, Any]]) -> int:
-    """MERGE `rows` into the Delta table at `location` on HISTORY_KEYS with delta-rs (created when missing)."""
+    """MERGE promotion-history `rows` into the Delta table at `location` on HISTORY_KEYS (created when missing)."""
+    rows = [{c: (r[c].replace(tzinfo=UTC) if c == "recorded_at" and r[c].tzinfo is None else r[c])
+             for c in HISTORY_COLUMNS} for r in rows]
+    return merge_rows(location, rows, _arrow_schema(), HISTORY_KEYS)
+
+
+def merge_rows(location: str, rows: list[dict[str, Any]], schema, keys: tuple[str, ...] | list[str]) -> int:
+    """Upsert `rows` (dicts, `schema` a pyarrow schema) into the path-based Delta table at `location` on `keys`
+    with delta-rs, without Spark: matched rows are updated, new ones inserted, the table created when missing.
+    Returns the new table version. Any light writer of a small ops table can use it."""
     import pyarrow as pa
     from deltalake import DeltaTable, write_deltalake
     from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
     location = location.replace("s3a://", "s3://", 1)
     options = storage_options(location)
-    data = pa.Table.from_pylist(
-        [{c: (r[c].replace(tzinfo=UTC) if c == "recorded_at" and r[c].tzinfo is None else r[c])
-          for c in HISTORY_COLUMNS} for r in rows], schema=_arrow_schema())
+    data = pa.Table.from_pylist(rows, schema=schema)
     try:
         table = DeltaTable(location, storage_options=options)
     except TableNotFoundError:
         write_deltalake(location, data, mode="error", storage_options=options)
         return DeltaTable(location, storage_options=options).version()
-    condition = " AND ".join(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in HISTORY_KEYS)
+    # parenthesised: IS NOT DISTINCT FROM binds looser than AND in delta-rs's predicate parser
+    condition = " AND ".join(f"(t.`{k}` IS NOT DISTINCT FROM s.`{k}`)" for k in keys)
     try:
         (table.merge(source=data, predicate=condition, source_alias="s", target_alias="t")
          .when_matched_update_all().when_not_matched_insert_all().execute())
     except CommitFailedError as exc:  # another writer committed the same version first: a retry merges again
-        raise TransientError(f"promotion history commit conflict at {location}: {exc}") from exc
+        raise TransientError(f"Delta commit conflict at {location}: {exc}") from exc
     return table.version()
