@@ -62,8 +62,7 @@ class DriftReportOperator(SparkJobOperator):
         if result.get("status") == "no_data":
             raise AirflowSkipException(f"no drift report: {result.get('reason')}")
         asked, reported = self.asked_date(context), str(result.get("date") or "")[:10]
-        result["fallback"] = None
-        if reported and reported != asked:
+        if reported and reported != asked:  # (no `fallback` key when the report is on the asked date)
             result["fallback"] = {"asked": asked, "reported": reported,
                                   "reason": f"no scored predictions for {asked}: reported {reported}, the newest "
                                             f"scored date before it"}
