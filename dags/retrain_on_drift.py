@@ -7,8 +7,9 @@ key feature drifted; retrain when at least `k` of the last `n` nightly reports d
 was triggered less than `cooldown_days` ago. Params override the rule for one run. When the rule does not hold
 (or the report never came) the task is skipped and the run ends cleanly.
 
-**record_trigger** (Spark job `drift`, action record_retrain): writes the trigger to ops.retrain_triggers
-before anything is triggered: that table is where the cooldown comes from (a retry rewrites the same row).
+**record_trigger** writes the trigger to ops.retrain_triggers before anything is triggered: that table is where
+the cooldown comes from (a retry rewrites the same row). It runs in the task, without a Spark job: one row merged
+by delta-rs, or one SQL statement on the SQL warehouse on Databricks.
 
 **trigger_retrain**: starts `retrain_model` with `reason` = which nights, shares, features and scores drifted.
 
@@ -21,7 +22,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, task
 
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
-from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_airflow.operators.retrain_trigger import RecordRetrainTriggerOperator
 from mlops_airflow.sensors.drift import DriftRuleSensor
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
@@ -90,12 +91,10 @@ def build(cfg: UseCaseConfig):
             wait_minutes="{{ params.wait_minutes }}",
             poll_seconds="{{ params.poll_seconds }}",
         )
-        record_trigger = SparkJobOperator(
+        record_trigger = RecordRetrainTriggerOperator(  # one row: in the task, no Spark job
             task_id="record_trigger",
-            job="drift",
             use_case=cfg.name,
             job_params={
-                "action": "record_retrain",
                 "reason": "{{ " + DECISION + "['reason'] }}",
                 "target_dag_id": retrain_dag_id,
                 "target_run_id": "{{ " + DECISION + "['retrain_run_id'] }}",

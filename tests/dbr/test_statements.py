@@ -123,3 +123,37 @@ def test_the_operator_records_through_the_warehouse_not_a_job_cluster(databricks
     values = {p["name"]: p.get("value") for p in merge["parameters"]}
     assert (values["action_0"], values["from_version_0"], values["to_version_0"], values["triggered_by_0"],
             values["dag_run_id_0"]) == ("rollback", "5", "4", "alice", "manual__1")
+
+
+def test_the_retrain_trigger_goes_to_the_warehouse_too(databricks_workspace, monkeypatch):
+    """retrain_on_drift's record_trigger on Databricks: ops.retrain_triggers through the SQL warehouse, the
+    date as a DATE parameter; no job cluster run."""
+    import sys
+    from pathlib import Path
+    from unittest import mock
+
+    from mlops_airflow.operators import promote
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "dags"))
+    import retrain_on_drift
+
+    monkeypatch.setenv("MLOPS__COMPUTE__DATABRICKS__SQL_WAREHOUSE_ID", "wh-42")
+    ws = _Workspace()
+    monkeypatch.setattr(promote, "workspace_client", lambda conn_id: ws)
+    task = retrain_on_drift.DAGS["churn"].get_task("record_trigger")
+    monkeypatch.setattr(task, "job_params", {"reason": "drift", "latest_date": "2026-03-04",
+                                             "drifted_dates": "2026-03-04", "rule": "{}"})
+    with mock.patch("airflow.providers.databricks.hooks.databricks.DatabricksHook.submit_run") as submit:
+        result = task.execute({"run_id": "scheduled__1", "ti": mock.MagicMock()})
+    submit.assert_not_called()
+    table = "`ml_prod`.`churn_ops`.`retrain_triggers`"
+    create, merge = [c.body for c in ws.recorder.calls]
+    assert result["table"] == table and result["spark"] is None
+    assert create["statement"].startswith(f"CREATE TABLE IF NOT EXISTS {table} (orchestrator_run_id string NOT NULL, "
+                                          "triggered_at timestamp NOT NULL, ")
+    assert merge["statement"].endswith("ON t.`orchestrator_run_id` <=> s.`orchestrator_run_id` WHEN MATCHED THEN "
+                                       "UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+    params = {p["name"]: p for p in merge["parameters"]}
+    assert params["latest_date_0"] == {"name": "latest_date_0", "type": "DATE", "value": "2026-03-04"}
+    assert params["orchestrator_run_id_0"]["value"] == "scheduled__1"
+    assert {"name": "target_run_id_0", "type": "STRING"} in merge["parameters"]  # NULL

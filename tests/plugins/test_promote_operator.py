@@ -109,3 +109,27 @@ def test_refused_requests_record_nothing(registry, lakehouse):
         _run({"action": "rollback", "target": "previous"})
     assert champion_version(registry, MODEL) == "2"
     assert not Path(lakehouse.path(tables.PROMOTION_HISTORY)).exists()
+
+
+def test_the_history_on_s3_is_merged_without_spark(tmp_path, monkeypatch):
+    """An s3:// lakehouse: delta-rs commits with conditional PUT on the S3 server (moto here); a retried row is
+    rewritten; the JVM-free reader of the project reads the table."""
+    import boto3
+
+    from mlops_core.monitoring.delta_log import read_rows
+    from mlops_core.promotion.history import history_row, merge_path_table
+    from tests.objectstore import moto_server
+
+    with moto_server(tmp_path / "moto.log") as endpoint:
+        for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                            "AWS_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(name, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lake")
+        location = "s3a://lake/churn/ops/promotion_history"  # as an environment config may write it
+        row = history_row(model_name=MODEL, version="3", action="rollback", from_version="4", to_version="3",
+                          decision="rolled_back", reason="s3", dag_run_id="run1", triggered_by="me")
+        assert merge_path_table(location, [row]) == 0
+        assert merge_path_table(location, [row]) == 1  # the retry: same key
+        merge_path_table(location, [dict(row, dag_run_id="run2")])
+        rows = read_rows("s3://lake/churn/ops/promotion_history")
+    assert sorted(r["dag_run_id"] for r in rows) == ["run1", "run2"]

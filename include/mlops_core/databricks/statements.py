@@ -7,7 +7,7 @@ person's reason is free text."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from mlops_core.errors import InputError, TransientError
@@ -18,6 +18,8 @@ WAIT_TIMEOUT = "30s"  # the statement answers within the request (a MERGE of one
 def _value(value: Any) -> str | None:
     if value is None:
         return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, datetime):
         value = value if value.tzinfo else value.replace(tzinfo=UTC)
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -32,22 +34,21 @@ def _parameter(name: str, value: Any, sql_type: str) -> dict[str, Any]:
     return item
 
 
-def history_merge_requests(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Create the history table when missing, then MERGE `rows` on its keys (a retried task rewrites its row).
+def merge_requests(table: str, schema_sql: str, columns: dict[str, str], keys: tuple[str, ...] | list[str],
+                   rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Create `table` when missing (`schema_sql`), then MERGE `rows` on `keys`: matched rows are updated (a retried
+    task rewrites its row), new ones inserted. `columns` = {column: parameter type (STRING, DATE, TIMESTAMP)};
     `table` is the quoted Unity Catalog name (Lakehouse.identifier)."""
-    from mlops_core.promotion.history import HISTORY_COLUMNS, HISTORY_KEYS, HISTORY_SCHEMA
-
-    create = {"statement": f"CREATE TABLE IF NOT EXISTS {table} ({HISTORY_SCHEMA}) USING DELTA",
+    create = {"statement": f"CREATE TABLE IF NOT EXISTS {table} ({schema_sql}) USING DELTA",
               "wait_timeout": WAIT_TIMEOUT, "on_wait_timeout": "CANCEL"}
     selects, parameters = [], []
     for i, row in enumerate(rows):
-        columns = []
-        for column in HISTORY_COLUMNS:
-            sql_type = "TIMESTAMP" if column == "recorded_at" else "STRING"
+        names = []
+        for column, sql_type in columns.items():
             parameters.append(_parameter(f"{column}_{i}", row.get(column), sql_type))
-            columns.append(f":{column}_{i} AS `{column}`")
-        selects.append("SELECT " + ", ".join(columns))
-    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in HISTORY_KEYS)
+            names.append(f":{column}_{i} AS `{column}`")
+        selects.append("SELECT " + ", ".join(names))
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     merge = {
         "statement": f"MERGE INTO {table} AS t USING ({' UNION ALL '.join(selects)}) AS s ON {on} "
                      "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
@@ -56,6 +57,14 @@ def history_merge_requests(table: str, rows: list[dict[str, Any]]) -> list[dict[
         "on_wait_timeout": "CANCEL",
     }
     return [create, merge]
+
+
+def history_merge_requests(table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The promotion-history rows of an approval, a rejection or a rollback (promotion.history)."""
+    from mlops_core.promotion.history import HISTORY_COLUMNS, HISTORY_KEYS, HISTORY_SCHEMA
+
+    columns = {c: "TIMESTAMP" if c == "recorded_at" else "STRING" for c in HISTORY_COLUMNS}
+    return merge_requests(table, HISTORY_SCHEMA, columns, HISTORY_KEYS, rows)
 
 
 def run_statements(workspace: Any, warehouse_id: str, requests: list[dict[str, Any]]) -> list[str]:

@@ -59,7 +59,8 @@ def apply(use_case: UseCaseConfig, p: PromoteParams, run_id: str, client: Mlflow
         mv = client.get_model_version(name, version)
         state = mv.tags.get(ch.DECISION_TAG)
         if action == "approve":
-            if state not in ("awaiting_approval", "passed", "promoted"):
+            # "promoted" and champion already: this task's retry after the alias moved (changes nothing)
+            if state not in ("awaiting_approval", "passed") and not (state == "promoted" and before == version):
                 raise ch.PromotionError(f"{name} version {version} has gate decision {state!r}: only a version "
                                         "that passed the gate can be approved")
             client.set_model_version_tag(name, version, APPROVAL_TAG, "approved")

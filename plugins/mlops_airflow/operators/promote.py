@@ -48,22 +48,6 @@ class PromoteOperator(BaseOperator):
         except InvalidParams as exc:
             raise AirflowFailException(f"{exc} (not retried)") from None
 
-    def sql_runner(self, env):
-        """Runs the history statements on the SQL warehouse, or None when the lakehouse is path-based."""
-        if not env.storage.catalog:
-            return None
-        from mlops_core.errors import ConfigError
-
-        settings = env.compute.databricks
-        if settings is None or not settings.sql_warehouse_id:
-            raise ConfigError(f"environment {env.name}: storage.catalog is set, so the promotion history is a Unity "
-                              "Catalog table; set compute.databricks.sql_warehouse_id to record approvals and "
-                              "rollbacks without a job cluster")
-        from mlops_core.databricks.statements import run_statements
-
-        workspace, warehouse = workspace_client(settings.conn_id), settings.sql_warehouse_id
-        return lambda requests: run_statements(workspace, warehouse, requests)
-
     def execute(self, context) -> dict[str, Any]:
         from mlops_airflow.hooks.mlflow import MlflowHook
         from mlops_core.config import load_environment, load_use_case
@@ -76,7 +60,7 @@ class PromoteOperator(BaseOperator):
         use_case = load_use_case(self.use_case).for_environment(env)
         hook = MlflowHook(self.mlflow_conn_id, self.env_name)
         lakehouse = Lakehouse(env, use_case.name, use_case.bronze_owners())
-        result = apply(use_case, params, context["run_id"], hook.get_client(), lakehouse, self.sql_runner(env))
+        result = apply(use_case, params, context["run_id"], hook.get_client(), lakehouse, sql_runner(env))
         url = hook.model_version_url(result["model_name"], result["version"])
         self._mlflow_urls[VERSION_URL_KEY] = url
         context["ti"].xcom_push(key=VERSION_URL_KEY, value=url)
@@ -86,6 +70,23 @@ class PromoteOperator(BaseOperator):
                       result["action"], result["champion_before"], result["champion_after"],
                       result["history_version"], result["registry_seconds"], result["history_seconds"])
         return result
+
+
+def sql_runner(env):
+    """Runs statement requests on the environment's SQL warehouse; None when the lakehouse is path-based."""
+    if not env.storage.catalog:
+        return None
+    from mlops_core.errors import ConfigError
+
+    settings = env.compute.databricks
+    if settings is None or not settings.sql_warehouse_id:
+        raise ConfigError(f"environment {env.name}: storage.catalog is set, so the ops tables are Unity Catalog "
+                          "tables; set compute.databricks.sql_warehouse_id to record approvals, rollbacks and "
+                          "retrain triggers without a job cluster")
+    from mlops_core.databricks.statements import run_statements
+
+    workspace, warehouse = workspace_client(settings.conn_id), settings.sql_warehouse_id
+    return lambda requests: run_statements(workspace, warehouse, requests)
 
 
 def workspace_client(conn_id: str):
