@@ -124,6 +124,37 @@ BAD = {
         lambda f: _agg(f, "total_orders").pop("description"),
         ["features.aggregations.0.features.0.description", "Field required"],
     ),
+    "unknown warm-up mode": (
+        lambda f: f.update(warm_up={"training": "drop"}),
+        ["features.warm_up.training", "'flag'", "'exclude'"],
+    ),
+    "unknown warm-up key": (
+        lambda f: f.update(warm_up={"reference": "flag"}),
+        ["features.warm_up.reference", "Extra inputs are not permitted"],
+    ),
+    "filter over an unknown column": (
+        lambda f: _agg(f, "total_orders").update(filter="arr_delay > 15"),
+        ["features.aggregations[0].features[0] (total_orders)", "filter references unknown column(s) ['arr_delay']",
+         "'orders'"],
+    ),
+    "filter that cannot be read": (
+        lambda f: _agg(f, "total_orders").update(filter="channel = 'web"),
+        ["features.aggregations.0.features.0", "filter: unterminated quote"],
+    ),
+    "empty filter": (
+        lambda f: _agg(f, "total_orders").update(filter=""),
+        ["features.aggregations.0.features.0.filter", "at least 1 character"],
+    ),
+    "latest without a column": (
+        lambda f: f["aggregations"][0]["features"].append({"name": "last_channel", "agg": "latest",
+                                                           "description": "x"}),
+        ["features.aggregations.0.features.9", "'latest' needs a `column`"],
+    ),
+    "earliest of an unknown column": (
+        lambda f: f["aggregations"][0]["features"].append({"name": "first_carrier", "agg": "earliest",
+                                                           "column": "carrier", "description": "x"}),
+        ["features.aggregations[0].features[9] (first_carrier)", "unknown column 'carrier'"],
+    ),
     "attribute source not keyed by the entity": (
         lambda f: f["attributes"].update(source="orders"),
         ["features.attributes.source", "one row per entity", "['order_id']"],
@@ -178,6 +209,29 @@ def test_every_aggregation_compiles():
     )
     for col in spec.columns():
         assert "date_sub(`as_of_date`, 7)" in aggregate_sql(col)
+
+
+def test_filtered_and_latest_aggregates_compile(tmp_path):
+    def mutate(f):
+        f["aggregations"][0]["features"] += [
+            {"name": "web_orders", "agg": "count", "filter": "channel = 'web'", "description": "Web orders"},
+            {"name": "last_channel", "agg": "latest", "column": "channel", "description": "Channel of the last order"},
+        ]
+
+    data = _churn_data()
+    mutate(data["features"])
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_use_case(path=path)
+    plan = compile_features(cfg)
+    sql = dict(plan.sources[0].aggregates)
+    window = "`_event_date` > date_sub(`as_of_date`, 30)"
+    assert sql["web_orders_30d"] == f"COUNT(CASE WHEN ({window}) AND (channel = 'web') THEN 1 END)"
+    assert sql["last_channel_30d"] == (
+        f"MAX_BY(`channel`, CASE WHEN {window} AND `channel` IS NOT NULL THEN struct(`order_ts`, `order_id`) END)"
+    )
+    assert "where channel = 'web'" in plan.comments["web_orders_90d"]
+    assert "web_orders_30d" in plan.zero_when_empty and "last_channel_30d" not in plan.zero_when_empty
 
 
 def test_expression_scanner_skips_functions_keywords_and_literals():

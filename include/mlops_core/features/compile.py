@@ -14,8 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mlops_core.features.spec import AS_OF_DATE, ZERO_WHEN_EMPTY, FeatureColumn, FeaturesSpec, windowed
-from mlops_core.features.sqlexpr import rename
+from mlops_core.features.spec import (
+    AS_OF_DATE,
+    BY_EVENT_TIME,
+    ZERO_WHEN_EMPTY,
+    FeatureColumn,
+    FeaturesSpec,
+    windowed,
+)
+from mlops_core.features.sqlexpr import referenced_names, rename
 
 if TYPE_CHECKING:
     from mlops_core.config import UseCaseConfig
@@ -31,11 +38,22 @@ def in_window(window: int) -> str:
     return f"{_q(EVENT_DATE)} > date_sub({_q(AS_OF_DATE)}, {int(window)})"
 
 
-def aggregate_sql(col: FeatureColumn) -> str:
-    """The aggregate expression of one windowed feature (NULL-free for the ZERO_WHEN_EMPTY kinds)."""
+def aggregate_sql(col: FeatureColumn, order: list[str] | None = None) -> str:
+    """The aggregate expression of one windowed feature (NULL-free for the ZERO_WHEN_EMPTY kinds).
+
+    `order`: the columns that order a source's events for latest/earliest (event time, then the primary key:
+    unique per record, so the pick is deterministic)."""
     assert col.kind == "aggregate" and col.window is not None and col.agg is not None
     cond = in_window(col.window)
+    if col.filter:  # a NULL predicate counts as false, as in SQL WHERE
+        cond = f"({cond}) AND ({col.filter})"
     value = _q(col.column) if col.column else "1"
+    if col.agg in BY_EVENT_TIME:
+        assert order, "latest/earliest need the ordering columns"
+        # The value of the newest (oldest) event with a non-NULL value: max_by over (event time, key) structs;
+        # rows outside the window get a NULL ordering, which max_by/min_by skip.
+        by = f"CASE WHEN {cond} AND {value} IS NOT NULL THEN struct({', '.join(_q(c) for c in order)}) END"
+        return f"{'MAX_BY' if col.agg == 'latest' else 'MIN_BY'}({value}, {by})"
     when = f"CASE WHEN {cond} THEN {value} END"
     when_date = f"CASE WHEN {cond} THEN {_q(EVENT_DATE)} END"
     sql = {
@@ -119,7 +137,9 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         groups = [g for g in spec.aggregations if g.source == name]
         event_time = spec.event_time(groups[0], cfg.sources)  # one per source, checked at config load
         aggs = [c for c in columns if c.kind == "aggregate" and c.source == name]
-        needed = [key, *src.primary_key, event_time, *(c.column for c in aggs if c.column)]
+        filtered = [n for c in aggs if c.filter for n in referenced_names(c.filter) if n != AS_OF_DATE]
+        needed = [key, *src.primary_key, event_time, *(c.column for c in aggs if c.column), *filtered]
+        order = list(dict.fromkeys([event_time, *src.primary_key]))
         sources.append(
             SourceAggregates(
                 source=name,
@@ -127,7 +147,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
                 primary_key=list(src.primary_key),
                 longest_window=max(c.window or 0 for c in aggs),
                 columns=list(dict.fromkeys(needed)),
-                aggregates=[(c.name, aggregate_sql(c)) for c in aggs],
+                aggregates=[(c.name, aggregate_sql(c, order)) for c in aggs],
             )
         )
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from mlops_core import tables
 from mlops_core.errors import InputError
 from mlops_core.features.compile import EVENT_DATE, FeaturePlan, compile_features
-from mlops_core.features.spec import AS_OF_DATE, spec_hash
+from mlops_core.features.spec import AS_OF_DATE, COVERED, HISTORY_DAYS, spec_hash
 from mlops_core.lakehouse import Table
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ METADATA_COMMENTS = {
     RUN_ID: "Orchestrator run that computed it",
     SPEC_HASH: "Hash of the feature definitions (use-case `features` section) that computed it",
     BRONZE_VERSIONS: "Delta version of each bronze table read (source -> version)",
+    HISTORY_DAYS: "Days of event history each aggregated source had by as_of_date (source -> as_of_date - its "
+    "first event date landed by then + 1; 0 without one)",
+    COVERED: "Every window of every aggregated source lies within its history (false: a warm-up snapshot whose "
+    "long windows saw less history than their names say)",
 }
 AS_OF_COMMENT = (
     "Snapshot date D: values describe the entity at the end of day D, from rows that had landed (ingest_date) "
@@ -272,6 +276,68 @@ class FeatureMaterializer:
             )
         return out
 
+    # ---- coverage (warm-up) ---------------------------------------------------------------------------
+    def _previous_history(self, first: date) -> tuple[date, dict[str, int]] | None:
+        """(as-of date, _history_days) of the newest snapshot before `first` that recorded it."""
+        from pyspark.sql import functions as F
+
+        if not self.lakehouse.exists(self.spark, self.features_table):
+            return None
+        table = self.lakehouse.read(self.spark, self.features_table)
+        if HISTORY_DAYS not in table.columns:
+            return None  # written before coverage was recorded
+        before = table.where(F.col(AS_OF_DATE) < F.lit(first))
+        row = before.agg(F.max(AS_OF_DATE)).first()
+        if not row or row[0] is None:
+            return None
+        hit = before.where((F.col(AS_OF_DATE) == F.lit(row[0])) & F.col(HISTORY_DAYS).isNotNull()) \
+            .select(HISTORY_DAYS).limit(1).first()
+        return (row[0], dict(hit[0])) if hit else None
+
+    def history_days(self, dates: list[date]) -> dict[date, dict[str, int]]:
+        """Per as-of date D and aggregated source: D - (its first event date among rows landed by D) + 1, or 0.
+
+        Point in time like the snapshots (only rows landed by D). It carries the newest earlier snapshot's
+        figure forward and reads only the partitions landed since (less partition_slack_days, for events
+        stamped after they landed); without one it reads the ingest and event dates of the whole source."""
+        from pyspark.sql import functions as F
+
+        first, last = min(dates), max(dates)
+        previous = self._previous_history(first)
+        slack = self.plan.spec.partition_slack_days
+        ingest = F.col(tables.INGEST_DATE)
+        out: dict[date, dict[str, int]] = {d: {} for d in dates}
+        for src in self.plan.sources:
+            start: date | None = None
+            rows = self.bronze(src.source).where(ingest <= F.lit(last))
+            if previous is not None and src.source in previous[1]:
+                prev_date, days = previous[0], previous[1][src.source]
+                start = prev_date - timedelta(days=days - 1) if days > 0 else None
+                rows = rows.where(ingest > F.lit(prev_date - timedelta(days=slack)))
+            landed = sorted(
+                (r[0], r[1])
+                for r in rows.groupBy(tables.INGEST_DATE).agg(F.min(F.to_date(F.col(src.event_time)))).collect()
+                if r[1] is not None
+            )
+            i = 0
+            for d in sorted(dates):
+                while i < len(landed) and landed[i][0] <= d:
+                    start = landed[i][1] if start is None else min(start, landed[i][1])
+                    i += 1
+                out[d][src.source] = (d - start).days + 1 if start is not None and start <= d else 0
+        return out
+
+    def covered(self, history: dict[str, int]) -> bool:
+        """Whether every source's longest window lies within its history."""
+        return all(history.get(s.source, 0) >= s.longest_window for s in self.plan.sources)
+
+    def coverage(self, dates: list[date]) -> DataFrame:
+        """as_of_date, _history_days, _covered of `dates` (a small frame joined to the snapshots)."""
+        history = self.history_days(dates)
+        rows = [(d, h, self.covered(h)) for d, h in sorted(history.items())]
+        schema = f"{AS_OF_DATE} date, {HISTORY_DAYS} map<string,int>, {COVERED} boolean"
+        return self.spark.createDataFrame(rows, schema)
+
     # ---- snapshots ----------------------------------------------------------------------------------
     def snapshots(self, first: date, last: date, state: DataFrame | None) -> DataFrame:
         """Snapshots of [first, last] (lazy): key, as_of_date, features in config order, metadata columns."""
@@ -292,6 +358,8 @@ class FeatureMaterializer:
         for name, sql in self.plan.derived:
             df = df.withColumn(name, F.expr(sql))
         versions = F.create_map(*[F.lit(x) for kv in sorted(self.bronze_versions.items()) for x in kv])
+        dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        df = df.join(F.broadcast(self.coverage(dates)), AS_OF_DATE, "left")
         df = df.select(
             key,
             AS_OF_DATE,
@@ -300,6 +368,8 @@ class FeatureMaterializer:
             F.lit(self.run_id).alias(RUN_ID),
             F.lit(self.spec_hash).alias(SPEC_HASH),
             versions.cast("map<string,bigint>").alias(BRONZE_VERSIONS),
+            HISTORY_DAYS,
+            COVERED,
         )
         return with_comments(df, self.column_comments())
 

@@ -44,13 +44,18 @@ _NAME = r"^[a-z][a-z0-9_]*$"
 # Columns every snapshot has besides the features; no feature may take these names.
 AS_OF_DATE = "as_of_date"
 RESERVED = {AS_OF_DATE}
+# Coverage of a snapshot (written by materialize.py, read by training sets and drift references).
+HISTORY_DAYS = "_history_days"
+COVERED = "_covered"
 
 Aggregation = Literal[
     "count", "sum", "avg", "stddev", "min", "max", "count_distinct", "days_since_last", "days_since_first",
-    "active_days",
+    "active_days", "latest", "earliest",
 ]
 # Which aggregations read a column: required, optional (count: non-null values of it), or none (event dates).
-NEEDS_COLUMN = {"sum", "avg", "stddev", "min", "max", "count_distinct"}
+NEEDS_COLUMN = {"sum", "avg", "stddev", "min", "max", "count_distinct", "latest", "earliest"}
+# The value of the newest / oldest event in the window (any column type; ties broken by the primary key).
+BY_EVENT_TIME = {"latest", "earliest"}
 NO_COLUMN = {"days_since_last", "days_since_first", "active_days"}
 NUMERIC_ONLY = {"sum", "avg", "stddev"}
 # Value of an aggregate for an entity with no event in the window (the others are NULL there).
@@ -73,6 +78,10 @@ class AggregateFeature(_Strict):
     agg: Aggregation
     column: str | None = Field(default=None, description="Source column aggregated (not for event-date aggs)")
     windows: list[Window] | None = Field(default=None, min_length=1, description="Overrides the group's windows")
+    filter: str | None = Field(
+        default=None, min_length=1,
+        description="Spark SQL predicate over the source's columns: only events where it is true count",
+    )
     description: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -81,6 +90,11 @@ class AggregateFeature(_Strict):
             raise ValueError(f"aggregation {self.agg!r} needs a `column`")
         if self.agg in NO_COLUMN and self.column:
             raise ValueError(f"aggregation {self.agg!r} works on event dates and takes no `column`")
+        if self.filter is not None:
+            try:
+                _scan(self.filter)
+            except ValueError as exc:
+                raise ValueError(f"filter: {exc}") from None
         return self
 
 
@@ -156,16 +170,37 @@ class FeatureColumn:
     agg: str | None = None
     column: str | None = None
     expr: str | None = None  # attribute expr (SQL) or derived expr in base names
+    filter: str | None = None  # aggregate: predicate over the source's columns
 
     @property
     def comment(self) -> str:
         if self.window is None:
             return self.description
-        return f"{self.description} (events dated in the {self.window} days up to and including as_of_date)"
+        where = f", where {self.filter}" if self.filter else ""
+        return f"{self.description} (events dated in the {self.window} days up to and including as_of_date{where})"
 
 
 def windowed(base: str, window: int) -> str:
     return f"{base}_{window}d"
+
+
+WarmUpMode = Literal["exclude", "flag"]
+
+
+class WarmUpSpec(_Strict):
+    """What readers do with an under-covered snapshot: one whose longest window of some source reaches back
+    before that source's first event landed by the as-of date (its windows describe a shorter history than
+    their names say). The feature table marks each snapshot (`_covered`, `_history_days`)."""
+
+    training: WarmUpMode = Field(
+        default="flag",
+        description="Training sets: flag (keep the rows, count and log them) or exclude (drop and count them)",
+    )
+    drift_reference: WarmUpMode = Field(
+        default="exclude",
+        description="The champion_training drift reference: exclude under-covered snapshot dates, or flag "
+        "(keep them, count them in the reference info)",
+    )
 
 
 class FeaturesSpec(_Strict):
@@ -184,6 +219,9 @@ class FeaturesSpec(_Strict):
         default=7,
         ge=1,
         description="Training sets join a label to the newest snapshot at most this many days before it",
+    )
+    warm_up: WarmUpSpec = Field(
+        default_factory=WarmUpSpec, description="Handling of snapshots whose windows are not fully covered"
     )
 
     @model_validator(mode="after")
@@ -227,7 +265,7 @@ class FeaturesSpec(_Strict):
                 for w in wins:
                     add(
                         FeatureColumn(windowed(f.name, w), "aggregate", f.name, f.description, window=w,
-                                      source=group.source, agg=f.agg, column=f.column),
+                                      source=group.source, agg=f.agg, column=f.column, filter=f.filter),
                         key,
                     )
         for i, d in enumerate(self.derived):
@@ -322,6 +360,13 @@ class FeaturesSpec(_Strict):
                 )
             for i, f in enumerate(group.features):
                 key = f"features.aggregations[{g}].features[{i}] ({f.name})"
+                if f.filter is not None:
+                    unknown = [r for r in referenced_names(f.filter) if r not in cols and r != AS_OF_DATE]
+                    if unknown:
+                        raise ValueError(
+                            f"{key}: filter references unknown column(s) {unknown} of source {group.source!r}; "
+                            f"columns: {sorted(cols)}"
+                        )
                 if f.column is None:
                     continue
                 if f.column not in cols:
@@ -339,4 +384,5 @@ def spec_hash(spec: FeaturesSpec) -> str:
     """A short hash of the feature definitions: recorded with every snapshot."""
     import hashlib
 
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:16]
+    # warm_up tells readers what to do with snapshots; it does not change a value: not part of the hash.
+    return hashlib.sha256(spec.model_dump_json(exclude={"warm_up"}).encode()).hexdigest()[:16]

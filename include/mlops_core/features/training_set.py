@@ -8,17 +8,24 @@ dropped and counted, never filled from a later or a stale snapshot.
 The join is an equi-join: each label expands to its candidate dates [label_date - ttl, label_date - 1],
 which are matched on (key, as_of_date) against the snapshot keys, the newest match wins, and only then are
 the feature columns joined. The feature table is read at one pinned Delta version, recorded on the result,
-so the same version always rebuilds the same set."""
+so the same version always rebuilds the same set.
+
+Warm-up: a snapshot whose long windows reach back before its source's first event (`_covered` false in the
+feature table) is kept and counted by default (`features.warm_up.training: flag`), or dropped and counted
+(`exclude`). Snapshots written before coverage was recorded (no `_covered`, or NULL) count as covered."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
 from mlops_core import tables
 from mlops_core.errors import ConfigError, InputError
-from mlops_core.features.spec import AS_OF_DATE
+from mlops_core.features.spec import AS_OF_DATE, COVERED
+
+log = logging.getLogger("mlops.features")
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -41,10 +48,13 @@ class TrainingSet:
     feature_table: str = ""
     feature_columns: list[str] = field(default_factory=list)
     key: str = ""
+    under_covered: int = 0  # labels whose snapshot is a warm-up one (kept when warm_up is flag)
+    dropped_under_covered: int = 0  # of those, dropped (warm_up exclude)
+    warm_up: str = "flag"
 
     @property
     def rows(self) -> int:
-        return self.labels_in - self.dropped_no_snapshot
+        return self.labels_in - self.dropped_no_snapshot - self.dropped_under_covered
 
 
 def read_labels(
@@ -99,10 +109,12 @@ def build_training_set(
     *,
     feature_table_version: int | None = None,
     ttl_days: int | None = None,
+    warm_up: str | None = None,
 ) -> TrainingSet:
     """Join `labels_df` (key, label_time, label) as of label_time to the feature snapshots.
 
-    `feature_table_version` pins the feature table (default: its current version)."""
+    `feature_table_version` pins the feature table (default: its current version); `warm_up` (flag or
+    exclude) overrides features.warm_up.training."""
     from pyspark.sql import functions as F
 
     if cfg.features is None:
@@ -116,6 +128,9 @@ def build_training_set(
     if version is None:
         raise InputError(f"feature table {lakehouse.identifier(table)} does not exist: materialize features first")
     ttl = int(ttl_days or cfg.features.snapshot_ttl_days)
+    mode = warm_up or cfg.features.warm_up.training
+    if mode not in ("flag", "exclude"):
+        raise ValueError(f"warm_up must be 'flag' or 'exclude', got {mode!r}")
     features = lakehouse.read(spark, table, version=version)
     feature_columns = [c for c in cfg.features.feature_names() if c in features.columns]
 
@@ -142,12 +157,23 @@ def build_training_set(
         .agg(F.max(AS_OF_DATE).alias(AS_OF_DATE))
     )
     joined = labels.join(chosen, [key, LABEL_TIME], "left")
-    counts = joined.agg(F.count(F.lit(1)), F.count(AS_OF_DATE)).first()
-    labels_in, matched = int(counts[0]), int(counts[1])
+    # Coverage is per snapshot date (it depends on the sources' first events only): a tiny per-date frame.
+    covered = covered_dates(snapshots)
+    joined = joined.join(F.broadcast(covered), AS_OF_DATE, "left")
+    counts = joined.agg(
+        F.count(F.lit(1)), F.count(AS_OF_DATE), F.count(F.when(F.col(AS_OF_DATE).isNotNull() & ~F.col(COVERED), 1))
+    ).first()
+    labels_in, matched, under = int(counts[0]), int(counts[1]), int(counts[2])
 
-    df = joined.where(F.col(AS_OF_DATE).isNotNull()).join(
+    keep = F.col(AS_OF_DATE).isNotNull() & (F.col(COVERED) if mode == "exclude" else F.lit(True))
+    df = joined.where(keep).drop(COVERED).join(
         snapshots.select(key, AS_OF_DATE, *feature_columns), [key, AS_OF_DATE]
     )
+    if under:
+        log.warning(
+            "%d of %d labels joined a warm-up snapshot (a window reaches back before its source's first event): "
+            "%s (features.warm_up.training: %s)", under, matched, "dropped" if mode == "exclude" else "kept", mode,
+        )
     return TrainingSet(
         df=df.select(key, LABEL_TIME, LABEL, AS_OF_DATE, *feature_columns),
         feature_table_version=int(version),
@@ -156,4 +182,17 @@ def build_training_set(
         feature_table=lakehouse.identifier(table),
         feature_columns=feature_columns,
         key=key,
+        under_covered=under,
+        dropped_under_covered=under if mode == "exclude" else 0,
+        warm_up=mode,
     )
+
+
+
+def covered_dates(features: DataFrame) -> DataFrame:
+    """(as_of_date, _covered) of every snapshot date of `features`; a table or row written before coverage
+    was recorded counts as covered (its values were what they were; nothing says they are short)."""
+    from pyspark.sql import functions as F
+
+    flag = F.col(COVERED) if COVERED in features.columns else F.lit(None).cast("boolean")
+    return features.groupBy(AS_OF_DATE).agg(F.min(F.coalesce(flag, F.lit(True))).alias(COVERED))

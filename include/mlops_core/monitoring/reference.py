@@ -5,6 +5,7 @@ store once per model version (its training data is pinned, so it never changes).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from datetime import date
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from mlops_core.config import UseCaseConfig
     from mlops_core.lakehouse import Lakehouse
     from mlops_core.monitoring.store import ReportStore
+
+log = logging.getLogger("mlops.monitoring")
 
 def model_lineage(model_name: str, model_version: str, client=None) -> dict[str, str]:
     """The `mlops.*` lineage tags of a registered model version (tag names: mlops_core.training.lineage)."""
@@ -39,7 +42,12 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     (its labels window at the recorded label table version, point in time, as training did), with every
     entity of those snapshots at the recorded feature table version. The labelled rows alone are a different
     population (entities that had a label, e.g. the active ones) from the scored snapshot, which holds every
-    entity: comparing them flags fixed attributes as drifted."""
+    entity: comparing them flags fixed attributes as drifted.
+
+    Warm-up snapshots (a window reaching back before its source's first event: `_covered` false) are left
+    out by default (features.warm_up.drift_reference: exclude): their long windows saw a shorter history, so
+    the drift of e.g. a 90-day count against them is the data's start, not the customers. When every training
+    snapshot is a warm-up one they are all kept, and the reference info says so (`coverage`)."""
     from pyspark.sql import functions as F
 
     from mlops_core.features.training_set import build_training_set
@@ -59,9 +67,10 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_version)
     key = use_case.entity.key
     as_of_dates = [r[0] for r in ts.df.select(AS_OF_DATE).distinct().collect()]
-    df = (features_at(spark, lakehouse, use_case, feature_version)
-          .where(F.col(AS_OF_DATE).isin(as_of_dates))
-          .select(key, AS_OF_DATE, *ts.feature_columns))
+    features = features_at(spark, lakehouse, use_case, feature_version).where(F.col(AS_OF_DATE).isin(as_of_dates))
+    as_of_dates, coverage = _leave_out_warm_up(features, as_of_dates, use_case)
+    coverage["short_window_columns"] = short_window_columns(features, as_of_dates, use_case)
+    df = features.where(F.col(AS_OF_DATE).isin(as_of_dates)).select(key, AS_OF_DATE, *ts.feature_columns)
     first, last = (min(as_of_dates), max(as_of_dates)) if as_of_dates else (None, None)
     info = {
         "kind": "champion_training",
@@ -76,8 +85,61 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
                       f"({first}..{last}) that the training labels joined",
         "description": f"training snapshots of {model_name} v{model_version}: labels {start}..{end}, feature "
                        f"table version {feature_version}, every entity of the {len(as_of_dates)} snapshots joined",
+        "coverage": coverage,
     }
     return df, info
+
+
+def _leave_out_warm_up(features: DataFrame, as_of_dates: list[date], use_case: UseCaseConfig
+                       ) -> tuple[list[date], dict[str, Any]]:
+    """The reference's snapshot dates after the warm-up rule, and what the rule did (for the report)."""
+    from mlops_core.features.training_set import covered_dates
+
+    mode = use_case.features.warm_up.drift_reference if use_case.features else "flag"
+    flags = {r[0]: bool(r[1]) for r in covered_dates(features).collect()}
+    under = sorted(d for d in as_of_dates if not flags.get(d, True))
+    info: dict[str, Any] = {"warm_up": mode, "under_covered_dates": len(under),
+                            "under_covered_range": [under[0].isoformat(), under[-1].isoformat()] if under else None}
+    if not under or mode == "flag":
+        info["note"] = f"{len(under)} warm-up snapshot date(s) kept" if under else "every snapshot fully covered"
+        return as_of_dates, info
+    kept = [d for d in as_of_dates if d not in set(under)]
+    if not kept:
+        log.warning("every one of the %d training snapshot dates is a warm-up one (a window reaches back before its "
+                    "source's first event): the reference keeps them all", len(under))
+        info["note"] = ("every training snapshot is a warm-up one: all kept; long-window features are capped by "
+                        "the data's start")
+        return as_of_dates, info
+    log.info("drift reference: left out %d warm-up snapshot date(s) %s..%s, kept %d", len(under), under[0],
+             under[-1], len(kept))
+    info["note"] = f"left out {len(under)} warm-up snapshot date(s), kept {len(kept)}"
+    return kept, info
+
+
+def short_window_columns(features: DataFrame, as_of_dates: list[date], use_case: UseCaseConfig) -> list[str]:
+    """Windowed feature columns whose window is longer than the history some of `as_of_dates` had (their
+    drift against this reference is partly the data's start): per source for aggregates, the shortest
+    history of all sources for derived features."""
+    from pyspark.sql import functions as F
+
+    from mlops_core.features.spec import HISTORY_DAYS
+
+    if use_case.features is None or HISTORY_DAYS not in features.columns or not as_of_dates:
+        return []
+    rows = (features.where(F.col(AS_OF_DATE).isin(as_of_dates)).groupBy(AS_OF_DATE)
+            .agg(F.first(HISTORY_DAYS, ignorenulls=True)).collect())
+    histories = [dict(r[1]) for r in rows if r[1] is not None]
+    if not histories:
+        return []
+    shortest = {s: min(h.get(s, 0) for h in histories) for s in histories[0]}
+    out = []
+    for col in use_case.features.columns():
+        if col.window is None:
+            continue
+        have = shortest.get(col.source or "", 0) if col.kind == "aggregate" else min(shortest.values(), default=0)
+        if col.window > have:
+            out.append(col.name)
+    return out
 
 
 def score_reference(reference: pd.DataFrame, model_name: str, model_version: str) -> Any:
@@ -101,7 +163,7 @@ def score_reference(reference: pd.DataFrame, model_name: str, model_version: str
 
 # ---- the champion reference, built once per model version ---------------------------------------------
 REFERENCE_FOLDER = "_reference"  # in the report store, next to the dated report folders
-REFERENCE_FORMAT = 2  # bump when the cached frame's layout changes: older files are then ignored
+REFERENCE_FORMAT = 3  # bump when the cached frame's layout changes: older files are then ignored
 
 
 def reference_cache_name(model_name: str, model_version: str, max_rows: int, seed: int) -> str:
