@@ -84,6 +84,8 @@ def test_rollback_moves_the_champion_in_its_task_without_a_jvm(airflow_stack, ai
     assert done["state"] == "success", {t: ti["state"] for t, ti in tis.items()}
     assert tis["rollback"]["pool"] != "spark"
     result = airflow_client.xcom(DAG, run_id, "rollback")
+    print("rollback execute() seconds:", result["seconds"], "registry:", result["registry_seconds"],
+          "history:", result["history_seconds"])
     assert (result["champion_before"], result["champion_after"]) == (str(new), str(old))
     assert result["spark"] is None and result["ran_in"] == "task"
     assert not watch.seen, f"java processes under the scheduler during the rollback: {watch.seen}"
