@@ -109,4 +109,5 @@ def test_baseline_check_follows_the_metric_direction_and_can_be_turned_off():
     # a version logged before baselines existed passes the check, saying why
     check = next(c for c in decide(_spec(vs_baseline=True), _m()).checks if c.name == "vs_baseline:roc_auc")
     assert check.passed and "no baseline" in check.detail
-    assert not any(c.name.startswith("vs_baseline") for c in decide(_spec(), worse).checks)  # off by default
+    assert GateSpec().vs_baseline  # on by default
+    assert not any(c.name.startswith("vs_baseline") for c in decide(_spec(vs_baseline=False), worse).checks)

@@ -34,8 +34,6 @@ def spend_use_case(**model_overrides):
         training_window_days=60,
         hpo={**data["hpo"], "trials": 2, "timeout_seconds": None, "startup_trials": 2},
         fixed_params={**data["fixed_params"], "nthread": 1},
-        num_boost_round=120,
-        early_stopping_rounds=15,
         features={**data["features"], "include": None},
     )
     data.update(model_overrides)
@@ -112,6 +110,11 @@ def test_first_regression_model_is_promoted_on_its_floors(flow):
     assert g["decision"] == "promoted", g["reason"]
     names = [c["name"] for c in g["checks"]]
     assert "floor:r2" in names and "ceiling:rmse" in names and "vs_champion:rmse" in names
+    # vs_baseline is on by default: lower is better, the tuned model's rmse is below its depth-2 baseline's on
+    # the same held-out rows (it lost before spend.yaml's slower learning rates: see the comment there)
+    check = next(c for c in g["checks"] if c["name"] == "vs_baseline:rmse")
+    assert check["passed"] and check["value"] < check["threshold"] == g["baseline_metrics"]["rmse"], check
+    assert g["baseline_metrics"]["rows"] == g["challenger_metrics"]["rows"] == g["heldout_rows"]
     assert "sanity:positive_rate" not in names  # a binary check only
     m = g["challenger_metrics"]
     assert m["r2"] >= 0.2 and m["rmse"] > 0 and m["rows"] == g["heldout_rows"] >= 50
@@ -127,6 +130,30 @@ def test_weaker_regression_challenger_is_refused_and_champion_kept(flow):
     assert not vs["passed"] and vs["value"] > vs["threshold"] == g["champion_metrics"]["rmse"]
     assert g["challenger_metrics"]["rows"] == g["champion_metrics"]["rows"] == g["heldout_rows"]
     assert not checks["floor:r2"]["passed"] and "floor:r2" in g["reason"]
+    # one shallow tree also loses to its own baseline (trained on the same rows), and the reason the
+    # notification carries says so
+    base = checks["vs_baseline:rmse"]
+    assert not base["passed"] and base["value"] > base["threshold"] == g["baseline_metrics"]["rmse"]
+    assert "does not beat its baseline" in g["reason"] and "shallow XGBoost" in g["reason"]
+
+
+def test_gate_reports_plot_predicted_vs_actual_for_the_promoted_and_the_refused_model(flow):
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    for key, verdict in (("1", "ok'>promoted"), ("2", "no'>rejected")):
+        g = flow[f"gate{key}"]
+        path = client.download_artifacts(flow[f"v{key}"]["run_id"], g["report"])
+        page = open(path, encoding="utf-8").read()
+        assert f"<p class='verdict {verdict}</p>" in page
+        alts = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,[A-Za-z0-9+/=]{2000,}'>", page)
+        assert alts == ["predicted vs actual and residuals", "feature importance"]
+        assert "<td>rmse</td>" in page and "roc_auc" not in page
+        assert "Model card (challenger)" in page and "Intended use" in page
+    refused = open(client.download_artifacts(flow["v2"]["run_id"], flow["gate2"]["report"]), encoding="utf-8").read()
+    assert "does not beat its baseline" in refused
 
 
 def test_predictions_table_holds_values_in_a_plausible_range(flow, spark):

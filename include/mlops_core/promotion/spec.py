@@ -9,8 +9,9 @@
       positive_rate: {min: 0.01, max: 0.9}  # predicted positive rate at the model threshold
       max_p95_latency_ms: 100               # single-row predict, loaded model
       min_rows_per_second: 5000             # batch predict, loaded model
-      vs_baseline: false                    # true: the challenger must beat its own baseline (model.baseline, trained
-      baseline_margin: 0.0                  # on the same rows) on compare_metric by at least this margin
+      vs_baseline: true                     # the challenger must beat its own baseline (model.baseline, trained
+      baseline_margin: 0.0                  # on the same rows) on compare_metric by at least this margin (in the
+                                            # metric's unit; lower-is-better metrics: lower by this much)
       require_approval: false               # wait for a person (approve_model DAG) before champion moves
       no_fair_comparison: refuse            # too few held-out rows unseen by BOTH models (the champion trained
                                             # or was tuned on the challenger's held-out dates): refuse the
@@ -63,9 +64,7 @@ class GateSpec(BaseModel):
     compare_metric: str = "roc_auc"
     tolerance: float = Field(default=0.01, ge=0)
     min_improvement: float = Field(default=0.0, ge=0)
-    # Off by default until measured on the demo's data: the e2e chain expects its first model and its drift
-    # retrain to pass; a use case turns it on in its YAML (gate.vs_baseline: true).
-    vs_baseline: bool = Field(default=False, description="The challenger must beat its baseline on compare_metric")
+    vs_baseline: bool = Field(default=True, description="The challenger must beat its baseline on compare_metric")
     baseline_margin: float = Field(default=0.0, ge=0, description="... by at least this much (0: not worse)")
     positive_rate: RateBounds = Field(default_factory=RateBounds)
     max_p95_latency_ms: float = Field(default=200.0, gt=0)
