@@ -278,7 +278,8 @@ class FeatureMaterializer:
 
     # ---- coverage (warm-up) ---------------------------------------------------------------------------
     def _previous_history(self, first: date) -> tuple[date, dict[str, int]] | None:
-        """(as-of date, _history_days) of the newest snapshot before `first` that recorded it."""
+        """(as-of date, _history_days) of the newest snapshot in the longest window before `first`, if it
+        recorded one."""
         from pyspark.sql import functions as F
 
         if not self.lakehouse.exists(self.spark, self.features_table):
@@ -286,7 +287,10 @@ class FeatureMaterializer:
         table = self.lakehouse.read(self.spark, self.features_table)
         if HISTORY_DAYS not in table.columns:
             return None  # written before coverage was recorded
-        before = table.where(F.col(AS_OF_DATE) < F.lit(first))
+        # Like previous_state: look back at most one longest window, so a day's cost does not grow with history.
+        horizon = max(self.plan.spec.longest_window(), 1)
+        before = table.where(F.col(AS_OF_DATE).between(F.lit(first - timedelta(days=horizon)),
+                                                       F.lit(first - timedelta(days=1))))
         row = before.agg(F.max(AS_OF_DATE)).first()
         if not row or row[0] is None:
             return None
