@@ -123,8 +123,41 @@ def test_better_challenger_is_promoted_and_old_champion_kept_as_previous(flow):
     name = flow["use_case"].model.registered_model_name
     assert str(client.get_model_version_by_alias(name, "champion").version) == v3
     assert str(client.get_model_version_by_alias(name, "previous_champion").version) == v1
-    artifacts = [a.path for a in client.list_artifacts(client.get_model_version(name, v3).run_id, "gate")]
-    assert len(artifacts) == 1 and artifacts[0].startswith("gate/decision-")
+    artifacts = sorted(a.path for a in client.list_artifacts(client.get_model_version(name, v3).run_id, "gate"))
+    assert len(artifacts) == 2 and artifacts[0].startswith("gate/decision-") and artifacts[1] == g["report"]
+
+
+def _report(client, run_id: str, path: str) -> str:
+    with open(client.download_artifacts(run_id, path), encoding="utf-8") as fh:
+        return fh.read()
+
+
+def test_gate_report_in_the_run_shows_the_decision_plots_and_model_card(flow):
+    """#21 item 6: the decision as a self-contained HTML page in the challenger's run, for a promoted
+    challenger compared with a champion and for a refused one."""
+    import re
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    name = flow["use_case"].model.registered_model_name
+    promoted = _report(client, client.get_model_version(name, str(flow["v3"]["version"])).run_id,
+                       flow["gate3"]["report"])
+    assert "<p class='verdict ok'>promoted</p>" in promoted
+    # ROC + calibration of challenger, champion and baseline on the gate's rows, and feature importance of both
+    images = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,([A-Za-z0-9+/=]{2000,})'>", promoted)
+    assert [alt for alt, _ in images] == ["ROC and calibration", "feature importance"]
+    for check in flow["gate3"]["checks"]:
+        assert f"<td>{check['name']}</td>" in promoted
+    assert f"Champion before: v{flow['v1']['version']}" in promoted
+    assert "<h2>Model card (challenger)</h2>" in promoted and "<table>" in promoted.split("Model card")[-1]
+    assert "src='http" not in promoted  # self-contained: nothing fetched
+
+    refused = _report(client, client.get_model_version(name, flow["v2"]).run_id, flow["gate2"]["report"])
+    assert "<p class='verdict no'>rejected</p>" in refused and "floor:roc_auc" in refused
+    assert "<span class='fail'>FAIL</span>" in refused
+    assert "ROC and calibration" in refused  # the constant model's curves next to the champion's
+    assert "No model card in the challenger's training run" in refused  # it was logged by hand, without one
 
 
 def test_history_rows_are_exact(flow, spark):

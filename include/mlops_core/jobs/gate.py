@@ -11,7 +11,9 @@ Params (jobs.params.GateParams): version (the challenger version; default: the `
 triggered_by (why the run happened), require_approval (override the use case's gate.require_approval),
 mlflow_tracking_uri / mlflow_registry_uri (an Airflow connection's URIs).
 
-Result `decision`: promoted | awaiting_approval | rejected. The orchestrator fails the run on `rejected`."""
+Result `decision`: promoted | awaiting_approval | rejected. The orchestrator fails the run on `rejected`.
+The decision, plots of the held-out rows and the model card also land as one HTML page on the challenger's
+training run (`report`: its artifact path; mlops_core.promotion.report)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,30 @@ def _baseline(tags: dict[str, str], wanted: bool) -> tuple[Any, str]:
     import mlflow
 
     return mlflow.pyfunc.load_model(uri), tags.get("mlops.baseline_model", "")
+
+
+def _log_report(client: Any, record: dict[str, Any], status: str, m: Any, run_id: str | None,
+                champion_run_id: str | None) -> str | None:
+    """The decision, plots of the held-out rows and the model card as one HTML artifact on the challenger's
+    training run (mlops_core.promotion.report); its artifact path, or None without a training run."""
+    from datetime import UTC, datetime
+
+    from mlops_core.promotion.report import REPORT_DIR, render, training_run_texts
+
+    if not run_id:
+        return None
+    card, importance = training_run_texts(client, run_id)
+    importances = {"challenger": importance} if importance else {}
+    if champion_run_id and importance:
+        champion_importance = training_run_texts(client, champion_run_id)[1]
+        if champion_importance:
+            importances["champion"] = champion_importance
+    page = render(record=record, status=status, task=m.task, labels=m.labels, scores=m.scores,
+                  importances=importances, model_card=card)
+    path = f"{REPORT_DIR}/report-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.html"
+    client.log_text(run_id, page, path)
+    log.info("gate report: %s of run %s", path, run_id)
+    return path
 
 
 def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
@@ -150,6 +176,12 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
                                 to_version=version, decision="promoted", reason=decision.reason,
                                 dag_run_id=ctx.run_id, triggered_by=triggered_by))
     append_history(ctx.spark, ctx.lakehouse, rows)
+    try:  # after the decision took effect: the page is for people, its failure must not undo or block a promotion
+        report = _log_report(client, record, status, m, challenger_mv.run_id,
+                             champion_mv.run_id if champion_mv is not None and m.champion is not None else None)
+    except Exception:
+        log.exception("gate report for %s v%s could not be written (the decision stands)", name, version)
+        report = None
     log.info("gate for %s v%s: %s (%s)", name, version, status, decision.reason)
     return {
         "decision": status,
@@ -165,6 +197,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
         "baseline_metrics": m.baseline,
         "heldout_rows": m.rows,
         "windows": windows,
+        "report": report,
     }
 
 

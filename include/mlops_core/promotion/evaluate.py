@@ -163,9 +163,10 @@ def measure(*, challenger: Any, champion: Any | None, champion_version: str | No
     nan_scores = int(np.isnan(p).sum())
     metrics = evaluate_task(task, y, np.nan_to_num(p, nan=fill), threshold)
     m = Measurements(challenger=metrics, rows=len(frame), nan_scores=nan_scores, task=task,
-                     baseline_note=baseline_note)
+                     baseline_note=baseline_note, labels=y, scores={"challenger": p})
     if baseline is not None:
-        m.baseline = evaluate_task(task, y, np.nan_to_num(score(baseline, frame, columns), nan=fill), threshold)
+        m.scores["baseline"] = score(baseline, frame, columns)
+        m.baseline = evaluate_task(task, y, np.nan_to_num(m.scores["baseline"], nan=fill), threshold)
     m.p95_latency_ms, m.rows_per_second = inference_budget(challenger, frame, columns, latency_samples)
     if champion is not None:
         champ_cols = model_inputs(champion)
@@ -178,7 +179,7 @@ def measure(*, challenger: Any, champion: Any | None, champion_version: str | No
             m.champion_note = (f"champion v{champion_version} is a {champion_task} model, the challenger a {task} "
                                "model: comparison skipped")
         else:
-            m.champion = evaluate_task(task, y, np.nan_to_num(score(champion, frame, champ_cols), nan=fill),
-                                       threshold)
+            m.scores["champion"] = score(champion, frame, champ_cols)
+            m.champion = evaluate_task(task, y, np.nan_to_num(m.scores["champion"], nan=fill), threshold)
             m.champion_version = champion_version
     return m

@@ -56,6 +56,9 @@ class Measurements:
     task: str = "binary"  # the model's task: which metrics exist (mlops_core.metrics.METRICS_BY_TASK)
     baseline: dict[str, float] | None = None  # the challenger's baseline on the same rows
     baseline_note: str = ""  # which baseline, or why it was not measured
+    # the held-out labels and each model's predictions on them (the gate's report plots them); not a check input
+    labels: Any = field(default=None, repr=False)
+    scores: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
