@@ -240,3 +240,13 @@ def test_expression_scanner_skips_functions_keywords_and_literals():
     assert rename("a / NULLIF(b - 1, 0)", lambda n: n + "_30d" if n == "a" else None) == "`a_30d` / NULLIF(b - 1, 0)"
     with pytest.raises(ValueError, match="unterminated"):
         referenced_names("plan = 'free")
+
+
+def test_spec_hash_follows_values_not_reader_settings():
+    from mlops_core.features.spec import spec_hash
+
+    data = _churn_data()["features"]
+    base = spec_hash(FeaturesSpec.model_validate(data))
+    assert spec_hash(FeaturesSpec.model_validate({**data, "warm_up": {"training": "exclude"}})) == base
+    _agg(data, "total_orders")["filter"] = "channel = 'web'"
+    assert spec_hash(FeaturesSpec.model_validate(data)) != base

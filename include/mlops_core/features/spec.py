@@ -383,6 +383,14 @@ class FeaturesSpec(_Strict):
 def spec_hash(spec: FeaturesSpec) -> str:
     """A short hash of the feature definitions: recorded with every snapshot."""
     import hashlib
+    import json
 
-    # warm_up tells readers what to do with snapshots; it does not change a value: not part of the hash.
-    return hashlib.sha256(spec.model_dump_json(exclude={"warm_up"}).encode()).hexdigest()[:16]
+    # warm_up tells readers what to do with snapshots; it does not change a value: not part of the hash. Keys
+    # added later with a neutral default (an aggregate's filter) are left out when unset, so a config that
+    # does not use them keeps the hash it had.
+    data = spec.model_dump(exclude={"warm_up"})
+    for group in data["aggregations"]:
+        for feature in group["features"]:
+            if feature.get("filter") is None:
+                feature.pop("filter", None)
+    return hashlib.sha256(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()[:16]
