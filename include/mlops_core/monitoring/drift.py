@@ -180,12 +180,18 @@ def _inject_header(path: Path, header: str) -> None:
 
 
 def _drift_outcome(use_case: UseCaseConfig, spec: MonitoringSpec, reference, current, score_column: str,
-                   score_note: str | None = None) -> tuple[Any, dict[str, Any]]:
+                   ref_info: dict[str, Any], score_note: str | None = None) -> tuple[Any, dict[str, Any]]:
     """The Evidently drift run of `current` against `reference` (batch-scored or live rows alike): its snapshot
     and the DriftResult fields it decides (columns, share, thresholds, prediction drift)."""
     with_score = score_column in reference.columns and score_column in current.columns \
         and current[score_column].notna().any() and reference[score_column].notna().any()
     numeric, categorical, skipped = monitored_columns(use_case, spec, reference, current)
+    # A window longer than the history the reference's snapshots had (warm-up snapshots it had to keep) was
+    # capped by the data's start: its "drift" would be that start, not the population. Not compared, and said so.
+    short = set((ref_info.get("coverage") or {}).get("short_window_columns") or [])
+    for col in [c for c in numeric + categorical if c in short]:
+        skipped[col] = "its window is longer than the history of the reference's snapshots (warm-up)"
+    numeric, categorical = [c for c in numeric if c not in short], [c for c in categorical if c not in short]
     snapshot, columns, share = run_drift_report(reference, current, numeric, categorical, spec, with_score,
                                                 score_column)
     share = share or 0.0
@@ -271,7 +277,7 @@ def compute(
         save_cached_reference(reference_store, cache_name, reference, int(reference_total), ref_info)
         ref_info = {**ref_info, "cached": False}
     t1 = time.monotonic()
-    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column, score_note)
+    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column, ref_info, score_note)
     timings["evidently"] = time.monotonic() - t1
     columns = outcome["columns"]
     result = DriftResult(
@@ -356,7 +362,7 @@ def _live_report(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseCon
     if current.empty:
         raise NoLiveTraffic(f"the {meta['requests_rows']} served row(s) of {day} have no features to rebuild "
                             "(their snapshot rows are gone)")
-    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column)
+    snapshot, outcome = _drift_outcome(use_case, spec, reference, current, score_column, ref_info)
     columns = outcome["columns"]
     versions = meta["model_versions"]
     result = DriftResult(
