@@ -149,6 +149,16 @@ def delta_active_files(s3, bucket: str, table_prefix: str) -> list[dict[str, Any
     return list(active.values())
 
 
+def _without_views(arrow_type):
+    import pyarrow as pa
+
+    if pa.types.is_string_view(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pa.string()
+    if pa.types.is_binary_view(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return pa.binary()
+    return arrow_type
+
+
 def read_delta(s3, endpoint: str, access_key: str, secret_key: str, bucket: str, table_prefix: str,
                where: Mapping[str, str] | None = None):
     """The rows of a Delta table on S3 as a pyarrow Table (None when it has no live file), read with pyarrow's
@@ -172,6 +182,8 @@ def read_delta(s3, endpoint: str, access_key: str, secret_key: str, bucket: str,
             continue
         with s3fs.open_input_file(f"{bucket}/{table_prefix}/{unquote(add['path'])}") as f:
             table = pq.ParquetFile(f).read()  # the file alone: no partition inference from its path
+        # delta-rs (the light actions' writer) stores arrow's view types where Spark stores plain strings/binary
+        table = table.cast(pa.schema([field.with_type(_without_views(field.type)) for field in table.schema]))
         for name, value in values.items():  # the log holds a partition column's value (as text)
             if name in table.column_names:  # a writer may also store it in the file: the log wins
                 table = table.drop_columns([name])

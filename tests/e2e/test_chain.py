@@ -216,6 +216,29 @@ def test_first_retrain_registered_a_version_with_its_lineage(chain, data_dir):
     assert mv.tags["mlops.feature_table_version"] == str(lineage["feature_table_version"])
     assert mv.tags["mlops.airflow_run_id"] == run_id
 
+    # one MLflow run tree under the scheduler: the folds of the search, a child run per trial, the baseline on
+    # the same rows and the refit on train + validation with the rounds the folds chose (#23)
+    tracking = MlflowClient()
+    run = tracking.get_run(trained["run_id"])
+    folds = int(run.data.params["folds"])
+    assert folds >= 2 and int(lineage["folds"]) == folds
+    fold_steps = [h.step for h in tracking.get_metric_history(trained["run_id"], "cv_fold_roc_auc")]
+    assert fold_steps == list(range(1, folds + 1))
+    trials = tracking.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{trained['run_id']}'")
+    assert len(trials) == HPO_TRIALS
+    complete = [t for t in trials if t.data.tags["mlops.trial_state"] == "complete"]
+    assert complete and all(t.data.tags["mlops.folds_done"] == str(folds) for t in complete)
+    assert "baseline_test_roc_auc" in run.data.metrics
+    assert run.data.params["baseline_model"].startswith("shallow XGBoost")
+    assert run.data.tags["mlops.baseline_model_uri"].startswith("models:/")
+    assert int(run.data.tags["mlops.rows_refit"]) == int(lineage["rows_train"]) + int(lineage["rows_validation"])
+    assert run.data.tags["mlops.refit_end"] == lineage["validation_end"]
+    assert int(run.data.params["best_n_estimators"]) == int(run.data.tags["mlops.refit_rounds"])
+    # the gate's decision page (decision, curves, importance, model card) is on the same run
+    gate_files = [f.path for f in tracking.list_artifacts(trained["run_id"], "gate")]
+    assert any(p.startswith("gate/report-") and p.endswith(".html") for p in gate_files), gate_files
+
     q = urllib.parse.quote(run_id, safe="")
     links = client._request("GET", f"/api/v2/dags/churn__retrain_model/dagRuns/{q}/taskInstances/register/links")
     urls = links["extra_links"]

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from tests.monitoring.test_notifier_and_store import receiver  # noqa: F401 - the loopback HTTP receiver
 from tests.training.fakes import make_churn_data, write_lakehouse
 
 pytestmark = pytest.mark.e2e
@@ -78,13 +79,26 @@ def _unpause_without_the_scheduled_run(client) -> None:
         time.sleep(1)
 
 
+def _deadline_alerts(received: list[dict], run_id: str, timeout: float = 180) -> list[dict]:
+    """The deadline_missed notifications the receiver got for `run_id` (waits until there is one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alerts = [r["body"] for r in received
+                  if r["body"].get("event") == "deadline_missed" and r["body"].get("run_id") == run_id]
+        if alerts:
+            return alerts
+        time.sleep(2)
+    raise AssertionError(f"no deadline_missed notification for {run_id}; received: {received}")
+
+
 def _history(spark, lakehouse, version: str) -> list[dict]:
     from mlops_core.promotion.history import read_history
 
     return [r for r in read_history(spark, lakehouse) if r["version"] == version and r["action"] != "gate"]
 
 
-def test_approve_and_reject_through_the_required_action(generated_2025, airflow_client, spark, lakehouse, env):
+def test_approve_and_reject_through_the_required_action(generated_2025, airflow_client, spark, lakehouse, env,
+                                                        receiver):  # noqa: F811
     from mlflow.tracking import MlflowClient
 
     from mlops_core.config import load_use_case
@@ -93,6 +107,8 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
 
     name = load_use_case("churn").model.registered_model_name
     airflow_client.wait_for_dag(DAG, timeout=180)
+    port, received = receiver
+    airflow_client.set_connection("mlops_notifier", "http", host=f"http://127.0.0.1:{port}/hooks")
     try:
         # 1. approve: the request shows the measurements; the answer names the user and moves the champion
         run_a = airflow_client.trigger(DAG, CONF, logical_date=RUN_DATE)
@@ -107,6 +123,11 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
         registry = MlflowClient()
         champion_before = champion_version(registry, name)
         assert champion_before != gate["version"]  # nothing moves before a person answers
+        # the run, held by the person, is past the DAG's deadline (1 minute in the e2e stack): the scheduler's
+        # DeadlineAlert ran the project's callback in the triggerer, which posted through the notifier
+        [alert, *_] = _deadline_alerts(received, run_a)
+        assert alert["dag_id"] == DAG and alert["extra"]["stage"] == "retrain_model"
+        assert alert["extra"]["minutes"] == 1 and "operations.deadlines.retrain_model_minutes" in alert["message"]
 
         answer = airflow_client.respond(DAG, run_a, "wait_for_approval", ["Approve"])
         assert answer["responded_by"]["name"] == "admin"
@@ -137,3 +158,4 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
         assert (rejected["action"], rejected["decision"], rejected["triggered_by"]) == ("reject", "rejected", "admin")
     finally:
         airflow_client.set_paused(DAG, True)
+        airflow_client.delete_connection("mlops_notifier")
