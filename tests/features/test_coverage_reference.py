@@ -4,7 +4,7 @@ Real Spark + Delta feature and label tables, a real MLflow registry holding the 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -89,3 +89,11 @@ def test_short_window_columns_name_the_windows_longer_than_the_history(spark, la
     assert "total_orders_90d" in short and "avg_days_between_orders_90d" in short
     assert not [c for c in short if not c.endswith("_90d")]
     assert short_window_columns(features, DAYS[:1], churn.model_copy(update={"features": None})) == []
+    # the demo's first champion: snapshots from the data's 4th day to its 67th; a 30-day window is covered by
+    # most of them (compared), a 90-day window by none (not compared)
+    demo = [date(2026, 1, 4) + timedelta(days=7 * i) for i in range(10)]
+    rows = [(d, {"orders": (d - date(2026, 1, 1)).days + 1}) for d in demo]
+    features = spark.createDataFrame(rows, f"as_of_date date, {HISTORY_DAYS} map<string,int>")
+    short = short_window_columns(features, demo, churn)
+    assert "total_orders_90d" in short and "days_since_first_order_90d" in short
+    assert not [c for c in short if not c.endswith("_90d")]

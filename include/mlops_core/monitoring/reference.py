@@ -117,9 +117,11 @@ def _leave_out_warm_up(features: DataFrame, as_of_dates: list[date], use_case: U
 
 
 def short_window_columns(features: DataFrame, as_of_dates: list[date], use_case: UseCaseConfig) -> list[str]:
-    """Windowed feature columns whose window is longer than the history some of `as_of_dates` had (their
-    drift against this reference is partly the data's start): per source for aggregates, the shortest
-    history of all sources for derived features."""
+    """Windowed feature columns whose window is longer than the history of at least half of `as_of_dates`
+    (their drift against this reference would mostly be the data's start): per source for aggregates, the
+    shortest history of all sources for derived features. A window the majority of the reference covered stays
+    compared: its first few capped days barely move the distribution, and dropping every window as soon as
+    one early snapshot is short would leave the report only the attributes."""
     from pyspark.sql import functions as F
 
     from mlops_core.features.spec import HISTORY_DAYS
@@ -131,13 +133,13 @@ def short_window_columns(features: DataFrame, as_of_dates: list[date], use_case:
     histories = [dict(r[1]) for r in rows if r[1] is not None]
     if not histories:
         return []
-    shortest = {s: min(h.get(s, 0) for h in histories) for s in histories[0]}
     out = []
     for col in use_case.features.columns():
         if col.window is None:
             continue
-        have = shortest.get(col.source or "", 0) if col.kind == "aggregate" else min(shortest.values(), default=0)
-        if col.window > have:
+        have = [h.get(col.source or "", 0) if col.kind == "aggregate" else min(h.values(), default=0)
+                for h in histories]
+        if 2 * sum(col.window > days for days in have) >= len(have):
             out.append(col.name)
     return out
 
