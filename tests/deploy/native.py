@@ -156,6 +156,8 @@ def _without_views(arrow_type):
         return pa.string()
     if pa.types.is_binary_view(arrow_type) or pa.types.is_large_binary(arrow_type):
         return pa.binary()
+    if pa.types.is_timestamp(arrow_type):  # Spark's INT96 reads as naive ns, delta-rs writes UTC us
+        return pa.timestamp("us", tz="UTC")
     return arrow_type
 
 
@@ -182,7 +184,7 @@ def read_delta(s3, endpoint: str, access_key: str, secret_key: str, bucket: str,
             continue
         with s3fs.open_input_file(f"{bucket}/{table_prefix}/{unquote(add['path'])}") as f:
             table = pq.ParquetFile(f).read()  # the file alone: no partition inference from its path
-        # delta-rs (the light actions' writer) stores arrow's view types where Spark stores plain strings/binary
+        # delta-rs (the light actions' writer) stores arrow's view types and UTC microseconds where Spark differs
         table = table.cast(pa.schema([field.with_type(_without_views(field.type)) for field in table.schema]))
         for name, value in values.items():  # the log holds a partition column's value (as text)
             if name in table.column_names:  # a writer may also store it in the file: the log wins

@@ -79,7 +79,7 @@ def _unpause_without_the_scheduled_run(client) -> None:
         time.sleep(1)
 
 
-def _deadline_alerts(received: list[dict], run_id: str, timeout: float = 180) -> list[dict]:
+def _deadline_alerts(received: list[dict], run_id: str, timeout: float = 420) -> list[dict]:
     """The deadline_missed notifications the receiver got for `run_id` (waits until there is one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

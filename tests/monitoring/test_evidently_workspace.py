@@ -107,10 +107,10 @@ def test_the_drift_task_links_to_its_reports_and_the_dashboard():
     from mlops_airflow.links import DriftReportLink, EvidentlyDashboardLink, LiveDriftReportLink
     from mlops_airflow.operators.drift import DriftReportOperator
 
-    op = DriftReportOperator(task_id="report", use_case="churn")
+    op = DriftReportOperator(task_id="report", use_case="churn", job_params={"date": "2026-03-02"})
     names = {link.name for link in op.operator_extra_links}
     assert {"Drift report", "Live traffic drift report", "Evidently dashboard", "MLflow run"} <= names
-    op._finish({"status": "ok", "report_url": "file:///r/churn/drift/2026-03-02/report.html",
+    op._finish({}, {"status": "ok", "date": "2026-03-02", "report_url": "file:///r/churn/drift/2026-03-02/report.html",
                 "live_traffic": {"status": "ok", "report_url": "file:///r/churn/drift/2026-03-02/live_report.html"},
                 "evidently": {"dashboard_url": "http://127.0.0.1:8000/projects/p1"}})
     links = {cls.name: cls().get_link(op, ti_key=None)
@@ -118,6 +118,6 @@ def test_the_drift_task_links_to_its_reports_and_the_dashboard():
     assert links == {"Drift report": "file:///r/churn/drift/2026-03-02/report.html",
                      "Live traffic drift report": "file:///r/churn/drift/2026-03-02/live_report.html",
                      "Evidently dashboard": "http://127.0.0.1:8000/projects/p1"}
-    quiet = DriftReportOperator(task_id="report", use_case="churn")
-    quiet._finish({"status": "ok", "report_url": "file:///x", "live_traffic": {"status": "no_traffic"}})
+    quiet = DriftReportOperator(task_id="report", use_case="churn", job_params={"date": "2026-03-02"})
+    quiet._finish({}, {"status": "ok", "report_url": "file:///x", "live_traffic": {"status": "no_traffic"}})
     assert LiveDriftReportLink().get_link(quiet, ti_key=None) == ""
