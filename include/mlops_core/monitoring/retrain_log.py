@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 RETRAIN_TRIGGERS = Table("ops", "retrain_triggers")
 
 
+# ops.retrain_triggers column by column (Spark SQL type, nullable): the Spark writer below and the Spark-free one
+# of the retrain_on_drift DAG (plugins' RecordRetrainTriggerOperator) both write this schema, keyed by the run.
+TRIGGER_COLUMNS = (
+    ("orchestrator_run_id", "string", False), ("triggered_at", "timestamp", False), ("target_dag_id", "string", True),
+    ("target_run_id", "string", True), ("reason", "string", True), ("latest_date", "date", True),
+    ("drifted_dates", "string", True), ("model_name", "string", True), ("model_version", "string", True),
+    ("rule", "string", True),
+)
+TRIGGER_KEYS = ("orchestrator_run_id",)
+
+
 def record_trigger(
     spark: SparkSession,
     lakehouse: Lakehouse,
@@ -43,23 +54,13 @@ def record_trigger(
     from pyspark.sql import types as T
 
     when = (triggered_at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    schema = T.StructType([
-        T.StructField("orchestrator_run_id", T.StringType(), False),
-        T.StructField("triggered_at", T.TimestampType(), False),
-        T.StructField("target_dag_id", T.StringType()),
-        T.StructField("target_run_id", T.StringType()),
-        T.StructField("reason", T.StringType()),
-        T.StructField("latest_date", T.DateType()),
-        T.StructField("drifted_dates", T.StringType()),
-        T.StructField("model_name", T.StringType()),
-        T.StructField("model_version", T.StringType()),
-        T.StructField("rule", T.StringType()),
-    ])
+    kinds = {"string": T.StringType(), "timestamp": T.TimestampType(), "date": T.DateType()}
+    schema = T.StructType([T.StructField(name, kinds[kind], nullable) for name, kind, nullable in TRIGGER_COLUMNS])
     day = date.fromisoformat(str(latest_date)[:10]) if latest_date else None
     row = (orchestrator_run_id, when, target_dag_id, target_run_id, reason, day, ",".join(drifted_dates or []),
            model_name, None if model_version is None else str(model_version), json.dumps(rule or {}, sort_keys=True))
     df = spark.createDataFrame([row], schema=schema)
-    return lakehouse.merge(df, RETRAIN_TRIGGERS, keys=["orchestrator_run_id"])
+    return lakehouse.merge(df, RETRAIN_TRIGGERS, keys=list(TRIGGER_KEYS))
 
 
 def read_triggers(path: str) -> list[dict[str, Any]]:

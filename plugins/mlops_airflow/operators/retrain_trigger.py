@@ -16,14 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-# ops.retrain_triggers, column by column as retrain_log.record_trigger writes it (Spark SQL type, nullable)
-TRIGGER_COLUMNS = (
-    ("orchestrator_run_id", "string", False), ("triggered_at", "timestamp", False), ("target_dag_id", "string", True),
-    ("target_run_id", "string", True), ("reason", "string", True), ("latest_date", "date", True),
-    ("drifted_dates", "string", True), ("model_name", "string", True), ("model_version", "string", True),
-    ("rule", "string", True),
-)
-TRIGGER_KEYS = ("orchestrator_run_id",)
+from mlops_core.monitoring.retrain_log import TRIGGER_COLUMNS, TRIGGER_KEYS
 
 
 def trigger_row(run_id: str, params, triggered_at: datetime | None = None) -> dict[str, Any]:
