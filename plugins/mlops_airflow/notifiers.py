@@ -138,22 +138,32 @@ def _use_case_of(dag_id: str | None) -> str | None:
         return None
 
 
-async def deadline_missed(*, stage: str, minutes: float, context: dict[str, Any] | None = None) -> dict[str, Any]:
+FINISHED_RUN_STATES = ("success", "failed")
+
+
+async def deadline_missed(*, stage: str, minutes: float, context: dict[str, Any] | None = None) -> str:
     """The project's DeadlineAlert callback (an AsyncCallback: Airflow runs it in the triggerer when a run is
     not done `minutes` after it was queued; the run itself goes on). Sent through MlopsNotifier like every
-    other event; returns the payload (kept on the callback's record)."""
+    other event. Returns one line of text: Airflow keeps the return value on the callback's record, a Text
+    column, and a dict there fails the triggerer's database write (and with it the triggerer)."""
     import asyncio
     from types import SimpleNamespace
 
     context = context or {}
     dag_run, deadline = context.get("dag_run") or {}, context.get("deadline") or {}
     dag_id, run_id = dag_run.get("dag_id"), dag_run.get("dag_run_id") or dag_run.get("run_id")
+    state = dag_run.get("state")
+    if state in FINISHED_RUN_STATES:
+        # a run marked success/failed by hand keeps its deadline row (Airflow prunes it only when the
+        # scheduler finishes the run): it is not late, there is nobody to tell
+        return f"{dag_id} run {run_id} already {state}: deadline not notified"
+    deadline_time = deadline.get("deadline_time")
+    deadline_text = deadline_time.isoformat() if hasattr(deadline_time, "isoformat") else deadline_time
     message = (f"{dag_id} run {run_id} is not done {minutes:g} minutes after it was queued "
-               f"(deadline {deadline.get('deadline_time')}, state {dag_run.get('state')}): "
-               f"operations.deadlines.{stage}_minutes")
+               f"(deadline {deadline_text}, state {state}): operations.deadlines.{stage}_minutes")
     notifier = MlopsNotifier(event="deadline_missed", message=message, raise_on_error=False,
-                             extra={"stage": stage, "minutes": minutes, "deadline": deadline.get("deadline_time"),
-                                    "queued_at": dag_run.get("queued_at"), "state": dag_run.get("state")})
+                             extra={"stage": stage, "minutes": minutes, "deadline": deadline_text,
+                                    "queued_at": dag_run.get("queued_at"), "state": state})
     fake = {"dag": SimpleNamespace(dag_id=dag_id), "dag_run": SimpleNamespace(run_id=run_id), "run_id": run_id}
     await asyncio.to_thread(notifier.notify, fake)  # a blocking HTTP POST: off the triggerer's event loop
-    return notifier.last_payload or {}
+    return message
