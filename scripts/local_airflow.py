@@ -563,7 +563,23 @@ class AirflowClient:
         self._credentials = {"username": username, "password": password}
         self._token: str | None = None
 
+    # SQLite (the one-machine metadata DB) lets one writer in at a time: a request that waits past its busy
+    # timeout while the scheduler writes fails with HTTP 500 "Database error". Requests that are safe to repeat
+    # are tried again; a POST (a trigger) is not.
+    _RETRIED_METHODS = ("GET", "PATCH", "PUT", "DELETE")
+
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
+        for attempt in range(4):
+            try:
+                return self._request_once(method, path, body, auth)
+            except AirflowApiError as exc:
+                busy = exc.status == 500 and "Database error" in str(exc)
+                if not busy or method not in self._RETRIED_METHODS or attempt == 3:
+                    raise
+                time.sleep(1 + attempt)
+        raise AssertionError("unreachable")
+
+    def _request_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")
