@@ -8,6 +8,13 @@ PY      := $(VENV)/bin/python
 export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
 export MLOPS_ENV ?= local
 export MLOPS_PROJECT_ROOT := $(CURDIR)
+# MLflow's and Evidently's usage telemetry: off for everything make starts (tests, demo, the local stack)
+# unless MLOPS_TELEMETRY=on (include/mlops_core/telemetry.py says which variable each library reads).
+MLOPS_TELEMETRY ?= off
+ifneq ($(MLOPS_TELEMETRY),on)
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+endif
 
 .PHONY: help setup data demo test test-fast test-compat lint up down status lock lock-check bench wheel clean
 

@@ -141,8 +141,13 @@ class LocalAirflow:
         if self.evidently_port:
             # the drift job's dashboard link (env.evidently.ui_url) follows the port the UI is started on
             env["EVIDENTLY_PORT"] = str(self.evidently_port)
-        # Evidently's documented opt-out of its usage telemetry (its UI and library read DO_NOT_TRACK)
-        env["DO_NOT_TRACK"] = "1"
+        # MLflow's and Evidently's usage telemetry stay off unless MLOPS_TELEMETRY=on (mlops_core.telemetry);
+        # when opted in, opt-out variables inherited from the caller's shell are dropped too
+        from mlops_core.telemetry import OPT_OUT_ENVIRONMENT, opt_out_environment
+
+        for name in OPT_OUT_ENVIRONMENT:
+            env.pop(name, None)
+        env.update(opt_out_environment({**env, **self.extra_env}))
         if self.serving_port:
             # the DAGs' reload_serving tasks find the endpoint through this connection
             env["AIRFLOW_CONN_MLOPS_SERVING"] = json.dumps(

@@ -153,7 +153,7 @@ def test_the_evidently_ui_serves_the_workspace_the_drift_task_writes(compose, en
         {"source": m["source"], "target": m["target"]} for m in sched_mounts]
     env = scheduler["environment"]
     assert f"{env['MLOPS_DATA_DIR']}/evidently" == workspace  # env.evidently.workspace's default
-    assert ui["environment"]["DO_NOT_TRACK"] == "1" and env["DO_NOT_TRACK"] == "1"  # telemetry off
+    assert ui["environment"]["DO_NOT_TRACK"] == "true" and env["DO_NOT_TRACK"] == "true"  # telemetry off
     assert str(env["EVIDENTLY_PORT"]) == "8000" and "evidently-workspace" in compose["volumes"]
     moved = load_compose({**env_example, "EVIDENTLY_PORT": "18000"})
     assert list(published_ports(moved["services"]["evidently"])) == [("127.0.0.1", "18000", "8000")]

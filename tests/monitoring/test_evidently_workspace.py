@@ -89,7 +89,7 @@ def test_the_ui_that_make_up_starts_lists_the_project_and_its_nights(backfilled,
     cmd = stack._commands()[EVIDENTLY_SERVICE]
     assert cmd[-4:] == ["--host", "127.0.0.1", "--port", str(port)] and cmd[cmd.index("--workspace") + 1] == path
     env = stack.env()
-    assert env["DO_NOT_TRACK"] == "1" and env["EVIDENTLY_PORT"] == str(port)
+    assert env["DO_NOT_TRACK"] == "true" and env["EVIDENTLY_PORT"] == str(port)
     with serve(cmd, port, tmp_path / "evidently.log", env=env, timeout=90):
         assert stack.evidently_answers()
         with urllib.request.urlopen(f"{stack.evidently_url}/api/projects", timeout=10) as resp:
