@@ -4,7 +4,7 @@ Every expression is evaluated where a column `as_of_date` (DATE) holds the snaps
 - aggregates run in `GROUP BY <key>, as_of_date` over the events of one source, with a column
   `_event_date` = to_date(event time) (UTC days), already restricted to event dates <= as_of_date;
   window w keeps events with `_event_date > date_sub(as_of_date, w)`, i.e. the w days [D - w + 1, D];
-- attributes run over the entity's attribute row (the attribute source's columns + as_of_date);
+- attributes run over the entity's row of their attribute source (its columns + as_of_date);
 - derived features run over the finished feature columns.
 
 Pure Python: the plan can be inspected and unit-tested without Spark."""
@@ -99,16 +99,33 @@ class SourceAggregates:
 
 
 @dataclass(frozen=True)
+class AttributeSource:
+    """One attribute source: a row per entity, its newest landed version carried forward day to day."""
+
+    source: str
+    columns: list[str]  # every contract column of the source
+    event_time: str | None  # an entity is known once this date is <= as_of_date; None: a reference table
+    attributes: list[tuple[str, str]]  # (feature column, SQL)
+
+
+@dataclass(frozen=True)
 class FeaturePlan:
     key: str
     spec: FeaturesSpec
     columns: list[FeatureColumn]
-    attribute_source: str | None
-    attribute_source_columns: list[str]  # every contract column of the attribute source
-    attributes: list[tuple[str, str]]
+    attribute_sources: list[AttributeSource]
     sources: list[SourceAggregates]
     derived: list[tuple[str, str]]
     zero_when_empty: list[str] = field(default_factory=list)
+
+    @property
+    def attribute_source(self) -> str | None:
+        """The first attribute source (the only one in the single-mapping form)."""
+        return self.attribute_sources[0].source if self.attribute_sources else None
+
+    @property
+    def attributes(self) -> list[tuple[str, str]]:
+        return [a for src in self.attribute_sources for a in src.attributes]
 
     @property
     def feature_names(self) -> list[str]:
@@ -127,9 +144,15 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
     key = cfg.entity.key
     columns = spec.columns()
 
-    attribute_source = spec.attributes.source if spec.attributes else None
-    attribute_source_columns = [c.name for c in cfg.sources[attribute_source].columns] if attribute_source else []
-    attributes = [(f.name, f.sql) for f in spec.attributes.features] if spec.attributes else []
+    attribute_sources = [
+        AttributeSource(
+            source=group.source,
+            columns=[c.name for c in cfg.sources[group.source].columns],
+            event_time=cfg.sources[group.source].event_time,
+            attributes=[(f.name, f.sql) for f in group.features],
+        )
+        for _, group in spec.attribute_groups()
+    ]
 
     sources: list[SourceAggregates] = []
     for name in dict.fromkeys(g.source for g in spec.aggregations):
@@ -158,9 +181,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         key=key,
         spec=spec,
         columns=columns,
-        attribute_source=attribute_source,
-        attribute_source_columns=attribute_source_columns,
-        attributes=attributes,
+        attribute_sources=attribute_sources,
         sources=sources,
         derived=derived,
         zero_when_empty=zero,

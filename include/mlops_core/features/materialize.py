@@ -13,12 +13,14 @@ ingest_date in [D - W + 1 - slack, D] are read (W = longest window of the source
 `partition_slack_days`, for events stamped after the day they landed). One new day costs the same whatever
 the length of the history.
 
-Population: every entity known from the attribute source by D (its newest row landed by D has an event date
-<= D), plus any entity with events in the longest window (its attributes are then NULL). The newest
-attribute row of each entity is carried forward in a state table (features.<entity>_entities, one partition
-per as-of date), so a day reads the previous state plus the attribute partitions landed since, never the
-whole attribute history. Without a state in the last W days (first run, long gap) it bootstraps from every
-attribute partition <= D, with the same result.
+Population: every entity known from an attribute source by D (its newest row landed by D has an event date
+<= D; a reference table, `event_time: null`, has none: landed by D is enough), plus any entity with events
+in the longest window (the attributes it lacks are then NULL). The newest row of each entity per attribute
+source is carried forward in a state table (features.<entity>_entities with one attribute source,
+features.<entity>_entities_<source> per source with several; one partition per as-of date), so a day reads
+the previous state plus the attribute partitions landed since, never the whole attribute history. Without a
+state in the last W days (first run, long gap) it bootstraps from every attribute partition <= D, with the
+same result.
 
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
 from mlops_core.errors import InputError
-from mlops_core.features.compile import EVENT_DATE, FeaturePlan, compile_features
+from mlops_core.features.compile import EVENT_DATE, AttributeSource, FeaturePlan, compile_features
 from mlops_core.features.spec import AS_OF_DATE, COVERED, HISTORY_DAYS, spec_hash
 from mlops_core.lakehouse import Table
 
@@ -75,9 +77,10 @@ DEFAULT_BATCH_DAYS = 120
 COMMENTS_HASH = "mlops.comments_hash"
 
 
-def entity_state(entity: str) -> Table:
-    """Newest attribute-source row of every entity as known on each date (carried forward daily)."""
-    return Table("features", f"{entity}_entities")
+def entity_state(entity: str, source: str | None = None) -> Table:
+    """Newest attribute-source row of every entity as known on each date (carried forward daily): one table
+    when the features have one attribute source, one per `source` when they have several."""
+    return Table("features", f"{entity}_entities" if source is None else f"{entity}_entities_{source}")
 
 
 class FeatureInputError(RuntimeError):
@@ -195,7 +198,9 @@ class FeatureMaterializer:
         entity = cfg.entity.name
         self.features_table = tables.features(entity)
         self.latest_table = tables.latest_features(entity)
-        self.state_table = entity_state(entity)
+        several = len(self.plan.attribute_sources) > 1
+        self.state_tables = {a.source: entity_state(entity, a.source if several else None)
+                             for a in self.plan.attribute_sources}
         self.bronze_versions = self._pin_bronze()
 
     # ---- inputs -------------------------------------------------------------------------------------
@@ -216,36 +221,39 @@ class FeatureMaterializer:
         return self.lakehouse.read(self.spark, tables.bronze(source), version=self.bronze_versions[source])
 
     # ---- population and attributes ------------------------------------------------------------------
-    def _state_columns(self) -> list[str]:
-        return [*self.plan.attribute_source_columns, tables.INGEST_DATE, tables.INGESTED_AT]
+    @staticmethod
+    def _state_columns(src: AttributeSource) -> list[str]:
+        return [*src.columns, tables.INGEST_DATE, tables.INGESTED_AT]
 
-    def previous_state(self, first: date) -> date | None:
-        """Newest state partition in [first - W, first - 1] (W = longest window), if it has today's columns."""
+    def previous_state(self, first: date, src: AttributeSource) -> date | None:
+        """Newest state partition of `src` in [first - W, first - 1] (W = longest window), if it has today's
+        columns."""
         from pyspark.sql import functions as F
 
-        if not self.lakehouse.exists(self.spark, self.state_table):
+        table = self.state_tables[src.source]
+        if not self.lakehouse.exists(self.spark, table):
             return None
-        state = self.lakehouse.read(self.spark, self.state_table)
-        if set(self._state_columns()) - set(state.columns):
+        state = self.lakehouse.read(self.spark, table)
+        if set(self._state_columns(src)) - set(state.columns):
             return None  # the attribute source gained columns: rebuild from bronze
         horizon = max(self.plan.spec.longest_window(), 1)
         lo, hi = first - timedelta(days=horizon), first - timedelta(days=1)
         row = state.where(F.col(AS_OF_DATE).between(F.lit(lo), F.lit(hi))).agg(F.max(AS_OF_DATE)).first()
         return row[0] if row and row[0] else None
 
-    def state(self, first: date, last: date, previous: date | None) -> DataFrame:
-        """The state of [first, last] (lazy): per entity and date, its newest attribute row landed by then,
-        from the state of `previous` plus the attribute partitions landed after it (or all, without one)."""
+    def state(self, first: date, last: date, previous: date | None, src: AttributeSource) -> DataFrame:
+        """The state of `src` over [first, last] (lazy): per entity and date, its newest row landed by then
+        (ingest_date <= date, then the newest _ingested_at), from the state of `previous` plus the partitions
+        landed after it (or all, without one). A reference table is dated by these landings alone."""
         from pyspark.sql import functions as F
 
-        source = self.plan.attribute_source
-        assert source is not None
-        cols = self._state_columns()
+        cols = self._state_columns(src)
         ingest = F.col(tables.INGEST_DATE)
-        rows = self.bronze(source).where(ingest <= F.lit(last)).select(*cols)
+        rows = self.bronze(src.source).where(ingest <= F.lit(last)).select(*cols)
         if previous is not None:
             # The state of `previous` stands in for every attribute row landed by then.
-            carried = self.lakehouse.read(self.spark, self.state_table).where(F.col(AS_OF_DATE) == F.lit(previous))
+            carried = self.lakehouse.read(self.spark, self.state_tables[src.source]) \
+                .where(F.col(AS_OF_DATE) == F.lit(previous))
             rows = rows.where(ingest > F.lit(previous)).unionByName(carried.select(*cols))
         state = expand_while_newest(rows, [self.plan.key], first, last)
         return with_comments(state, self.state_comments)
@@ -343,16 +351,18 @@ class FeatureMaterializer:
         return self.spark.createDataFrame(rows, schema)
 
     # ---- snapshots ----------------------------------------------------------------------------------
-    def snapshots(self, first: date, last: date, state: DataFrame | None) -> DataFrame:
-        """Snapshots of [first, last] (lazy): key, as_of_date, features in config order, metadata columns."""
+    def snapshots(self, first: date, last: date, states: dict[str, DataFrame] | None = None) -> DataFrame:
+        """Snapshots of [first, last] (lazy): key, as_of_date, features in config order, metadata columns.
+        `states`: the state of each attribute source over [first, last]."""
         from pyspark.sql import functions as F
 
         key = self.plan.key
         frames = []
-        if state is not None:
-            event_time = self.cfg.sources[self.plan.attribute_source or ""].event_time
-            known = state.where(F.to_date(F.col(event_time)) <= F.col(AS_OF_DATE))
-            frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in self.plan.attributes]))
+        for src in self.plan.attribute_sources:
+            known = (states or {})[src.source]
+            if src.event_time is not None:  # known once its event date has come; a reference row once landed
+                known = known.where(F.to_date(F.col(src.event_time)) <= F.col(AS_OF_DATE))
+            frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
         frames += self.aggregates(first, last)
         df = frames[0]
         for other in frames[1:]:
@@ -385,19 +395,25 @@ class FeatureMaterializer:
         if not dates:
             raise InputError("no as-of dates to materialize")
         written: list[SnapshotWrite] = []
-        previous: date | None = None
+        previous: dict[str, date | None] = {}
         for batch in batches(dates, self.batch_days):
             first, last = batch[0], batch[-1]
-            state, origin = None, "none"
-            if self.plan.attribute_source:
-                if previous is None or previous != first - timedelta(days=1):
-                    previous = self.previous_state(first)
-                origin = previous.isoformat() if previous else "bootstrap"
+            states: dict[str, DataFrame] = {}
+            origins = []
+            for src in self.plan.attribute_sources:
+                before = previous.get(src.source)
+                if before is None or before != first - timedelta(days=1):
+                    before = previous[src.source] = self.previous_state(first, src)
+                origins.append(before.isoformat() if before else "bootstrap")
                 # Cached: written as the state, then reused for the snapshots without reading it back.
-                state = self.state(first, last, previous).persist()
-                self.ensure_columns(self.state_table, state)
-                self.lakehouse.replace_partitions(state, self.state_table, AS_OF_DATE, batch)
-            snaps = self.snapshots(first, last, state).persist()  # counted, written, folded into latest
+                state = states[src.source] = self.state(first, last, before, src).persist()
+                table = self.state_tables[src.source]
+                self.ensure_columns(table, state)
+                self.lakehouse.replace_partitions(state, table, AS_OF_DATE, batch)
+            # One origin when every attribute source agrees (always, with one source), else each source's.
+            origin = "none" if not origins else origins[0] if len(set(origins)) == 1 else ",".join(
+                f"{src.source}:{o}" for src, o in zip(self.plan.attribute_sources, origins, strict=True))
+            snaps = self.snapshots(first, last, states).persist()  # counted, written, folded into latest
             try:
                 counts = {r[0]: int(r[1]) for r in snaps.groupBy(AS_OF_DATE).count().collect()}
                 self.ensure_columns(self.features_table, snaps)
@@ -405,12 +421,12 @@ class FeatureMaterializer:
                 refresh_latest(self, snaps)
             finally:
                 snaps.unpersist()
-                if state is not None:
+                for state in states.values():
                     state.unpersist()
             log.info("snapshots %s..%s: %d rows, %s version %s (population from %s)", first, last,
                      sum(counts.values()), self.features_table, version, origin)
             written += [SnapshotWrite(d, counts.get(d, 0), version, origin) for d in batch]
-            previous = last
+            previous = {src.source: last for src in self.plan.attribute_sources}
 
         table_version = max(w.feature_table_version for w in written)
         if self._comment_tables():  # a comment change is a commit too: report what readers should pin
@@ -461,11 +477,10 @@ class FeatureMaterializer:
         self._sync_comments(
             self.latest_table, f"Newest snapshot (max as_of_date) of every {entity} in {self.features_table}", comments
         )
-        if self.plan.attribute_source:
+        for source, table in self.state_tables.items():
             self._sync_comments(
-                self.state_table,
-                f"Newest row of bronze.{self.plan.attribute_source} per {entity} as known on each date "
-                "(feature materialization state)",
+                table,
+                f"Newest row of bronze.{source} per {entity} as known on each date (feature materialization state)",
                 self.state_comments,
             )
         return changed

@@ -9,6 +9,10 @@ Example (include/config/use_cases/churn.yaml):
         features:
           - {name: plan, description: Subscription plan}
           - {name: tenure_days, expr: "datediff(as_of_date, signup_date)", description: Days since sign-up}
+      # or a list of such mappings, one per attribute source (e.g. a reference table with `event_time: null`):
+      # attributes:
+      #   - {source: customers, features: [...]}
+      #   - {source: accounts, features: [...]}
       aggregations:                     # events of a source, per entity, over trailing windows
         - source: orders
           windows: [30, 90]
@@ -31,9 +35,9 @@ Plain pydantic, no heavy import: DAG files load the use case while parsing. Chec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from mlops_core.features.sqlexpr import ExpressionError, referenced_names
 
@@ -136,6 +140,23 @@ class AttributesSpec(_Strict):
     features: list[AttributeFeature] = Field(min_length=1)
 
 
+def _attributes_form(value: Any) -> str:
+    """Which form `features.attributes` takes. The tags are the names the config loader strips from an error's
+    location (a member type's name), so a message names the key as written: features.attributes.features.0..."""
+    if value is None:
+        return "none"
+    return "list" if isinstance(value, list) else "AttributesSpec"
+
+
+# One mapping (one attribute source, the original form) or a list of them (several attribute sources).
+Attributes = Annotated[
+    Annotated[AttributesSpec, Tag("AttributesSpec")]
+    | Annotated[list[AttributesSpec], Field(min_length=1), Tag("list")]
+    | Annotated[None, Tag("none")],
+    Discriminator(_attributes_form),
+]
+
+
 class DerivedFeature(_Strict):
     name: str = Field(pattern=_NAME)
     expr: str = Field(min_length=1, description="Spark SQL over other features' base names")
@@ -205,7 +226,11 @@ class WarmUpSpec(_Strict):
 
 class FeaturesSpec(_Strict):
     description: str = Field(default="", description="Table comment of the feature table")
-    attributes: AttributesSpec | None = None
+    attributes: Attributes = Field(
+        default=None,
+        description="One mapping {source, features} or a list of them (several attribute sources); each source "
+        "has one row per entity",
+    )
     aggregations: list[AggregationGroup] = Field(default_factory=list)
     derived: list[DerivedFeature] = Field(default_factory=list)
     partition_slack_days: int = Field(
@@ -224,6 +249,16 @@ class FeaturesSpec(_Strict):
         default_factory=WarmUpSpec, description="Handling of snapshots whose windows are not fully covered"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _attributes_shape(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not isinstance(data.get("attributes"), dict | list | AttributesSpec | None):
+            raise ValueError(
+                "features.attributes: give one mapping {source, features} or a list of such mappings (one per "
+                f"attribute source), got {type(data['attributes']).__name__} {data['attributes']!r}"
+            )
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> FeaturesSpec:
         if self.attributes is None and not self.aggregations:
@@ -232,6 +267,18 @@ class FeaturesSpec(_Strict):
         return self
 
     # ---- expansion ----------------------------------------------------------------------------------
+    def attribute_groups(self) -> list[tuple[str, AttributesSpec]]:
+        """(YAML key, group) of every attribute source in config order: `features.attributes` for the single
+        mapping, `features.attributes[i]` for the list form."""
+        if self.attributes is None:
+            return []
+        if isinstance(self.attributes, AttributesSpec):
+            return [("features.attributes", self.attributes)]
+        return [(f"features.attributes[{i}]", group) for i, group in enumerate(self.attributes)]
+
+    def attribute_sources(self) -> list[str]:
+        return [group.source for _, group in self.attribute_groups()]
+
     def columns(self, reserved: set[str] = RESERVED) -> list[FeatureColumn]:
         """Every feature column in table order: attributes, aggregates, derived. Validates names: unique and
         none of `reserved` (as_of_date; check_sources adds the entity key)."""
@@ -246,14 +293,22 @@ class FeaturesSpec(_Strict):
             where[col.name] = key
             cols.append(col)
 
-        if self.attributes:
-            for i, f in enumerate(self.attributes.features):
-                add(
-                    FeatureColumn(f.name, "attribute", f.name, f.description, source=self.attributes.source,
-                                  column=f.column, expr=f.expr),
-                    f"features.attributes.features[{i}] ({f.name})",
+        attribute_names: set[str] = set()
+        first_entry: dict[str, str] = {}
+        for prefix, group in self.attribute_groups():
+            if group.source in first_entry:
+                raise ValueError(
+                    f"{prefix}.source: source {group.source!r} is already an attribute source "
+                    f"({first_entry[group.source]}); list its features in one entry"
                 )
-        attribute_names = {f.name for f in self.attributes.features} if self.attributes else set()
+            first_entry[group.source] = prefix
+            for i, f in enumerate(group.features):
+                add(
+                    FeatureColumn(f.name, "attribute", f.name, f.description, source=group.source,
+                                  column=f.column, expr=f.expr),
+                    f"{prefix}.features[{i}] ({f.name})",
+                )
+                attribute_names.add(f.name)
         windows_of: dict[str, list[int]] = {}
         for g, group in enumerate(self.aggregations):
             for i, f in enumerate(group.features):
@@ -297,8 +352,8 @@ class FeaturesSpec(_Strict):
         return [c.name for c in self.columns()]
 
     def sources(self) -> list[str]:
-        """Sources the features read, attribute source first."""
-        names = [self.attributes.source] if self.attributes else []
+        """Sources the features read, attribute sources first."""
+        names = self.attribute_sources()
         for g in self.aggregations:
             if g.source not in names:
                 names.append(g.source)
@@ -322,21 +377,21 @@ class FeaturesSpec(_Strict):
 
         self.columns(reserved={*RESERVED, entity_key})
 
-        if self.attributes:
-            key = "features.attributes.source"
-            src = source_of(self.attributes.source, key)
+        for prefix, group in self.attribute_groups():
+            key = f"{prefix}.source"
+            src = source_of(group.source, key)
             if src.primary_key != [entity_key]:
                 raise ValueError(
-                    f"{key}: source {self.attributes.source!r} must have one row per entity "
+                    f"{key}: source {group.source!r} must have one row per entity "
                     f"(primary_key [{entity_key}]), it has {src.primary_key}"
                 )
             allowed = {*types(src), AS_OF_DATE}
-            for i, f in enumerate(self.attributes.features):
+            for i, f in enumerate(group.features):
                 unknown = [r for r in f.references() if r not in allowed]
                 if unknown:
                     raise ValueError(
-                        f"features.attributes.features[{i}] ({f.name}): unknown column(s) {unknown} of source "
-                        f"{self.attributes.source!r}; columns: {sorted(allowed)}"
+                        f"{prefix}.features[{i}] ({f.name}): unknown column(s) {unknown} of source "
+                        f"{group.source!r}; columns: {sorted(allowed)}"
                     )
         event_times: dict[str, str] = {}
         for g, group in enumerate(self.aggregations):
@@ -348,6 +403,12 @@ class FeaturesSpec(_Strict):
                     f"{entity_key!r}"
                 )
             event_time = group.event_time or src.event_time
+            if event_time is None:
+                raise ValueError(
+                    f"features.aggregations[{g}].event_time: source {group.source!r} has no event time "
+                    f"(`event_time: null`, a reference table); aggregating it over windows needs a date or "
+                    f"timestamp column: set `event_time` on this aggregation group"
+                )
             if cols.get(event_time) not in ("date", "timestamp"):
                 raise ValueError(
                     f"features.aggregations[{g}].event_time: {event_time!r} must be a date or timestamp column "
@@ -377,7 +438,9 @@ class FeaturesSpec(_Strict):
                     raise ValueError(f"{key}: {f.agg} needs a numeric column; {f.column!r} is {cols[f.column]}")
 
     def event_time(self, group: AggregationGroup, sources: dict[str, SourceSpec]) -> str:
-        return group.event_time or sources[group.source].event_time
+        event_time = group.event_time or sources[group.source].event_time
+        assert event_time is not None, "checked at config load (check_sources)"
+        return event_time
 
 
 def spec_hash(spec: FeaturesSpec) -> str:

@@ -86,6 +86,9 @@ def read_labels(
     src = cfg.sources[source]
     column = column or getattr(label_spec, "column", None) or LABEL
     time_column = time_column or getattr(label_spec, "time_column", None) or src.event_time
+    if time_column is None:
+        raise ConfigError(f"label source {source!r} of use case {cfg.name!r} has no event time (event_time: null): "
+                          "set model.label.time_column")
     key = cfg.entity.key
 
     df = lakehouse.read(spark, tables.bronze(source), version=version)

@@ -45,7 +45,11 @@ class SourceSpec(BaseModel):
     )
     columns: list[ColumnSpec] = Field(min_length=1)
     primary_key: list[str] = Field(min_length=1)
-    event_time: str
+    event_time: str | None = Field(
+        description="Column with each row's event time (date or timestamp); null for a reference table without "
+        "one (e.g. a registry): its rows are then dated by when they landed (ingest_date). Required: write "
+        "`event_time: null` to say so"
+    )
     options: dict[str, str] = Field(default_factory=dict, description="Extra Spark reader options")
     on_missing: Literal["fail", "skip"] = Field(
         default="fail", description="When no file lands before the wait times out: fail the run or skip the source"
@@ -70,7 +74,7 @@ class SourceSpec(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate column names: {dupes}")
-        for key in [*self.primary_key, self.event_time]:
+        for key in [*self.primary_key, *([self.event_time] if self.event_time else [])]:
             if key not in names:
                 raise ValueError(f"{key!r} is used as a key or event time but is not a declared column")
         if "{date}" not in self.path:
