@@ -1,8 +1,9 @@
 """materialize_features: bronze → point-in-time feature snapshots, features.<entity>_features.
 
-Runs when ingest_raw has updated **every** bronze table the features read (for churn: `customers` and
-`orders`; an AND of their assets, so a snapshot never sees one source's new day without the other's), or by
-hand for a backfill.
+Runs when ingest_raw has updated **every** bronze table with an event time the features read (for churn:
+`customers` and `orders`; an AND of their assets, so a snapshot never sees one source's new day without the
+other's), or by hand for a backfill. A reference table (`event_time: null`) is read as of each date but does
+not hold the run back: it lands when it changes.
 
 **As-of dates.** Params `as_of_start`..`as_of_end` when set (a backfill; `as_of_end` defaults to
 `as_of_start`); else every date from the first to the last of the triggering ingest events' `dates`; else
@@ -66,8 +67,9 @@ def build(cfg: UseCaseConfig):
 
     @dag(
         dag_id=dag_id(cfg.name, "materialize_features"),
-        # a shared source's asset is its owner's: this use case's features follow that use case's ingest
-        schedule=[bronze_asset(cfg.bronze_owners().get(s, cfg.name), s) for s in cfg.features.sources()],
+        # a shared source's asset is its owner's: this use case's features follow that use case's ingest;
+        # reference tables (no event time) land when they change and do not hold the snapshots back
+        schedule=[bronze_asset(cfg.bronze_owners().get(s, cfg.name), s) for s in cfg.feature_trigger_sources()],
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,

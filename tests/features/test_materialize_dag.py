@@ -30,6 +30,17 @@ def test_schedule_outlet_and_task_wiring(dag_module):
     assert set(dag.params) == {"as_of_start", "as_of_end"}
 
 
+def test_a_reference_table_does_not_hold_the_snapshots_back(dag_module, tmp_path, data_dir):
+    """A registry (`event_time: null`) lands when it changes: the DAG runs on the event sources' assets alone."""
+    from tests.features.test_attribute_sources import _churn_data, _load, _two_sources
+
+    cfg = _load(tmp_path, _two_sources(_churn_data()))
+    assert cfg.features.sources() == ["customers", "accounts", "orders"]
+    assert cfg.feature_trigger_sources() == ["customers", "orders"]
+    dag = dag_module.build(cfg)
+    assert {a.name for a in dag.timetable.asset_condition.objects} == {"churn.bronze.customers", "churn.bronze.orders"}
+
+
 def test_dates_come_from_params_then_events_then_the_run_date(dag_module):
     f = dag_module.as_of_range
     assert f({"as_of_start": "2026-02-01", "as_of_end": "2026-02-05"}, _events({"dates": ["2026-03-01"]}), "2026-04-01") \

@@ -116,6 +116,14 @@ class UseCaseConfig(BaseModel):
         """{source: use case that owns its bronze table} for the sources read from another use case."""
         return {name: spec.from_use_case for name, spec in self.sources.items() if spec.from_use_case}
 
+    def feature_trigger_sources(self) -> list[str]:
+        """The feature sources whose new day starts materialize_features: those with an event time. A reference
+        table (`event_time: null`, e.g. a registry) lands when it changes, not every night: it is read as of
+        each date but does not hold the snapshots back. All of them when none has an event time."""
+        names = self.features.sources() if self.features else []
+        events = [name for name in names if self.sources[name].event_time is not None]
+        return events or names
+
     @model_validator(mode="after")
     def _feature_sources(self) -> UseCaseConfig:
         if self.features is not None:
