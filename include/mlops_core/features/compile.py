@@ -4,6 +4,7 @@ Every expression is evaluated where a column `as_of_date` (DATE) holds the snaps
 - aggregates run in `GROUP BY <key>, as_of_date` over the events of one source, with a column
   `_event_date` = to_date(event time) (UTC days), already restricted to event dates <= as_of_date;
   window w keeps events with `_event_date > date_sub(as_of_date, w)`, i.e. the w days [D - w + 1, D];
+  plus the looked-up columns of the group's `lookups` (joined to each event point in time, see LookupPlan);
 - attributes run over the entity's row of their attribute source (its columns + as_of_date);
 - derived features run over the finished feature columns.
 
@@ -87,6 +88,23 @@ def derived_sql(col: FeatureColumn, windowed_bases: set[str]) -> str:
 
 
 @dataclass(frozen=True)
+class LookupPlan:
+    """One lookup joined to the events of an aggregated source: each event (as of each snapshot date D) gets the
+    looked-up columns of the newest row of `source` whose `lookup_keys` equal the event's `keys`, with a time
+    <= the event time (and >= event time - ttl), among the rows landed by D (of a record delivered more than
+    once, the newest copy landed by D). Without a time column (a reference table): the newest version landed
+    on or before the event's date. No such row: the columns are NULL."""
+
+    source: str
+    keys: list[str]  # event columns
+    lookup_keys: list[str]  # columns of the lookup source, one per key
+    time_column: str | None  # None: a reference table, dated by ingest_date
+    ttl_seconds: int | None
+    primary_key: list[str]  # of the lookup source
+    columns: list[tuple[str, str]]  # (name on the event, column of the lookup source)
+
+
+@dataclass(frozen=True)
 class SourceAggregates:
     """The events of one source and the aggregate columns computed from them."""
 
@@ -96,6 +114,7 @@ class SourceAggregates:
     longest_window: int
     columns: list[str]  # source columns the aggregation reads (key, primary key, event time, values)
     aggregates: list[tuple[str, str]]  # (feature column, SQL)
+    lookups: list[LookupPlan] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -161,7 +180,22 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         event_time = spec.event_time(groups[0], cfg.sources)  # one per source, checked at config load
         aggs = [c for c in columns if c.kind == "aggregate" and c.source == name]
         filtered = [n for c in aggs if c.filter for n in referenced_names(c.filter) if n != AS_OF_DATE]
-        needed = [key, *src.primary_key, event_time, *(c.column for c in aggs if c.column), *filtered]
+        lookups = [
+            LookupPlan(
+                source=lk.source,
+                keys=list(lk.keys),
+                lookup_keys=lk.source_keys,
+                time_column=lk.time_column or cfg.sources[lk.source].event_time,
+                ttl_seconds=lk.ttl_seconds,
+                primary_key=list(cfg.sources[lk.source].primary_key),
+                columns=[(c.name, c.column or c.name) for c in lk.columns],
+            )
+            for g in groups
+            for lk in g.lookups
+        ]
+        own = {c.name for c in src.columns}  # looked-up columns are joined later, not read from the source
+        needed = [key, *src.primary_key, event_time, *(k for lk in lookups for k in lk.keys),
+                  *(n for n in [*(c.column for c in aggs if c.column), *filtered] if n in own)]
         order = list(dict.fromkeys([event_time, *src.primary_key]))
         sources.append(
             SourceAggregates(
@@ -171,6 +205,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
                 longest_window=max(c.window or 0 for c in aggs),
                 columns=list(dict.fromkeys(needed)),
                 aggregates=[(c.name, aggregate_sql(c, order)) for c in aggs],
+                lookups=lookups,
             )
         )
 

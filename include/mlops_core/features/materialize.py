@@ -22,6 +22,11 @@ the previous state plus the attribute partitions landed since, never the whole a
 state in the last W days (first run, long gap) it bootstraps from every attribute partition <= D, with the
 same result.
 
+Lookups (an aggregation group's `lookups`): each event counted for D gets the newest row of the lookup source
+with equal keys and a time in [event time - ttl, event time], among the lookup rows landed by D (the newest copy
+of each lookup record landed by D); a reference lookup without a time column, the newest version landed on or
+before the event's date. Its columns are then aggregated like the event's own (see with_lookup).
+
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
 is more than 90 days old, never a made-up cap.
@@ -41,7 +46,14 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_core import tables
 from mlops_core.errors import InputError
-from mlops_core.features.compile import EVENT_DATE, AttributeSource, FeaturePlan, compile_features
+from mlops_core.features.compile import (
+    EVENT_DATE,
+    AttributeSource,
+    FeaturePlan,
+    LookupPlan,
+    SourceAggregates,
+    compile_features,
+)
 from mlops_core.features.spec import AS_OF_DATE, COVERED, HISTORY_DAYS, spec_hash
 from mlops_core.lakehouse import Table
 
@@ -279,10 +291,85 @@ class FeatureMaterializer:
             # Per as-of date D, the newest copy of each record landed by D, if its event is in the window.
             events = expand_while_newest(events, src.primary_key, first, last, counts_from=event_date,
                                          counts_until=F.date_add(event_date, lookback))
+            for lk in src.lookups:
+                events = self.with_lookup(events, src, lk, first, last)
             out.append(
                 events.groupBy(self.plan.key, AS_OF_DATE).agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
             )
         return out
+
+    def with_lookup(self, events: DataFrame, src: SourceAggregates, lk: LookupPlan, first: date,
+                    last: date) -> DataFrame:
+        """`events` (one row per event record and as-of date D) with the looked-up columns of `lk`: per event and
+        D, the newest lookup row with equal keys and a time in [event time - ttl, event time] among the copies
+        landed by D that were then the newest copy of their record (a reference table without a time column:
+        the newest version landed on or before the event's date). NULL when there is none."""
+        from pyspark.sql import Window
+        from pyspark.sql import functions as F
+
+        ingest, ingested = F.col(tables.INGEST_DATE), F.col(tables.INGESTED_AT)
+        slack = self.plan.spec.partition_slack_days
+        rows = self.bronze(lk.source).where(ingest <= F.lit(last))
+        if lk.ttl_seconds is not None:
+            # A row in reach of an event of the window has a time >= the window's first day - slack - ttl, and it
+            # landed at most `slack` days before its time (as events do): older partitions cannot matter.
+            reach = src.longest_window - 1 + 2 * slack + -(-lk.ttl_seconds // 86400)
+            rows = rows.where(ingest >= F.lit(first - timedelta(days=reach)))
+        time, valid_from, valid_to, day = "__l_time", "__l_from", "__l_to", "__l_day"
+        values = [F.col(column).alias(f"__l_v{i}") for i, (_, column) in enumerate(lk.columns)]
+        lkeys = [F.col(c).alias(f"__l_k{i}") for i, c in enumerate(lk.lookup_keys)]
+        pk = [F.col(c).alias(f"__l_p{i}") for i, c in enumerate(lk.primary_key)]
+        if lk.time_column is not None:
+            # A copy of a lookup record counts from the day it landed until the day before the next copy lands.
+            landed = Window.partitionBy(*lk.primary_key).orderBy(ingest.asc_nulls_first(), ingested.asc_nulls_first())
+            rows = rows.select(
+                *lkeys, *pk, *values, ingested.alias("__l_at"),
+                F.col(lk.time_column).cast("timestamp").alias(time), ingest.alias(valid_from),
+                F.date_sub(F.lead(ingest).over(landed), 1).alias(valid_to),
+            )
+        else:  # a reference table: every version landed stays a candidate, dated by its landing
+            rows = rows.select(*lkeys, *pk, *values, ingested.alias("__l_at"), ingest.cast("timestamp").alias(time),
+                               ingest.alias(valid_from), F.lit(None).cast("date").alias(valid_to))
+        rows = rows.where(F.col(time).isNotNull() & F.col(valid_from).isNotNull())
+
+        ev_ts = F.col("__e_ts")
+        probe = events.select(
+            *[F.col(c).alias(f"__e_p{i}") for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
+            *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
+            F.col(src.event_time).cast("timestamp").alias("__e_ts"),
+        )
+        on = [F.col(f"__e_k{i}") == F.col(f"__l_k{i}") for i in range(len(lk.keys))]
+        if lk.ttl_seconds is not None:
+            # Equi-join on the day too (each event probes the days its ttl reaches), then the exact bounds.
+            days, seconds = divmod(int(lk.ttl_seconds), 86400)
+            earliest = ev_ts - F.expr(f"make_dt_interval({days}, 0, 0, {seconds})")
+            probe = probe.withColumn(day, F.explode(F.sequence(F.to_date(earliest), F.to_date(ev_ts))))
+            rows = rows.withColumn(day, F.to_date(F.col(time)))
+            on += [F.col(day) == F.col(f"{day}_r"), F.col(time) >= earliest]
+            rows = rows.withColumnRenamed(day, f"{day}_r")
+        on += [
+            F.col(time) <= ev_ts,
+            F.col(valid_from) <= F.col(AS_OF_DATE),
+            F.col(valid_to).isNull() | (F.col(AS_OF_DATE) <= F.col(valid_to)),
+        ]
+        if lk.time_column is None:  # a version landed on or before the event's date
+            on += [F.col(valid_from) <= F.to_date(ev_ts)]
+        cond = on[0]
+        for c in on[1:]:
+            cond = cond & c
+        event_id = [f"__e_p{i}" for i in range(len(src.primary_key))]
+        order = F.struct(F.col(time), *[F.col(f"__l_p{i}") for i in range(len(lk.primary_key))], F.col("__l_at"),
+                         F.col(valid_from))
+        picked = (
+            probe.join(rows, cond, "inner")
+            .groupBy(*event_id, AS_OF_DATE)
+            .agg(F.max_by(F.struct(*[F.col(f"__l_v{i}") for i in range(len(lk.columns))]), order).alias("__l_pick"))
+            .select(
+                *[F.col(f"__e_p{i}").alias(c) for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
+                *[F.col(f"__l_pick.__l_v{i}").alias(name) for i, (name, _) in enumerate(lk.columns)],
+            )
+        )
+        return events.join(picked, [*src.primary_key, AS_OF_DATE], "left")
 
     # ---- coverage (warm-up) ---------------------------------------------------------------------------
     def _previous_history(self, first: date) -> tuple[date, dict[str, int]] | None:
