@@ -262,6 +262,9 @@ execution_api_server_url = {self.base_url}/execution/
 
 [database]
 sql_alchemy_conn = sqlite:///{self.home}/airflow.db
+# SQLite's lock wait: 30 s instead of 5 (plugins/mlops_airflow/metadata_db.py; nothing on another database)
+sql_alchemy_connect_args = mlops_airflow.metadata_db.CONNECT_ARGS
+sql_alchemy_connect_args_async = mlops_airflow.metadata_db.ASYNC_CONNECT_ARGS
 
 [logging]
 base_log_folder = {self.home}/logs
@@ -411,6 +414,8 @@ expose_config = False
             if name == "mlflow" and self.auth:
                 env = {**env, **self._mlflow_auth_env(), "MLFLOW_BACKEND_STORE_URI": cmd[cmd.index("--backend-store-uri") + 1]}
                 env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
+            if name in AIRFLOW_COMPONENTS:  # restarted when they die (see supervise); stopped with their supervisor
+                cmd = [sys.executable, str(Path(__file__).resolve()), "supervise", name, "--", *cmd]
             proc = subprocess.Popen(
                 cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
             )
@@ -487,6 +492,45 @@ expose_config = False
 
     def client(self) -> AirflowClient:
         return AirflowClient(self.base_url, "admin", self.admin_password())
+
+
+# An Airflow component exits on an error it does not handle: the triggerer on any exception of its database loop
+# (SQLite's "database is locked" under load, a lost database), the scheduler likewise. Deployments restart it
+# (compose: restart policy; Kubernetes: the pod). The local stack does the same: each component runs under a
+# supervisor that restarts it with a growing pause, gives up after RESTART_LIMIT restarts within RESTART_WINDOW
+# seconds, and stops with it (make down signals the whole process group).
+RESTART_LIMIT, RESTART_WINDOW = 5, 600
+
+
+def supervise(name: str, cmd: list[str]) -> int:
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True  # the child got the same signal (same process group) and exits by itself
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    restarts: list[float] = []
+    while True:
+        child = subprocess.Popen(cmd)
+        code = child.wait()
+        if stopping:
+            return code
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW]
+        if len(restarts) >= RESTART_LIMIT:
+            print(f"[supervisor] {name} exited with code {code}: {RESTART_LIMIT} restarts within "
+                  f"{RESTART_WINDOW} s, giving up", flush=True)
+            return code
+        pause = min(2 ** len(restarts), 30)
+        print(f"[supervisor] {name} exited with code {code}; restarting in {pause} s", flush=True)
+        restarts.append(now)
+        resume = time.monotonic() + pause
+        while not stopping and time.monotonic() < resume:
+            time.sleep(0.2)
+        if stopping:
+            return code
 
 
 def _alive(pid: int) -> bool:
@@ -705,6 +749,9 @@ def settings_fingerprint(settings_file: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["supervise"]:  # internal: python local_airflow.py supervise <name> -- <command ...>
+        return supervise(argv[1], argv[argv.index("--") + 1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["init", "up", "down", "status"])
     parser.add_argument("--home", default=str(default_home()),

@@ -146,3 +146,41 @@ def test_make_up_starts_the_serving_endpoints_and_tells_the_dags_where_they_are(
                                             "--port", "18090", "--log-level", "warning"]
     conn = json.loads(stack.env()["AIRFLOW_CONN_MLOPS_SERVING"])
     assert (conn["host"], conn["port"]) == ("127.0.0.1", 18090)  # reload_serving tasks find it there
+
+
+def test_a_component_that_dies_is_restarted_and_stops_with_its_supervisor(tmp_path):
+    """The triggerer exits on any exception of its database loop (SQLite's lock under load): the local stack's
+    supervisor starts it again; make down's SIGTERM to the process group stops both, with no restart."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    import local_airflow
+
+    starts = tmp_path / "starts"
+    # a "component": records each start, dies with code 3 on its first start (as after a database error), then runs
+    component = ("import os, pathlib, sys, time; p = pathlib.Path(sys.argv[1]); "
+                 "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); "
+                 "sys.exit(3) if len(p.read_text()) == 1 else time.sleep(60)")
+    log = tmp_path / "triggerer.log"
+    with open(log, "wb") as out:
+        sup = subprocess.Popen([sys.executable, str(Path(local_airflow.__file__)), "supervise", "triggerer", "--",
+                                sys.executable, "-c", component, str(starts)],
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not starts.exists() or starts.read_text() != "xx"):
+            time.sleep(0.2)
+        assert starts.read_text() == "xx"  # started, died, started again
+        assert "[supervisor] triggerer exited with code 3; restarting in 1 s" in log.read_text()
+        os.killpg(sup.pid, signal.SIGTERM)  # what `make down` does
+        assert sup.wait(timeout=15) != 0
+        time.sleep(1.5)
+        assert starts.read_text() == "xx"  # not started a third time
+    finally:
+        try:
+            os.killpg(sup.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
