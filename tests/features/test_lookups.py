@@ -333,3 +333,172 @@ def test_lookups_point_in_time_equal_pandas(spark, lakehouse, tmp_path, data_dir
     assert value("N900", D1, "last_origin_temp_3d") == weather[D1][("EWR", _ts(D1, 11))]
     # EWR was registered on D1 - 3: the flights from then on get its altitude, the one of D1 - 4 none.
     assert value("N900", D1, "flights_7d") == 3 and value("N900", D1, "avg_origin_alt_7d") == 18.0
+
+
+# ---- lookups of the entity's attributes (its country -> country tables), as of the snapshot date ----------
+COUNTRY_SOURCES = {
+    "country_rates": _source("country_rates", ["country", "rate_date"], "rate_date", [
+        ("country", "string"), ("rate_date", "date"), ("fx", "double")]),
+    "country_info": _source("country_info", ["code"], None, [("code", "string"), ("region", "string")]),
+}
+COUNTRY_LOOKUPS = [
+    {"source": "country_rates", "keys": ["country"], "ttl_days": 7, "columns": [{"name": "country_fx",
+                                                                                 "column": "fx"}]},
+    {"source": "country_info", "keys": ["country"], "lookup_keys": ["code"],
+     "columns": [{"name": "country_region", "column": "region"}]},
+]
+COUNTRY_FEATURES = [
+    {"name": "country_fx", "description": "Exchange rate of the customer's country, newest of the last 7 days"},
+    {"name": "region_code", "expr": "upper(country_region)", "description": "Region of the customer's country"},
+]
+
+
+def churn_with_country_lookups() -> dict:
+    from mlops_core.config import config_dir
+
+    data = yaml.safe_load((config_dir() / "use_cases" / "churn.yaml").read_text())
+    data = {k: v for k, v in data.items() if k in ("name", "description", "entity", "sources", "features")}
+    data["sources"].update(yaml.safe_load(yaml.safe_dump(COUNTRY_SOURCES)))
+    data["features"]["attributes"]["lookups"] = yaml.safe_load(yaml.safe_dump(COUNTRY_LOOKUPS))
+    data["features"]["attributes"]["features"] += yaml.safe_load(yaml.safe_dump(COUNTRY_FEATURES))
+    return data
+
+
+def _load_churn(tmp_path: Path, data: dict):
+    path = tmp_path / "churn.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_use_case(path=path)
+
+
+A = "features.attributes.lookups"
+ATTRIBUTE_BAD = {
+    "key not on the attribute source": (
+        lambda d: d["features"]["attributes"]["lookups"][0].update(keys=["nation"], lookup_keys=["country"]),
+        [f"{A}[0].keys[0]", "key column 'nation' is not a column of the attribute source 'customers'"]),
+    "looked-up name clashes with an attribute column": (
+        lambda d: d["features"]["attributes"]["lookups"][1]["columns"].append({"name": "plan", "column": "region"}),
+        [f"{A}[1].columns[1] (plan)", "clashes with a column of the attribute source 'customers'"]),
+    "a feature over an unknown looked-up column": (
+        lambda d: d["features"]["attributes"]["features"].append({"name": "x", "column": "country_gdp",
+                                                                  "description": "x"}),
+        ["features.attributes.features[6] (x)", "unknown column(s) ['country_gdp']", "'country_fx'"]),
+    "ttl on a reference table": (
+        lambda d: d["features"]["attributes"]["lookups"][1].update(ttl_hours=1),
+        [f"{A}[1].ttl_hours", "'country_info' has no time column"]),
+    "list form names the entry": (
+        lambda d: d["features"].update(attributes=[d["features"]["attributes"]]) or
+        d["features"]["attributes"][0]["lookups"][0].update(source="rates"),
+        ["features.attributes[0].lookups[0].source", "unknown lookup source 'rates'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ATTRIBUTE_BAD))
+def test_bad_attribute_lookups_fail_at_load_naming_the_key(tmp_path, data_dir, case):
+    mutate, expected = ATTRIBUTE_BAD[case]
+    data = churn_with_country_lookups()
+    mutate(data)
+    with pytest.raises(ConfigError) as err:
+        _load_churn(tmp_path, data)
+    message = str(err.value)
+    for fragment in expected:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+
+
+def test_attribute_lookups_load(tmp_path, data_dir):
+    cfg = _load_churn(tmp_path, churn_with_country_lookups())
+    assert cfg.features.sources() == ["customers", "orders", "country_rates", "country_info"]
+    (attrs,) = compile_features(cfg).attribute_sources
+    assert [(lk.source, lk.time_column, lk.ttl_seconds) for lk in attrs.lookups] == [
+        ("country_rates", "rate_date", 7 * 86400), ("country_info", None, None)]
+    assert cfg.features.feature_names()[4:6] == ["country_fx", "region_code"]
+
+
+def make_country_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
+    """Daily rates per country (landed the next day now and then, some days missing), fixed around D1: the US
+    rate of D1 lands on D1 + 1 (none for D1 + 1); FR has none for D1 and D1 + 1 and its rate of D1 - 1 is
+    corrected on D1 + 1; GB has none after D1 - 8 (outside the 7-day ttl on D1); a region registry where GB
+    is first loaded on D1 + 1 and FR changes on D1 - 5."""
+    from tests.features.bronze_data import COUNTRIES
+
+    rng = random.Random(seed)
+    seq = 0
+
+    def meta(day: date) -> dict:
+        nonlocal seq
+        seq += 1
+        return _meta(day, seq)
+
+    rates = []
+    for day_i in range(0, 110):
+        day = START + timedelta(days=day_i)
+        for country in COUNTRIES:
+            near = abs((day - D1).days) <= 8
+            skipped = {("US", D1 + timedelta(days=1)), ("FR", D1), ("FR", D1 + timedelta(days=1))}
+            if (country == "GB" and D1 - timedelta(days=8) < day <= D1 + timedelta(days=1)) or (
+                    (country, day) in skipped) or (not near and rng.random() < 0.2):
+                continue
+            land = day + timedelta(days=1 if (country, day) == ("US", D1) else 0 if near else rng.choice([0, 0, 1]))
+            row = {"country": country, "rate_date": day, "fx": round(rng.uniform(0.5, 2.0), 4), **meta(land)}
+            rates.append(row)
+            if (country, day) == ("FR", D1 - timedelta(days=1)):
+                rates.append({**row, "fx": 9.5, **meta(D1 + timedelta(days=1))})
+    info = [
+        {"code": "US", "region": "americas", **meta(START - timedelta(days=10))},
+        {"code": "DE", "region": "eu-central", **meta(START - timedelta(days=10))},
+        {"code": "FR", "region": "europe", **meta(START - timedelta(days=10))},
+        {"code": "FR", "region": "eu-west", **meta(D1 - timedelta(days=5))},
+        {"code": "GB", "region": "uk", **meta(D1 + timedelta(days=1))},
+    ]
+    return {"country_rates": pd.DataFrame(rates), "country_info": pd.DataFrame(info)}
+
+
+def expected_country(churn: pd.DataFrame, countries: dict[str, pd.DataFrame], as_of: date) -> pd.DataFrame:
+    rates = _newest(countries["country_rates"], ["country", "rate_date"], as_of)
+    rates = rates[(rates["rate_date"] <= as_of) & (rates["rate_date"] > as_of - timedelta(days=7))]
+    info = countries["country_info"]
+    info = info[info[tables.INGEST_DATE] <= as_of].sort_values([tables.INGEST_DATE, tables.INGESTED_AT])
+    fx, region = [], []
+    for country in churn["country"]:
+        r = rates[rates["country"] == country].sort_values("rate_date")
+        fx.append(float(r["fx"].iloc[-1]) if len(r) else None)
+        i = info[info["code"] == country]
+        region.append(i["region"].iloc[-1].upper() if len(i) else None)
+    return churn.assign(country_fx=fx, region_code=region)
+
+
+@pytest.mark.slow
+def test_attribute_lookups_point_in_time_equal_pandas(spark, lakehouse, tmp_path, bronze):
+    from tests.features.bronze_data import expected_snapshot
+
+    cfg = _load_churn(tmp_path, churn_with_country_lookups())
+    countries = make_country_tables()
+    write_bronze(spark, lakehouse, cfg, countries)
+
+    # Bootstrap (one batch that reads the rows landed on D1 + 1 too: not for D1), then the attribute state
+    # carried forward a day at a time: the lookups follow D each day.
+    first = [D1 - timedelta(days=1), D1]
+    later = [D1 + timedelta(days=1), D1 + timedelta(days=2), D1 + timedelta(days=3)]
+    materialize(spark, lakehouse, cfg, [*first, later[0]], run_id="r1")
+    second = materialize(spark, lakehouse, cfg, later[1:], run_id="r2", batch_days=1)
+    assert [s.population_from for s in second.snapshots] == [later[0].isoformat(), later[1].isoformat()]
+
+    actual = lakehouse.read(spark, tables.features(cfg.entity.name)).toPandas()
+    expected = pd.concat([expected_country(expected_snapshot(bronze, d), countries, d) for d in [*first, *later]],
+                         ignore_index=True)
+    assert_frames_match(actual, expected.astype(object).where(expected.notna(), None), cfg.features.feature_names())
+
+    def at(country: str, day: date, col: str):
+        rows = actual[(actual.country == country) & (actual.as_of_date == day)]
+        assert len(rows), (country, day)
+        return set(rows[col].map(lambda v: None if pd.isna(v) else v))
+
+    rates = countries["country_rates"].set_index(["country", "rate_date", tables.INGEST_DATE])["fx"]
+    # US as of D1: the rate of D1 lands on D1 + 1, so D1 - 1's; as of D1 + 1 the rate of D1.
+    assert at("US", D1, "country_fx") == {rates[("US", D1 - timedelta(days=1), D1 - timedelta(days=1))]}
+    assert at("US", later[0], "country_fx") == {rates[("US", D1, later[0])]}
+    # FR's rate of D1 - 1, corrected on D1 + 1: the first copy as of D1, the correction as of D1 + 1.
+    assert at("FR", D1, "country_fx") == {rates[("FR", D1 - timedelta(days=1), D1 - timedelta(days=1))]} != {9.5}
+    assert at("FR", later[0], "country_fx") == {9.5}
+    assert at("GB", D1, "country_fx") == {None}  # newest rate 8 days old: outside the ttl
+    assert at("GB", D1, "region_code") == {None} and at("GB", later[0], "region_code") == {"UK"}
+    assert at("FR", D1, "region_code") == {"EU-WEST"}

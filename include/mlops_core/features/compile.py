@@ -21,6 +21,7 @@ from mlops_core.features.spec import (
     ZERO_WHEN_EMPTY,
     FeatureColumn,
     FeaturesSpec,
+    LookupSpec,
     windowed,
 )
 from mlops_core.features.sqlexpr import referenced_names, rename
@@ -89,7 +90,8 @@ def derived_sql(col: FeatureColumn, windowed_bases: set[str]) -> str:
 
 @dataclass(frozen=True)
 class LookupPlan:
-    """One lookup joined to the events of an aggregated source: each event (as of each snapshot date D) gets the
+    """One lookup joined to the events of an aggregated source (or to an attribute source's row of each entity
+    and date, as of the end of that date, see FeatureMaterializer.with_lookup): each event (as of each snapshot date D) gets the
     looked-up columns of the newest row of `source` whose `lookup_keys` equal the event's `keys`, with a time
     <= the event time (and >= event time - ttl), among the rows landed by D (of a record delivered more than
     once, the newest copy landed by D). Without a time column (a reference table): the newest version landed
@@ -125,6 +127,7 @@ class AttributeSource:
     columns: list[str]  # every contract column of the source
     event_time: str | None  # an entity is known once this date is <= as_of_date; None: a reference table
     attributes: list[tuple[str, str]]  # (feature column, SQL)
+    lookups: list[LookupPlan] = field(default_factory=list)  # joined to the entity's row as of the date
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,18 @@ class FeaturePlan:
         return {c.name: c.comment for c in self.columns}
 
 
+def lookup_plan(lk: LookupSpec, cfg: UseCaseConfig) -> LookupPlan:
+    return LookupPlan(
+        source=lk.source,
+        keys=list(lk.keys),
+        lookup_keys=lk.source_keys,
+        time_column=lk.time_column or cfg.sources[lk.source].event_time,
+        ttl_seconds=lk.ttl_seconds,
+        primary_key=list(cfg.sources[lk.source].primary_key),
+        columns=[(c.name, c.column or c.name) for c in lk.columns],
+    )
+
+
 def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
     """The full plan of a use case's `features` section (validated at config load)."""
     spec = cfg.features
@@ -169,6 +184,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
             columns=[c.name for c in cfg.sources[group.source].columns],
             event_time=cfg.sources[group.source].event_time,
             attributes=[(f.name, f.sql) for f in group.features],
+            lookups=[lookup_plan(lk, cfg) for lk in group.lookups],
         )
         for _, group in spec.attribute_groups()
     ]
@@ -180,19 +196,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         event_time = spec.event_time(groups[0], cfg.sources)  # one per source, checked at config load
         aggs = [c for c in columns if c.kind == "aggregate" and c.source == name]
         filtered = [n for c in aggs if c.filter for n in referenced_names(c.filter) if n != AS_OF_DATE]
-        lookups = [
-            LookupPlan(
-                source=lk.source,
-                keys=list(lk.keys),
-                lookup_keys=lk.source_keys,
-                time_column=lk.time_column or cfg.sources[lk.source].event_time,
-                ttl_seconds=lk.ttl_seconds,
-                primary_key=list(cfg.sources[lk.source].primary_key),
-                columns=[(c.name, c.column or c.name) for c in lk.columns],
-            )
-            for g in groups
-            for lk in g.lookups
-        ]
+        lookups = [lookup_plan(lk, cfg) for g in groups for lk in g.lookups]
         own = {c.name for c in src.columns}  # looked-up columns are joined later, not read from the source
         needed = [key, *src.primary_key, event_time, *(k for lk in lookups for k in lk.keys),
                   *(n for n in [*(c.column for c in aggs if c.column), *filtered] if n in own)]

@@ -25,7 +25,9 @@ same result.
 Lookups (an aggregation group's `lookups`): each event counted for D gets the newest row of the lookup source
 with equal keys and a time in [event time - ttl, event time], among the lookup rows landed by D (the newest copy
 of each lookup record landed by D); a reference lookup without a time column, the newest version landed on or
-before the event's date. Its columns are then aggregated like the event's own (see with_lookup).
+before the event's date. Its columns are then aggregated like the event's own (see with_lookup). An attribute
+group's lookups join the entity's row of D the same way as of the end of D (time < D + 1, landed by D), when the
+snapshots are computed (see with_attribute_lookup).
 
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
@@ -304,17 +306,48 @@ class FeatureMaterializer:
         D, the newest lookup row with equal keys and a time in [event time - ttl, event time] among the copies
         landed by D that were then the newest copy of their record (a reference table without a time column:
         the newest version landed on or before the event's date). NULL when there is none."""
+        from pyspark.sql import functions as F
+
+        probe = events.select(
+            *[F.col(c).alias(f"__e_p{i}") for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
+            *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
+            F.col(src.event_time).cast("timestamp").alias("__e_ts"),
+        )
+        # A row in reach of an event of the window has a time >= the window's first day - slack - ttl, and it
+        # landed at most `slack` days before its time (as events do): older partitions cannot matter.
+        reach = src.longest_window - 1 + 2 * self.plan.spec.partition_slack_days
+        picked = self._lookup(probe, src.primary_key, lk, first, last, reach, strict=False)
+        return events.join(picked, [*src.primary_key, AS_OF_DATE], "left")
+
+    def with_attribute_lookup(self, known: DataFrame, lk: LookupPlan, first: date, last: date) -> DataFrame:
+        """`known` (an attribute source's row per entity and date D) with the looked-up columns of `lk` as of the
+        end of D: the newest lookup row with equal keys and a time before D + 1 (and >= D + 1 - ttl) among the
+        copies landed by D that were then the newest copy of their record (a reference table: the newest version
+        landed by D). NULL when there is none."""
+        from pyspark.sql import functions as F
+
+        key = self.plan.key
+        probe = known.select(
+            F.col(key).alias("__e_p0"), F.col(AS_OF_DATE), *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
+            F.date_add(F.col(AS_OF_DATE), 1).cast("timestamp").alias("__e_ts"),
+        )
+        picked = self._lookup(probe, [key], lk, first, last, self.plan.spec.partition_slack_days, strict=True)
+        return known.join(picked, [key, AS_OF_DATE], "left")
+
+    def _lookup(self, probe: DataFrame, ids: list[str], lk: LookupPlan, first: date, last: date, reach: int,
+                *, strict: bool) -> DataFrame:
+        """Per row of `probe` (`__e_p<i>` = ids, as_of_date D, `__e_k<i>` = keys, `__e_ts` = the reference time):
+        the looked-up columns of the newest lookup row with equal keys, a time <= `__e_ts` (< when `strict`) and
+        >= `__e_ts` - ttl, among the copies landed by D that were then the newest copy of their record; a
+        reference table is dated by its landings (ingest_date, as midnight) and keeps every version. Rows
+        without one are left out. With a ttl only the partitions landed from `first` - `reach` - ttl are read."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
 
         ingest, ingested = F.col(tables.INGEST_DATE), F.col(tables.INGESTED_AT)
-        slack = self.plan.spec.partition_slack_days
         rows = self.bronze(lk.source).where(ingest <= F.lit(last))
         if lk.ttl_seconds is not None:
-            # A row in reach of an event of the window has a time >= the window's first day - slack - ttl, and it
-            # landed at most `slack` days before its time (as events do): older partitions cannot matter.
-            reach = src.longest_window - 1 + 2 * slack + -(-lk.ttl_seconds // 86400)
-            rows = rows.where(ingest >= F.lit(first - timedelta(days=reach)))
+            rows = rows.where(ingest >= F.lit(first - timedelta(days=reach - (-lk.ttl_seconds // 86400))))
         time, valid_from, valid_to, day = "__l_time", "__l_from", "__l_to", "__l_day"
         values = [F.col(column).alias(f"__l_v{i}") for i, (_, column) in enumerate(lk.columns)]
         lkeys = [F.col(c).alias(f"__l_k{i}") for i, c in enumerate(lk.lookup_keys)]
@@ -332,44 +365,35 @@ class FeatureMaterializer:
                                ingest.alias(valid_from), F.lit(None).cast("date").alias(valid_to))
         rows = rows.where(F.col(time).isNotNull() & F.col(valid_from).isNotNull())
 
-        ev_ts = F.col("__e_ts")
-        probe = events.select(
-            *[F.col(c).alias(f"__e_p{i}") for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
-            *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
-            F.col(src.event_time).cast("timestamp").alias("__e_ts"),
-        )
+        ref = F.col("__e_ts")
         on = [F.col(f"__e_k{i}") == F.col(f"__l_k{i}") for i in range(len(lk.keys))]
         if lk.ttl_seconds is not None:
-            # Equi-join on the day too (each event probes the days its ttl reaches), then the exact bounds.
+            # Equi-join on the day too (each probe row reaches the few days of its ttl), then the exact bounds.
             days, seconds = divmod(int(lk.ttl_seconds), 86400)
-            earliest = ev_ts - F.expr(f"make_dt_interval({days}, 0, 0, {seconds})")
-            probe = probe.withColumn(day, F.explode(F.sequence(F.to_date(earliest), F.to_date(ev_ts))))
-            rows = rows.withColumn(day, F.to_date(F.col(time)))
+            earliest = ref - F.expr(f"make_dt_interval({days}, 0, 0, {seconds})")
+            probe = probe.withColumn(day, F.explode(F.sequence(F.to_date(earliest), F.to_date(ref))))
+            rows = rows.withColumn(f"{day}_r", F.to_date(F.col(time)))
             on += [F.col(day) == F.col(f"{day}_r"), F.col(time) >= earliest]
-            rows = rows.withColumnRenamed(day, f"{day}_r")
         on += [
-            F.col(time) <= ev_ts,
+            F.col(time) < ref if strict else F.col(time) <= ref,
             F.col(valid_from) <= F.col(AS_OF_DATE),
             F.col(valid_to).isNull() | (F.col(AS_OF_DATE) <= F.col(valid_to)),
         ]
-        if lk.time_column is None:  # a version landed on or before the event's date
-            on += [F.col(valid_from) <= F.to_date(ev_ts)]
         cond = on[0]
         for c in on[1:]:
             cond = cond & c
-        event_id = [f"__e_p{i}" for i in range(len(src.primary_key))]
+        probe_id = [f"__e_p{i}" for i in range(len(ids))]
         order = F.struct(F.col(time), *[F.col(f"__l_p{i}") for i in range(len(lk.primary_key))], F.col("__l_at"),
                          F.col(valid_from))
-        picked = (
+        return (
             probe.join(rows, cond, "inner")
-            .groupBy(*event_id, AS_OF_DATE)
+            .groupBy(*probe_id, AS_OF_DATE)
             .agg(F.max_by(F.struct(*[F.col(f"__l_v{i}") for i in range(len(lk.columns))]), order).alias("__l_pick"))
             .select(
-                *[F.col(f"__e_p{i}").alias(c) for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
+                *[F.col(f"__e_p{i}").alias(c) for i, c in enumerate(ids)], F.col(AS_OF_DATE),
                 *[F.col(f"__l_pick.__l_v{i}").alias(name) for i, (name, _) in enumerate(lk.columns)],
             )
         )
-        return events.join(picked, [*src.primary_key, AS_OF_DATE], "left")
 
     # ---- coverage (warm-up) ---------------------------------------------------------------------------
     def _previous_history(self, first: date) -> tuple[date, dict[str, int]] | None:
@@ -449,6 +473,8 @@ class FeatureMaterializer:
             known = (states or {})[src.source]
             if src.event_time is not None:  # known once its event date has come; a reference row once landed
                 known = known.where(F.to_date(F.col(src.event_time)) <= F.col(AS_OF_DATE))
+            for lk in src.lookups:
+                known = self.with_attribute_lookup(known, lk, first, last)
             frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
         frames += self.aggregates(first, last)
         df = frames[0]

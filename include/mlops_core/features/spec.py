@@ -13,6 +13,8 @@ Example (include/config/use_cases/churn.yaml):
       # attributes:
       #   - {source: customers, features: [...]}
       #   - {source: accounts, features: [...]}
+      # an attribute group may look up sources keyed by its columns (as of the end of the snapshot date):
+      #   lookups: [{source: country_info, keys: [country], lookup_keys: [code], columns: [{name: region}]}]
       aggregations:                     # events of a source, per entity, over trailing windows
         - source: orders
           windows: [30, 90]
@@ -208,6 +210,11 @@ class AttributeFeature(_Strict):
 
 class AttributesSpec(_Strict):
     source: str = Field(description="Source with one row per entity (its primary key is the entity key)")
+    lookups: list[LookupSpec] = Field(
+        default_factory=list,
+        description="Other sources joined to the entity's row through its columns (e.g. its country), as of the "
+        "snapshot date; the features may use their columns",
+    )
     features: list[AttributeFeature] = Field(min_length=1)
 
 
@@ -428,10 +435,10 @@ class FeaturesSpec(_Strict):
         for g in self.aggregations:
             if g.source not in names:
                 names.append(g.source)
-        for g in self.aggregations:  # lookup sources last: pinned and read like the others
-            for lk in g.lookups:
-                if lk.source not in names:
-                    names.append(lk.source)
+        lookups = [lk for _, a in self.attribute_groups() for lk in a.lookups]
+        for lk in [*lookups, *(lk for g in self.aggregations for lk in g.lookups)]:  # lookup sources last
+            if lk.source not in names:
+                names.append(lk.source)
         return names
 
     def longest_window(self, source: str | None = None) -> int:
@@ -460,7 +467,8 @@ class FeaturesSpec(_Strict):
                     f"{key}: source {group.source!r} must have one row per entity "
                     f"(primary_key [{entity_key}]), it has {src.primary_key}"
                 )
-            allowed = {*types(src), AS_OF_DATE}
+            looked_up = self._check_lookups(prefix, group.source, "attribute source", group.lookups, src, sources, {})
+            allowed = {*looked_up, AS_OF_DATE}
             for i, f in enumerate(group.features):
                 unknown = [r for r in f.references() if r not in allowed]
                 if unknown:
@@ -495,7 +503,8 @@ class FeaturesSpec(_Strict):
                     f"features.aggregations[{g}].event_time: source {group.source!r} is already aggregated on "
                     f"{event_times[group.source]!r}; use one event time per source"
                 )
-            cols = self._check_lookups(g, group, src, sources, lookup_names)
+            cols = self._check_lookups(f"features.aggregations[{g}]", group.source, "event source", group.lookups, src,
+                                       sources, lookup_names.setdefault(group.source, {}))
             for i, f in enumerate(group.features):
                 key = f"features.aggregations[{g}].features[{i}] ({f.name})"
                 if f.filter is not None:
@@ -516,15 +525,15 @@ class FeaturesSpec(_Strict):
 
     @staticmethod
     def _check_lookups(
-        g: int, group: AggregationGroup, src: SourceSpec, sources: dict[str, SourceSpec],
-        lookup_names: dict[str, dict[str, str]],
+        where: str, source: str, role: str, lookups: list[LookupSpec], src: SourceSpec,
+        sources: dict[str, SourceSpec], seen: dict[str, str],
     ) -> dict[str, str]:
-        """Check the lookups of aggregation group `g`; the columns its features see: the event source's and the
-        looked-up ones (name -> type)."""
+        """Check the `lookups` of the group at YAML key `where` over `source` (its `role`: event source or
+        attribute source); the columns its features see: the source's and the looked-up ones (name -> type).
+        `seen`: looked-up names already defined over the same source (-> where)."""
         cols = {c.name: c.type for c in src.columns}
-        seen = lookup_names.setdefault(group.source, {})
-        for j, lk in enumerate(group.lookups):
-            prefix = f"features.aggregations[{g}].lookups[{j}]"
+        for j, lk in enumerate(lookups):
+            prefix = f"{where}.lookups[{j}]"
             if lk.source not in sources:
                 raise ValueError(f"{prefix}.source: unknown lookup source {lk.source!r}; defined sources: "
                                  f"{sorted(sources)}")
@@ -534,18 +543,18 @@ class FeaturesSpec(_Strict):
             for k, (ev, lc) in enumerate(zip(lk.keys, lk.source_keys, strict=True)):
                 if ev not in event_cols:
                     raise ValueError(
-                        f"{prefix}.keys[{k}]: key column {ev!r} is not a column of the event source "
-                        f"{group.source!r}; columns: {sorted(event_cols)}"
+                        f"{prefix}.keys[{k}]: key column {ev!r} is not a column of the {role} "
+                        f"{source!r}; columns: {sorted(event_cols)}"
                     )
-                where = "lookup_keys" if lk.lookup_keys is not None else "keys"
+                named = "lookup_keys" if lk.lookup_keys is not None else "keys"
                 if lc not in lcols:
                     raise ValueError(
-                        f"{prefix}.{where}[{k}]: key column {lc!r} is not a column of the lookup source "
+                        f"{prefix}.{named}[{k}]: key column {lc!r} is not a column of the lookup source "
                         f"{lk.source!r}; columns: {sorted(lcols)}"
                     )
                 if event_cols[ev] != lcols[lc]:
                     raise ValueError(
-                        f"{prefix}.{where}[{k}]: key {ev!r} ({event_cols[ev]}) of {group.source!r} and {lc!r} "
+                        f"{prefix}.{named}[{k}]: key {ev!r} ({event_cols[ev]}) of {source!r} and {lc!r} "
                         f"({lcols[lc]}) of {lk.source!r} have different types"
                     )
             time_column = lk.time_column or lsrc.event_time
@@ -567,7 +576,7 @@ class FeaturesSpec(_Strict):
                     )
                 if c.name in event_cols:
                     raise ValueError(
-                        f"{key}: name {c.name!r} clashes with a column of the event source {group.source!r}; "
+                        f"{key}: name {c.name!r} clashes with a column of the {role} {source!r}; "
                         f"give the looked-up column another `name`"
                     )
                 if c.name in seen or c.name in LOOKUP_RESERVED:
@@ -592,6 +601,10 @@ def spec_hash(spec: FeaturesSpec) -> str:
     # added later with a neutral default (an aggregate's filter) are left out when unset, so a config that
     # does not use them keeps the hash it had.
     data = spec.model_dump(exclude={"warm_up"})
+    attributes = data.get("attributes")
+    for group in attributes if isinstance(attributes, list) else [attributes] if attributes else []:
+        if not group.get("lookups"):
+            group.pop("lookups", None)
     for group in data["aggregations"]:
         if not group.get("lookups"):
             group.pop("lookups", None)
