@@ -297,7 +297,10 @@ def run_chain(client: AirflowClient, start: dt.date, end: dt.date, drift_from: d
             states = {t["task_id"]: t["state"] for t in run["task_instances"]}
             summary["runs"].append({"dag_id": step.dag_id, "use_case": step.use_case, "stage": step.stage,
                                     "state": run["state"], "tasks": states, "run_id": run["dag_run_id"],
-                                    "conf": step.conf})
+                                    "conf": step.conf,
+                                    # where a run's time goes: each task's seconds as Airflow measured them
+                                    "task_seconds": {t["task_id"]: round(t["duration"] or 0, 1)
+                                                     for t in run["task_instances"]}})
             if run["state"] != "success":
                 summary["ok"] = False
                 continue

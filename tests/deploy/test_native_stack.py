@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.deploy._support import DOCKER_DIR, ROOT, load_compose, service_command
+from tests.deploy._support import DOCKER_DIR, ROOT, load_compose, read_env_file, service_command
 from tests.deploy.native import (
     PostgresCluster,
     generated_dotenv,
@@ -202,6 +202,7 @@ def stack(tmp_path_factory):
                                                                  "batch_score")]
                         client = AirflowClient(af.base_url, "admin", admin_password)
                         summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
+                        print("native chain task seconds:", {r["dag_id"]: r["task_seconds"] for r in summary["runs"]})
                         yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
                                           init.stdout + init.stderr, summary, mlflow_init.stdout, serving_url)
                     finally:
@@ -418,3 +419,34 @@ def test_the_serving_container_serves_the_new_champion_by_customer_id_behind_its
     assert {r["model_version"] for r in rows} == {int(gate["version"])}  # champion and challenger: the first version
     assert all(0 <= r["probability"] <= 1 for r in rows if r["status"] == "ok")
 
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        post("not-the-token")
+    assert wrong.value.code == 401
+
+
+# what people read after a run: task and service logs, the MLflow server's and the serving log, and every report,
+# model card and artifact in the object store (the lakehouse's Parquet aside)
+SCANNED_SUFFIXES = (".log", ".html", ".json", ".md", ".txt", ".yaml", ".csv", "MLmodel")
+
+
+def test_no_secret_of_the_dotenv_reaches_a_log_or_a_report(stack):
+    """Last: every log of the run is written. The harness' stand-ins for managed services (PostgreSQL, the S3
+    server) keep their own logs; those are not the platform's and are not scanned."""
+    example = read_env_file()
+    secret_values = {k: stack.dotenv[k] for k, v in example.items() if "change-me" in v}
+    assert {"MLFLOW_PLATFORM_PASSWORD", "MLOPS_SERVING_TOKEN", "AIRFLOW_ADMIN_PASSWORD"} <= secret_values.keys()
+    tmp = stack.airflow.home.parent
+    files = [p for p in (stack.airflow.home / "logs").rglob("*") if p.is_file()]
+    files += [tmp / "logs" / "mlflow.log", tmp / "logs" / "serving.log"]
+    files += [p for p in (tmp / "data").rglob("*") if p.is_file() and p.name.endswith(SCANNED_SUFFIXES)]
+    texts = {str(p): p.read_text(errors="replace") for p in files}
+    s3 = stack.s3()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(SCANNED_SUFFIXES):
+                texts[f"s3://{BUCKET}/{obj['Key']}"] = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read() \
+                    .decode(errors="replace")
+    assert sum(1 for name in texts if "/logs/dag_id=" in name) >= 15, "the chain's task logs"
+    assert any(name.endswith(".html") for name in texts), "a report"
+    leaked = {(name, key) for name, text in texts.items() for key, value in secret_values.items() if value in text}
+    assert not leaked, sorted(leaked)

@@ -75,6 +75,7 @@ def chain(tmp_path_factory, chain_dir):
             steps = demo.chain_steps(START, END, DRIFT_FROM, scored_days=SCORED_DAYS, hpo_trials=HPO_TRIALS,
                                      rule=RULE, use_cases=USE_CASES)
             summary = demo.run_chain(client, START, END, DRIFT_FROM, timeout=1500, steps=steps)
+            print("chain task seconds:", {r["run_id"]: r["task_seconds"] for r in summary["runs"]})
             summary["client"] = client
             demo.start_challenger(client, 900, summary)
             summary["serving"] = demo.serve_traffic(af.serving_url, 90)
