@@ -7,6 +7,7 @@ delivered twice, orders of a customer the customers source does not know yet, lo
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from datetime import date, datetime, timedelta
@@ -19,6 +20,13 @@ START = date(2026, 1, 1)
 SEGMENTS = ["consumer", "small_business", "enterprise"]
 COUNTRIES = ["US", "GB", "DE", "FR"]
 PLANS = ["free", "basic", "premium"]
+
+
+def meta_sequence():
+    """`_meta(day, seq)` with its own running sequence: each row it stamps landed after the one before (the
+    later _ingested_at of two loads on one ingest date wins)."""
+    counter = itertools.count(1)
+    return lambda ingest: _meta(ingest, next(counter))
 
 
 def _meta(ingest: date, seq: int) -> dict:

@@ -21,7 +21,7 @@ from mlops_core.config import load_use_case
 from mlops_core.features.compile import compile_features
 from mlops_core.features.materialize import materialize
 from mlops_core.features.spec import spec_hash
-from tests.features.bronze_data import START, _meta, assert_frames_match, write_bronze
+from tests.features.bronze_data import START, assert_frames_match, meta_sequence, write_bronze
 from tests.features.refusals import assert_refused
 
 D1 = START + timedelta(days=30)
@@ -189,12 +189,7 @@ def make_data(seed: int = 11) -> dict[str, pd.DataFrame]:
     from D1 - 1 02:00 to 05:00 (a flight at 05:30 has none within 3 h), nor 12:00 to 14:00 (a flight at 14:00
     uses 11:00: the ttl bound is inclusive)."""
     rng = random.Random(seed)
-    seq = 0
-
-    def meta(day: date) -> dict:
-        nonlocal seq
-        seq += 1
-        return _meta(day, seq)
+    meta = meta_sequence()
 
     late_jfk, fix_jfk = _ts(D1, 10), _ts(D1, 8)
     gaps = {("EWR", _ts(D1 - timedelta(days=1), h)) for h in (2, 3, 4, 5)} | {("EWR", _ts(D1, h)) for h in (12, 13, 14)}
@@ -414,12 +409,7 @@ def make_country_tables(seed: int = 7) -> dict[str, pd.DataFrame]:
     from tests.features.bronze_data import COUNTRIES
 
     rng = random.Random(seed)
-    seq = 0
-
-    def meta(day: date) -> dict:
-        nonlocal seq
-        seq += 1
-        return _meta(day, seq)
+    meta = meta_sequence()
 
     rates = []
     for day_i in range(0, 110):
