@@ -91,7 +91,7 @@ def derived_sql(col: FeatureColumn, windowed_bases: set[str]) -> str:
 @dataclass(frozen=True)
 class LookupPlan:
     """One lookup joined to the events of an aggregated source (or to an attribute source's row of each entity
-    and date, as of the end of that date, see FeatureMaterializer.with_lookup): each event (as of each snapshot date D) gets the
+    and date, as of the end of that date, see lookups.py): each event (as of each snapshot date D) gets the
     looked-up columns of the newest row of `source` whose `lookup_keys` equal the event's `keys`, with a time
     <= the event time (and >= event time - ttl), among the rows landed by D (of a record delivered more than
     once, the newest copy landed by D). Without a time column (a reference table): the newest version landed

@@ -25,9 +25,9 @@ same result.
 Lookups (an aggregation group's `lookups`): each event counted for D gets the newest row of the lookup source
 with equal keys and a time in [event time - ttl, event time], among the lookup rows landed by D (the newest copy
 of each lookup record landed by D); a reference lookup without a time column, the newest version landed on or
-before the event's date. Its columns are then aggregated like the event's own (see with_lookup). An attribute
+before the event's date. Its columns are then aggregated like the event's own (see lookups.py). An attribute
 group's lookups join the entity's row of D the same way as of the end of D (time < D + 1, landed by D), when the
-snapshots are computed (see with_attribute_lookup).
+snapshots are computed (lookups.py).
 
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
@@ -52,10 +52,9 @@ from mlops_core.features.compile import (
     EVENT_DATE,
     AttributeSource,
     FeaturePlan,
-    LookupPlan,
-    SourceAggregates,
     compile_features,
 )
+from mlops_core.features.lookups import with_attribute_lookup, with_lookup
 from mlops_core.features.spec import AS_OF_DATE, COVERED, HISTORY_DAYS, spec_hash
 from mlops_core.lakehouse import Table
 
@@ -294,106 +293,11 @@ class FeatureMaterializer:
             events = expand_while_newest(events, src.primary_key, first, last, counts_from=event_date,
                                          counts_until=F.date_add(event_date, lookback))
             for lk in src.lookups:
-                events = self.with_lookup(events, src, lk, first, last)
+                events = with_lookup(self, events, src, lk, first, last)
             out.append(
                 events.groupBy(self.plan.key, AS_OF_DATE).agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
             )
         return out
-
-    def with_lookup(self, events: DataFrame, src: SourceAggregates, lk: LookupPlan, first: date,
-                    last: date) -> DataFrame:
-        """`events` (one row per event record and as-of date D) with the looked-up columns of `lk`: per event and
-        D, the newest lookup row with equal keys and a time in [event time - ttl, event time] among the copies
-        landed by D that were then the newest copy of their record (a reference table without a time column:
-        the newest version landed on or before the event's date). NULL when there is none."""
-        from pyspark.sql import functions as F
-
-        probe = events.select(
-            *[F.col(c).alias(f"__e_p{i}") for i, c in enumerate(src.primary_key)], F.col(AS_OF_DATE),
-            *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
-            F.col(src.event_time).cast("timestamp").alias("__e_ts"),
-        )
-        # A row in reach of an event of the window has a time >= the window's first day - slack - ttl, and it
-        # landed at most `slack` days before its time (as events do): older partitions cannot matter.
-        reach = src.longest_window - 1 + 2 * self.plan.spec.partition_slack_days
-        picked = self._lookup(probe, src.primary_key, lk, first, last, reach, strict=False)
-        return events.join(picked, [*src.primary_key, AS_OF_DATE], "left")
-
-    def with_attribute_lookup(self, known: DataFrame, lk: LookupPlan, first: date, last: date) -> DataFrame:
-        """`known` (an attribute source's row per entity and date D) with the looked-up columns of `lk` as of the
-        end of D: the newest lookup row with equal keys and a time before D + 1 (and >= D + 1 - ttl) among the
-        copies landed by D that were then the newest copy of their record (a reference table: the newest version
-        landed by D). NULL when there is none."""
-        from pyspark.sql import functions as F
-
-        key = self.plan.key
-        probe = known.select(
-            F.col(key).alias("__e_p0"), F.col(AS_OF_DATE), *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
-            F.date_add(F.col(AS_OF_DATE), 1).cast("timestamp").alias("__e_ts"),
-        )
-        picked = self._lookup(probe, [key], lk, first, last, self.plan.spec.partition_slack_days, strict=True)
-        return known.join(picked, [key, AS_OF_DATE], "left")
-
-    def _lookup(self, probe: DataFrame, ids: list[str], lk: LookupPlan, first: date, last: date, reach: int,
-                *, strict: bool) -> DataFrame:
-        """Per row of `probe` (`__e_p<i>` = ids, as_of_date D, `__e_k<i>` = keys, `__e_ts` = the reference time):
-        the looked-up columns of the newest lookup row with equal keys, a time <= `__e_ts` (< when `strict`) and
-        >= `__e_ts` - ttl, among the copies landed by D that were then the newest copy of their record; a
-        reference table is dated by its landings (ingest_date, as midnight) and keeps every version. Rows
-        without one are left out. With a ttl only the partitions landed from `first` - `reach` - ttl are read."""
-        from pyspark.sql import Window
-        from pyspark.sql import functions as F
-
-        ingest, ingested = F.col(tables.INGEST_DATE), F.col(tables.INGESTED_AT)
-        rows = self.bronze(lk.source).where(ingest <= F.lit(last))
-        if lk.ttl_seconds is not None:
-            rows = rows.where(ingest >= F.lit(first - timedelta(days=reach - (-lk.ttl_seconds // 86400))))
-        time, valid_from, valid_to, day = "__l_time", "__l_from", "__l_to", "__l_day"
-        values = [F.col(column).alias(f"__l_v{i}") for i, (_, column) in enumerate(lk.columns)]
-        lkeys = [F.col(c).alias(f"__l_k{i}") for i, c in enumerate(lk.lookup_keys)]
-        pk = [F.col(c).alias(f"__l_p{i}") for i, c in enumerate(lk.primary_key)]
-        if lk.time_column is not None:
-            # A copy of a lookup record counts from the day it landed until the day before the next copy lands.
-            landed = Window.partitionBy(*lk.primary_key).orderBy(ingest.asc_nulls_first(), ingested.asc_nulls_first())
-            rows = rows.select(
-                *lkeys, *pk, *values, ingested.alias("__l_at"),
-                F.col(lk.time_column).cast("timestamp").alias(time), ingest.alias(valid_from),
-                F.date_sub(F.lead(ingest).over(landed), 1).alias(valid_to),
-            )
-        else:  # a reference table: every version landed stays a candidate, dated by its landing
-            rows = rows.select(*lkeys, *pk, *values, ingested.alias("__l_at"), ingest.cast("timestamp").alias(time),
-                               ingest.alias(valid_from), F.lit(None).cast("date").alias(valid_to))
-        rows = rows.where(F.col(time).isNotNull() & F.col(valid_from).isNotNull())
-
-        ref = F.col("__e_ts")
-        on = [F.col(f"__e_k{i}") == F.col(f"__l_k{i}") for i in range(len(lk.keys))]
-        if lk.ttl_seconds is not None:
-            # Equi-join on the day too (each probe row reaches the few days of its ttl), then the exact bounds.
-            days, seconds = divmod(int(lk.ttl_seconds), 86400)
-            earliest = ref - F.expr(f"make_dt_interval({days}, 0, 0, {seconds})")
-            probe = probe.withColumn(day, F.explode(F.sequence(F.to_date(earliest), F.to_date(ref))))
-            rows = rows.withColumn(f"{day}_r", F.to_date(F.col(time)))
-            on += [F.col(day) == F.col(f"{day}_r"), F.col(time) >= earliest]
-        on += [
-            F.col(time) < ref if strict else F.col(time) <= ref,
-            F.col(valid_from) <= F.col(AS_OF_DATE),
-            F.col(valid_to).isNull() | (F.col(AS_OF_DATE) <= F.col(valid_to)),
-        ]
-        cond = on[0]
-        for c in on[1:]:
-            cond = cond & c
-        probe_id = [f"__e_p{i}" for i in range(len(ids))]
-        order = F.struct(F.col(time), *[F.col(f"__l_p{i}") for i in range(len(lk.primary_key))], F.col("__l_at"),
-                         F.col(valid_from))
-        return (
-            probe.join(rows, cond, "inner")
-            .groupBy(*probe_id, AS_OF_DATE)
-            .agg(F.max_by(F.struct(*[F.col(f"__l_v{i}") for i in range(len(lk.columns))]), order).alias("__l_pick"))
-            .select(
-                *[F.col(f"__e_p{i}").alias(c) for i, c in enumerate(ids)], F.col(AS_OF_DATE),
-                *[F.col(f"__l_pick.__l_v{i}").alias(name) for i, (name, _) in enumerate(lk.columns)],
-            )
-        )
 
     # ---- coverage (warm-up) ---------------------------------------------------------------------------
     def _previous_history(self, first: date) -> tuple[date, dict[str, int]] | None:
@@ -474,7 +378,7 @@ class FeatureMaterializer:
             if src.event_time is not None:  # known once its event date has come; a reference row once landed
                 known = known.where(F.to_date(F.col(src.event_time)) <= F.col(AS_OF_DATE))
             for lk in src.lookups:
-                known = self.with_attribute_lookup(known, lk, first, last)
+                known = with_attribute_lookup(self, known, lk, first, last)
             frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
         frames += self.aggregates(first, last)
         df = frames[0]
