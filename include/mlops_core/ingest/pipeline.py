@@ -41,6 +41,8 @@ log = logging.getLogger("mlops.ingest")
 
 # Written and read only by this stage: which files each (source, date) was built from.
 INGEST_LOG = Table("ops", "ingest_log")
+# The status of the log row a pass appends before its first write; its final row says `ingested`.
+IN_PROGRESS = "in_progress"
 
 QUARANTINE_DDL = (
     "source STRING, ingest_date DATE, level STRING, reasons ARRAY<STRING>, raw STRING, "
@@ -181,7 +183,7 @@ def ingest_source(
     hashes = {d: manifest_hash(files, config_hash) for d, files in listing.items() if files}
     todo = sorted(hashes)
     if not force and todo:
-        previous = _previous_log(spark, lh, source, todo)
+        previous = latest_log(spark, lh, source, todo)
         if previous and lh.exists(spark, bronze(source)):
             for d in list(todo):
                 row = previous.get(d)
@@ -223,14 +225,22 @@ def plan_chunks(dates: Sequence[date], listing: dict[date, list[LandingFile]], m
     return chunks
 
 
-def _previous_log(spark: SparkSession, lh: Lakehouse, source: str, dates: Sequence[date]) -> dict[date, Any]:
+def latest_log(spark: SparkSession, lh: Lakehouse, source: str, dates: Sequence[date]) -> dict[date, Any]:
+    """The newest ops.ingest_log row of each date that has one: the latest `_ingested_at` (the run's start), and of
+    one run its final row over its `in_progress` row."""
     if not lh.exists(spark, INGEST_LOG):
         return {}
     rows = lh.read(spark, INGEST_LOG).where(_source_predicate(source, dates)).collect()
     latest: dict[date, Any] = {}
-    for r in sorted(rows, key=lambda r: (r["_ingested_at"], r["_ingest_run_id"])):
+    for r in sorted(rows, key=lambda r: (r["_ingested_at"], r["_ingest_run_id"], r["status"] != IN_PROGRESS)):
         latest[r["ingest_date"]] = r
     return latest
+
+
+def unfinished_dates(spark: SparkSession, lh: Lakehouse, source: str, dates: Sequence[date]) -> list[date]:
+    """Dates whose newest ingest stopped before its last table (newest log row `in_progress`): bronze may already
+    hold the new delivery while quarantine and the counts do not; the day is complete once a rerun finishes."""
+    return sorted(d for d, r in latest_log(spark, lh, source, dates).items() if r["status"] == IN_PROGRESS)
 
 
 def _date_map(path_dates: dict[str, date]):
@@ -326,8 +336,14 @@ def _ingest_chunk(
                 result.reasons[code] = result.reasons.get(code, 0) + 1
         quarantine_df = bad.unionByName(spark.createDataFrame(file_rows, QUARANTINE_DDL)).repartition(INGEST_DATE)
 
-        # 4. Writes: each replaces exactly this chunk's dates.
+        # 4. Writes: each replaces exactly this chunk's dates. First the log says the dates are in progress (with
+        # the new fingerprint), so between a crash after bronze and the rerun no reader takes bronze's new rows
+        # next to the old quarantine and counts for a finished day; the final log row below finishes them.
         step("validate_count")
+        started = [(source, d, IN_PROGRESS, hashes[d], config_hash, None, None, None, None, None, [], None, None,
+                    run_id, ingested_at) for d in dates]
+        _append_log(spark, lh, started)
+        step("mark_in_progress")
         # replace_partitions gathers each date's rows first: few, well-sized files instead of one per task and date.
         bronze_version = with_conflict_retry(
             lambda: lh.replace_partitions(good, bronze(source), INGEST_DATE, dates), str(bronze(source))
@@ -360,9 +376,7 @@ def _ingest_chunk(
             (source, d, "ingested", hashes[d], config_hash, r.files, r.files_quarantined, r.read, r.good,
              r.quarantined, r.flags, bronze_version, quarantine_version, run_id, ingested_at)
         )
-    # Appended (a blind append never conflicts with the other sources' appends, and costs a third of an overwrite).
-    log_df = spark.createDataFrame(log_rows, INGEST_LOG_DDL).coalesce(1)
-    with_conflict_retry(lambda: lh.append(log_df, INGEST_LOG, partition_by=["source"]), str(INGEST_LOG))
+    _append_log(spark, lh, log_rows)
     result.bronze_version, result.quarantine_version = bronze_version, quarantine_version
     step("write_log")
     for name, seconds in steps.items():
@@ -372,6 +386,12 @@ def _ingest_chunk(
     log.info("%s %s..%s: %d files, %d records read, %d good, %d quarantined in %.1fs (%.0f records/s)",
              source, dates[0], dates[-1], len(files), read, sum(counts[(d, True)] for d in dates),
              read - sum(counts[(d, True)] for d in dates), took, read / took if took else 0)
+
+
+def _append_log(spark: SparkSession, lh: Lakehouse, rows: list[tuple]) -> None:
+    # Appended (a blind append never conflicts with the other sources' appends, and costs a third of an overwrite).
+    log_df = spark.createDataFrame(rows, INGEST_LOG_DDL).coalesce(1)
+    with_conflict_retry(lambda: lh.append(log_df, INGEST_LOG, partition_by=["source"]), str(INGEST_LOG))
 
 
 def _dedupe(
