@@ -4,8 +4,13 @@ For each date the whole landing folder is read again and the date's partitions a
 or a backfill never duplicates rows:
   bronze.<source>     replaceWhere ingest_date IN (dates)
   bronze.quarantine   replaceWhere source = <source> AND ingest_date IN (dates)
-  ops.ingest_log      appended: one row per (source, date, run) with the file manifest fingerprint,
-                      the counts and the table versions (an audit trail; the newest row per date counts)
+  ops.ingest_log      appended: per (source, date, run) an `in_progress` row with the file manifest
+                      fingerprint before the first write, and after the last an `ingested` row with the
+                      counts and the table versions (an audit trail; the newest row per date counts)
+
+The three commits cannot be one: a run killed between them leaves the date's newest log row `in_progress`
+(unfinished_dates), never the old delivery's counts next to the new delivery's bronze rows as if the day were
+done, and the next run re-reads the date whatever its fingerprint.
 
 Every record read ends either in bronze or in quarantine (read = good + quarantined). Duplicate primary
 keys keep the first occurrence: the earliest ingest date, then file path, then line; the others are
@@ -165,7 +170,8 @@ def ingest_source(
     ingested_at: datetime | None = None,
 ) -> SourceResult:
     """Ingest `source` for `dates` in date order, in Spark passes of at most `chunk_days` dates and about
-    `chunk_bytes` of landing files (each pass pays four Delta commits, so a small backfill is one pass)."""
+    `chunk_bytes` of landing files (each pass pays its own Delta commits: bronze, quarantine and two log appends,
+    so a small backfill is one pass)."""
     ingested_at = ingested_at or datetime.now(UTC)
     result = SourceResult(source=source)
     listing = {d: list_files(spec.folder(landing_root, d)) for d in sorted(set(dates))}
