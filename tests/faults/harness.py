@@ -133,7 +133,7 @@ def seeded_point(seed: int, kind: str, writes: Sequence[tuple[str, int, int]]) -
     """A MID_WRITE point drawn from `seed`: which of `writes` (table, n-th write, data files that write produced in
     the clean run) and after how many of its files."""
     rng = random.Random(f"{seed}:{kind}")
-    table, nth, files = rng.choice(sorted(writes))
+    table, nth, files = rng.choice(sorted(w for w in writes if w[2] > 0))  # not a metadata-only commit
     return KillPoint(table, MID_WRITE, rng.randint(1, max(files, 1)), nth)
 
 

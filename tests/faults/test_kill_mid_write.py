@@ -222,3 +222,55 @@ def test_ingest_killed_between_tables_on_a_changed_delivery(spark, tmp_path, mon
     assert {r["raw"] for r in table_rows(spark, fault / "lakehouse/churn/bronze/quarantine")} == set(NEW_BAD)
     fig = record("ingest (changed delivery, 3 tables)", killed, comparisons, seconds)
     assert fig.survived, [c.details for c in comparisons if not c.ok]
+
+
+# ---- batch scoring --------------------------------------------------------------------------------------------
+SCORE_DAY = date(2026, 3, 1)
+PREDICTION_KEYS = ["customer_id", "as_of_date"]
+PREDICTION_STAMPS = ["scored_at", "_run_id"]
+
+
+def test_scoring_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, monkeypatch):
+    """The score job on a 300-customer snapshot with a real registered XGBoost model (tests/scoring/helpers), the
+    model pinned in the params as the batch_score DAG pins it, the MLflow store shared by the clean and the
+    faulty data directory."""
+    from mlops_core.config import load_use_case
+    from mlops_core.jobs import score
+    from mlops_core.jobs.runner import JobContext
+    from mlops_core.lakehouse import Lakehouse
+    from tests.scoring.helpers import make_snapshot, register_model, write_snapshot
+
+    uc = load_use_case("churn")
+    registry = tmp_path / "registry"
+    (registry / "mlflow").mkdir(parents=True)
+    registry_env = use_dir(monkeypatch, registry)
+    model = register_model(registry_env, uc, make_snapshot(uc, date(2026, 2, 1), n=80, seed=1), seed=1, rounds=10)
+    params = {"model_name": uc.model.registered_model_name, "model_version": int(model["version"]),
+              "model_alias": "champion", "model_run_id": model["run_id"], "shadow": False,
+              "mlflow_tracking_uri": registry_env.mlflow.tracking_uri,
+              "mlflow_registry_uri": registry_env.mlflow.registry_uri or registry_env.mlflow.tracking_uri}
+    snapshot = make_snapshot(uc, SCORE_DAY, n=300, seed=2, missing_attributes=4)
+
+    clean, fault = tmp_path / "clean", tmp_path / "fault"
+    for d in (fault, clean):  # clean last: its environment stays for the in-process run
+        env = use_dir(monkeypatch, d)
+        write_snapshot(spark, Lakehouse(env, "churn"), uc, snapshot)
+    run_id = "scheduled__2026-03-01T06:00:00+00:00"
+    score.run(JobContext(env=env, use_case=uc, job="score", run_id=run_id, logical_date=SCORE_DAY, params=params))
+    writes = clean_writes(clean / "lakehouse/churn", ["gold/predictions"])
+    point = seeded_point(SEED, "score", writes)
+
+    argv = job_argv("score", SCORE_DAY, params, run_id)
+    killed = run_and_kill(argv, job_env(fault), fault / "lakehouse/churn", point, tmp_path / "killed.log")
+    assert killed.returncode == -9 and "MLOPS_RESULT" not in killed.log
+
+    want = table_rows(spark, clean / "lakehouse/churn/gold/predictions", PREDICTION_STAMPS)
+    before = table_rows(spark, fault / "lakehouse/churn/gold/predictions", PREDICTION_STAMPS)
+    assert before == [] or compare("gold.predictions", want, before, PREDICTION_KEYS).ok  # all of it or none
+
+    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    assert result["rows_total"] == len(snapshot)
+    got = table_rows(spark, fault / "lakehouse/churn/gold/predictions", PREDICTION_STAMPS)
+    comparison = compare("gold.predictions", want, got, PREDICTION_KEYS)
+    fig = record("batch scoring", killed, [comparison], seconds)
+    assert fig.survived, comparison.details
