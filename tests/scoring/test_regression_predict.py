@@ -21,8 +21,8 @@ def test_output_checks_per_task():
 def test_prediction_columns_per_task():
     from mlops_core.scoring.score import prediction_columns
 
-    binary = prediction_columns("customer_id")
-    regression = prediction_columns("customer_id", "regression")
+    binary = prediction_columns(["customer_id"])
+    regression = prediction_columns(["customer_id"], "regression")
     assert binary[:4] == ["customer_id", "as_of_date", "score", "predicted_label"]
     assert regression[:3] == ["customer_id", "as_of_date", "prediction"]
     assert binary[4:] == regression[3:]  # lineage, status and missing-feature columns: the same for both

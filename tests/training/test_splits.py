@@ -72,7 +72,7 @@ def test_time_split_folds_hold_the_rows_of_their_dates_and_min_rows_names_its_ke
     rows = [{"k": f"c{i}", "label_time": d, "label": (i + j) % 2, "x": float(i)}
             for j, d in enumerate(DAILY[:40]) for i in range(6)]
     frame = pd.DataFrame(rows)
-    s = time_split(frame, "k", 7, 7, min_rows=4, folds=2, min_dates=2)
+    s = time_split(frame, ["k"], 7, 7, min_rows=4, folds=2, min_dates=2)
     assert len(s.fold_rows) == 2
     for fold, (train, val) in zip(s.plan.folds, s.fold_rows, strict=True):
         t, v = s.frame.loc[train, "label_time"], s.frame.loc[val, "label_time"]
@@ -80,4 +80,4 @@ def test_time_split_folds_hold_the_rows_of_their_dates_and_min_rows_names_its_ke
         assert t.max() < v.min()  # every validation row is dated after every training row
         assert not set(v) & set(s.test["label_time"])
     with pytest.raises(TrainingDataError, match=r"model\.split\.min_rows=100"):
-        time_split(frame, "k", 7, 7, min_rows=100, folds=2, min_dates=2)
+        time_split(frame, ["k"], 7, 7, min_rows=100, folds=2, min_dates=2)

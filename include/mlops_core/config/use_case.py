@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlops_core.config.loader import (
     ConfigError,
@@ -30,14 +31,71 @@ from mlops_core.serving.spec import ServingSpec
 from mlops_core.training.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pyspark.sql import Column
+
     from mlops_core.config.environment import EnvironmentConfig
+
+
+# Joins the values of a composite key into one string where one is needed (routing, store, request log).
+KEY_SEPARATOR = "|"
 
 
 class EntitySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Entity the model predicts for, e.g. customer")
-    key: str = Field(description="Key column of the entity, present in the sources that describe it")
+    key: str | list[str] = Field(
+        description="Key column of the entity, present in the sources that describe it; a composite key: a list "
+        "of distinct columns, e.g. [origin, dest]",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_columns(cls, value: str | list[str]) -> str | list[str]:
+        columns = [value] if isinstance(value, str) else value
+        if not columns:
+            raise ValueError("give a column name or a non-empty list of column names")
+        seen: set[str] = set()
+        for column in columns:
+            if not column:
+                raise ValueError("a key column name is empty")
+            if column in seen:
+                raise ValueError(f"duplicate column {column!r}")
+            seen.add(column)
+        return value
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The key columns, in order: one for the usual single key, several for a composite key."""
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+    @property
+    def composite(self) -> bool:
+        return len(self.keys) > 1
+
+    def key_text(self, values: Sequence[Any]) -> str:
+        """One entity's key as one string (routing, the online store, the request log): the value itself for a
+        single key, the values joined by KEY_SEPARATOR in key order for a composite key ('JFK|LAX')."""
+        return KEY_SEPARATOR.join(str(v) for v in values)
+
+    def key_text_column(self) -> Column:
+        """key_text as a Spark column over the key columns."""
+        from pyspark.sql import functions as F
+
+        if not self.composite:
+            return F.col(self.keys[0]).cast("string")
+        return F.concat_ws(KEY_SEPARATOR, *[F.col(k).cast("string") for k in self.keys])
+
+    def key_columns_of_text(self, text: Column) -> list[Column]:
+        """The key columns (as strings, named as the key) back from a key_text column."""
+        from pyspark.sql import functions as F
+
+        if not self.composite:
+            return [text.alias(self.keys[0])]
+        parts = F.split(text, re.escape(KEY_SEPARATOR))
+        return [parts.getItem(i).alias(k) for i, k in enumerate(self.keys)]
 
 
 class DeadlinesSpec(BaseModel):
@@ -127,13 +185,13 @@ class UseCaseConfig(BaseModel):
     @model_validator(mode="after")
     def _feature_sources(self) -> UseCaseConfig:
         if self.features is not None:
-            self.features.check_sources(self.sources, self.entity.key)
+            self.features.check_sources(self.sources, self.entity.keys)
         return self
 
     @model_validator(mode="after")
     def _model_label_source(self) -> UseCaseConfig:
         if self.model is not None:
-            self.model.check_sources(self.sources)
+            self.model.check_sources(self.sources, self.entity.keys)
         return self
 
     @model_validator(mode="after")

@@ -132,7 +132,7 @@ class AttributeSource:
 
 @dataclass(frozen=True)
 class FeaturePlan:
-    key: str
+    keys: list[str]  # the entity key column(s)
     spec: FeaturesSpec
     columns: list[FeatureColumn]
     attribute_sources: list[AttributeSource]
@@ -175,7 +175,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
     spec = cfg.features
     if spec is None:
         raise ValueError(f"use case {cfg.name!r} has no `features` section")
-    key = cfg.entity.key
+    keys = list(cfg.entity.keys)
     columns = spec.columns()
 
     attribute_sources = [
@@ -198,7 +198,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         filtered = [n for c in aggs if c.filter for n in referenced_names(c.filter) if n != AS_OF_DATE]
         lookups = [lookup_plan(lk, cfg) for g in groups for lk in g.lookups]
         own = {c.name for c in src.columns}  # looked-up columns are joined later, not read from the source
-        needed = [key, *src.primary_key, event_time, *(k for lk in lookups for k in lk.keys),
+        needed = [*keys, *src.primary_key, event_time, *(k for lk in lookups for k in lk.keys),
                   *(n for n in [*(c.column for c in aggs if c.column), *filtered] if n in own)]
         order = list(dict.fromkeys([event_time, *src.primary_key]))
         sources.append(
@@ -217,7 +217,7 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
     derived = [(c.name, derived_sql(c, windowed_bases)) for c in columns if c.kind == "derived"]
     zero = [c.name for c in columns if c.kind == "aggregate" and c.agg in ZERO_WHEN_EMPTY]
     return FeaturePlan(
-        key=key,
+        keys=keys,
         spec=spec,
         columns=columns,
         attribute_sources=attribute_sources,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _PRIORITY = "__priority"
 
 
-def newest_rows(snapshots: DataFrame, key: str, stored: DataFrame | None = None) -> DataFrame:
+def newest_rows(snapshots: DataFrame, keys: list[str], stored: DataFrame | None = None) -> DataFrame:
     """One row per entity: the greatest as_of_date over `snapshots` and `stored`; ties go to `snapshots`."""
     from pyspark.sql import functions as F
 
@@ -30,18 +30,18 @@ def newest_rows(snapshots: DataFrame, key: str, stored: DataFrame | None = None)
     rows = snapshots.withColumn(_PRIORITY, F.lit(0))
     if stored is not None:
         rows = rows.unionByName(stored.withColumn(_PRIORITY, F.lit(1)), allowMissingColumns=True)
-    return latest_per(rows, [key], [F.col(AS_OF_DATE).desc(), F.col(_PRIORITY)]).drop(_PRIORITY)
+    return latest_per(rows, keys, [F.col(AS_OF_DATE).desc(), F.col(_PRIORITY)]).drop(_PRIORITY)
 
 
 def refresh_latest(m: FeatureMaterializer, snapshots: DataFrame) -> None:
     """Fold `snapshots` (rows of the feature table just written) into the latest table of `m`'s entity."""
-    spark, lakehouse, table, key = m.spark, m.lakehouse, m.latest_table, m.plan.key
+    spark, lakehouse, table, keys = m.spark, m.lakehouse, m.latest_table, m.plan.keys
     if not lakehouse.exists(spark, table):
-        lakehouse.merge(newest_rows(snapshots, key), table, [key])  # creates it
+        lakehouse.merge(newest_rows(snapshots, keys), table, keys)  # creates it
         return
     m.ensure_columns(table, snapshots)
     stored = lakehouse.read(spark, table)
-    rows = newest_rows(snapshots, key, stored).select(*stored.columns)  # INSERT matches columns by position
+    rows = newest_rows(snapshots, keys, stored).select(*stored.columns)  # INSERT matches columns by position
     view = f"latest_src_{uuid.uuid4().hex[:12]}"
     rows.createOrReplaceTempView(view)
     try:

@@ -49,13 +49,14 @@ def with_attribute_lookup(m: FeatureMaterializer, known: DataFrame, lk: LookupPl
     landed by D). NULL when there is none."""
     from pyspark.sql import functions as F
 
-    key = m.plan.key
+    keys = m.plan.keys
     probe = known.select(
-        F.col(key).alias("__e_p0"), F.col(AS_OF_DATE), *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
+        *[F.col(c).alias(f"__e_p{i}") for i, c in enumerate(keys)], F.col(AS_OF_DATE),
+        *[F.col(c).alias(f"__e_k{i}") for i, c in enumerate(lk.keys)],
         F.date_add(F.col(AS_OF_DATE), 1).cast("timestamp").alias("__e_ts"),
     )
-    picked = _lookup(m, probe, [key], lk, first, last, m.plan.spec.partition_slack_days, strict=True)
-    return known.join(picked, [key, AS_OF_DATE], "left")
+    picked = _lookup(m, probe, keys, lk, first, last, m.plan.spec.partition_slack_days, strict=True)
+    return known.join(picked, [*keys, AS_OF_DATE], "left")
 
 
 def _lookup(m: FeatureMaterializer, probe: DataFrame, ids: list[str], lk: LookupPlan, first: date, last: date,

@@ -268,7 +268,7 @@ class FeatureMaterializer:
             carried = self.lakehouse.read(self.spark, self.state_tables[src.source]) \
                 .where(F.col(AS_OF_DATE) == F.lit(previous))
             rows = rows.where(ingest > F.lit(previous)).unionByName(carried.select(*cols))
-        state = expand_while_newest(rows, [self.plan.key], first, last)
+        state = expand_while_newest(rows, self.plan.keys, first, last)
         return with_comments(state, self.state_comments)
 
     # ---- aggregates ---------------------------------------------------------------------------------
@@ -295,7 +295,8 @@ class FeatureMaterializer:
             for lk in src.lookups:
                 events = with_lookup(self, events, src, lk, first, last)
             out.append(
-                events.groupBy(self.plan.key, AS_OF_DATE).agg(*[F.expr(sql).alias(name) for name, sql in src.aggregates])
+                events.groupBy(*self.plan.keys, AS_OF_DATE).agg(
+                    *[F.expr(sql).alias(name) for name, sql in src.aggregates])
             )
         return out
 
@@ -371,7 +372,7 @@ class FeatureMaterializer:
         `states`: the state of each attribute source over [first, last]."""
         from pyspark.sql import functions as F
 
-        key = self.plan.key
+        keys = self.plan.keys
         frames = []
         for src in self.plan.attribute_sources:
             known = (states or {})[src.source]
@@ -379,11 +380,11 @@ class FeatureMaterializer:
                 known = known.where(F.to_date(F.col(src.event_time)) <= F.col(AS_OF_DATE))
             for lk in src.lookups:
                 known = with_attribute_lookup(self, known, lk, first, last)
-            frames.append(known.select(key, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
+            frames.append(known.select(*keys, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
         frames += self.aggregates(first, last)
         df = frames[0]
         for other in frames[1:]:
-            df = df.join(other, [key, AS_OF_DATE], "full")
+            df = df.join(other, [*keys, AS_OF_DATE], "full")
         zero = set(self.plan.zero_when_empty)
         df = df.select(*[F.coalesce(F.col(c), F.lit(0)).alias(c) if c in zero else F.col(c) for c in df.columns])
         for name, sql in self.plan.derived:
@@ -392,7 +393,7 @@ class FeatureMaterializer:
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         df = df.join(F.broadcast(self.coverage(dates)), AS_OF_DATE, "left")
         df = df.select(
-            key,
+            *keys,
             AS_OF_DATE,
             *self.plan.feature_names,
             F.current_timestamp().alias(COMPUTED_AT),
@@ -473,11 +474,17 @@ class FeatureMaterializer:
 
     def column_comments(self) -> dict[str, str]:
         return {
-            self.plan.key: f"Key of the {self.cfg.entity.name} entity",
+            **{k: self.key_comment(k) for k in self.plan.keys},
             AS_OF_DATE: AS_OF_COMMENT,
             **self.plan.comments,
             **METADATA_COMMENTS,
         }
+
+    def key_comment(self, column: str) -> str:
+        entity = self.cfg.entity.name
+        if len(self.plan.keys) == 1:
+            return f"Key of the {entity} entity"
+        return f"Key column {column!r} of the {entity} entity (key {', '.join(self.plan.keys)})"
 
     @property
     def state_comments(self) -> dict[str, str]:

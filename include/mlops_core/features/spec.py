@@ -39,6 +39,7 @@ Plain pydantic, no heavy import: DAG files load the use case while parsing. Chec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -378,7 +379,7 @@ class FeaturesSpec(_Strict):
         return max(wins, default=0)
 
     # ---- checks against the sources ----------------------------------------------------------------
-    def check_sources(self, sources: dict[str, SourceSpec], entity_key: str) -> None:
+    def check_sources(self, sources: dict[str, SourceSpec], entity_keys: Sequence[str]) -> None:
         """Every referenced source and column exists with a fitting type. Raises ValueError naming the key."""
 
         def source_of(name: str, key: str) -> SourceSpec:
@@ -389,15 +390,20 @@ class FeaturesSpec(_Strict):
         def types(src: SourceSpec) -> dict[str, str]:
             return {c.name: c.type for c in src.columns}
 
-        self.columns(reserved={*RESERVED, entity_key})
+        keys = list(entity_keys)
+        shown = f"[{', '.join(keys)}]"
+        self.columns(reserved={*RESERVED, *keys})
 
         for prefix, group in self.attribute_groups():
             key = f"{prefix}.source"
             src = source_of(group.source, key)
-            if src.primary_key != [entity_key]:
+            if sorted(src.primary_key) != sorted(keys):
+                lacking = [k for k in keys if k not in src.primary_key]
+                detail = (f"; key column {lacking[0]!r} is not in its primary key" if lacking and len(keys) > 1
+                          else "")
                 raise ValueError(
                     f"{key}: source {group.source!r} must have one row per entity "
-                    f"(primary_key [{entity_key}]), it has {src.primary_key}"
+                    f"(primary_key {shown}), it has {src.primary_key}{detail}"
                 )
             looked_up = check_lookups(prefix, group.source, "attribute source", group.lookups, src, sources, {})
             allowed = {*looked_up, AS_OF_DATE}
@@ -413,10 +419,11 @@ class FeaturesSpec(_Strict):
         for g, group in enumerate(self.aggregations):
             src = source_of(group.source, f"features.aggregations[{g}].source")
             cols = types(src)
-            if entity_key not in cols:
+            lacking = [k for k in keys if k not in cols]
+            if lacking:
                 raise ValueError(
                     f"features.aggregations[{g}].source: source {group.source!r} has no entity key column "
-                    f"{entity_key!r}"
+                    f"{lacking[0]!r}" + (f" (entity key {shown})" if len(keys) > 1 else "")
                 )
             event_time = group.event_time or src.event_time
             if event_time is None:

@@ -39,7 +39,7 @@ LABEL_TIME = "label_time"
 
 @dataclass
 class TrainingSet:
-    """`df`: key, label_time, label, as_of_date (of the snapshot used), then the feature columns."""
+    """`df`: the key column(s), label_time, label, as_of_date (of the snapshot used), then the feature columns."""
 
     df: DataFrame
     feature_table_version: int
@@ -47,7 +47,7 @@ class TrainingSet:
     dropped_no_snapshot: int
     feature_table: str = ""
     feature_columns: list[str] = field(default_factory=list)
-    key: str = ""
+    keys: list[str] = field(default_factory=list)  # the entity key column(s)
     under_covered: int = 0  # labels whose snapshot is a warm-up one (kept when warm_up is flag)
     dropped_under_covered: int = 0  # of those, dropped (warm_up exclude)
     warm_up: str = "flag"
@@ -89,7 +89,7 @@ def read_labels(
     if time_column is None:
         raise ConfigError(f"label source {source!r} of use case {cfg.name!r} has no event time (event_time: null): "
                           "set model.label.time_column")
-    key = cfg.entity.key
+    keys = list(cfg.entity.keys)
 
     df = lakehouse.read(spark, tables.bronze(source), version=version)
     label_day = F.to_date(F.col(time_column))
@@ -100,8 +100,8 @@ def read_labels(
     if known_by is not None:
         df = df.where(F.col(tables.INGEST_DATE) <= F.lit(known_by))
     order = [F.col(tables.INGEST_DATE).desc_nulls_last(), F.col(tables.INGESTED_AT).desc_nulls_last()]
-    df = latest_per(df, list(dict.fromkeys([key, time_column, *src.primary_key])), order)
-    return df.select(key, F.col(time_column).alias(LABEL_TIME), F.col(column).alias(LABEL))
+    df = latest_per(df, list(dict.fromkeys([*keys, time_column, *src.primary_key])), order)
+    return df.select(*keys, F.col(time_column).alias(LABEL_TIME), F.col(column).alias(LABEL))
 
 
 def build_training_set(
@@ -122,10 +122,10 @@ def build_training_set(
 
     if cfg.features is None:
         raise ConfigError(f"use case {cfg.name!r} has no `features` section")
-    key = cfg.entity.key
-    missing = [c for c in (key, LABEL_TIME, LABEL) if c not in labels_df.columns]
+    keys = list(cfg.entity.keys)
+    missing = [c for c in (*keys, LABEL_TIME, LABEL) if c not in labels_df.columns]
     if missing:
-        raise ValueError(f"labels_df lacks column(s) {missing}; expected ({key}, {LABEL_TIME}, {LABEL})")
+        raise ValueError(f"labels_df lacks column(s) {missing}; expected ({', '.join(keys)}, {LABEL_TIME}, {LABEL})")
     table = tables.features(cfg.entity.name)
     version = feature_table_version if feature_table_version is not None else lakehouse.version(spark, table)
     if version is None:
@@ -137,7 +137,7 @@ def build_training_set(
     features = lakehouse.read(spark, table, version=version)
     feature_columns = [c for c in cfg.features.feature_names() if c in features.columns]
 
-    labels = labels_df.select(key, LABEL_TIME, LABEL)
+    labels = labels_df.select(*keys, LABEL_TIME, LABEL)
     label_day = F.to_date(F.col(LABEL_TIME))
     bounds = labels.agg(F.min(label_day), F.max(label_day)).first()
     lo, hi = (bounds[0], bounds[1]) if bounds else (None, None)
@@ -150,16 +150,16 @@ def build_training_set(
 
     # Candidate snapshot dates of each distinct (key, label_time), matched on the snapshot keys only.
     candidates = (
-        labels.select(key, LABEL_TIME)
+        labels.select(*keys, LABEL_TIME)
         .distinct()
         .withColumn(AS_OF_DATE, F.explode(F.sequence(F.date_sub(label_day, ttl), F.date_sub(label_day, 1))))
     )
     chosen = (
-        candidates.join(snapshots.select(key, AS_OF_DATE), [key, AS_OF_DATE])
-        .groupBy(key, LABEL_TIME)
+        candidates.join(snapshots.select(*keys, AS_OF_DATE), [*keys, AS_OF_DATE])
+        .groupBy(*keys, LABEL_TIME)
         .agg(F.max(AS_OF_DATE).alias(AS_OF_DATE))
     )
-    joined = labels.join(chosen, [key, LABEL_TIME], "left")
+    joined = labels.join(chosen, [*keys, LABEL_TIME], "left")
     # Coverage is per snapshot date (it depends on the sources' first events only): a tiny per-date frame.
     covered = covered_dates(snapshots)
     joined = joined.join(F.broadcast(covered), AS_OF_DATE, "left")
@@ -170,7 +170,7 @@ def build_training_set(
 
     keep = F.col(AS_OF_DATE).isNotNull() & (F.col(COVERED) if mode == "exclude" else F.lit(True))
     df = joined.where(keep).drop(COVERED).join(
-        snapshots.select(key, AS_OF_DATE, *feature_columns), [key, AS_OF_DATE]
+        snapshots.select(*keys, AS_OF_DATE, *feature_columns), [*keys, AS_OF_DATE]
     )
     if under:
         log.warning(
@@ -178,13 +178,13 @@ def build_training_set(
             "%s (features.warm_up.training: %s)", under, matched, "dropped" if mode == "exclude" else "kept", mode,
         )
     return TrainingSet(
-        df=df.select(key, LABEL_TIME, LABEL, AS_OF_DATE, *feature_columns),
+        df=df.select(*keys, LABEL_TIME, LABEL, AS_OF_DATE, *feature_columns),
         feature_table_version=int(version),
         labels_in=labels_in,
         dropped_no_snapshot=labels_in - matched,
         feature_table=lakehouse.identifier(table),
         feature_columns=feature_columns,
-        key=key,
+        keys=keys,
         under_covered=under,
         dropped_under_covered=under if mode == "exclude" else 0,
         warm_up=mode,

@@ -108,7 +108,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
         raise InputError("the gate job needs --date: held-out labels end at the run's date")
     start, end = heldout_window(challenger_mv.tags, run_date)
     data = load_training_set(ctx.spark, ctx.lakehouse, use_case, start=start, end=end, known_by=run_date)
-    frame = data.to_pandas(use_case.entity.key)
+    frame = data.to_pandas(use_case.entity.keys)
 
     # The champion is compared only on rows it did not train or tune on either.
     unfair = ""

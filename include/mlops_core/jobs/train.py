@@ -65,7 +65,7 @@ def run(ctx: JobContext[TrainParams]) -> dict[str, Any]:
     else:
         from mlops_core.training.train import train_and_log
 
-        frame = ts.to_pandas(ctx.use_case.entity.key)
+        frame = ts.to_pandas(ctx.use_case.entity.keys)
         log.info("training set: %d rows, %d columns, window %s..%s", len(frame), frame.shape[1],
                  lineage["window_start"], lineage["window_end"])
         result = train_and_log(frame, **common)

@@ -301,7 +301,6 @@ def labelled_traffic(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConf
     from mlops_core.training.labels import LABEL, LABEL_TIME, read_labels
 
     task = cfg.model.task
-    key = cfg.entity.key
     logged = (read_log(spark, lakehouse).withColumn("_lag", F.lit(int(label_lag_days)))
               .withColumn("as_of_date", as_of_column())
               .where(F.col("as_of_date").between(F.lit(start), F.lit(end))))
@@ -312,7 +311,7 @@ def labelled_traffic(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConf
     try:
         labels = read_labels(spark, lakehouse, cfg, start + timedelta(days=label_lag_days),
                              end + timedelta(days=label_lag_days), known_by=known_by)
-        labels = (labels.select(F.col(key).cast("string").alias("key"),
+        labels = (labels.select(cfg.entity.key_text_column().alias("key"),
                                 F.date_sub(F.to_date(F.col(LABEL_TIME)), label_lag_days).alias("as_of_date"),
                                 F.col(LABEL).cast("double").alias("target"))
                   .dropDuplicates(["key", "as_of_date"]))

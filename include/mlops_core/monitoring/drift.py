@@ -232,7 +232,7 @@ def compute(
     days = reference_days or spec.reference.days
     max_rows = max_rows or spec.sampling.max_rows
     seed = spec.sampling.seed if seed is None else seed
-    key_cols = [use_case.entity.key, AS_OF_DATE]
+    key_cols = [*use_case.entity.keys, AS_OF_DATE]
     timings: dict[str, float] = {}
     t0 = time.monotonic()
 

@@ -24,7 +24,7 @@ def monitored_columns(use_case: UseCaseConfig, spec: MonitoringSpec, reference: 
     from pandas.api import types as ptypes
 
     features = use_case.features.feature_names() if use_case.features else [
-        c for c in current.columns if c not in (use_case.entity.key, AS_OF_DATE, *PREDICTION_COLUMNS)]
+        c for c in current.columns if c not in (*use_case.entity.keys, AS_OF_DATE, *PREDICTION_COLUMNS)]
     wanted = [c for c in (spec.include or features) if c not in spec.exclude]
     model_cats = set(getattr(getattr(getattr(use_case, "model", None), "features", None), "categorical", None) or [])
     numeric, categorical, skipped = [], [], {}

@@ -247,7 +247,7 @@ def databricks_payload_ddl() -> str:
     return ", ".join(f"`{c}` {t}" for c, t in DATABRICKS_PAYLOAD_COLUMNS)
 
 
-def from_databricks_payload(payload: DataFrame, *, key: str, use_case: str, task: str, threshold: float = 0.5,
+def from_databricks_payload(payload: DataFrame, *, key: str | list[str], use_case: str, task: str, threshold: float = 0.5,
                             served_entities: dict[str, dict[str, Any]] | None = None,
                             mode: str = "ab", features: list[str] | tuple[str, ...] = ()) -> DataFrame:
     """The rows of an AI Gateway inference table (`payload`, its schema: DATABRICKS_PAYLOAD_COLUMNS) as the
@@ -355,9 +355,20 @@ def _request_features(request: str | None, features: list[str] | tuple[str, ...]
     return [json.dumps({c: row.get(c) for c in names}) if any(c in row for c in names) else None for row in rows]
 
 
-def _request_keys(request: str | None, key: str) -> list[Any]:
-    """The entity keys of a scoring request's rows, in order (any MLflow format); [] when unreadable."""
+def _request_keys(request: str | None, key: str | list[str]) -> list[Any]:
+    """The entity keys of a scoring request's rows, in order (any MLflow format); [] when unreadable. A composite
+    key (a list of columns): each row's values joined by KEY_SEPARATOR ('JFK|LAX'), None when one is missing."""
     import json
+
+    if not isinstance(key, str):
+        from mlops_core.config.use_case import KEY_SEPARATOR
+
+        if len(key) == 1:
+            return _request_keys(request, key[0])
+        parts = [_request_keys(request, k) for k in key]
+        n = max(len(p) for p in parts)
+        return [None if any(i >= len(p) or p[i] is None for p in parts) else KEY_SEPARATOR.join(str(p[i]) for p in parts)
+                for i in range(n)]
 
     try:
         body = json.loads(request) if request else {}

@@ -76,12 +76,12 @@ def _scored(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, 
     as_of_date), the same rule as `sample`), so a large day costs one narrow top-k and one join of the sample."""
     from pyspark.sql import functions as F
 
-    key = use_case.entity.key
+    keys = list(use_case.entity.keys)
     if not lakehouse.exists(spark, tables.PREDICTIONS):
         raise DriftInputError(f"{lakehouse.identifier(tables.PREDICTIONS)} does not exist: run batch scoring first")
     preds = lakehouse.read(spark, tables.PREDICTIONS).where(F.col(AS_OF_DATE).between(F.lit(first), F.lit(last)))
     cols = [c for c in PREDICTION_COLUMNS if c in preds.columns]
-    preds = preds.select(key, AS_OF_DATE, *cols)
+    preds = preds.select(*keys, AS_OF_DATE, *cols)
     group = [c for c in ("model_name", "model_version") if c in cols]
     ftv_col = F.max("feature_table_version") if "feature_table_version" in cols else F.lit(None)
     groups = (preds.groupBy(*group) if group else preds.groupBy()).agg(
@@ -98,10 +98,10 @@ def _scored(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig, 
     versions = [g["ftv"] for g in groups if g["ftv"] is not None]
     ftv = max(versions) if versions else None
     if max_rows is not None and total > max_rows:
-        preds = preds.orderBy(_hash_order(seed, [key, AS_OF_DATE])).limit(max_rows)
+        preds = preds.orderBy(_hash_order(seed, [*keys, AS_OF_DATE])).limit(max_rows)
     feats = features_at(spark, lakehouse, use_case, ftv).where(F.col(AS_OF_DATE).between(F.lit(first), F.lit(last)))
-    feature_cols = [c for c in feats.columns if c not in (key, AS_OF_DATE) and c not in cols]
-    df = preds.join(feats.select(key, AS_OF_DATE, *feature_cols), [key, AS_OF_DATE], "inner")
+    feature_cols = [c for c in feats.columns if c not in (*keys, AS_OF_DATE) and c not in cols]
+    df = preds.join(feats.select(*keys, AS_OF_DATE, *feature_cols), [*keys, AS_OF_DATE], "inner")
     meta = {"model_name": model_name, "model_version": model_version, "feature_table_version": ftv,
             "predictions": total, "model_versions": len(groups)}
     return df, meta
@@ -152,21 +152,21 @@ def performance_frame(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
     perf = spec.performance
     start = day - timedelta(days=perf.window_days)
     labels = read_labels(spark, lakehouse, use_case, start, day, known_by=day)
-    key = use_case.entity.key
+    keys = list(use_case.entity.keys)
     labels = labels.withColumn(AS_OF_DATE, F.date_sub(F.to_date(F.col(LABEL_TIME)), perf.label_lag_days))
     if getattr(getattr(use_case, "model", None), "task", "binary") == "regression":
         values = (lakehouse.read(spark, tables.PREDICTIONS)
                   .where(F.col(AS_OF_DATE).between(F.lit(start - timedelta(days=perf.label_lag_days)), F.lit(day)))
                   .where(F.col(PREDICTION).isNotNull())
-                  .select(key, AS_OF_DATE, PREDICTION))
-        return (labels.join(values, [key, AS_OF_DATE])
-                .select(key, AS_OF_DATE, F.col(LABEL).cast("double").alias(TARGET), F.col(PREDICTION).cast("double")))
+                  .select(*keys, AS_OF_DATE, PREDICTION))
+        return (labels.join(values, [*keys, AS_OF_DATE])
+                .select(*keys, AS_OF_DATE, F.col(LABEL).cast("double").alias(TARGET), F.col(PREDICTION).cast("double")))
     preds = (lakehouse.read(spark, tables.PREDICTIONS)
              .where(F.col(AS_OF_DATE).between(F.lit(start - timedelta(days=perf.label_lag_days)), F.lit(day)))
              .where(F.col("score").isNotNull())
-             .select(key, AS_OF_DATE, "score", "predicted_label"))
-    return (labels.join(preds, [key, AS_OF_DATE])
-            .select(key, AS_OF_DATE, F.col(LABEL).cast("int").alias(TARGET), "score",
+             .select(*keys, AS_OF_DATE, "score", "predicted_label"))
+    return (labels.join(preds, [*keys, AS_OF_DATE])
+            .select(*keys, AS_OF_DATE, F.col(LABEL).cast("int").alias(TARGET), "score",
                     F.col("predicted_label").cast("int").alias(PREDICTION)))
 
 
@@ -197,7 +197,8 @@ def live_traffic_data(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
     (request id, request row)). Raises NoLiveTraffic when there is no such row."""
     from pyspark.sql import functions as F
 
-    key = use_case.entity.key
+    entity = use_case.entity
+    keys = list(entity.keys)
     log_table = tables.INFERENCE_LOG
     if not lakehouse.exists(spark, log_table):
         raise NoLiveTraffic(f"{lakehouse.identifier(log_table)} does not exist (no compacted request log)")
@@ -207,7 +208,8 @@ def live_traffic_data(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
     if "request_features" not in served.columns:  # a log compacted before full rows were kept
         served = served.withColumn("request_features", F.lit(None).cast("string"))
     value = "probability" if score_column == "score" else "prediction"
-    served = served.select("databricks_request_id", "request_row", F.col("key").alias(key), "features_source",
+    served = served.select("databricks_request_id", "request_row", *entity.key_columns_of_text(F.col("key")),
+                           "features_source",
                            "features_as_of", "event_time", "request_date", "request_features",
                            F.col(value).alias(score_column), "model_name", "model_version")
     counts = {r["features_source"]: int(r["n"]) for r in
@@ -219,18 +221,18 @@ def live_traffic_data(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCa
         served = served.orderBy(_hash_order(seed, ["databricks_request_id", "request_row"])).limit(max_rows)
 
     feats = lakehouse.read(spark, tables.features(use_case.entity.name))
-    feature_cols = [c for c in feats.columns if c not in (key, AS_OF_DATE) and not c.startswith("_")]
+    feature_cols = [c for c in feats.columns if c not in (*keys, AS_OF_DATE) and not c.startswith("_")]
     from_store = (served.where(F.col("features_source") == "online_store")
                   .withColumn(AS_OF_DATE, F.col("features_as_of"))
-                  .join(feats.select(key, AS_OF_DATE, *feature_cols, F.lit(True).alias("_matched")),
-                        [key, AS_OF_DATE], "left"))
+                  .join(feats.select(*keys, AS_OF_DATE, *feature_cols, F.lit(True).alias("_matched")),
+                        [*keys, AS_OF_DATE], "left"))
     schema = feats.select(*feature_cols).schema
     from_request = (served.where(F.col("features_source") == "request")
                     .withColumn(AS_OF_DATE, F.coalesce(F.to_date("event_time"), F.col("request_date")))
                     .withColumn("_f", F.from_json("request_features", schema))
                     .select("*", *[F.col("_f").getField(c).alias(c) for c in feature_cols])
                     .withColumn("_matched", F.col("request_features").isNotNull()))
-    out_cols = [key, AS_OF_DATE, score_column, *feature_cols, "features_source", "model_name", "model_version",
+    out_cols = [*keys, AS_OF_DATE, score_column, *feature_cols, "features_source", "model_name", "model_version",
                 "_matched"]
     both = from_store.select(*out_cols).unionByName(from_request.select(*out_cols))
     unmatched = both.where(~F.coalesce(F.col("_matched"), F.lit(False))).count()

@@ -65,12 +65,12 @@ def champion_reference(spark: SparkSession, lakehouse: Lakehouse, use_case: UseC
     labels = read_labels(spark, lakehouse, use_case, start, end, version=label_version,
                          feature_table_version=feature_version)
     ts = build_training_set(spark, lakehouse, use_case, labels, feature_table_version=feature_version)
-    key = use_case.entity.key
+    keys = use_case.entity.keys
     as_of_dates = [r[0] for r in ts.df.select(AS_OF_DATE).distinct().collect()]
     features = features_at(spark, lakehouse, use_case, feature_version).where(F.col(AS_OF_DATE).isin(as_of_dates))
     as_of_dates, coverage = _leave_out_warm_up(features, as_of_dates, use_case)
     coverage["short_window_columns"] = short_window_columns(features, as_of_dates, use_case)
-    df = features.where(F.col(AS_OF_DATE).isin(as_of_dates)).select(key, AS_OF_DATE, *ts.feature_columns)
+    df = features.where(F.col(AS_OF_DATE).isin(as_of_dates)).select(*keys, AS_OF_DATE, *ts.feature_columns)
     first, last = (min(as_of_dates), max(as_of_dates)) if as_of_dates else (None, None)
     info = {
         "kind": "champion_training",

@@ -20,7 +20,7 @@ score and no label. Consumers select feature_status = 'ok'.
 
 The prediction columns follow the use case's model.task (the rest of the schema is the same for both):
 
-  task binary      key, as_of_date, score (probability, double), predicted_label (int: score >= threshold),
+  task binary      key (every key column of a composite key), as_of_date, score (probability, double), predicted_label (int: score >= threshold),
                    feature_status, missing_features, model_name, model_alias, model_version, mlflow_run_id,
                    feature_table_version, scored_at, _run_id
   task regression  key, as_of_date, prediction (the predicted value, double), feature_status, ... (as binary)
@@ -43,6 +43,8 @@ from mlops_core.errors import ConfigError, InputError
 from mlops_core.scoring.model import FAST_KIND, ModelPackage, check_signature
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from mlops_core.config import UseCaseConfig
@@ -77,9 +79,14 @@ def output_columns(task: str = "binary") -> list[str]:
     return [PREDICTION] if task == "regression" else [SCORE, PREDICTED_LABEL]
 
 
-def prediction_columns(key: str, task: str = "binary") -> list[str]:
-    """Columns of gold.predictions and gold.shadow_predictions, in table order."""
-    return [key, AS_OF_DATE, *output_columns(task), FEATURE_STATUS, MISSING_FEATURES, MODEL_NAME, MODEL_ALIAS,
+def _key_list(keys: str | Sequence[str]) -> list[str]:
+    """The entity key column(s) as a list (`use_case.entity.keys`; one column name is taken as is)."""
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def prediction_columns(keys: Sequence[str], task: str = "binary") -> list[str]:
+    """Columns of gold.predictions and gold.shadow_predictions, in table order: every key column first."""
+    return [*_key_list(keys), AS_OF_DATE, *output_columns(task), FEATURE_STATUS, MISSING_FEATURES, MODEL_NAME, MODEL_ALIAS,
             MODEL_VERSION, MLFLOW_RUN_ID, FEATURE_TABLE_VERSION, SCORED_AT, RUN_ID]
 
 
@@ -199,7 +206,7 @@ def model_inputs(package: ModelPackage) -> list[Column]:
 
 
 def score_columns(
-    snapshot: DataFrame, packages: list[ModelPackage], key: str, required: list[str], nthread: int = 1
+    snapshot: DataFrame, packages: list[ModelPackage], keys: Sequence[str], required: list[str], nthread: int = 1
 ) -> DataFrame:
     """(key, _missing_mask, _score_0, _score_1, ...): one pandas UDF per package, evaluated in one pass.
     Only the model inputs go to Python and only the scores come back; the key and the mask stay in the
@@ -212,7 +219,7 @@ def score_columns(
         F.pandas_udf(batch_scorer(p, nthread), "double")(F.struct(*model_inputs(p))).alias(f"_score_{i}")
         for i, p in enumerate(packages)
     ]
-    return snapshot.select(F.col(key), missing_mask(snapshot, required).alias(_MASK), *scores)
+    return snapshot.select(*_key_list(keys), missing_mask(snapshot, required).alias(_MASK), *scores)
 
 
 def prediction_rows(
@@ -220,7 +227,7 @@ def prediction_rows(
     index: int,
     package: ModelPackage,
     *,
-    key: str,
+    keys: Sequence[str],
     as_of: date,
     required: list[str],
     threshold: float,
@@ -242,8 +249,9 @@ def prediction_rows(
     else:
         label = F.when(score.isNotNull(), (score >= F.lit(float(threshold))).cast("int"))
         outputs = [score.alias(SCORE), label.alias(PREDICTED_LABEL)]
+    keys = _key_list(keys)
     columns = [
-        F.col(key),
+        *[F.col(k) for k in keys],
         F.lit(as_of).alias(AS_OF_DATE),
         *outputs,
         F.when(ok, F.lit(STATUS_OK)).otherwise(F.lit(STATUS_MISSING)).alias(FEATURE_STATUS),
@@ -257,9 +265,10 @@ def prediction_rows(
         F.lit(run_id).alias(RUN_ID),
     ]
     # Comments travel as schema metadata: the table is created with them, no ALTER commit per column.
-    comments = {key: "Key of the scored entity", **COLUMN_COMMENTS}
+    comments = {**({keys[0]: "Key of the scored entity"} if len(keys) == 1 else
+                   {k: f"Key column {k!r} of the scored entity" for k in keys}), **COLUMN_COMMENTS}
     return scored.select(*columns).select(
-        *[F.col(c).alias(c, metadata={"comment": comments[c]}) for c in prediction_columns(key, task)]
+        *[F.col(c).alias(c, metadata={"comment": comments[c]}) for c in prediction_columns(keys, task)]
     )
 
 
@@ -340,7 +349,7 @@ class BatchScorer:
         self.spec = cfg.scoring
         self.packages = packages
         self.run_id = run_id
-        self.key = cfg.entity.key
+        self.keys = list(cfg.entity.keys)
         self.threshold = cfg.model.threshold
         self.task = cfg.model.task
         self.packages = packages = [self._with_task(p) for p in packages]
@@ -422,12 +431,12 @@ class BatchScorer:
         seconds["precheck"] = time.perf_counter() - t0
 
         nthread = int(self.spark.conf.get("spark.task.cpus", "1"))
-        scored = score_columns(self._parallel(snapshot), self.packages, self.key, self.required, nthread)
+        scored = score_columns(self._parallel(snapshot), self.packages, self.keys, self.required, nthread)
         shadow = len(self.packages) > 1
         if shadow:
             scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         scored_at = datetime.now(UTC).replace(microsecond=0)
-        common = dict(key=self.key, as_of=as_of, required=self.required, threshold=self.threshold,
+        common = dict(keys=self.keys, as_of=as_of, required=self.required, threshold=self.threshold,
                       policy=self.spec.on_missing_features, feature_table_version=self.feature_table_version,
                       scored_at=scored_at, run_id=self.run_id, task=self.task)
         try:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mlops_core.config.use_case import KEY_SEPARATOR
 from mlops_core.serving.routing import RoutingTable, ServedEntity, build_table
 from mlops_core.serving.spec import ServingSpec
 
@@ -121,14 +122,15 @@ def parse_rows(body: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
-def _keys(values: list[Any], key: str) -> list[str]:
-    """The key column as strings; a missing, empty or non-scalar key is refused with its row."""
+def _keys(values: list[Any], key: str, of: str = "") -> list[str]:
+    """The key column as strings; a missing, empty or non-scalar key is refused with its row. `of`: the composite
+    key the column belongs to (named in the refusal)."""
     if set(map(type, values)) <= {str} and "" not in values:
         return values
     out = []
     for i, value in enumerate(values):
         if value is _ABSENT or value is None or isinstance(value, (bool, list, dict)) or value == "":
-            raise _bad(f"row {i}: the entity key {key!r} is missing or not a string/number"
+            raise _bad(f"row {i}: the entity key {'column ' if of else ''}{key!r}{of} is missing or not a string/number"
                        + ("" if value is _ABSENT else f" (got {value!r})"), field=key, row=i)
         out.append(value if isinstance(value, str) else str(value))
     return out
@@ -166,7 +168,11 @@ class Endpoint:
         self.model_name = cfg.model.registered_model_name
         self.task = cfg.model.task
         self.threshold = float(cfg.model.threshold)
-        self.key = cfg.entity.key
+        self.keys = list(cfg.entity.keys)
+        # The key's name in messages and responses: the column, or the columns joined as the key text is.
+        self.key = KEY_SEPARATOR.join(self.keys)
+        self._key_named = (repr(self.keys[0]) if len(self.keys) == 1
+                           else "columns " + ", ".join(repr(k) for k in self.keys))
         self.required = list(cfg.scoring.required_features or [])
         self.flag_missing = cfg.scoring.on_missing_features == "flag"
         self.table: RoutingTable | None = None
@@ -267,7 +273,7 @@ class Endpoint:
     def describe(self) -> dict[str, Any]:
         table = self.table
         return {"use_case": self.use_case, "ready": table is not None, "model_name": self.model_name,
-                "task": self.task, "key_column": self.key, "max_batch_rows": self.spec.max_batch_rows,
+                "task": self.task, "key_column": self.key, **self._key_columns(), "max_batch_rows": self.spec.max_batch_rows,
                 "auth": self.token is not None, "poll_seconds": self.spec.poll_seconds, "reloads": self.reloads,
                 "error": self.error, "held_back": dict(self.held_back), **(table.describe() if table else {"mode": self.spec.mode}),
                 "online_store": self.store.describe() if self.store else None,
@@ -298,14 +304,14 @@ class Endpoint:
 
         # Each row: every model input (features from the request) or none of them (from the online store).
         if given is not None:
-            keys = _keys(given.get(key) or [_ABSENT] * n, key)
+            keys = self._row_keys(given, None, n)
             missing = [c for c in inputs if c not in given]
             if missing and not wanted.isdisjoint(given):
-                raise _bad(f"row 0: missing features {_listed(missing)} (send every model input, or only the key {key!r} "
+                raise _bad(f"row 0: missing features {_listed(missing)} (send every model input, or only the key {self._key_named} "
                            "to read the features from the online store)", field=missing[0], row=0)
             request_rows = [] if missing else list(range(n))
         else:
-            keys = _keys([row.get(key, _ABSENT) for row in rows], key)
+            keys = self._row_keys(None, rows, n)
             request_rows = []
             for i, row in enumerate(rows):
                 names = row.keys()
@@ -314,7 +320,7 @@ class Endpoint:
                 elif not wanted.isdisjoint(names):
                     missing = [c for c in inputs if c not in names]
                     raise _bad(f"row {i}: missing features {_listed(missing)} (send every model input, or only the key "
-                               f"{key!r} to read the features from the online store)", field=missing[0], row=i)
+                               f"{self._key_named} to read the features from the online store)", field=missing[0], row=i)
         all_request = len(request_rows) == n
 
         if all_request:
@@ -409,7 +415,30 @@ class Endpoint:
         store_as_of = self.store.meta.get("as_of_date") if (self.store and as_of) else None
         return {"request_id": request_id or uuid.uuid4().hex, "use_case": self.use_case, "mode": table.mode,
                 "task": self.task, "threshold": self.threshold if self.task == "binary" else None,
-                "key_column": key, "store_as_of": store_as_of, "predictions": predictions}
+                "key_column": key, **self._key_columns(), "store_as_of": store_as_of, "predictions": predictions}
+
+    def _key_columns(self) -> dict[str, Any]:
+        """A composite key's columns for a response (a single key's response is as it always was)."""
+        return {"key_columns": list(self.keys)} if len(self.keys) > 1 else {}
+
+    def _row_keys(self, given: dict[str, list[Any]] | None, rows: list[dict[str, Any]] | None, n: int) -> list[str]:
+        """Each row's key text: the key column's value, or a composite key's values joined by KEY_SEPARATOR
+        (every key column is required; a value holding the separator is refused)."""
+        def column(k: str) -> list[Any]:
+            return (given.get(k) or [_ABSENT] * n) if given is not None else [row.get(k, _ABSENT) for row in rows]
+
+        if len(self.keys) == 1:
+            return _keys(column(self.keys[0]), self.keys[0])
+        of = f" (key {', '.join(self.keys)})"
+        parts = []
+        for k in self.keys:
+            values = _keys(column(k), k, of)
+            for i, v in enumerate(values):
+                if KEY_SEPARATOR in v:
+                    raise _bad(f"row {i}: the key column {k!r} holds {KEY_SEPARATOR!r}, which joins the columns of the "
+                               f"composite key{of}: {v!r}", field=k, row=i)
+            parts.append(values)
+        return [KEY_SEPARATOR.join(t) for t in zip(*parts, strict=True)]
 
     def _outputs(self, values: np.ndarray) -> list[dict[str, Any]]:
         """The prediction fields of each value (binary: probability + label; regression: prediction)."""

@@ -48,7 +48,7 @@ def snapshot_rows(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfig,
     if rows_per_day:
         from pyspark.sql import Window
 
-        order = F.xxhash64(F.col(cfg.entity.key).cast("string"), F.lit(seed))
+        order = F.xxhash64(cfg.entity.key_text_column(), F.lit(seed))
         df = (df.withColumn("_n", F.row_number().over(Window.partitionBy(AS_OF_DATE).orderBy(order)))
               .where(F.col("_n") <= rows_per_day).drop("_n"))
     cols = [c for c in df.columns if not c.startswith("_")]

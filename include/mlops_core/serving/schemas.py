@@ -65,7 +65,8 @@ class ShadowPrediction(BaseModel):
 
 
 class RowPrediction(BaseModel):
-    key: str = Field(description="The row's entity key")
+    key: str = Field(description="The row's entity key (a composite key: its values joined by '|' in key order, "
+                                 "e.g. 'JFK|LAX')")
     status: Literal["ok", "missing_features"] = "ok"
     probability: float | None = Field(default=None, description="binary: probability of the positive class")
     label: int | None = Field(default=None, description="binary: 1 when probability >= threshold")
@@ -87,6 +88,8 @@ class ScoringResponse(BaseModel):
     task: Literal["binary", "regression"]
     threshold: float | None = None
     key_column: str
+    key_columns: list[str] | None = Field(default=None, description="A composite key's columns, in order; every "
+                                          "request row names each of them")
     store_as_of: str | None = Field(default=None, description="The online store's newest as-of date")
     predictions: list[RowPrediction]
 

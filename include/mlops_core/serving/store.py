@@ -92,6 +92,10 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+# The store's key column for a composite entity key (its columns stay in the store as well).
+STORE_KEY = "entity_key"
+
+
 def write_store(path: Path, key: str, arrow_table, meta: dict[str, Any]) -> dict[str, Any]:
     """Write `arrow_table` (one row per key) as the store file at `path`, atomically: a new file, then a rename."""
     columns = [c for c in arrow_table.column_names if not c.startswith("_")]
@@ -155,9 +159,15 @@ def refresh_online_store(spark: SparkSession, lakehouse: Lakehouse, use_case_cfg
     if version is None:
         return {"skipped": f"{lakehouse.identifier(table)} does not exist yet"}
     started = time.perf_counter()
-    arrow = lakehouse.read(spark, table, version=version).toArrow()
+    entity = use_case_cfg.entity
+    latest = lakehouse.read(spark, table, version=version)
+    key = entity.keys[0]
+    if entity.composite:  # one text column keys the store: the values joined as a request's key is ('JFK|LAX')
+        key = STORE_KEY
+        latest = latest.withColumn(key, entity.key_text_column())
+    arrow = latest.toArrow()
     path = online_store_path(env, use_case_cfg)
-    out = write_store(path, use_case_cfg.entity.key, arrow,
+    out = write_store(path, key, arrow,
                       {"use_case": use_case_cfg.name, "entity": use_case_cfg.entity.name,
                        "source_table": lakehouse.identifier(table), "source_version": version})
     out["seconds"] = round(time.perf_counter() - started, 3)

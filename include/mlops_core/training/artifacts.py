@@ -161,7 +161,7 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         spec.intended_use or "Not stated in the use-case config.",
         "",
         "## Data",
-        f"- Use case `{use_case.name}`, entity `{use_case.entity.name}` keyed by `{use_case.entity.key}`.",
+        f"- Use case `{use_case.name}`, entity `{use_case.entity.name}` keyed by `{', '.join(use_case.entity.keys)}`.",
         f"- Features: `{lineage.get('feature_table')}` at Delta version {lineage.get('feature_table_version')}, "
         "joined point in time (the snapshot as of each label date).",
         label_line,

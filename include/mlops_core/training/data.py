@@ -12,6 +12,8 @@ from mlops_core.errors import ConfigError
 from mlops_core.training.dataset import LABEL_TIME, TrainingDataError, resolve_window
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
@@ -24,11 +26,12 @@ class LoadedTrainingSet:
     df: DataFrame  # key, label_time, label, feature columns
     lineage: dict[str, Any] = field(default_factory=dict)
 
-    def to_pandas(self, key: str) -> pd.DataFrame:
-        """Collect to pandas in a deterministic order (label_time, key), through Arrow (much faster)."""
+    def to_pandas(self, keys: str | Sequence[str]) -> pd.DataFrame:
+        """Collect to pandas in a deterministic order (label_time, the key columns), through Arrow (much faster)."""
         from mlops_core.spark import to_pandas
+        from mlops_core.training.dataset import key_columns
 
-        return to_pandas(self.df.orderBy(LABEL_TIME, key))
+        return to_pandas(self.df.orderBy(LABEL_TIME, *key_columns(keys)))
 
 
 def label_dates(spark: SparkSession, lakehouse: Lakehouse, use_case: UseCaseConfig,

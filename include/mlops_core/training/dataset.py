@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from mlops_core.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from pyspark.sql import DataFrame
 
@@ -34,9 +36,15 @@ class TrainingDataError(InputError):
     """The training data cannot produce a sound model (empty split, one class only, unknown columns)."""
 
 
+def key_columns(keys: str | Sequence[str]) -> list[str]:
+    """The entity key columns as a list (`use_case.entity.keys`); one column name is taken as that one column
+    (callers written for single keys keep working), never split into letters."""
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
 @dataclass(frozen=True)
 class ColumnRoles:
-    key: str
+    keys: tuple[str, ...]  # the entity key column(s): never features
     numeric: list[str]
     categorical: list[str]
 
@@ -45,10 +53,11 @@ class ColumnRoles:
         return [*self.numeric, *self.categorical]
 
 
-def resolve_roles(dtypes: dict[str, str], key: str, spec: ModelSpec) -> ColumnRoles:
+def resolve_roles(dtypes: dict[str, str], keys: str | Sequence[str], spec: ModelSpec) -> ColumnRoles:
     """Which columns are numeric and categorical features, from the training set's column types and the
     spec. `dtypes` maps column -> a type name ('string', 'double', 'object', 'int64', ...)."""
-    candidates = [c for c in dtypes if c != key and c not in NON_FEATURES and not c.startswith("_")]
+    keys = key_columns(keys)
+    candidates = [c for c in dtypes if c not in keys and c not in NON_FEATURES and not c.startswith("_")]
     sel = spec.features
     if sel.include is not None:
         unknown = sorted(set(sel.include) - set(candidates))
@@ -79,7 +88,7 @@ def resolve_roles(dtypes: dict[str, str], key: str, spec: ModelSpec) -> ColumnRo
     numeric = [c for c in candidates if c not in categorical]
     if not numeric and not categorical:
         raise TrainingDataError("the training set has no feature columns")
-    return ColumnRoles(key=key, numeric=sorted(numeric), categorical=sorted(categorical))
+    return ColumnRoles(keys=tuple(keys), numeric=sorted(numeric), categorical=sorted(categorical))
 
 
 @dataclass(frozen=True)
@@ -292,7 +301,7 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
-def time_split(frame: pd.DataFrame, key: str, validation_days: int, test_days: int, min_rows: int = 1,
+def time_split(frame: pd.DataFrame, keys: str | Sequence[str], validation_days: int, test_days: int, min_rows: int = 1,
                task: str = "binary", folds: int = 1, fold_spacing_days: int | None = None,
                min_dates: int = 1) -> Splits:
     """Split a pandas training set by label date (see module doc and `plan_splits`); each split sorted by
@@ -314,7 +323,7 @@ def time_split(frame: pd.DataFrame, key: str, validation_days: int, test_days: i
         bad = sorted(set(frame[LABEL].unique().tolist()) - {0, 1})
         if bad:
             raise TrainingDataError(f"labels must be 0 or 1, found {bad}")
-    frame = frame.sort_values([LABEL_TIME, key], kind="mergesort").reset_index(drop=True)
+    frame = frame.sort_values([LABEL_TIME, *key_columns(keys)], kind="mergesort").reset_index(drop=True)
     plan = plan_splits(frame[LABEL_TIME].unique().tolist(), validation_days, test_days, folds, fold_spacing_days,
                        min_dates)
     windows = plan.windows

@@ -125,16 +125,16 @@ def computed_labels(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfi
     spec = label_spec(cfg)
     w = spec.window
     assert w is not None
-    key = cfg.entity.key
+    keys = list(cfg.entity.keys)
     events = _events(spark, lakehouse, cfg, version, known_by)
     days = [d for d in computed_label_dates(spark, lakehouse, cfg, feature_table_version=feature_table_version,
                                             known_by=known_by, events=events)
             if (start is None or d >= start) and (end is None or d <= end)]
     features = _features(spark, lakehouse, cfg, feature_table_version)
     population = (features.where(F.col(AS_OF_DATE).isin([d - timedelta(days=1) for d in days]))
-                  .select(key, F.date_add(F.col(AS_OF_DATE), 1).alias(LABEL_TIME)).distinct())
+                  .select(*keys, F.date_add(F.col(AS_OF_DATE), 1).alias(LABEL_TIME)).distinct())
     if not days:
-        return population.select(key, LABEL_TIME, F.lit(None).cast("double").alias(LABEL))
+        return population.select(*keys, LABEL_TIME, F.lit(None).cast("double").alias(LABEL))
 
     # Each event counts for the label dates whose horizon holds it: the grid dates in [day - h + 1, day],
     # an equi-join on (key, label date) instead of a range join.
@@ -145,21 +145,21 @@ def computed_labels(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfi
     first = F.date_add(lo, F.pmod(F.lit(every) - offset, F.lit(every)).cast("int"))
     value = F.lit(1.0) if w.agg == "count" else F.col(spec.column).cast("double")
     scoped = (events.where(day.between(F.lit(min(days)), F.lit(max(days) + timedelta(days=h - 1))))
-              .select(F.col(key), day.alias("_day"), first.alias("_first"), value.alias("_value"))
+              .select(*keys, day.alias("_day"), first.alias("_first"), value.alias("_value"))
               .where(F.col("_first") <= F.col("_day")))
     per_label = scoped.select(
-        key, F.explode(F.sequence(F.col("_first"), F.col("_day"), F.expr(f"INTERVAL {every} DAYS"))).alias(LABEL_TIME),
+        *keys, F.explode(F.sequence(F.col("_first"), F.col("_day"), F.expr(f"INTERVAL {every} DAYS"))).alias(LABEL_TIME),
         "_value",
     )
     aggregate = {"sum": F.sum, "count": F.count, "avg": F.avg, "min": F.min, "max": F.max}[w.agg]
-    outcomes = (per_label.where(F.col(LABEL_TIME).isin(days)).groupBy(key, LABEL_TIME)
+    outcomes = (per_label.where(F.col(LABEL_TIME).isin(days)).groupBy(*keys, LABEL_TIME)
                 .agg(aggregate("_value").cast("double").alias(LABEL)))
-    labels = population.join(outcomes, [key, LABEL_TIME], "left")
+    labels = population.join(outcomes, [*keys, LABEL_TIME], "left")
     if w.fill is None:
         labels = labels.where(F.col(LABEL).isNotNull())
     else:
         labels = labels.withColumn(LABEL, F.coalesce(F.col(LABEL), F.lit(float(w.fill))))
-    return labels.select(key, LABEL_TIME, LABEL)
+    return labels.select(*keys, LABEL_TIME, LABEL)
 
 
 def read_labels(spark: SparkSession, lakehouse: Lakehouse, cfg: UseCaseConfig, start: date | None = None,

@@ -25,6 +25,8 @@ from mlops_core.training.search import DIRECTION, XGB_EVAL_METRIC, SearchOutcome
 from mlops_core.training.train import PreparedData, TrainResult, model_spec_for, run_training
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
     from pyspark.sql import DataFrame
 
@@ -35,15 +37,15 @@ VALIDATION_FLAG = "_is_validation"
 
 
 class SparkData(PreparedData):
-    def __init__(self, df: DataFrame, key: str, spec: ModelSpec):
+    def __init__(self, df: DataFrame, keys: str | Sequence[str], spec: ModelSpec):
         from pyspark.sql import functions as F
 
         from mlops_core.training.pyfunc_model import FeatureEncoder
 
-        self.key = key
         self.spec = spec
-        self.roles = resolve_roles(dict(df.dtypes), key, spec)
-        df = df.select(key, F.to_date(LABEL_TIME).alias(LABEL_TIME), F.col(LABEL).cast("int").alias(LABEL),
+        self.roles = resolve_roles(dict(df.dtypes), keys, spec)
+        self.keys = list(self.roles.keys)
+        df = df.select(*self.keys, F.to_date(LABEL_TIME).alias(LABEL_TIME), F.col(LABEL).cast("int").alias(LABEL),
                        *self.roles.features)
         bounds = df.agg(F.min(LABEL_TIME), F.max(LABEL_TIME)).first()
         if bounds is None or bounds[0] is None:
@@ -87,7 +89,7 @@ class SparkData(PreparedData):
         for col, values in self.encoder.categorical.items():
             for value in values:
                 exprs.append(F.when(F.col(col).cast("string") == value, 1.0).otherwise(0.0).alias(next(names)))
-        return part.select(self.key, LABEL_TIME, LABEL, *exprs)
+        return part.select(*self.keys, LABEL_TIME, LABEL, *exprs)
 
     def _classifier(self, params: dict[str, Any]):
         from xgboost.spark import SparkXGBClassifier
@@ -121,8 +123,8 @@ class SparkData(PreparedData):
 
         out = to_pandas(
             model.transform(self.encoded[name])
-            .select(LABEL, vector_to_array(F.col("probability"))[1].alias("p"), self.key, LABEL_TIME)
-            .orderBy(LABEL_TIME, self.key)
+            .select(LABEL, vector_to_array(F.col("probability"))[1].alias("p"), *self.keys, LABEL_TIME)
+            .orderBy(LABEL_TIME, *self.keys)
         )
         return out[LABEL].to_numpy(dtype="int64"), np.asarray(out["p"], dtype="float64")
 
@@ -176,7 +178,7 @@ class SparkData(PreparedData):
     def sample(self) -> pd.DataFrame:
         from mlops_core.spark import to_pandas
 
-        return to_pandas(self.parts["train"].orderBy(LABEL_TIME, self.key).limit(5))
+        return to_pandas(self.parts["train"].orderBy(LABEL_TIME, *self.keys).limit(5))
 
 
 def train_spark_and_log(
@@ -194,7 +196,7 @@ def train_spark_and_log(
 ) -> TrainResult:
     """train_and_log for a Spark training set (engine xgboost_spark)."""
     spec = model_spec_for(use_case, "xgboost_spark")
-    data = SparkData(df, use_case.entity.key, spec)
+    data = SparkData(df, use_case.entity.keys, spec)
     try:
         return run_training(data, env=env, use_case=use_case, lineage=lineage, seed=seed, hpo_trials=hpo_trials,
                             hpo_timeout_seconds=hpo_timeout_seconds, run_name=run_name, tracking_uri=tracking_uri,

@@ -269,12 +269,18 @@ class ModelSpec(_Strict):
             )
         return self
 
-    def check_sources(self, sources: dict[str, Any]) -> None:
-        """Cross-section check: the label source and columns exist (called by UseCaseConfig)."""
+    def check_sources(self, sources: dict[str, Any], entity_keys: tuple[str, ...] = ()) -> None:
+        """Cross-section check: the label source and columns exist, with every entity key column (called by
+        UseCaseConfig)."""
         src = sources.get(self.label.source)
         if src is None:
             raise ValueError(f"model.label.source {self.label.source!r} is not one of the sources {sorted(sources)}")
         columns = {c.name: c for c in src.columns}
+        lacking = [k for k in entity_keys if k not in columns]
+        if lacking:
+            raise ValueError(f"model.label.source: source {self.label.source!r} has no entity key column "
+                             f"{lacking[0]!r} (entity key [{', '.join(entity_keys)}]): labels are joined on every key "
+                             "column")
         window = self.label.window
         needed = [self.label.time_column]
         if window is None or window.agg != "count":

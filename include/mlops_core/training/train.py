@@ -51,6 +51,8 @@ from mlops_core.training.search import SearchOutcome, TrialSearch, run_search
 from mlops_core.training.spec import ModelSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from mlops_core.config import EnvironmentConfig, UseCaseConfig
@@ -122,15 +124,15 @@ class PreparedData:
 
 
 class PandasData(PreparedData):
-    def __init__(self, frame: pd.DataFrame, key: str, spec: ModelSpec):
+    def __init__(self, frame: pd.DataFrame, keys: str | Sequence[str], spec: ModelSpec):
         import pandas as pd
 
         from mlops_core.training.pyfunc_model import FeatureEncoder
         from mlops_core.training.search import FoldData
 
-        self.roles = resolve_roles({c: str(t) for c, t in frame.dtypes.items()}, key, spec)
+        self.roles = resolve_roles({c: str(t) for c, t in frame.dtypes.items()}, keys, spec)
         sp = spec.split
-        self.splits = time_split(frame[[key, LABEL_TIME, LABEL, *self.roles.features]], key,
+        self.splits = time_split(frame[[*self.roles.keys, LABEL_TIME, LABEL, *self.roles.features]], keys,
                                  sp.validation_days, sp.test_days, sp.min_rows, spec.task, folds=sp.folds,
                                  fold_spacing_days=sp.fold_spacing_days, min_dates=sp.min_dates)
         self.refit_frame = pd.concat([self.splits.train, self.splits.validation], ignore_index=True)
@@ -211,7 +213,7 @@ def train_and_log(
     data (tables, versions, window, reason, orchestrator run); the rest is added here.
     hpo_timeout_seconds: -1 = the spec's value, None = no timeout."""
     spec = model_spec_for(use_case, "xgboost")
-    data = PandasData(frame, use_case.entity.key, spec)
+    data = PandasData(frame, use_case.entity.keys, spec)
     return run_training(data, env=env, use_case=use_case, lineage=lineage, seed=seed, hpo_trials=hpo_trials,
                         hpo_timeout_seconds=hpo_timeout_seconds, run_name=run_name, tracking_uri=tracking_uri,
                         registry_uri=registry_uri)
