@@ -274,3 +274,68 @@ def test_scoring_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, mon
     comparison = compare("gold.predictions", want, got, PREDICTION_KEYS)
     fig = record("batch scoring", killed, [comparison], seconds)
     assert fig.survived, comparison.details
+
+
+# ---- drift metrics --------------------------------------------------------------------------------------------
+DRIFT_DAY = date(2026, 3, 2)
+METRIC_KEYS = ["date", "feature", "current_data"]
+
+
+def drift_runs(env, day: date) -> int:
+    """MLflow runs of the drift report of `day` (one per date, reused on rerun)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env.mlflow.tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return len(client.search_runs(ids, f"tags.`mlops.drift_date` = '{day.isoformat()}'")) if ids else 0
+
+
+def test_drift_job_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, monkeypatch):
+    """The drift job (Evidently, MLflow logging, the report store) on five scored days of 300 rows
+    (tests/monitoring/data), the last one drifted, against a 3-day window reference; the kill hits its
+    monitoring.drift_metrics write, the last thing it does after the report files and the MLflow run."""
+    from mlops_core.config import load_use_case
+    from mlops_core.jobs import drift
+    from mlops_core.jobs.runner import JobContext
+    from mlops_core.lakehouse import Lakehouse
+    from tests.monitoring.data import days_between, write_scored_days
+
+    uc = load_use_case("churn")
+    days = {d: d == DRIFT_DAY for d in days_between(date(2026, 2, 26), DRIFT_DAY)}
+    clean, fault = tmp_path / "clean", tmp_path / "fault"
+    envs = {}
+    for d in (fault, clean):
+        (d / "mlflow").mkdir(parents=True)
+        envs[d] = env = use_dir(monkeypatch, d)
+        write_scored_days(spark, Lakehouse(env, "churn"), days, rows=300)
+    params = {"reference": "window", "reference_days": 3, "date": DRIFT_DAY.isoformat()}
+    run_id = "scheduled__2026-03-02T07:00:00+00:00"
+    out = drift.run(JobContext(env=envs[clean], use_case=uc, job="drift", run_id=run_id, logical_date=DRIFT_DAY,
+                               params=params))
+    assert out["status"] == "ok" and out["dataset_drifted"]
+    writes = clean_writes(clean / "lakehouse/churn", ["monitoring/drift_metrics"])
+    point = seeded_point(SEED, "drift", writes)
+
+    argv = job_argv("drift", DRIFT_DAY, params, run_id)
+    env_f = job_env(fault)
+    killed = run_and_kill(argv, env_f, fault / "lakehouse/churn", point, tmp_path / "killed.log")
+    assert killed.returncode == -9 and "MLOPS_RESULT" not in killed.log
+
+    table = "monitoring/drift_metrics"
+    stamps, paths = ["_run_id", "_computed_at"], ["report_uri"]
+    want = table_rows(spark, clean / "lakehouse/churn" / table, stamps, paths)
+    before = table_rows(spark, fault / "lakehouse/churn" / table, stamps, paths)
+    assert before == [] or compare(table, want, before, METRIC_KEYS).ok  # all of the write or none
+
+    seconds, result = run_job(argv, env_f, tmp_path / "rerun.log")
+    assert result["status"] == "ok" and result["drift_share"] == out["drift_share"]
+    comparison = compare(table, want, table_rows(spark, fault / "lakehouse/churn" / table, stamps, paths),
+                         METRIC_KEYS)
+    # Beside the table: one MLflow run for the night (the killed run's is reused), the report files in the store.
+    runs = drift_runs(envs[fault], DRIFT_DAY)
+    comparison.duplicates += runs - 1
+    reports = fault / "reports/churn/drift" / DRIFT_DAY.isoformat()
+    assert {p.name for p in reports.iterdir()} == {
+        p.name for p in (clean / "reports/churn/drift" / DRIFT_DAY.isoformat()).iterdir()}
+    fig = record("drift metrics", killed, [comparison], seconds)
+    assert runs == 1 and fig.survived, comparison.details
