@@ -339,3 +339,50 @@ def test_drift_job_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, m
         p.name for p in (clean / "reports/churn/drift" / DRIFT_DAY.isoformat()).iterdir()}
     fig = record("drift metrics", killed, [comparison], seconds)
     assert runs == 1 and fig.survived, comparison.details
+
+
+# ---- feature materialization ---------------------------------------------------------------------------------
+FEATURE_TABLES = ["features/customer_entities", "features/customer_features", "features/customer_features_latest"]
+FEATURE_KEYS = ["customer_id", "as_of_date"]
+FEATURE_STAMPS = ["_computed_at", "_run_id"]
+
+
+def test_features_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, monkeypatch):
+    """The features job on 40 days of generated bronze for 14 customers (tests/features/bronze_data); it writes
+    the entity state, the snapshot and the latest table in turn: the seed picks which write is killed."""
+    from datetime import timedelta
+
+    from mlops_core.config import load_use_case
+    from mlops_core.jobs import features
+    from mlops_core.jobs.runner import JobContext
+    from mlops_core.lakehouse import Lakehouse
+    from tests.features.bronze_data import START, make_bronze, write_bronze
+
+    uc = load_use_case("churn")
+    frames = make_bronze(days=40)
+    day = START + timedelta(days=35)
+    clean, fault = tmp_path / "clean", tmp_path / "fault"
+    for d in (fault, clean):
+        env = use_dir(monkeypatch, d)
+        write_bronze(spark, Lakehouse(env, "churn"), uc, frames)
+    run_id = f"asset_triggered__{day.isoformat()}"
+    features.run(JobContext(env=env, use_case=uc, job="features", run_id=run_id, logical_date=day, params={}))
+    lake = clean / "lakehouse/churn"
+    writes = clean_writes(lake, FEATURE_TABLES)
+    point = seeded_point(SEED, "features", writes)
+
+    argv = job_argv("features", day, {}, run_id)
+    killed = run_and_kill(argv, job_env(fault), fault / "lakehouse/churn", point, tmp_path / "killed.log")
+    assert killed.returncode == -9 and "MLOPS_RESULT" not in killed.log
+    for table in FEATURE_TABLES:  # each table: all of its write or none of it
+        before = table_rows(spark, fault / "lakehouse/churn" / table, FEATURE_STAMPS)
+        assert before == [] or compare(table, table_rows(spark, lake / table, FEATURE_STAMPS), before,
+                                       FEATURE_KEYS).ok, table
+
+    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    assert result["asset_extras"]
+    comparisons = [compare(t, table_rows(spark, lake / t, FEATURE_STAMPS),
+                           table_rows(spark, fault / "lakehouse/churn" / t, FEATURE_STAMPS), FEATURE_KEYS)
+                   for t in FEATURE_TABLES]
+    fig = record("feature materialization", killed, comparisons, seconds)
+    assert fig.survived, [c.details for c in comparisons if not c.ok]
