@@ -5,6 +5,10 @@ features_incremental: the cost of materializing ONE new day with 1x, 4x and 10x 
 plus a few sign-ups per day). Goal: the 10x/1x ratio of the median stays <= 1.2, because a day reads only the
 partitions of its window and the previous day's entity state, never the whole history.
 
+features_lookups_incremental (#28): the same with two lookup groups and filtered aggregates (churn's features plus
+a country rate looked up from the customers' attributes with a 7-day ttl, a channel reference table looked up
+from each order, counts filtered on an order column and on a looked-up one) at 1x and 10x history; same goal.
+
 Synthetic bronze is generated directly in the ingest contract's shape (no landing files) and kept under the
 work dir for later runs. Repeats of the two sizes are interleaved, so load from other processes on a shared
 machine hits both alike; wall time and CPU time (driver + Spark JVM) are both reported."""
@@ -111,29 +115,32 @@ def generate_bronze(spark, lakehouse, days: int, rows_per_day: int, customers: i
     return {"files": files}
 
 
-def features_incremental(ctx: BenchContext) -> BenchResult:
-    """One new day of feature snapshots at 1x, 4x and 10x bronze history (median wall and CPU seconds)."""
-    from mlops_core.config import load_environment, load_use_case
+def _incremental(ctx: BenchContext, cfg, default_factors: str, prefix: str = "", extra_bronze=None,
+                 note: str = "") -> BenchResult:
+    """One new day of `cfg`'s snapshots per history factor (median wall and CPU seconds, ratios to 1x).
+    `extra_bronze(spark, lakehouse, days)`: more bronze tables the features read (lookup sources)."""
+    from mlops_core.config import load_environment
     from mlops_core.features.materialize import materialize
     from mlops_core.spark import get_spark
 
     base_days = ctx.param("history_days", 120)
-    factors = sorted({1, *(int(f) for f in str(ctx.param("factors", "1,4,10")).split(",") if f.strip())})
+    factors = sorted({1, *(int(f) for f in str(ctx.param("factors", default_factors)).split(",") if f.strip())})
     rows_per_day = ctx.param("rows_per_day", 500)
     customers = ctx.param("customers", 5000)
     new_per_day = ctx.param("new_per_day", 1)
-    cfg = load_use_case("churn")
     spark = get_spark(load_environment(), app_name="bench-features")
 
     cases: dict[str, dict[str, Any]] = {}
     for days in (base_days * f for f in factors):
-        root = ctx.work_dir / f"h{days}-r{rows_per_day}-c{customers}-n{new_per_day}"
+        root = ctx.work_dir / f"{prefix}h{days}-r{rows_per_day}-c{customers}-n{new_per_day}"
         marker = root / "bronze.json"
         env, lakehouse = _lakehouse(root)
         if not marker.exists():
             shutil.rmtree(root, ignore_errors=True)
             t = time.monotonic()
             info = generate_bronze(spark, lakehouse, days, rows_per_day, customers, new_per_day)
+            if extra_bronze is not None:
+                info["files"].update(extra_bronze(spark, lakehouse, days))
             info["generate_seconds"] = round(time.monotonic() - t, 1)
             root.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps(info))
@@ -178,9 +185,94 @@ def features_incremental(ctx: BenchContext) -> BenchResult:
         samples={f"{n}_wall": c["wall"] for n, c in cases.items()} | {f"{n}_cpu": c["cpu"] for n, c in cases.items()},
         notes=[
             f"one new day = materialize([D]) with the state of D-1 present; {rows_per_day} orders/day, "
-            f"{customers} initial customers + {new_per_day}/day (the population grows with history too)",
+            f"{customers} initial customers + {new_per_day}/day (the population grows with history too)" + note,
         ],
     )
 
 
-BENCHMARKS = {"features_incremental": features_incremental}
+def features_incremental(ctx: BenchContext) -> BenchResult:
+    """One new day of feature snapshots at 1x, 4x and 10x bronze history (median wall and CPU seconds)."""
+    from mlops_core.config import load_use_case
+
+    return _incremental(ctx, load_use_case("churn"), "1,4,10")
+
+
+def lookups_use_case(work_dir: Path):
+    """churn's features plus two lookup groups and filtered aggregates (#28): the customers' attribute group looks
+    up the newest exchange rate of their country in the last 7 days (country_rates, by country and day), the
+    orders group looks up each order's channel in a reference table (channels, no event time) and counts orders
+    over 100 and orders of premium channels."""
+    import yaml
+
+    from mlops_core.config import load_use_case
+    from mlops_core.config.loader import config_dir
+
+    data = yaml.safe_load((config_dir() / "use_cases" / "churn.yaml").read_text())
+
+    def source(path: str, primary_key: list[str], event_time: str | None, columns: list[tuple[str, str]]) -> dict:
+        return {"format": "csv", "path": f"{path}/{{date}}", "options": {"header": "true"},
+                "primary_key": primary_key, "event_time": event_time,
+                "columns": [{"name": n, "type": t} for n, t in columns]}
+
+    data["sources"]["country_rates"] = source("country_rates", ["country", "rate_date"], "rate_date",
+                                              [("country", "string"), ("rate_date", "date"), ("fx", "double")])
+    data["sources"]["channels"] = source("channels", ["channel"], None,
+                                         [("channel", "string"), ("tier", "string"), ("fee", "double")])
+    feats = data["features"]
+    feats["attributes"]["lookups"] = [{"source": "country_rates", "keys": ["country"], "ttl_days": 7,
+                                       "columns": [{"name": "country_fx", "column": "fx"}]}]
+    feats["attributes"]["features"].append({"name": "country_fx", "description": "Newest rate of the country"})
+    orders = feats["aggregations"][0]
+    orders["lookups"] = [{"source": "channels", "keys": ["channel"],
+                          "columns": [{"name": "channel_tier", "column": "tier"},
+                                      {"name": "channel_fee", "column": "fee"}]}]
+    orders["features"] += [
+        {"name": "big_orders", "agg": "count", "filter": "amount > 100", "description": "Orders over 100"},
+        {"name": "premium_channel_orders", "agg": "count", "filter": "channel_tier = 'premium'",
+         "description": "Orders through a premium channel"},
+        {"name": "avg_channel_fee", "agg": "avg", "column": "channel_fee", "description": "Mean channel fee"},
+    ]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / "churn_lookups.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_use_case(path=path)
+
+
+def generate_lookups(spark, lakehouse, days: int) -> dict[str, int]:
+    """bronze.country_rates (one rate per country and day, landed that day) and bronze.channels (landed on day 0)."""
+    from pyspark.sql import functions as F
+
+    from mlops_core import tables
+
+    countries = ["US", "GB", "DE", "FR"]
+    rates = spark.range(days * len(countries)).select(
+        F.element_at(F.array(*[F.lit(c) for c in countries]), (F.col("id") % len(countries) + 1).cast("int"))
+        .alias("country"),
+        F.date_add(F.lit(START), (F.col("id") / len(countries)).cast("int")).alias("rate_date"),
+        F.round(F.rand(13) + 0.5, 4).alias("fx"),
+    ).withColumn(tables.INGEST_DATE, F.col("rate_date"))
+    channels = spark.createDataFrame([("web", "basic", 0.5), ("app", "premium", 1.5), ("store", "basic", 0.0)],
+                                     "channel string, tier string, fee double") \
+        .withColumn(tables.INGEST_DATE, F.lit(START))
+    files = {}
+    for source, df in (("country_rates", rates), ("channels", channels)):
+        df = df.select(*df.columns, F.lit(f"bench/{source}.csv").alias(tables.SOURCE_FILE),
+                       F.lit("bench").alias(tables.INGEST_RUN_ID),
+                       F.to_timestamp(F.col(tables.INGEST_DATE)).alias(tables.INGESTED_AT))
+        dates = [r[0] for r in df.select(tables.INGEST_DATE).distinct().collect()]
+        lakehouse.replace_partitions(df.repartition(tables.INGEST_DATE), tables.bronze(source), tables.INGEST_DATE,
+                                     dates)
+        detail = spark.sql(f"DESCRIBE DETAIL {lakehouse.identifier(tables.bronze(source))}").first()
+        files[source] = int(detail.numFiles)
+    return files
+
+
+def features_lookups_incremental(ctx: BenchContext) -> BenchResult:
+    """One new day of snapshots with two lookup groups and filtered aggregates at 1x and 10x history (#28)."""
+    return _incremental(ctx, lookups_use_case(ctx.work_dir), "10", prefix="lk-", extra_bronze=generate_lookups,
+                        note="; lookups: country_rates by country and day (ttl 7 days) from the attributes, channels "
+                        "(a reference table) from each order; filtered counts over an order column and a looked-up one")
+
+
+BENCHMARKS = {"features_incremental": features_incremental,
+              "features_lookups_incremental": features_lookups_incremental}
