@@ -325,10 +325,10 @@ def test_serving_looks_up_a_route_by_both_key_columns(spark, pipeline):
     # A request for a composite-key use case names every key column; a route the store lacks is a 404.
     with pytest.raises(ServingError) as missing:
         ep.invoke({"dataframe_records": [{"origin": "JFK"}]})
-    assert missing.value.status == 400 and "'dest'" in str(missing.value) and "origin, dest" in str(missing.value)
+    assert missing.value.status == 422 and "'dest'" in str(missing.value) and "origin, dest" in str(missing.value)
     with pytest.raises(ServingError) as unknown:
         ep.invoke({"dataframe_split": {"columns": ["origin", "dest"], "data": [["JFK", "BOS"]]}})
     assert unknown.value.status == 404 and "JFK|BOS" in str(unknown.value)
     with pytest.raises(ServingError) as joined:
         ep.invoke({"dataframe_records": [{"origin": "JFK|LAX", "dest": "SFO"}]})
-    assert joined.value.status == 400 and "holds '|'" in str(joined.value)
+    assert joined.value.status == 422 and "holds '|'" in str(joined.value)
