@@ -28,6 +28,9 @@ def test_probes_docs_and_endpoint_description(server):
     schemas = spec["components"]["schemas"]
     assert {"ScoringRequest", "ScoringResponse", "RowPrediction", "ErrorResponse", "ReloadResponse"} <= set(schemas)
     assert {"dataframe_split", "dataframe_records", "instances", "inputs"} <= set(schemas["ScoringRequest"]["properties"])
+    # The request schema says which key column(s) each served use case's rows name.
+    assert "churn: customer_id; churnshadow: customer_id; churnsolo: customer_id" in \
+        schemas["ScoringRequest"]["description"]
     status, ep = call(server.url, "GET", "/serving-endpoints/churn")
     assert status == 200 and ep["ready"] and ep["mode"] == "ab"
     assert ep["traffic_percentage"] == {"champion": 80, "challenger": 20}

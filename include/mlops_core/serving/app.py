@@ -246,6 +246,10 @@ def create_app(endpoints: dict[str, Endpoint], *, poll: bool = True) -> FastAPI:
             extra = ScoringRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(extra.pop("$defs", {}))
+            # Which key column(s) a row of each served use case names (a composite key: every one of them).
+            keys = "; ".join(f"{name}: {', '.join(ep.keys)}" for name, ep in sorted(endpoints.items()))
+            extra["description"] = (f"{extra.get('description', '')} Every row names its use case's entity key "
+                                    f"column(s): {keys or 'no use case served'}.").strip()
             components["ScoringRequest"] = extra
             app.openapi_schema = schema
         return app.openapi_schema
