@@ -1,6 +1,6 @@
 """kill -9 of a running job during its Delta write, then a rerun: nothing lost, nothing doubled (issue #24 item 2).
 
-Each test runs a real job of the project (ingest, batch scoring) as its own OS process the way the Airflow local
+Each test runs a real job of the project (ingest, features, batch scoring, drift) as its own OS process the way the Airflow local
 backend runs it, on a local Spark of its own (MLOPS_SPARK_REMOTE is dropped from the child's environment: on the
 shared Spark Connect server the write runs in the server, and killing the client would not stop the writer).
 The harness (tests/faults/harness.py) watches the target Delta table on disk and sends SIGKILL to the job's
@@ -136,6 +136,8 @@ def assert_retried_by_airflow(killed) -> None:
 
 
 def test_ingest_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, monkeypatch):
+    """The first delivery of a day (two files, 12 good rows, 1 reject); the seed picks the write killed among the
+    clean run's commits: bronze, quarantine, the log's in_progress row or its final row."""
     clean, fault = tmp_path / "clean", tmp_path / "fault"
     for d in (clean, fault):
         land(d, OLD, OLD_BAD)
