@@ -332,3 +332,20 @@ def test_serving_looks_up_a_route_by_both_key_columns(spark, pipeline):
     with pytest.raises(ServingError) as joined:
         ep.invoke({"dataframe_records": [{"origin": "JFK|LAX", "dest": "SFO"}]})
     assert joined.value.status == 422 and "holds '|'" in str(joined.value)
+
+
+def test_drift_inputs_join_predictions_to_snapshots_on_both_key_columns(spark, pipeline):
+    from mlops_core import tables
+    from mlops_core.monitoring.inputs import current_data, window_reference
+
+    lake, cfg = pipeline["lakehouse"], pipeline["cfg"]
+    current, meta = current_data(spark, lake, cfg, END)
+    cur = current.toPandas()
+    assert meta["predictions"] == len(ROUTES) and len(cur) == len(ROUTES)
+    assert not cur.duplicated(["origin", "dest"]).any()
+    snaps = lake.read(spark, tables.features("route")).toPandas()
+    snaps = snaps[snaps["as_of_date"] == END].set_index(["origin", "dest"])
+    for _, row in cur.iterrows():  # each route's own snapshot row, not a row of a route sharing one column
+        assert _same(row["avg_delay_7d"], snaps.loc[(row["origin"], row["dest"]), "avg_delay_7d"])
+    reference, info = window_reference(spark, lake, cfg, END, 1)
+    assert reference.count() == len(ROUTES) and info["rows_total"] == len(ROUTES)
