@@ -1,12 +1,15 @@
-"""retrain_on_drift under the real scheduler and triggerer: the deferrable sensor hands the rule to the triggerer,
-which reads drift_metrics (seeded here in the e2e lakehouse); when the rule holds a `retrain_model` run is
-created with the drift reason in its conf, the trigger is recorded, and the cooldown skips the next run.
+"""retrain_on_drift under the real scheduler and triggerer: the sensor reads drift_metrics (seeded here in the e2e
+lakehouse) once in its task and decides when the night's report is in; when the rule holds a `retrain_model` run
+is created with the drift reason in its conf, the trigger is recorded, and the cooldown skips the next run. A
+night not reported yet defers to the triggerer, which decides when the report lands; the resumed task ends in
+its decision on its first try (no retry from Airflow 3.3's defer/resume race).
 
 retrain_model is kept paused while this runs, so the triggered run is created (queued) but no training starts;
 the test deletes it afterwards so later tests see the registry as they left it."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,15 +19,15 @@ pytestmark = pytest.mark.e2e
 MODEL_VERSION = "7"
 
 
-def seed_nights(spark, lakehouse, newest: date) -> list[str]:
-    """Five nightly reports ending at `newest`; the newest and the third newest drifted (2 of 5: the
+def seed_nights(spark, lakehouse, newest: date, nights: int = 5, drifted_at: tuple[int, ...] = (0, 2)) -> list[str]:
+    """Nightly reports ending at `newest`; by default five, the newest and the third newest drifted (2 of 5: the
     configured rule, k=3, does not hold; k=2 does)."""
     from mlops_core.monitoring.drift import ColumnResult, DriftResult, metric_rows, write_metrics
 
     drifted_dates = []
-    for i in range(5):
+    for i in range(nights):
         day = newest - timedelta(days=i)
-        drifted = i in (0, 2)
+        drifted = i in drifted_at
         cols = [
             ColumnResult("country", "feature", "cat", "jensenshannon", 0.31 if drifted else 0.02, 0.1, drifted),
             ColumnResult("total_spent_30d", "feature", "num", "wasserstein", 0.9 if drifted else 0.03, 0.1, drifted),
@@ -41,6 +44,11 @@ def seed_nights(spark, lakehouse, newest: date) -> list[str]:
         if drifted:
             drifted_dates.append(day.isoformat())
     return drifted_dates
+
+
+def _state(airflow_client, run_id: str, task_id: str) -> str | None:
+    tis = airflow_client.task_instances("churn__retrain_on_drift", run_id)
+    return next((t["state"] for t in tis if t["task_id"] == task_id), None)
 
 
 def states(run) -> dict[str, str]:
@@ -73,7 +81,7 @@ def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client,
         decision = airflow_client.xcom("churn__retrain_on_drift", run["dag_run_id"], "wait_for_drift")
         assert decision["status"] == "retrain" and decision["drifted_dates"] == drifted_dates
         log = airflow_client.task_log("churn__retrain_on_drift", run["dag_run_id"], "wait_for_drift")
-        assert "retrain: drift:" in log  # logged by execute_complete: reached only through the trigger
+        assert "decided without waiting" in log and "retrain: drift:" in log  # the report was in: no deferral
 
         new = [r for r in drift_runs(airflow_client) if r["dag_run_id"] not in before]
         created = [r["dag_run_id"] for r in new]
@@ -92,6 +100,26 @@ def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client,
         second = run_dag("churn__retrain_on_drift", conf, timeout=600)
         assert second["state"] == "success", second["task_instances"]
         assert set(states(second).values()) == {"skipped"}, states(second)
+        assert [r["dag_run_id"] for r in drift_runs(airflow_client) if r["dag_run_id"] not in before] == created
+
+        # Today's report is not in yet: the sensor defers, the triggerer polls, the report lands, the trigger
+        # decides (the cooldown again) and the resumed task ends skipped on its first try.
+        today = yesterday + timedelta(days=1)
+        waiting = airflow_client.trigger("churn__retrain_on_drift", {**conf, "expected_date": today.isoformat()})
+        deadline = time.monotonic() + 300
+        while _state(airflow_client, waiting, "wait_for_drift") != "deferred":
+            assert time.monotonic() < deadline, airflow_client.task_instances("churn__retrain_on_drift", waiting)
+            time.sleep(1)
+        time.sleep(3)  # the scheduler has seen the deferring process exit
+        seed_nights(spark, lakehouse, today, nights=1, drifted_at=(0,))
+        landed = time.monotonic()
+        third = airflow_client.wait_for_run("churn__retrain_on_drift", waiting, timeout=300)
+        assert time.monotonic() - landed < 150  # decided by the trigger on the report, not at its 5-minute deadline
+        assert third["state"] == "success", third["task_instances"]
+        sensor = next(t for t in third["task_instances"] if t["task_id"] == "wait_for_drift")
+        assert sensor["state"] == "skipped" and sensor["try_number"] == 1, sensor
+        log = airflow_client.task_log("churn__retrain_on_drift", waiting, "wait_for_drift")
+        assert "deferring: waiting" in log, log[-2000:]
         assert [r["dag_run_id"] for r in drift_runs(airflow_client) if r["dag_run_id"] not in before] == created
     finally:
         for run_id in created:  # leave no queued retrain behind for other tests

@@ -178,3 +178,22 @@ def test_poking_sensor_uses_the_same_rule(spark, lakehouse, history):
     assert isinstance(out, PokeReturnValue) and out.is_done and out.xcom_value["status"] == "retrain"
     late = DriftRuleSensor(task_id="w", use_case="churn", deferrable=False, expected_date="2026-04-01")
     assert late.poke(_context()) is False
+
+
+def test_deferrable_sensor_decides_in_the_task_when_the_report_is_in(spark, lakehouse, history):
+    """The night's report already landed: the sensor decides without deferring (a trigger firing at once makes
+    Airflow 3.3 retry the resumed task); a night not reported yet still defers."""
+    from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
+
+    from mlops_airflow.sensors.drift import DriftRuleSensor
+
+    sensor = DriftRuleSensor(task_id="wait_for_drift", use_case="churn", k=3, n=5, expected_date=LAST.isoformat())
+    out = sensor.execute(_context())
+    assert out["status"] == "retrain" and out["retrain_run_id"].startswith("drift__scheduled__")
+    quiet = DriftRuleSensor(task_id="wait_for_drift", use_case="churn", k=5, n=5, expected_date=LAST.isoformat())
+    with pytest.raises(AirflowSkipException, match="no_drift"):
+        quiet.execute(_context())
+    later = DriftRuleSensor(task_id="wait_for_drift", use_case="churn", k=3, n=5,
+                            expected_date=(LAST + timedelta(days=1)).isoformat())
+    with pytest.raises(TaskDeferred):
+        later.execute(_context())

@@ -4,8 +4,13 @@
   drift_share, cooldown_days, key_features: the retrain_on_drift DAG's Params).
 * `expected_date` (default: the day before the run's date) is the newest night that must be reported before the
   rule is judged; the sensor waits up to `wait_minutes` for it.
-* Deferrable by default: it defers at once to DriftRuleTrigger, which reads the tables in the triggerer every
-  `poll_seconds`. With deferrable=False it pokes in reschedule mode instead.
+* Deferrable by default: it looks once in the task (the night's report is usually there when the nightly run
+  starts: it decides at once), and only when the report is missing defers to DriftRuleTrigger, which reads the
+  tables in the triggerer every `poll_seconds`. With deferrable=False it pokes in reschedule mode instead.
+  The first look is not only cheaper: a trigger that fires before the scheduler has seen the deferring process
+  exit makes Airflow 3.3 put the resumed task up for retry ("finished with state success, but the task
+  instance's state attribute is running", apache/airflow#71580, #72716), so deferring when the answer is
+  already known turned every such nightly check into two retries and a failure.
 * Outcome: the rule holds -> the task succeeds and returns the decision (XCom: reason, nights, features ...);
   the rule does not hold, a cooldown is running, or no report came -> the task is SKIPPED (so is everything
   after it: the run ends cleanly, not failed); unreadable tables -> the task fails.
@@ -107,11 +112,22 @@ class DriftRuleSensor(BaseSensorOperator):
         if not self.deferrable:
             self.timeout = self._wait_seconds()
             return super().execute(context)
-        from mlops_airflow.triggers.drift import DriftRuleTrigger
+        from mlops_airflow.triggers.drift import DriftRuleTrigger, evaluate
+        from mlops_core.monitoring.rule import NO_REPORT
 
         metrics_path, triggers_path = self.table_paths()
+        try:
+            decision = evaluate(metrics_path, triggers_path, rule.model_dump(), expected)
+        except Exception as exc:  # noqa: BLE001 - a table mid-write: the trigger retries and reports what fails
+            self.log.warning("first look at the drift history failed (%s: %s); the trigger retries",
+                             type(exc).__name__, exc)
+        else:
+            if decision["status"] != NO_REPORT:
+                self.log.info("the report of %s is in: decided without waiting", expected)
+                return self._outcome(decision, context)
         wait = self._wait_seconds()
         poll = 300.0 if is_blank(self.poll_seconds) else float(self.poll_seconds)
+        self.log.info("deferring: waiting up to %.0fs for the drift report of %s", wait, expected)
         self.defer(
             trigger=DriftRuleTrigger(metrics_path, triggers_path, rule.model_dump(), expected,
                                      deadline=time.time() + wait, poll_interval=poll),
