@@ -16,11 +16,13 @@ from mlops_core.config import ConfigError, UseCaseConfig, load_environment, load
 from mlops_core.config.use_case import USE_CASES_ENV, use_case_file
 
 OWNER = "mlops"
+# The first retry's delay (doubling after it): a deployment may set another (the e2e stacks use a few seconds)
+RETRY_DELAY_ENV = "MLOPS_RETRY_DELAY_SECONDS"
 
 DEFAULT_ARGS = {
     "owner": OWNER,
     "retries": 2,
-    "retry_delay": timedelta(minutes=1),
+    "retry_delay": timedelta(seconds=float(os.environ.get(RETRY_DELAY_ENV) or 60)),
     "retry_exponential_backoff": True,
     # refused input fails at once, transient failures retry with the backoff above (mlops_airflow.retry)
     "retry_policy": ErrorClassRetryPolicy(),

@@ -33,6 +33,8 @@ def airflow_stack(tmp_path_factory, e2e_data_dir):
         spark_port=free_port(),  # jobs use the shared Spark Connect server, as under `make up`
         fast_parsing=True,
         extra_env={"MLOPS_DATA_DIR": str(e2e_data_dir), "MLOPS_ENV": "local", "AIRFLOW__CORE__PARALLELISM": "4",
+                   # retries after 5 s instead of a minute: test_retry_by_error_class waits for one
+                   "MLOPS_RETRY_DELAY_SECONDS": "5",
                    # a retrain_model run not done a minute after it was queued misses its deadline (the
                    # DeadlineAlert of operations.deadlines): test_required_actions' runs wait longer than that
                    "MLOPS_USE_CASE__OPERATIONS__DEADLINES__RETRAIN_MODEL_MINUTES": "1"},

@@ -64,7 +64,9 @@ def chain(tmp_path_factory, chain_dir):
             spark_port=free_port(),  # the shared Spark Connect server, as `make demo` runs it
             serving_port=free_port(),  # the real-time endpoints, started before any model exists
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
-                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS)},
+                       "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS),
+                       # two rolling-origin folds (churn has three): the run tree below still has a fold per step
+                       "MLOPS_USE_CASE__MODEL__SPLIT__FOLDS": "2"},
         )
         af.init()
         af.start()
