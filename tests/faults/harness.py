@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -215,25 +215,12 @@ def _commits_after(table: DeltaDir, before: int | None) -> int:
     return len([v for v in table.commits() if before is None or v > before])
 
 
-def run_job(argv: list[str], env: dict[str, str], log_file: Path, timeout: float = 600.0) -> tuple[float, dict]:
-    """Run the job to its end (a rerun, an Airflow retry): its seconds and its result line."""
-    from mlops_core.jobs.contract import parse_result
-
+def rerun(job: Callable[[], dict]) -> tuple[float, dict]:
+    """Run the job to its end in this process (a rerun, an Airflow retry: the same run id): its seconds and its
+    result. The kill needed a process of its own; the rerun does not, and the warm Spark session saves a JVM."""
     started = time.monotonic()
-    with open(log_file, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
-                                start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    seconds = round(time.monotonic() - started, 2)
-    assert code == 0, f"the rerun failed (exit code {code}): {log_file}\n{_tail(log_file)}"
-    results = [r for r in map(parse_result, log_file.read_text().splitlines()) if r is not None]
-    assert results, f"the rerun printed no result line: {log_file}"
-    return seconds, results[-1]
+    result = job()
+    return round(time.monotonic() - started, 2), result
 
 
 def _tail(path: Path, lines: int = 30) -> str:

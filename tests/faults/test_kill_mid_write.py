@@ -6,7 +6,8 @@ shared Spark Connect server the write runs in the server, and killing the client
 The harness (tests/faults/harness.py) watches the target Delta table on disk and sends SIGKILL to the job's
 whole process group (the Python driver and its JVM) at a point drawn from FAULT_SEED (default 24): which write,
 and after how many of its data files. Then it checks what a reader sees before the rerun, reruns the job for the
-same logical date with the same run id (what Airflow's retry does) and compares every table the job writes with
+same logical date with the same run id (what Airflow's retry does; in the test's process, on its warm Spark
+session: a second job process would only add a JVM start) and compares every table the job writes with
 a clean run of the same inputs in another data directory: same keys, same counts, no duplicates, no row that
 differs. `-s` prints the figures: per fault kind the rows checked, duplicates, rows lost and the rerun's seconds."""
 
@@ -30,8 +31,8 @@ from tests.faults.harness import (
     job_argv,
     job_env,
     record,
+    rerun,
     run_and_kill,
-    run_job,
     seeded_point,
     table_rows,
 )
@@ -168,7 +169,7 @@ def test_ingest_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, monk
         last = ("ops/ingest_log", sum(1 for w in writes if w[0] == "ops/ingest_log"))
         assert (point.table, point.write) == last and killed.committed, newest
 
-    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    seconds, result = rerun(lambda: ingest_in_process(fault_env))
     assert result["sources"]["orders"]["dates"][DAY.isoformat()]["status"] == "ingested"
     comparisons = compare_ingest(spark, clean, fault, clean_env, fault_env)
     fig = record("ingest (first delivery)", killed, comparisons, seconds)
@@ -216,7 +217,7 @@ def test_ingest_killed_between_tables_on_a_changed_delivery(spark, tmp_path, mon
     assert unfinished_dates(spark, Lakehouse(fault_env, "churn"), "orders", [DAY]) == [DAY]
 
     # Airflow's retry (the same run id, no force) re-reads the day and all three tables show the new delivery.
-    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    seconds, result = rerun(lambda: ingest_in_process(fault_env))
     assert result["sources"]["orders"]["dates"][DAY.isoformat()]["status"] == "ingested"
     comparisons = compare_ingest(spark, clean, fault, clean_env, fault_env)
     assert unfinished_dates(spark, Lakehouse(fault_env, "churn"), "orders", [DAY]) == []
@@ -270,7 +271,9 @@ def test_scoring_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, mon
     before = table_rows(spark, fault / "lakehouse/churn/gold/predictions", PREDICTION_STAMPS)
     assert before == [] or compare("gold.predictions", want, before, PREDICTION_KEYS).ok  # all of it or none
 
-    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    fault_env = use_dir(monkeypatch, fault)
+    seconds, result = rerun(lambda: score.run(JobContext(env=fault_env, use_case=uc, job="score", run_id=run_id,
+                                                         logical_date=SCORE_DAY, params=params)))
     assert result["rows_total"] == len(snapshot)
     got = table_rows(spark, fault / "lakehouse/churn/gold/predictions", PREDICTION_STAMPS)
     comparison = compare("gold.predictions", want, got, PREDICTION_KEYS)
@@ -329,7 +332,9 @@ def test_drift_job_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, m
     before = table_rows(spark, fault / "lakehouse/churn" / table, stamps, paths)
     assert before == [] or compare(table, want, before, METRIC_KEYS).ok  # all of the write or none
 
-    seconds, result = run_job(argv, env_f, tmp_path / "rerun.log")
+    use_dir(monkeypatch, fault)
+    seconds, result = rerun(lambda: drift.run(JobContext(env=envs[fault], use_case=uc, job="drift", run_id=run_id,
+                                                         logical_date=DRIFT_DAY, params=params)))
     assert result["status"] == "ok" and result["drift_share"] == out["drift_share"]
     comparison = compare(table, want, table_rows(spark, fault / "lakehouse/churn" / table, stamps, paths),
                          METRIC_KEYS)
@@ -381,7 +386,9 @@ def test_features_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, mo
         assert before == [] or compare(table, table_rows(spark, lake / table, FEATURE_STAMPS), before,
                                        FEATURE_KEYS).ok, table
 
-    seconds, result = run_job(argv, job_env(fault), tmp_path / "rerun.log")
+    fault_env = use_dir(monkeypatch, fault)
+    seconds, result = rerun(lambda: features.run(JobContext(env=fault_env, use_case=uc, job="features",
+                                                            run_id=run_id, logical_date=day, params={})))
     assert result["asset_extras"]
     comparisons = [compare(t, table_rows(spark, lake / t, FEATURE_STAMPS),
                            table_rows(spark, fault / "lakehouse/churn" / t, FEATURE_STAMPS), FEATURE_KEYS)

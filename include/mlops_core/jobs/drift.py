@@ -55,19 +55,23 @@ def log_to_mlflow(ctx: JobContext[DriftParams], result, stored: dict[str, str]) 
         filter_string=f"tags.`mlops.stage` = 'drift' and tags.`mlops.drift_date` = '{result.date}'",
         output_format="list", max_results=1,
     )
+    tags = {
+        "mlops.stage": "drift",
+        "mlops.use_case": ctx.use_case.name,
+        "mlops.drift_date": result.date,
+        "mlops.model_name": str(result.model_name),
+        "mlops.model_version": str(result.model_version),
+        "mlops.reference": str(result.reference.get("description", "")),
+        "mlops.orchestrator_run_id": ctx.run_id,
+        "mlops.report_uri": stored.get("report.html", ""),
+    }
+    # A new run is created with its tags (one call): a job killed right after creating it leaves a run the
+    # rerun finds by its date, not an untagged one next to a second run for the same night.
     run_kwargs: dict[str, Any] = ({"run_id": existing[0].info.run_id} if existing
-                                  else {"experiment_id": experiment_id, "run_name": f"drift-{result.date}"})
+                                  else {"experiment_id": experiment_id, "run_name": f"drift-{result.date}",
+                                        "tags": tags})
     with mlflow.start_run(**run_kwargs) as run:
-        mlflow.set_tags({
-            "mlops.stage": "drift",
-            "mlops.use_case": ctx.use_case.name,
-            "mlops.drift_date": result.date,
-            "mlops.model_name": str(result.model_name),
-            "mlops.model_version": str(result.model_version),
-            "mlops.reference": str(result.reference.get("description", "")),
-            "mlops.orchestrator_run_id": ctx.run_id,
-            "mlops.report_uri": stored.get("report.html", ""),
-        })
+        mlflow.set_tags(tags)  # a reused run gets this report's model, reference and run id
         metrics = {"drift_share": result.drift_share, "dataset_drifted": float(result.dataset_drifted),
                    "drifted_features": float(len(result.drifted_features)),
                    "sample_rows": float(result.sampling["current_rows"]),
