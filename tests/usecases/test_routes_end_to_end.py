@@ -23,13 +23,13 @@ import yaml
 START = date(2026, 1, 1)
 DAYS = 30
 END = START + timedelta(days=DAYS - 1)
-NEW_REGISTRY = START + timedelta(days=18)  # ORD's registry row lands that day
+NEW_REGISTRY = START + timedelta(days=18)  # ORD's registry row and LAX's new version land that day
 ORIGINS = ["JFK", "LGA", "EWR"]
 DESTS = ["LAX", "SFO", "ORD"]
 ROUTES = [(o, d) for o in ORIGINS for d in DESTS]
 CARRIERS = ["AA", "B6", "DL", "UA"]
 ALT_V1 = {"LAX": 38.0, "SFO": 13.0}
-ALT_V2 = {"ORD": 672.0}
+ALT_V2 = {"ORD": 672.0, "LAX": 126.0}  # LAX: a changed row of a key already ingested (a new version)
 WINDOWS = [3, 7]
 FEATURES = ["flights", "late_flights", "avg_delay", "last_carrier", "avg_dest_alt"]
 
@@ -238,6 +238,8 @@ def test_snapshots_match_pandas_per_route_point_in_time(spark, pipeline):
     before = NEW_REGISTRY - timedelta(days=1)
     assert all(pd.isna(a.loc[(o, "ORD", before), f"avg_dest_alt_{w}d"]) for o in ORIGINS for w in WINDOWS)
     assert a.loc[("JFK", "LAX", before), "avg_dest_alt_7d"] == ALT_V1["LAX"]
+    # LAX's changed row is its new version from the day it landed (ingest keeps both versions, quarantines none).
+    assert a.loc[("JFK", "LAX", END), "avg_dest_alt_7d"] == ALT_V2["LAX"]
     later = NEW_REGISTRY + timedelta(days=7)
     assert all(a.loc[(o, "ORD", later), "avg_dest_alt_7d"] == ALT_V2["ORD"] for o in ORIGINS)
     # A flight landing a day after its date counts from its landing day on, never before.

@@ -14,7 +14,10 @@ done, and the next run re-reads the date whatever its fingerprint.
 
 Every record read ends either in bronze or in quarantine (read = good + quarantined). Duplicate primary
 keys keep the first occurrence: the earliest ingest date, then file path, then line; the others are
-quarantined as duplicate_key, also when the first one was ingested on an earlier date.
+quarantined as duplicate_key, also when the first one was ingested on an earlier date. A reference table
+(`event_time: null`, e.g. a registry) is the exception across dates: a key landing again on a later date is
+that record's new version (features read the newest version landed by each date), so only duplicates within
+one day are quarantined.
 
 Without `force`, a date whose files (names, sizes, modification times) and contract are unchanged since
 its last ingest is not read again: its previous counts are returned with status `unchanged`."""
@@ -408,17 +411,19 @@ def _dedupe(
     from pyspark.sql import functions as F
 
     pk = spec.primary_key
+    # A reference table's key landing again on a later date is the record's new version, not a duplicate.
+    versioned = spec.event_time is None
     valid = F.size("reasons") == 0
     df = validated.withColumn("_valid", valid)
     order = [F.col(INGEST_DATE), F.col("_source_file"), F.col("_line")]
-    w = Window.partitionBy(*pk, "_valid").orderBy(*order)
+    w = Window.partitionBy(*pk, "_valid", *([INGEST_DATE] if versioned else [])).orderBy(*order)
     first = F.first(F.struct(INGEST_DATE, "_source_file", "_line")).over(w)
     df = df.withColumn("_rn", F.row_number().over(w)).withColumn("_first", first)
     key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), F.col(f"`{k}`").cast("string")) for k in pk])
 
     table = bronze(source)
     prior_date = F.lit(None).cast("date")
-    if lh.exists(spark, table):
+    if not versioned and lh.exists(spark, table):
         # Keys already in bronze from dates outside this pass (reruns replace the pass's own dates).
         prior = (
             lh.read(spark, table)
