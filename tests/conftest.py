@@ -137,7 +137,8 @@ def lakehouse(env):
 OWN_STACK_E2E = ("tests/e2e/test_chain.py",)  # starts its own Airflow (scheduling off, serving on)
 SHARED_STACK = "tests/e2e/[shared Airflow stack]"
 FIRST = ("tests/deploy/test_native_stack.py", "tests/e2e/test_chain.py", SHARED_STACK, "tests/s3/",
-         "tests/features/", "tests/promotion/", "tests/monitoring/", "tests/ingest/")
+         "tests/faults/", "tests/usecases/", "tests/features/", "tests/promotion/", "tests/monitoring/",
+         "tests/ingest/")
 
 
 def _work_unit(nodeid: str) -> str:
