@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from datetime import date, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,6 +21,7 @@ from mlops_core.features.materialize import entity_state, materialize
 from mlops_core.features.spec import FeaturesSpec, spec_hash
 from tests.features.bronze_data import START, _meta, assert_frames_match, expected_snapshot, write_bronze
 from tests.features.refusals import assert_refused
+from tests.features.use_case_yaml import load_config
 
 D1 = START + timedelta(days=100)
 
@@ -61,15 +61,10 @@ def _two_sources(data: dict) -> dict:
     return data
 
 
-def _load(tmp_path: Path, data: dict):
-    path = tmp_path / "churn.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_use_case(path=path)
-
 
 # ---- the YAML -------------------------------------------------------------------------------------------
 def test_a_list_of_attribute_sources_and_a_reference_table_load(tmp_path, data_dir):
-    cfg = _load(tmp_path, _two_sources(_churn_data()))
+    cfg = load_config(tmp_path, _two_sources(_churn_data()))
     assert cfg.sources["accounts"].event_time is None
     names = cfg.features.feature_names()
     assert names[:7] == ["segment", "country", "plan", "tenure_days", *ACCOUNT_COLUMNS]
@@ -150,13 +145,13 @@ def test_bad_attribute_definitions_fail_at_load_naming_the_key(tmp_path, data_di
     mutate, expected = BAD[case]
     data = _two_sources(_churn_data())
     mutate(data)
-    assert_refused(lambda: _load(tmp_path, data), expected)
+    assert_refused(lambda: load_config(tmp_path, data), expected)
 
 
 def test_a_reference_table_alone_is_the_single_mapping(tmp_path, data_dir):
     data = {k: v for k, v in _churn_data().items() if k in ("name", "description", "entity", "sources", "features")}
     data["features"]["attributes"] = yaml.safe_load(yaml.safe_dump(ACCOUNT_FEATURES))
-    plan = compile_features(_load(tmp_path, data))
+    plan = compile_features(load_config(tmp_path, data))
     assert [(a.source, a.event_time) for a in plan.attribute_sources] == [("accounts", None)]
     assert plan.feature_names[:3] == ACCOUNT_COLUMNS
 
@@ -166,7 +161,7 @@ def test_a_reference_table_aggregated_with_an_explicit_event_time_loads(tmp_path
     data["features"]["aggregations"].append(
         {"source": "accounts", "event_time": "opened_on", "windows": [30],
          "features": [{"name": "accounts_opened", "agg": "count", "description": "Accounts opened"}]})
-    assert "accounts_opened_30d" in _load(tmp_path, data).features.feature_names()
+    assert "accounts_opened_30d" in load_config(tmp_path, data).features.feature_names()
 
 
 # ---- point in time on Spark + Delta ---------------------------------------------------------------------
@@ -232,7 +227,7 @@ def expected_snapshots(frames: dict, accounts: pd.DataFrame, as_of: date, churn_
 
 @pytest.mark.slow
 def test_two_attribute_sources_point_in_time_equal_pandas(spark, lakehouse, tmp_path, bronze):
-    cfg = _load(tmp_path, _two_sources(_churn_data()))
+    cfg = load_config(tmp_path, _two_sources(_churn_data()))
     ids = sorted(set(bronze["customers"]["customer_id"]))
     accounts = make_accounts(ids)
     write_bronze(spark, lakehouse, cfg, {"accounts": accounts})

@@ -5,25 +5,18 @@ validator names the key and the column in every refusal (no Spark). The use case
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
 
 from mlops_core.config import load_use_case
 from mlops_core.features.compile import compile_features
 from tests.features.refusals import assert_refused
+from tests.features.use_case_yaml import load_config
 from tests.usecases.test_routes_end_to_end import routes_config
 
 
-def _load(tmp_path: Path, data: dict):
-    path = tmp_path / "routes.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_use_case(path=path)
-
-
 def test_a_list_key_loads_and_every_column_travels(tmp_path, data_dir):
-    cfg = _load(tmp_path, routes_config())
+    cfg = load_config(tmp_path, routes_config())
     assert cfg.entity.keys == ("origin", "dest") and cfg.entity.composite
     assert cfg.entity.key_text(["JFK", "LAX"]) == "JFK|LAX"
     plan = compile_features(cfg)
@@ -75,13 +68,13 @@ REFUSALS = {
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_bad_composite_keys_fail_at_load_naming_the_key(tmp_path, data_dir, case):
     change, fragments = REFUSALS[case]
-    assert_refused(lambda: _load(tmp_path, _with(change)), fragments)
+    assert_refused(lambda: load_config(tmp_path, _with(change)), fragments)
 
 
 def test_a_feature_may_not_take_a_key_column_name(tmp_path, data_dir):
     data = routes_config()
     data["features"]["derived"] = [{"name": "dest", "expr": "1", "description": "clashes with the key"}]
-    assert_refused(lambda: _load(tmp_path, data), ["features.derived[0] (dest)", "'dest' is a reserved column name"])
+    assert_refused(lambda: load_config(tmp_path, data), ["features.derived[0] (dest)", "'dest' is a reserved column name"])
 
 
 def test_an_attribute_source_keyed_by_both_columns_in_any_order_loads(tmp_path, data_dir):
@@ -90,5 +83,5 @@ def test_an_attribute_source_keyed_by_both_columns_in_any_order_loads(tmp_path, 
                                  "columns": [{"name": "origin", "type": "string"}, {"name": "dest", "type": "string"},
                                              {"name": "miles", "type": "int"}]}
     data["features"]["attributes"] = {"source": "routes", "features": [{"name": "miles", "description": "Distance"}]}
-    cfg = _load(tmp_path, data)
+    cfg = load_config(tmp_path, data)
     assert compile_features(cfg).attribute_sources[0].source == "routes"

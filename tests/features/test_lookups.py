@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -23,6 +22,7 @@ from mlops_core.features.materialize import materialize
 from mlops_core.features.spec import spec_hash
 from tests.features.bronze_data import START, assert_frames_match, meta_sequence, write_bronze
 from tests.features.refusals import assert_refused
+from tests.features.use_case_yaml import load_config
 
 D1 = START + timedelta(days=30)
 ORIGINS = ["JFK", "LGA", "EWR"]
@@ -85,15 +85,10 @@ LOOKUP_FEATURES = ["flights", "avg_origin_temp", "max_origin_wind", "windy_fligh
                    "flights_with_weather", "avg_origin_alt", "avg_delay"]
 
 
-def _load(tmp_path: Path, data: dict):
-    path = tmp_path / "flights.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_use_case(path=path)
-
 
 # ---- the YAML -------------------------------------------------------------------------------------------
 def test_lookups_load_and_compile(tmp_path, data_dir):
-    cfg = _load(tmp_path, flights_config())
+    cfg = load_config(tmp_path, flights_config())
     assert cfg.features.sources() == ["flights", "weather", "airports"]  # lookup sources are pinned too
     assert cfg.features.feature_names()[:2] == ["flights_3d", "flights_7d"]
     (src,) = compile_features(cfg).sources
@@ -173,7 +168,7 @@ def test_bad_lookups_fail_at_load_naming_the_key(tmp_path, data_dir, case):
     mutate, expected = BAD[case]
     data = flights_config()
     mutate(data)
-    assert_refused(lambda: _load(tmp_path, data), expected)
+    assert_refused(lambda: load_config(tmp_path, data), expected)
 
 
 # ---- point in time on Spark + Delta ---------------------------------------------------------------------
@@ -291,7 +286,7 @@ def expected_lookups(data: dict[str, pd.DataFrame], as_of: date, windows=(3, 7))
 
 @pytest.mark.slow
 def test_lookups_point_in_time_equal_pandas(spark, lakehouse, tmp_path, data_dir):
-    cfg = _load(tmp_path, flights_config())
+    cfg = load_config(tmp_path, flights_config())
     data = make_data()
     write_bronze(spark, lakehouse, cfg, data)
 
@@ -356,11 +351,6 @@ def churn_with_country_lookups() -> dict:
     return data
 
 
-def _load_churn(tmp_path: Path, data: dict):
-    path = tmp_path / "churn.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_use_case(path=path)
-
 
 A = "features.attributes.lookups"
 ATTRIBUTE_BAD = {
@@ -389,11 +379,11 @@ def test_bad_attribute_lookups_fail_at_load_naming_the_key(tmp_path, data_dir, c
     mutate, expected = ATTRIBUTE_BAD[case]
     data = churn_with_country_lookups()
     mutate(data)
-    assert_refused(lambda: _load_churn(tmp_path, data), expected)
+    assert_refused(lambda: load_config(tmp_path, data), expected)
 
 
 def test_attribute_lookups_load(tmp_path, data_dir):
-    cfg = _load_churn(tmp_path, churn_with_country_lookups())
+    cfg = load_config(tmp_path, churn_with_country_lookups())
     assert cfg.features.sources() == ["customers", "orders", "country_rates", "country_info"]
     (attrs,) = compile_features(cfg).attribute_sources
     assert [(lk.source, lk.time_column, lk.ttl_seconds) for lk in attrs.lookups] == [
@@ -453,7 +443,7 @@ def expected_country(churn: pd.DataFrame, countries: dict[str, pd.DataFrame], as
 def test_attribute_lookups_point_in_time_equal_pandas(spark, lakehouse, tmp_path, bronze):
     from tests.features.bronze_data import expected_snapshot
 
-    cfg = _load_churn(tmp_path, churn_with_country_lookups())
+    cfg = load_config(tmp_path, churn_with_country_lookups())
     countries = make_country_tables()
     write_bronze(spark, lakehouse, cfg, countries)
 
