@@ -32,9 +32,10 @@ def test_schedule_outlet_and_task_wiring(dag_module):
 
 def test_a_reference_table_does_not_hold_the_snapshots_back(dag_module, tmp_path, data_dir):
     """A registry (`event_time: null`) lands when it changes: the DAG runs on the event sources' assets alone."""
-    from tests.features.test_attribute_sources import _churn_data, _load, _two_sources
+    from tests.features.test_attribute_sources import _churn_data, _two_sources
+    from tests.features.use_case_yaml import load_config
 
-    cfg = _load(tmp_path, _two_sources(_churn_data()))
+    cfg = load_config(tmp_path, _two_sources(_churn_data()))
     assert cfg.features.sources() == ["customers", "accounts", "orders"]
     assert cfg.feature_trigger_sources() == ["customers", "orders"]
     dag = dag_module.build(cfg)
