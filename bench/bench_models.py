@@ -159,7 +159,7 @@ def train_once(frame, use_case, work: Path, refit: bool = True) -> dict[str, Any
     os.environ["MLOPS_DATA_DIR"] = str(work)
     env = load_environment("local")
     t, cpu = time.perf_counter(), time.process_time()
-    data = (PandasData if refit else NoRefit)(frame, use_case.entity.key, model_spec_for(use_case, "xgboost"))
+    data = (PandasData if refit else NoRefit)(frame, list(use_case.entity.keys), model_spec_for(use_case, "xgboost"))
     result = run_training(data, env=env, use_case=use_case, lineage={"reason": "bench"})
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu, "metrics": result.metrics, "lineage": result.lineage}

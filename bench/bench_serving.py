@@ -124,7 +124,7 @@ def _churn_models_and_store(trees: int):
     import pyarrow as pa
 
     from mlops_core.config import load_environment, load_use_case
-    from mlops_core.serving.store import online_store_path, write_store
+    from mlops_core.serving.store import STORE_KEY, online_store_path, write_store
     from tests.scoring.helpers import make_snapshot, register_model
 
     env = load_environment("local")
@@ -133,7 +133,12 @@ def _churn_models_and_store(trees: int):
     champion = register_model(env, cfg, frame, alias="champion", seed=0, rounds=trees)
     register_model(env, cfg, frame, alias="challenger", seed=1, rounds=trees, gate_decision="passed")
     cols = [c for c in frame.columns if not c.startswith("_")]
-    write_store(online_store_path(env, cfg), cfg.entity.key, pa.Table.from_pandas(frame[cols], preserve_index=False),
+    store, key = frame[cols], cfg.entity.keys[0]
+    if cfg.entity.composite:  # one text column keys the store, as refresh_online_store writes it ('JFK|LAX')
+        key = STORE_KEY
+        store = store.assign(**{key: [cfg.entity.key_text(v) for v in store[list(cfg.entity.keys)].itertuples(
+            index=False)]})
+    write_store(online_store_path(env, cfg), key, pa.Table.from_pandas(store, preserve_index=False),
                 {"use_case": "churn", "source_version": 0})
     features = [c for c in cols if c not in ("as_of_date",)]
     rows = json.loads(frame[features].head(1000).to_json(orient="records"))

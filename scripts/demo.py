@@ -441,7 +441,7 @@ def serve_traffic(url: str, requests: int, timeout: float = 120) -> dict[str, An
     import urllib.request
 
     from mlops_core.config import load_environment, load_use_case
-    from mlops_core.serving.store import TABLE, online_store_path
+    from mlops_core.serving.store import STORE_KEY, TABLE, online_store_path
 
     say(f"real-time serving on {url}: waiting for the endpoints to load their champions")
     deadline = time.monotonic() + timeout
@@ -466,8 +466,10 @@ def serve_traffic(url: str, requests: int, timeout: float = 120) -> dict[str, An
         served: dict[str, dict[str, Any]] = {}
         latencies, failed = [], 0
         for i, row in enumerate(rows):
-            record = {cfg.entity.key: row[cfg.entity.key]} if i % 3 else {k: v for k, v in row.items()
-                                                                           if k != "as_of_date"}
+            # By key: every key column (a composite key's too: the store keeps them next to its joined text
+            # column, which is no request field).
+            record = {k: row[k] for k in cfg.entity.keys} if i % 3 else {
+                k: v for k, v in row.items() if k not in ("as_of_date", STORE_KEY)}
             body = json.dumps({"dataframe_records": [record]}).encode()
             request = urllib.request.Request(f"{url}/serving-endpoints/{use_case}/invocations", data=body,
                                              headers={"Content-Type": "application/json"}, method="POST")
