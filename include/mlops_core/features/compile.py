@@ -6,6 +6,7 @@ Every expression is evaluated where a column `as_of_date` (DATE) holds the snaps
   window w keeps events with `_event_date > date_sub(as_of_date, w)`, i.e. the w days [D - w + 1, D];
   plus the looked-up columns of the group's `lookups` (joined to each event point in time, see LookupPlan);
 - attributes run over the entity's row of their attribute source (its columns + as_of_date);
+- the snapshot's lookups (`features.lookups`) are keyed by attribute and aggregate feature columns;
 - derived features run over the finished feature columns.
 
 Pure Python: the plan can be inspected and unit-tested without Spark."""
@@ -139,6 +140,8 @@ class FeaturePlan:
     sources: list[SourceAggregates]
     derived: list[tuple[str, str]]
     zero_when_empty: list[str] = field(default_factory=list)
+    # `features.lookups`: joined to the snapshot rows, keyed by their attribute/aggregate features
+    lookups: list[LookupPlan] = field(default_factory=list)
 
     @property
     def attribute_source(self) -> str | None:
@@ -224,4 +227,5 @@ def compile_features(cfg: UseCaseConfig) -> FeaturePlan:
         sources=sources,
         derived=derived,
         zero_when_empty=zero,
+        lookups=[lookup_plan(lk, cfg) for lk in spec.lookups],
     )

@@ -1,5 +1,6 @@
 """`lookups` of the features spec: another source (keyed by other columns than the entity, e.g. weather by
-origin and hour) joined point in time to each event of an aggregation group or to an attribute source's row,
+origin and hour) joined point in time to each event of an aggregation group, to an attribute source's row, or
+to the snapshot itself through some of its features (`features.lookups`, e.g. the aircraft's newest origin),
 and their checks against the sources (see docs/features.md, "Lookups"; the join: lookups.py)."""
 
 from __future__ import annotations
@@ -77,14 +78,29 @@ class LookupSpec(_Strict):
         return "ttl_hours" if self.ttl_hours is not None else "ttl_days"
 
 
+class SnapshotLookupColumn(LookupColumn):
+    description: str = Field(min_length=1, description="Becomes the column comment, as a feature's description")
+
+
+class SnapshotLookupSpec(LookupSpec):
+    """A lookup keyed by features of the snapshot (`features.lookups`): e.g. the aircraft's newest origin (a
+    `latest` aggregate) -> the weather there, as of the end of the snapshot date. Each looked-up column is a
+    feature column of the snapshot, hence its description."""
+
+    keys: list[str] = Field(min_length=1, description="Features (or entity key columns) of the snapshot matched "
+                            "to the lookup source, in order")
+    columns: list[SnapshotLookupColumn] = Field(min_length=1, description="Looked-up columns: snapshot features")
+
+
 def check_lookups(
-    where: str, source: str, role: str, lookups: list[LookupSpec], src: SourceSpec,
+    where: str, owner: str, lookups: list[LookupSpec], own: dict[str, str | None],
     sources: dict[str, SourceSpec], seen: dict[str, str],
-) -> dict[str, str]:
-    """Check the `lookups` of the group at YAML key `where` over `source` (its `role`: event source or
-    attribute source); the columns its features see: the source's and the looked-up ones (name -> type).
-    `seen`: looked-up names already defined over the same source (-> where)."""
-    cols = {c.name: c.type for c in src.columns}
+) -> dict[str, str | None]:
+    """Check the `lookups` at YAML key `where` over the columns `own` (name -> type; None: not known at load)
+    of `owner` (how messages name them: "the event source 'flights'", "the snapshot's features"); the columns
+    the group's features see: `own` and the looked-up ones. `seen`: looked-up names already defined over the
+    same columns (-> where)."""
+    cols = dict(own)
     for j, lk in enumerate(lookups):
         prefix = f"{where}.lookups[{j}]"
         if lk.source not in sources:
@@ -92,12 +108,17 @@ def check_lookups(
                              f"{sorted(sources)}")
         lsrc = sources[lk.source]
         lcols = {c.name: c.type for c in lsrc.columns}
-        event_cols = {c.name: c.type for c in src.columns}
+        event_cols = own
         for k, (ev, lc) in enumerate(zip(lk.keys, lk.source_keys, strict=True)):
             if ev not in event_cols:
                 raise ValueError(
-                    f"{prefix}.keys[{k}]: key column {ev!r} is not a column of the {role} "
-                    f"{source!r}; columns: {sorted(event_cols)}"
+                    f"{prefix}.keys[{k}]: key column {ev!r} is not a column of {owner}; columns: "
+                    f"{sorted(event_cols)}"
+                )
+            if event_cols[ev] is None:  # an `expr` feature: comparing it to the lookup key could cast silently
+                raise ValueError(
+                    f"{prefix}.keys[{k}]: the type of {ev!r} is not known at load (an `expr` feature); key the "
+                    f"lookup by a feature copied from a column or aggregated from one (`latest`, `max`, ...)"
                 )
             named = "lookup_keys" if lk.lookup_keys is not None else "keys"
             if lc not in lcols:
@@ -107,7 +128,7 @@ def check_lookups(
                 )
             if event_cols[ev] != lcols[lc]:
                 raise ValueError(
-                    f"{prefix}.{named}[{k}]: key {ev!r} ({event_cols[ev]}) of {source!r} and {lc!r} "
+                    f"{prefix}.{named}[{k}]: key {ev!r} ({event_cols[ev]}) of {owner} and {lc!r} "
                     f"({lcols[lc]}) of {lk.source!r} have different types"
                 )
         time_column = lk.time_column or lsrc.event_time
@@ -129,7 +150,7 @@ def check_lookups(
                 )
             if c.name in event_cols:
                 raise ValueError(
-                    f"{key}: name {c.name!r} clashes with a column of the {role} {source!r}; "
+                    f"{key}: name {c.name!r} clashes with a column of {owner}; "
                     f"give the looked-up column another `name`"
                 )
             if c.name in seen or c.name in LOOKUP_RESERVED:

@@ -1,10 +1,12 @@
 """Lookups: other sources joined point in time to each event of an aggregation group (FeatureMaterializer.
-aggregates) or to an attribute source's row of each entity and date (FeatureMaterializer.snapshots).
+aggregates), to an attribute source's row of each entity and date, or to the snapshot row itself through some
+of its features (`features.lookups`, FeatureMaterializer.snapshots).
 
 Per event (or entity row) and snapshot date D: the newest lookup row with equal keys and a time in
 [reference time - ttl, reference time], among the rows landed by D (the newest copy of each lookup record
 landed by D); a reference table without a time column: the newest version landed on or before the event's
-date (an attribute row: landed by D). See docs/features.md, "Lookups"."""
+date (an attribute or snapshot row: landed by D). The reference time of an entity row is the end of D: a time
+< D + 1. See docs/features.md, "Lookups"."""
 
 from __future__ import annotations
 
@@ -41,12 +43,13 @@ def with_lookup(m: FeatureMaterializer, events: DataFrame, src: SourceAggregates
     return events.join(picked, [*src.primary_key, AS_OF_DATE], "left")
 
 
-def with_attribute_lookup(m: FeatureMaterializer, known: DataFrame, lk: LookupPlan, first: date,
-                          last: date) -> DataFrame:
-    """`known` (an attribute source's row per entity and date D) with the looked-up columns of `lk` as of the
-    end of D: the newest lookup row with equal keys and a time before D + 1 (and >= D + 1 - ttl) among the
-    copies landed by D that were then the newest copy of their record (a reference table: the newest version
-    landed by D). NULL when there is none."""
+def with_lookup_at_end_of_day(m: FeatureMaterializer, known: DataFrame, lk: LookupPlan, first: date,
+                              last: date) -> DataFrame:
+    """`known` (one row per entity and date D: an attribute source's row, or the snapshot row for the lookups
+    keyed by its features) with the looked-up columns of `lk` as of the end of D: the newest lookup row with
+    equal keys and a time before D + 1 (and >= D + 1 - ttl) among the copies landed by D that were then the
+    newest copy of their record (a reference table: the newest version landed by D). NULL when there is none,
+    a NULL key included (an entity without the event its key feature comes from)."""
     from pyspark.sql import functions as F
 
     keys = m.plan.keys

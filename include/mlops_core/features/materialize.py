@@ -27,7 +27,8 @@ with equal keys and a time in [event time - ttl, event time], among the lookup r
 of each lookup record landed by D); a reference lookup without a time column, the newest version landed on or
 before the event's date. Its columns are then aggregated like the event's own (see lookups.py). An attribute
 group's lookups join the entity's row of D the same way as of the end of D (time < D + 1, landed by D), when the
-snapshots are computed (lookups.py).
+snapshots are computed (lookups.py); so do the snapshot's own lookups (`features.lookups`), keyed by its
+attribute and aggregate features (a NULL key, e.g. no event in the window: NULL).
 
 Aggregates of an entity without events in a window are 0 for count/sum/count_distinct/active_days and NULL
 for the others (avg, stddev, min, max, days_since_*): days_since_last_order_90d is NULL when the last order
@@ -54,7 +55,7 @@ from mlops_core.features.compile import (
     FeaturePlan,
     compile_features,
 )
-from mlops_core.features.lookups import with_attribute_lookup, with_lookup
+from mlops_core.features.lookups import with_lookup, with_lookup_at_end_of_day
 from mlops_core.features.spec import AS_OF_DATE, COVERED, HISTORY_DAYS, spec_hash
 from mlops_core.lakehouse import Table
 
@@ -379,7 +380,7 @@ class FeatureMaterializer:
             if src.event_time is not None:  # known once its event date has come; a reference row once landed
                 known = known.where(F.to_date(F.col(src.event_time)) <= F.col(AS_OF_DATE))
             for lk in src.lookups:
-                known = with_attribute_lookup(self, known, lk, first, last)
+                known = with_lookup_at_end_of_day(self, known, lk, first, last)
             frames.append(known.select(*keys, AS_OF_DATE, *[F.expr(sql).alias(n) for n, sql in src.attributes]))
         frames += self.aggregates(first, last)
         df = frames[0]
@@ -387,6 +388,10 @@ class FeatureMaterializer:
             df = df.join(other, [*keys, AS_OF_DATE], "full")
         zero = set(self.plan.zero_when_empty)
         df = df.select(*[F.coalesce(F.col(c), F.lit(0)).alias(c) if c in zero else F.col(c) for c in df.columns])
+        # Lookups keyed by the snapshot's own features (e.g. the newest origin): after the attributes and
+        # aggregates they are keyed by, before the derived features that may use their columns.
+        for lk in self.plan.lookups:
+            df = with_lookup_at_end_of_day(self, df, lk, first, last)
         for name, sql in self.plan.derived:
             df = df.withColumn(name, F.expr(sql))
         versions = F.create_map(*[F.lit(x) for kv in sorted(self.bronze_versions.items()) for x in kv])

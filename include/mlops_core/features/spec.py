@@ -24,6 +24,11 @@ Example (include/config/use_cases/churn.yaml):
           # lookups: other sources joined to each event point in time, their columns aggregated like its own:
           # lookups:
           #   - {source: weather, keys: [origin], ttl_hours: 3, columns: [{name: origin_temp, column: temp}]}
+      # lookups keyed by features of the snapshot (e.g. a `latest` origin), as of the end of the snapshot date;
+      # each looked-up column is a feature:
+      # lookups:
+      #   - {source: weather, keys: [last_origin_7d], lookup_keys: [origin], ttl_hours: 6,
+      #      columns: [{name: origin_temp, column: temp, description: ...}]}
       derived:                          # expressions over other features, once per common window
         - name: avg_days_between_orders
           expr: "(days_since_first_order - days_since_last_order) / NULLIF(total_orders - 1, 0)"
@@ -45,7 +50,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from mlops_core.features.lookup_spec import LookupSpec, check_lookups
+from mlops_core.features.lookup_spec import LookupSpec, SnapshotLookupSpec, check_lookups
 from mlops_core.features.spec_base import _NAME, AS_OF_DATE, _Strict
 from mlops_core.features.sqlexpr import ExpressionError, referenced_names
 
@@ -194,7 +199,7 @@ class FeatureColumn:
     """One column of the feature table, after windows are expanded."""
 
     name: str
-    kind: Literal["attribute", "aggregate", "derived"]
+    kind: Literal["attribute", "aggregate", "lookup", "derived"]
     base: str
     description: str
     window: int | None = None
@@ -203,9 +208,13 @@ class FeatureColumn:
     column: str | None = None
     expr: str | None = None  # attribute expr (SQL) or derived expr in base names
     filter: str | None = None  # aggregate: predicate over the source's columns
+    keys: tuple[str, ...] = ()  # lookup: the snapshot's columns it is keyed by
 
     @property
     def comment(self) -> str:
+        if self.kind == "lookup":  # where the value comes from, as a windowed column says its window
+            return (f"{self.description} ({self.source}.{self.column} looked up by {', '.join(self.keys)}, as of "
+                    f"the end of as_of_date)")
         if self.window is None:
             return self.description
         where = f", where {self.filter}" if self.filter else ""
@@ -243,6 +252,11 @@ class FeaturesSpec(_Strict):
         "has one row per entity",
     )
     aggregations: list[AggregationGroup] = Field(default_factory=list)
+    lookups: list[SnapshotLookupSpec] = Field(
+        default_factory=list,
+        description="Sources joined to each snapshot row through some of its features (e.g. the newest origin "
+        "-> the weather there), as of the end of the snapshot date; each looked-up column is a feature",
+    )
     derived: list[DerivedFeature] = Field(default_factory=list)
     partition_slack_days: int = Field(
         default=1,
@@ -291,7 +305,8 @@ class FeaturesSpec(_Strict):
         return [group.source for _, group in self.attribute_groups()]
 
     def columns(self, reserved: set[str] = RESERVED) -> list[FeatureColumn]:
-        """Every feature column in table order: attributes, aggregates, derived. Validates names: unique and
+        """Every feature column in table order: attributes, aggregates, snapshot lookups, derived. Validates
+        names: unique and
         none of `reserved` (as_of_date; check_sources adds the entity key)."""
         cols: list[FeatureColumn] = []
         where: dict[str, str] = {}
@@ -334,6 +349,16 @@ class FeaturesSpec(_Strict):
                                       source=group.source, agg=f.agg, column=f.column, filter=f.filter),
                         key,
                     )
+        # Looked-up columns are unwindowed, like attributes: derived features may use them by name.
+        for j, lk in enumerate(self.lookups):
+            for k, c in enumerate(lk.columns):
+                key = f"features.lookups[{j}].columns[{k}] ({c.name})"
+                if c.name in windows_of:  # a derived expr could not tell the two apart
+                    raise ValueError(f"{key}: duplicate feature name {c.name!r} (the base name of an aggregate "
+                                     f"feature)")
+                add(FeatureColumn(c.name, "lookup", c.name, c.description, source=lk.source, column=c.column,
+                                  keys=tuple(lk.keys)), key)
+                attribute_names.add(c.name)
         for i, d in enumerate(self.derived):
             key = f"features.derived[{i}] ({d.name})"
             refs = _scan(d.expr)
@@ -369,7 +394,8 @@ class FeaturesSpec(_Strict):
             if g.source not in names:
                 names.append(g.source)
         lookups = [lk for _, a in self.attribute_groups() for lk in a.lookups]
-        for lk in [*lookups, *(lk for g in self.aggregations for lk in g.lookups)]:  # lookup sources last
+        lookups += [*(lk for g in self.aggregations for lk in g.lookups), *self.lookups]
+        for lk in lookups:  # lookup sources last
             if lk.source not in names:
                 names.append(lk.source)
         return names
@@ -392,7 +418,10 @@ class FeaturesSpec(_Strict):
 
         keys = list(entity_keys)
         shown = f"[{', '.join(keys)}]"
-        self.columns(reserved={*RESERVED, *keys})
+        columns = self.columns(reserved={*RESERVED, *keys})
+        # The snapshot's columns before its own lookups (name -> Spark type, None when only Spark knows it): what
+        # `features.lookups` may be keyed by.
+        snapshot: dict[str, str | None] = {}
 
         for prefix, group in self.attribute_groups():
             key = f"{prefix}.source"
@@ -405,7 +434,12 @@ class FeaturesSpec(_Strict):
                     f"{key}: source {group.source!r} must have one row per entity "
                     f"(primary_key {shown}), it has {src.primary_key}{detail}"
                 )
-            looked_up = check_lookups(prefix, group.source, "attribute source", group.lookups, src, sources, {})
+            looked_up = check_lookups(prefix, f"the attribute source {group.source!r}", group.lookups, types(src),
+                                      sources, {})
+            for k in keys:
+                snapshot.setdefault(k, looked_up[k])
+            for f in group.features:
+                snapshot[f.name] = None if f.expr else looked_up.get(f.column or f.name)
             allowed = {*looked_up, AS_OF_DATE}
             for i, f in enumerate(group.features):
                 unknown = [r for r in f.references() if r not in allowed]
@@ -442,8 +476,10 @@ class FeaturesSpec(_Strict):
                     f"features.aggregations[{g}].event_time: source {group.source!r} is already aggregated on "
                     f"{event_times[group.source]!r}; use one event time per source"
                 )
-            cols = check_lookups(f"features.aggregations[{g}]", group.source, "event source", group.lookups, src,
-                                       sources, lookup_names.setdefault(group.source, {}))
+            for k in keys:
+                snapshot.setdefault(k, cols[k])
+            cols = check_lookups(f"features.aggregations[{g}]", f"the event source {group.source!r}", group.lookups,
+                                 cols, sources, lookup_names.setdefault(group.source, {}))
             for i, f in enumerate(group.features):
                 key = f"features.aggregations[{g}].features[{i}] ({f.name})"
                 if f.filter is not None:
@@ -461,11 +497,32 @@ class FeaturesSpec(_Strict):
                     )
                 if f.agg in NUMERIC_ONLY and not _is_numeric(cols[f.column]):
                     raise ValueError(f"{key}: {f.agg} needs a numeric column; {f.column!r} is {cols[f.column]}")
+            for c in columns:
+                if c.kind == "aggregate" and c.source == group.source:
+                    snapshot[c.name] = aggregate_type(c.agg, cols.get(c.column) if c.column else None)
+        check_lookups("features", "the snapshot (its entity key, attribute and aggregate features)", self.lookups,
+                      snapshot, sources, {})
 
     def event_time(self, group: AggregationGroup, sources: dict[str, SourceSpec]) -> str:
         event_time = group.event_time or sources[group.source].event_time
         assert event_time is not None, "checked at config load (check_sources)"
         return event_time
+
+
+def aggregate_type(agg: str | None, column_type: str | None) -> str | None:
+    """The Spark type (as the source contracts spell it) of an aggregate over a column of `column_type`; None
+    when it depends on more than the config says (a decimal sum)."""
+    if agg in ("latest", "earliest", "min", "max"):
+        return column_type
+    if agg in ("count", "count_distinct", "active_days"):
+        return "long"
+    if agg in ("days_since_last", "days_since_first"):
+        return "int"
+    if agg in ("avg", "stddev"):
+        return "double"
+    if agg == "sum":
+        return {"int": "long", "long": "long", "float": "double", "double": "double"}.get(column_type or "")
+    return None
 
 
 def spec_hash(spec: FeaturesSpec) -> str:
@@ -477,6 +534,8 @@ def spec_hash(spec: FeaturesSpec) -> str:
     # added later with a neutral default (an aggregate's filter) are left out when unset, so a config that
     # does not use them keeps the hash it had.
     data = spec.model_dump(exclude={"warm_up"})
+    if not data.get("lookups"):
+        data.pop("lookups", None)
     attributes = data.get("attributes")
     for group in attributes if isinstance(attributes, list) else [attributes] if attributes else []:
         if not group.get("lookups"):
