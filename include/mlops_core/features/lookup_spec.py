@@ -117,8 +117,9 @@ def check_lookups(
                 )
             if event_cols[ev] is None:  # an `expr` feature: comparing it to the lookup key could cast silently
                 raise ValueError(
-                    f"{prefix}.keys[{k}]: the type of {ev!r} is not known at load (an `expr` feature); key the "
-                    f"lookup by a feature copied from a column or aggregated from one (`latest`, `max`, ...)"
+                    f"{prefix}.keys[{k}]: the type of {ev!r} is not known at load (an `expr` feature, a sum or mean "
+                    f"of a decimal); key the lookup by a feature copied from a column or aggregated from one "
+                    f"(`latest`, `max`, ...)"
                 )
             named = "lookup_keys" if lk.lookup_keys is not None else "keys"
             if lc not in lcols:

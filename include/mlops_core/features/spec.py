@@ -306,8 +306,7 @@ class FeaturesSpec(_Strict):
 
     def columns(self, reserved: set[str] = RESERVED) -> list[FeatureColumn]:
         """Every feature column in table order: attributes, aggregates, snapshot lookups, derived. Validates
-        names: unique and
-        none of `reserved` (as_of_date; check_sources adds the entity key)."""
+        names: unique and none of `reserved` (as_of_date; check_sources adds the entity key)."""
         cols: list[FeatureColumn] = []
         where: dict[str, str] = {}
 
@@ -511,14 +510,14 @@ class FeaturesSpec(_Strict):
 
 def aggregate_type(agg: str | None, column_type: str | None) -> str | None:
     """The Spark type (as the source contracts spell it) of an aggregate over a column of `column_type`; None
-    when it depends on more than the config says (a decimal sum)."""
+    when it depends on more than the config says (a decimal sum or mean)."""
     if agg in ("latest", "earliest", "min", "max"):
         return column_type
     if agg in ("count", "count_distinct", "active_days"):
         return "long"
     if agg in ("days_since_last", "days_since_first"):
         return "int"
-    if agg in ("avg", "stddev"):
+    if agg == "stddev" or (agg == "avg" and not (column_type or "").startswith("decimal")):
         return "double"
     if agg == "sum":
         return {"int": "long", "long": "long", "float": "double", "double": "double"}.get(column_type or "")
