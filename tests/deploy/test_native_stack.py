@@ -17,8 +17,10 @@ import base64
 import datetime as dt
 import os
 import secrets
+import signal
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -159,56 +161,75 @@ def stack(tmp_path_factory):
                            env={**base, **pg_env, "PGHOST": pg.host, "PGPORT": str(pg.port),
                                 "PGPASSWORD": pg.superuser_password})
 
-            # mlflow: `deploy.py mlflow-server <compose command>` (host and port on loopback): the basic-auth config,
-            # `mlflow db upgrade`, then `mlflow server --app-name basic-auth`
-            mlflow_env = {**base, **service_environment(services["mlflow"], hosts),
-                          "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "run" / "mlflow-auth.ini"),  # the image's path
-                          "MLFLOW_BIN": str(VENV_BIN / "mlflow")}
-            args = [a for a in service_command(services["mlflow"]) if not a.startswith(("--host=", "--port="))]
-            cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
-                   f"--port={mlflow_port}", *args]
-            with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
-                # mlflow-init: the platform account, the use case's experiment and registered model
-                mlflow_init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-init"],
-                                             text=True, capture_output=True,
-                                             env={**base, **service_environment(services["mlflow-init"], hosts),
-                                                  "MLOPS__MLFLOW__TRACKING_URI": mlflow_url})
-                assert mlflow_init.returncode == 0, f"mlflow-init failed:\n{mlflow_init.stdout}\n{mlflow_init.stderr}"
-                airflow_env = _native(service_environment(services["airflow-scheduler"], hosts), home, mlflow_url,
-                                      health_port)
-                init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url,
-                                   health_port)
-                api_env = service_environment(services["airflow-api-server"], hosts)
-                accounts = {k: v for k, v in api_env.items() if k.startswith("AIRFLOW_") and k.endswith("_PASSWORD")}
-                admin_password = accounts["AIRFLOW_ADMIN_PASSWORD"]
-                af = ComposeAirflow(home=home, port=af_port, mlflow_port=None, fast_parsing=True,
-                                    extra_env={**airflow_env, **accounts})
-                af.write_config()  # paths and loopback ports; the metadata DB comes from the environment
-                init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "init"], text=True,
-                                      capture_output=True, env={**af.env(), **init_env}, cwd=home)
-                assert init.returncode == 0, f"deploy.py init failed:\n{init.stdout}\n{init.stderr}"
-                assert _generate_landing(tmp, _s3_client(s3_endpoint, dotenv)) > 0
-                # serving: compose's command on loopback, started before any model exists (the DAGs' reload_serving
-                # tasks make it serve the first champion); the online stores in the data dir the scheduler shares
-                serving_env = {**base, **service_environment(services["serving"], hosts),
-                               "MLOPS__MLFLOW__TRACKING_URI": mlflow_url, "MLOPS_DATA_DIR": str(tmp / "data"),
-                               "MLOPS_JARS_DIR": str(ROOT / ".local" / "jars")}
-                cmd = [sys.executable, "-m", "mlops_core.serving", "--host", "127.0.0.1", "--port", str(serving_port),
-                       "--log-level", "info"]
-                with serve(cmd, serving_port, logs / "serving.log", env=serving_env, timeout=180):
-                    af.start()
-                    try:
-                        af.wait_until_healthy(timeout=300)
-                        steps = demo.chain_steps(START, END, drift_from=END, scored_days=1, hpo_trials=HPO_TRIALS)
-                        steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features", "retrain_model",
-                                                                 "batch_score")]
-                        client = AirflowClient(af.base_url, "admin", admin_password)
-                        summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
-                        print("native chain task seconds:", {r["dag_id"]: r["task_seconds"] for r in summary["runs"]})
-                        yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
-                                          init.stdout + init.stderr, summary, mlflow_init.stdout, serving_url)
-                    finally:
-                        af.stop(timeout=10)
+            airflow_env = _native(service_environment(services["airflow-scheduler"], hosts), home, mlflow_url,
+                                  health_port)
+            init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url, health_port)
+            api_env = service_environment(services["airflow-api-server"], hosts)
+            accounts = {k: v for k, v in api_env.items() if k.startswith("AIRFLOW_") and k.endswith("_PASSWORD")}
+            admin_password = accounts["AIRFLOW_ADMIN_PASSWORD"]
+            af = ComposeAirflow(home=home, port=af_port, mlflow_port=None, fast_parsing=True,
+                                extra_env={**airflow_env, **accounts})
+            af.write_config()  # paths and loopback ports; the metadata DB comes from the environment
+            # airflow-init (`deploy.py init`: secret checks, `airflow db migrate`, settings, buckets) needs only
+            # PostgreSQL and the object store: it runs while the mlflow service starts, as compose starts them side by
+            # side (each takes tens of seconds). Its output goes to a file: a pipe nobody reads meanwhile could fill.
+            init_output = tempfile.TemporaryFile("w+")
+            init_proc = subprocess.Popen([sys.executable, str(DOCKER_DIR / "deploy.py"), "init"], text=True,
+                                         stdout=init_output, stderr=subprocess.STDOUT,
+                                         env={**af.env(), **init_env}, cwd=home, start_new_session=True)
+            try:
+                # mlflow: `deploy.py mlflow-server <compose command>` (host and port on loopback): the basic-auth
+                # config, `mlflow db upgrade`, then `mlflow server --app-name basic-auth`
+                mlflow_env = {**base, **service_environment(services["mlflow"], hosts),
+                              "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "run" / "mlflow-auth.ini"),  # the image's path
+                              "MLFLOW_BIN": str(VENV_BIN / "mlflow")}
+                args = [a for a in service_command(services["mlflow"]) if not a.startswith(("--host=", "--port="))]
+                cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
+                       f"--port={mlflow_port}", *args]
+                with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
+                    # mlflow-init: the platform account, the use case's experiment and registered model
+                    mlflow_init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-init"],
+                                                 text=True, capture_output=True,
+                                                 env={**base, **service_environment(services["mlflow-init"], hosts),
+                                                      "MLOPS__MLFLOW__TRACKING_URI": mlflow_url})
+                    assert mlflow_init.returncode == 0, \
+                        f"mlflow-init failed:\n{mlflow_init.stdout}\n{mlflow_init.stderr}"
+                    init_proc.wait(timeout=600)
+                    init_output.seek(0)
+                    init_log = init_output.read()
+                    assert init_proc.returncode == 0, f"deploy.py init failed:\n{init_log}"
+                    # serving: compose's command on loopback, started before any model exists (the DAGs'
+                    # reload_serving tasks make it serve the first champion); the online stores in the data dir the
+                    # scheduler shares
+                    serving_env = {**base, **service_environment(services["serving"], hosts),
+                                   "MLOPS__MLFLOW__TRACKING_URI": mlflow_url, "MLOPS_DATA_DIR": str(tmp / "data"),
+                                   "MLOPS_JARS_DIR": str(ROOT / ".local" / "jars")}
+                    cmd = [sys.executable, "-m", "mlops_core.serving", "--host", "127.0.0.1", "--port",
+                           str(serving_port), "--log-level", "info"]
+                    with serve(cmd, serving_port, logs / "serving.log", env=serving_env, timeout=180):
+                        af.start()
+                        try:
+                            # the landing files are generated and uploaded while Airflow's components start (nothing
+                            # reads the landing zone before the chain's first run)
+                            assert _generate_landing(tmp, _s3_client(s3_endpoint, dotenv)) > 0
+                            af.wait_until_healthy(timeout=300)
+                            steps = demo.chain_steps(START, END, drift_from=END, scored_days=1,
+                                                     hpo_trials=HPO_TRIALS)
+                            steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features",
+                                                                     "retrain_model", "batch_score")]
+                            client = AirflowClient(af.base_url, "admin", admin_password)
+                            summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
+                            print("native chain task seconds:",
+                                  {r["dag_id"]: r["task_seconds"] for r in summary["runs"]})
+                            yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
+                                              init_log, summary, mlflow_init.stdout, serving_url)
+                        finally:
+                            af.stop(timeout=10)
+            finally:
+                if init_proc.poll() is None:  # the block failed before init finished: stop it and its airflow
+                    os.killpg(init_proc.pid, signal.SIGKILL)  # child (its own process group, by its pid)
+                    init_proc.wait()
+                init_output.close()
 
 
 def test_the_compose_configuration_translates_completely(stack):
