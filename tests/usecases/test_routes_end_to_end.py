@@ -1,13 +1,14 @@
 """A composite-key use case end to end (#28): flight routes keyed by [origin, dest], with a lookup source keyed
 by another column (an airport registry without an event time, looked up by each flight's destination), a
-filtered aggregate (`filter: "arr_delay > 15"`), a `latest` value of a categorical column and a label computed
-from the flights (the mean arrival delay of the next 3 days).
+filtered aggregate (`filter: "arr_delay > 15"`), a `latest` value of a categorical column, a lookup keyed by that
+feature (the route's newest carrier -> its fleet in a carrier registry, as of the end of the snapshot date) and a
+label computed from the flights (the mean arrival delay of the next 3 days).
 
 Generated landing files (a few hundred flights) go through the project's own job entry points on real Spark +
 Delta, with real XGBoost and a real MLflow store in the test's data dir: ingest -> features -> train -> score.
 The snapshots equal an independent pandas computation for every route and date (flights landed by D, dated in
 the window; the registry version of the destination landed on or before the flight's date, so a new version
-landing after D is not used for D); the predictions carry both key columns, one row per route and date, and
+landing after D is not used for D; the carrier registry's version of the newest carrier landed by D); the predictions carry both key columns, one row per route and date, and
 the key columns are never model features."""
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ ALT_V1 = {"LAX": 38.0, "SFO": 13.0}
 ALT_V2 = {"ORD": 672.0, "LAX": 126.0}  # LAX: a changed row of a key already ingested (a new version)
 WINDOWS = [3, 7]
 FEATURES = ["flights", "late_flights", "avg_delay", "last_carrier", "avg_dest_alt"]
+# The carrier registry: B6 and DL from the start, AA's fleet changes and UA is first known on NEW_REGISTRY.
+FLEET_V1 = {"AA": 900.0, "B6": 280.0, "DL": 950.0}
+FLEET_V2 = {"AA": 960.0, "UA": 850.0}
 
 
 def routes_config() -> dict:
@@ -49,6 +53,7 @@ def routes_config() -> dict:
                 ("flight_id", "string"), ("origin", "string"), ("dest", "string"), ("carrier", "string"),
                 ("dep_ts", "timestamp"), ("arr_delay", "double")]),
             "airports": source("airports", ["faa"], None, [("faa", "string"), ("alt", "double")]),
+            "carriers": source("carriers", ["code"], None, [("code", "string"), ("fleet", "double")]),
         },
         "model": {
             "registered_model_name": "routes_test_xgboost",
@@ -85,6 +90,10 @@ def routes_config() -> dict:
                      "description": "Mean altitude of the destination airport (registry as of the flight)"},
                 ],
             }],
+            # Keyed by a feature of the snapshot: the newest carrier of the route's last 7 days.
+            "lookups": [{"source": "carriers", "keys": ["last_carrier_7d"], "lookup_keys": ["code"],
+                         "columns": [{"name": "carrier_fleet", "column": "fleet",
+                                      "description": "Fleet size of the route's newest carrier"}]}],
         },
         "gate": {"min_metrics": {"r2": -100.0}, "compare_metric": "rmse", "vs_baseline": False},
         "scoring": {"required_features": ["flights_7d"], "on_missing_features": "flag", "max_missing_share": 0.5},
@@ -120,6 +129,11 @@ def write_landing(landing: Path, flights: pd.DataFrame) -> None:
         folder = landing / "airports" / day.isoformat()
         folder.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"faa": list(alts), "alt": list(alts.values())}).to_csv(folder / "part-0.csv", index=False)
+    for day, fleets in ((START, FLEET_V1), (NEW_REGISTRY, FLEET_V2)):
+        folder = landing / "carriers" / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"code": list(fleets), "fleet": list(fleets.values())}).to_csv(folder / "part-0.csv",
+                                                                                      index=False)
 
 
 def expected_snapshots(flights: pd.DataFrame, dates: list[date]) -> pd.DataFrame:
@@ -145,6 +159,9 @@ def expected_snapshots(flights: pd.DataFrame, dates: list[date]) -> pd.DataFrame
                 newest = ev.sort_values(["dep_ts", "flight_id"]).tail(1)
                 row[f"last_carrier_{w}d"] = newest["carrier"].iloc[0] if len(newest) else None
                 row[f"avg_dest_alt_{w}d"] = ev["dest_alt"].mean() if len(ev) else None
+            # The registry version of the newest carrier landed by D (as of the end of D).
+            fleets = {**FLEET_V1, **FLEET_V2} if d >= NEW_REGISTRY else FLEET_V1
+            row["carrier_fleet"] = fleets.get(row["last_carrier_7d"])
             if any(row[f"flights_{w}d"] for w in WINDOWS):  # population: routes with flights in the window
                 out.append(row)
     return pd.DataFrame(out)
@@ -221,7 +238,7 @@ def test_snapshots_match_pandas_per_route_point_in_time(spark, pipeline):
     assert not snaps.duplicated(["origin", "dest", "as_of_date"]).any()
     dates = [START + timedelta(days=i) for i in range(DAYS)]
     expected = expected_snapshots(flights, dates)
-    columns = [f"{n}_{w}d" for n in FEATURES for w in WINDOWS]
+    columns = [*(f"{n}_{w}d" for n in FEATURES for w in WINDOWS), "carrier_fleet"]
     a = snaps.set_index(["origin", "dest", "as_of_date"]).sort_index()
     e = expected.set_index(["origin", "dest", "as_of_date"]).sort_index()
     assert list(a.index) == list(e.index)
@@ -249,6 +266,16 @@ def test_snapshots_match_pandas_per_route_point_in_time(spark, pipeline):
     same_day = flights[(flights["origin"] == key[0]) & (flights["dest"] == key[1])
                        & (flights["dep_ts"].dt.date > day - timedelta(days=7)) & (flights["dep_ts"].dt.date <= day)]
     assert a.loc[(*key, day), "flights_7d"] == (same_day["ingest_date"] <= day).sum() < len(same_day)
+    # The newest carrier's registry row as of D: UA unknown (NULL) before NEW_REGISTRY, AA's new fleet from then.
+    dates_of = a.index.get_level_values("as_of_date")
+
+    def fleets(carrier: str, landed: bool) -> pd.Series:
+        rows = a[(a["last_carrier_7d"] == carrier) & ((dates_of >= NEW_REGISTRY) == landed)]["carrier_fleet"]
+        assert len(rows), (carrier, landed)
+        return rows
+
+    assert fleets("UA", False).isna().all() and (fleets("UA", True) == FLEET_V2["UA"]).all()
+    assert (fleets("AA", False) == FLEET_V1["AA"]).all() and (fleets("AA", True) == FLEET_V2["AA"]).all()
 
 
 def test_latest_table_and_online_store_are_keyed_by_both_columns(spark, pipeline):
@@ -277,7 +304,7 @@ def test_training_uses_every_key_column_and_never_as_a_feature(pipeline):
     model = mlflow.pyfunc.load_model(f"models:/{cfg.model.registered_model_name}/{trained['version']}")
     inputs = model.metadata.get_input_schema().input_names()
     assert "origin" not in inputs and "dest" not in inputs
-    assert {"late_flights_7d", "last_carrier_3d", "avg_dest_alt_7d"} <= set(inputs)
+    assert {"late_flights_7d", "last_carrier_3d", "avg_dest_alt_7d", "carrier_fleet"} <= set(inputs)
 
 
 def test_predictions_carry_both_key_columns_one_row_per_route_and_date(spark, pipeline):
