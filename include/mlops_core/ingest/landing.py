@@ -49,8 +49,28 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 def list_files(folder: str) -> list[LandingFile]:
     """The data files directly inside `folder` (not recursive), sorted by path. A missing folder is empty."""
-    if folder.startswith(("s3://", "s3a://")):
-        return _list_s3(folder)
+    return list_folders([folder])[folder]
+
+
+def list_folders(folders: Iterable[str]) -> dict[str, list[LandingFile]]:
+    """`list_files` of each folder: a backfill's date folders on S3 share one client (creating a boto3 client
+    costs more than one LIST request: 90 dates took seconds of client set-up alone)."""
+    folders = list(dict.fromkeys(folders))
+    client = None
+    out = {}
+    for folder in folders:
+        if folder.startswith(("s3://", "s3a://")):
+            if client is None:
+                import boto3  # only needed for an s3:// landing zone
+
+                client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
+            out[folder] = _list_s3(client, folder)
+        else:
+            out[folder] = _list_local(folder)
+    return out
+
+
+def _list_local(folder: str) -> list[LandingFile]:
     if folder.startswith("file:"):
         folder = folder[len("file:") :]
         while folder.startswith("//"):
@@ -67,12 +87,9 @@ def list_files(folder: str) -> list[LandingFile]:
     return sorted(files)
 
 
-def _list_s3(folder: str) -> list[LandingFile]:
-    import boto3  # only needed for an s3:// landing zone
-
+def _list_s3(client, folder: str) -> list[LandingFile]:
     scheme = folder.split("://", 1)[0]
     bucket, prefix = _split_s3(folder)
-    client = boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or None)
     files = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for obj in page.get("Contents", []):
@@ -86,7 +103,9 @@ def _list_s3(folder: str) -> list[LandingFile]:
 
 def missing_folders(folders: Iterable[str]) -> list[str]:
     """The folders that hold no data file yet."""
-    return [f for f in folders if not list_files(f)]
+    folders = list(folders)
+    listing = list_folders(folders)
+    return [f for f in folders if not listing[f]]
 
 
 def manifest_hash(files: Iterable[LandingFile], extra: str = "") -> str:

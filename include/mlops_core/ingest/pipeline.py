@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlops_core.errors import is_delta_conflict
 from mlops_core.ingest import reader
-from mlops_core.ingest.landing import LandingFile, list_files, manifest_hash
+from mlops_core.ingest.landing import LandingFile, list_folders, manifest_hash
 from mlops_core.ingest.spec import SourceSpec
 from mlops_core.ingest.validate import validate_records
 from mlops_core.lakehouse import Lakehouse, Table, partition_predicate
@@ -177,7 +177,9 @@ def ingest_source(
     so a small backfill is one pass)."""
     ingested_at = ingested_at or datetime.now(UTC)
     result = SourceResult(source=source)
-    listing = {d: list_files(spec.folder(landing_root, d)) for d in sorted(set(dates))}
+    folders = {d: spec.folder(landing_root, d) for d in sorted(set(dates))}
+    listed = list_folders(folders.values())
+    listing = {d: listed[folder] for d, folder in folders.items()}
     missing = [d for d, files in listing.items() if not files]
     if missing and spec.on_missing == "fail":
         shown = ", ".join(d.isoformat() for d in missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -289,38 +291,45 @@ def _ingest_chunk(
         steps[name] = round(steps.get(name, 0.0) + now - clock[0], 2)
         clock[0] = now
 
-    # 1-2. File-level checks.
-    facts = reader.inspect_files(spark, files)
-    verdicts = [reader.check_file(facts[f.path], spec) for f in files]
-    if spec.format == "parquet":
-        reader.parquet_schema_checks(spark, spec, verdicts)
-    file_rows = []
-    for v in verdicts:
-        if v.rejected or v.flags:
-            f = facts[v.path]
-            desc = f"{v.path.rsplit('/', 1)[-1]}: {f.size} bytes, {v.records} records"
-            if f.valid_utf8 and not f.has_nul and f.first_line:
-                desc += f"; first line: {f.first_line[:200]!r}"
-            file_rows.append(
-                (source, date_of[v.path], "file", [*v.rejected, *v.flags], desc, v.path, None,
-                 v.records if v.rejected else 0, run_id, ingested_at)
-            )
-
-    # 3. Records of accepted files, typed and validated.
-    step("inspect_files")
-    records = reader.read_records(spark, spec, verdicts)
-    bronze_cols = [c.name for c in spec.columns]
-    meta = [
-        F.lit(run_id).alias(INGEST_RUN_ID),
-        F.lit(ingested_at).cast("timestamp").alias(INGESTED_AT),
-    ]
+    # 0. The files' bytes, fetched from storage once (on S3 each fetch is several requests per file): the file checks
+    # and the records below both read them from here. Parquet files are checked from their bytes but read as
+    # Parquet, so theirs are not kept.
+    content = reader.load_files(spark, [f.path for f in files if f.size > 0])
+    keep = content is not None and spec.format != "parquet"
+    if keep:
+        content = content.persist(StorageLevel.MEMORY_AND_DISK)
     final = None
-    if records is not None:
-        validated = validate_records(records, spec, reject_extra_fields=spec.on_extra_columns == "quarantine")
-        validated = validated.withColumn(INGEST_DATE, _date_map(date_of)[F.col("_source_file")])
-        final = _dedupe(spark, lh, source, spec, validated, dates).persist(StorageLevel.MEMORY_AND_DISK)
-
     try:
+        # 1-2. File-level checks.
+        facts = reader.inspect_files(spark, files, content)
+        verdicts = [reader.check_file(facts[f.path], spec) for f in files]
+        if spec.format == "parquet":
+            reader.parquet_schema_checks(spark, spec, verdicts)
+        file_rows = []
+        for v in verdicts:
+            if v.rejected or v.flags:
+                f = facts[v.path]
+                desc = f"{v.path.rsplit('/', 1)[-1]}: {f.size} bytes, {v.records} records"
+                if f.valid_utf8 and not f.has_nul and f.first_line:
+                    desc += f"; first line: {f.first_line[:200]!r}"
+                file_rows.append(
+                    (source, date_of[v.path], "file", [*v.rejected, *v.flags], desc, v.path, None,
+                     v.records if v.rejected else 0, run_id, ingested_at)
+                )
+
+        # 3. Records of accepted files, typed and validated.
+        step("inspect_files")
+        records = reader.read_records(spark, spec, verdicts, content)
+        bronze_cols = [c.name for c in spec.columns]
+        meta = [
+            F.lit(run_id).alias(INGEST_RUN_ID),
+            F.lit(ingested_at).cast("timestamp").alias(INGESTED_AT),
+        ]
+        if records is not None:
+            validated = validate_records(records, spec, reject_extra_fields=spec.on_extra_columns == "quarantine")
+            validated = validated.withColumn(INGEST_DATE, _date_map(date_of)[F.col("_source_file")])
+            final = _dedupe(spark, lh, source, spec, validated, dates).persist(StorageLevel.MEMORY_AND_DISK)
+
         counts: dict[tuple[date, bool], int] = Counter()
         if final is not None:
             # One small aggregation gives the per-date counts and the rows per reason code.
@@ -364,6 +373,8 @@ def _ingest_chunk(
     finally:
         if final is not None:
             final.unpersist()
+        if keep:
+            content.unpersist()
 
     step("write_quarantine")
     log_rows = []
@@ -399,8 +410,11 @@ def _ingest_chunk(
 
 def _append_log(spark: SparkSession, lh: Lakehouse, rows: list[tuple]) -> None:
     # Appended (a blind append never conflicts with the other sources' appends, and costs a third of an overwrite).
+    # Saved without Lakehouse.append's read-back of the new version (two more queries of the Delta log): the log's
+    # version is not reported anywhere.
     log_df = spark.createDataFrame(rows, INGEST_LOG_DDL).coalesce(1)
-    with_conflict_retry(lambda: lh.append(log_df, INGEST_LOG, partition_by=["source"]), str(INGEST_LOG))
+    writer = log_df.write.format("delta").mode("append").partitionBy("source")
+    with_conflict_retry(lambda: lh._save(writer, INGEST_LOG), str(INGEST_LOG))
 
 
 def _dedupe(

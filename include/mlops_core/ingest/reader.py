@@ -1,7 +1,10 @@
 """Reading landing files: file-level checks, then one record per data line with the raw line kept.
 
-1. `inspect_files`: one Spark pass over the files as binary (binaryFile) computes per-file facts with
-   SQL expressions (UTF-8 validity, NUL bytes, magic bytes, first/last line, line count, final newline).
+0. `load_files`: the files' bytes as one binaryFile DataFrame (path, content). The pipeline persists it, so
+   each landing file is fetched from storage once for both steps below (on S3: the listing, then Spark's
+   per-file metadata requests and one GET), not once per step.
+1. `inspect_files`: one Spark pass over those bytes computes per-file facts with SQL expressions (UTF-8
+   validity, NUL bytes, magic bytes, first/last line, line count, final newline).
 2. `check_file` (plain Python on those few facts) decides whether the whole file is rejected, and why.
 3. `read_records`: the accepted files split into lines (posexplode keeps the line number), parsed with
    from_csv / from_json against an all-string schema (Spark's `_corrupt_record` marks malformed lines),
@@ -96,21 +99,34 @@ def _path_column(col: str = "path"):
     return F.regexp_replace(p, r"^s3a://", "s3://")
 
 
+# ---- step 0: the files' bytes ------------------------------------------------------------------------
+def load_files(spark: SparkSession, paths: Iterable[str]) -> DataFrame | None:
+    """The files as (path as listed, content); None for no path. Give only non-empty files: binaryFile skips
+    empty ones. Lazy: persist it to have both `inspect_files` and `read_records` fetch each file once."""
+    paths = list(paths)
+    if not paths:
+        return None
+    df = spark.read.format("binaryFile").load([spark_path(p) for p in paths])
+    return df.select(_path_column().alias("path"), "content")
+
+
 # ---- step 1: file facts -----------------------------------------------------------------------------
-def inspect_files(spark: SparkSession, files: Iterable[LandingFile]) -> dict[str, FileFacts]:
-    """Facts of every file, keyed by its listed path. Empty files never reach Spark (binaryFile skips them)."""
+def inspect_files(spark: SparkSession, files: Iterable[LandingFile],
+                  content: DataFrame | None = None) -> dict[str, FileFacts]:
+    """Facts of every file, keyed by its listed path, from `content` (`load_files` of these files; loaded
+    here when not given). Empty files never reach Spark (binaryFile skips them)."""
     from pyspark.sql import functions as F
 
     files = list(files)
     facts = {f.path: FileFacts(path=f.path, size=f.size) for f in files}
-    nonempty = [f for f in files if f.size > 0]
-    if not nonempty:
+    if content is None:
+        content = load_files(spark, [f.path for f in files if f.size > 0])
+    if content is None:
         return facts
     text = F.col("content").cast("string")
     lines = F.split(text, "\n")
-    df = spark.read.format("binaryFile").load([spark_path(f.path) for f in nonempty])
-    rows = df.select(
-        _path_column().alias("path"),
+    rows = content.select(
+        "path",
         F.is_valid_utf8(text).alias("valid_utf8"),
         (F.instr(text, "\u0000") > 0).alias("has_nul"),
         F.hex(F.substring("content", 1, 4)).alias("head_hex"),
@@ -255,13 +271,14 @@ def _ddl(names: Iterable[str]) -> str:
     return ", ".join("`" + n.replace("`", "``") + "` STRING" for n in names)
 
 
-def _lines(spark: SparkSession, paths: list[str], header: bool) -> DataFrame:
-    """One row per non-blank data line: _source_file, _line (1-based), raw."""
+def _lines(paths: list[str], header: bool, content: DataFrame) -> DataFrame:
+    """One row per non-blank data line of the files `paths`: _source_file, _line (1-based), raw, split from
+    `content` (`load_files` of at least these files)."""
     from pyspark.sql import functions as F
 
     text = F.col("content").cast("string")
-    df = spark.read.format("binaryFile").load([spark_path(p) for p in paths])
-    df = df.select(_path_column().alias("_source_file"), F.posexplode(F.split(text, "\n")).alias("_pos", "raw"))
+    df = content.where(F.col("path").isin(paths))
+    df = df.select(F.col("path").alias("_source_file"), F.posexplode(F.split(text, "\n")).alias("_pos", "raw"))
     raw = F.regexp_replace(F.col("raw"), "\r$", "")
     raw = F.when(F.col("_pos") == 0, F.regexp_replace(raw, "^\ufeff", "")).otherwise(raw)
     df = df.select("_source_file", (F.col("_pos") + 1).cast("int").alias("_line"), raw.alias("raw"))
@@ -271,20 +288,26 @@ def _lines(spark: SparkSession, paths: list[str], header: bool) -> DataFrame:
     return df
 
 
-def read_records(spark: SparkSession, spec: SourceSpec, verdicts: list[FileVerdict]) -> DataFrame | None:
+def read_records(spark: SparkSession, spec: SourceSpec, verdicts: list[FileVerdict],
+                 content: DataFrame | None = None) -> DataFrame | None:
     """Records of the accepted files: _source_file, _line, raw, _raw (struct of contract columns as strings),
-    _parse_error, _extra_fields (and _typed for Parquet). None when no file was accepted."""
+    _parse_error, _extra_fields (and _typed for Parquet). None when no file was accepted. Text formats split
+    `content` (`load_files` of the files, as `inspect_files` used it) when given."""
     accepted = [v for v in verdicts if v.accepted]
     if not accepted:
         return None
+    if content is None and spec.format != "parquet":
+        content = load_files(spark, [v.path for v in accepted])  # accepted files are never empty
     if spec.format == "csv":
-        return _csv_records(spark, spec, accepted)
+        return _csv_records(spark, spec, accepted, content)
     if spec.format == "json":
-        return _json_records(spark, spec, accepted)
+        return _json_records(spark, spec, accepted, content)
     return _parquet_records(spark, spec, accepted)
 
 
-def _csv_records(spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdict]) -> DataFrame:
+def _csv_records(
+    spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdict], content: DataFrame
+) -> DataFrame:
     from pyspark.sql import functions as F
 
     options = {k: v for k, v in spec.options.items() if k.lower() not in _LINE_PARSER_SKIP}
@@ -295,7 +318,7 @@ def _csv_records(spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdi
         groups.setdefault(tuple(v.header or spec.column_names), []).append(v.path)
     parts = []
     for header, paths in sorted(groups.items()):
-        lines = _lines(spark, paths, header=spec.has_header)
+        lines = _lines(paths, header=spec.has_header, content=content)
         parsed = F.from_csv("raw", _ddl([*header, CORRUPT]), options).alias("_p")
         width = len(header)
         parts.append(
@@ -317,10 +340,12 @@ def _csv_records(spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdi
     return out
 
 
-def _json_records(spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdict]) -> DataFrame:
+def _json_records(
+    spark: SparkSession, spec: SourceSpec, accepted: list[FileVerdict], content: DataFrame
+) -> DataFrame:
     from pyspark.sql import functions as F
 
-    lines = _lines(spark, [v.path for v in accepted], header=False)
+    lines = _lines([v.path for v in accepted], header=False, content=content)
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
     parsed = F.from_json("raw", _ddl([*spec.column_names, CORRUPT]), options).alias("_p")
     keys = F.json_object_keys("raw")
