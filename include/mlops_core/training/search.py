@@ -6,11 +6,18 @@ the trial's value the mean of its folds' validation metric. Every fold's metric 
 trial's run (metric history with step = fold), so the run tree shows how stable the choice is. Hopeless trials
 are pruned (median rule, per boosting round of the same fold); a pruned trial still logs the folds it finished,
 and the best trial is a complete one by construction. The progress (trial n of N, best so far, elapsed) goes
-to the log. Deterministic for a given seed when the trial count, not the timeout, ends it."""
+to the log. Deterministic for a given seed when the trial count, not the timeout, ends it.
+
+Trial 0 is seeded with the baseline's configuration (model.baseline: its depth and learning rate, XGBoost's
+defaults for the rest, mapped into the search space; `baseline_trial`): the shallow model the gate's
+vs_baseline check compares with is always scored on the same folds, and the search only leaves it when a
+trial does better there. With the few trials of a demo, the sampler's first (random) trials are otherwise
+all there is, and a random deep configuration on a small training set loses to the ten-line baseline."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,51 @@ XGB_HIGHER_IS_BETTER = {"auc", "aucpr"}
 DIRECTION = {m: "maximize" if higher_is_better(m) else "minimize" for m in XGB_EVAL_METRIC}
 # Validation metrics logged on each trial's run, per task.
 TRIAL_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss", "brier"), "regression": ("rmse", "mae", "r2")}
+
+
+# XGBoost's own defaults (https://xgboost.readthedocs.io/en/stable/parameter.html) of the parameters the
+# baseline leaves unset: the values the baseline booster is trained with.
+XGB_DEFAULTS: dict[str, Any] = {
+    "min_child_weight": 1.0, "subsample": 1.0, "colsample_bytree": 1.0, "colsample_bylevel": 1.0,
+    "colsample_bynode": 1.0, "reg_lambda": 1.0, "lambda": 1.0, "reg_alpha": 0.0, "alpha": 0.0, "gamma": 0.0,
+    "min_split_loss": 0.0, "max_delta_step": 0.0, "max_leaves": 0, "grow_policy": "depthwise", "max_bin": 256,
+    "scale_pos_weight": 1.0,
+}
+SEEDED_FROM = "baseline"  # the value of a seeded trial's `seeded_from` user attribute and MLflow tag
+
+
+def baseline_trial(spec: ModelSpec) -> tuple[dict[str, Any], list[str]]:
+    """(params, notes): the baseline's configuration (model.baseline) in the search space's terms, for the
+    search's first trial. max_depth and learning_rate (or eta) are the baseline's, every other parameter
+    XGBoost's default; a value outside the space's range is moved to its nearest bound (and onto its step
+    grid), and a parameter without a known default, or whose default is not among a categorical's choices, is
+    left to the sampler. `notes` says which values moved or were left out. Its boosting rounds are chosen by
+    early stopping on the folds like any trial's (the baseline's fixed `num_boost_round` is not the folds'
+    choice)."""
+    b = spec.baseline
+    own = {"max_depth": b.max_depth, "learning_rate": b.learning_rate, "eta": b.learning_rate}
+    params: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, p in spec.search_space.items():
+        value = own.get(name, XGB_DEFAULTS.get(name))
+        if value is None:
+            notes.append(f"{name}: no baseline value, sampled")
+            continue
+        if isinstance(p, CategoricalParam):
+            if value in p.choices:
+                params[name] = value
+            else:
+                notes.append(f"{name}: the baseline's {value!r} is not among {p.choices}, sampled")
+            continue
+        mapped = min(max(value, p.low), p.high)
+        if p.step is not None:  # on the space's grid (low + k * step), inside the range
+            k = min(round((mapped - p.low) / p.step), math.floor((p.high - p.low) / p.step + 1e-9))
+            mapped = p.low + k * p.step
+        mapped = int(mapped) if isinstance(p, IntParam) else round(float(mapped), 12)
+        if mapped != value:
+            notes.append(f"{name}: the baseline's {value:g} is outside the search space, {mapped:g} used")
+        params[name] = mapped
+    return params, notes
 
 
 def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
@@ -122,10 +174,15 @@ class TrialSearch:
         suggested = suggest(trial, spec.search_space)
         params = {**spec.xgboost_params(self.seed), **suggested, "eval_metric": eval_metric}
         same_way = (eval_metric in XGB_HIGHER_IS_BETTER) == (DIRECTION[metric] == "maximize")
+        seeded = trial.user_attrs.get("seeded_from")
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{trial.number:03d}",
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, "mlops.trial_number": str(trial.number)},
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, "mlops.trial_number": str(trial.number),
+                  # the trial that scores the baseline's configuration on the folds (see baseline_trial)
+                  **({"mlops.trial_seeded_from": seeded,
+                      "mlops.trial_seed_notes": "; ".join(trial.user_attrs.get("seed_notes", [])) or "none"}
+                     if seeded else {})},
         )
         run_id = run.info.run_id
         started = time.monotonic()
@@ -191,7 +248,8 @@ class TrialSearch:
         if self.better(value):
             self.best_value, self.best_booster, self.best_number = value, newest, trial.number
             self.best_fold_values, self.best_iterations, self.best_oof = values, iterations, oof
-        self._progress(trial, f"{metric} {value:.4f} over {len(values)} folds "
+        self._progress(trial, f"{'seeded with the baseline config: ' if seeded else ''}{metric} {value:.4f} over "
+                              f"{len(values)} folds "
                               f"({', '.join(f'{v:.4f}' for v in values)})")
         return value
 
@@ -206,6 +264,13 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
                                           interval_steps=5)
               if spec.hpo.pruning else optuna.pruners.NopPruner())
     study = optuna.create_study(direction=DIRECTION[spec.hpo.metric], sampler=sampler, pruner=pruner)
+    if spec.hpo.seed_with_baseline and spec.search_space:
+        # trial 0 = the baseline's configuration: the search starts from the known-good shallow model and keeps
+        # it unless another trial scores better on the same folds (the TPE sampler learns from it too)
+        params, notes = baseline_trial(spec)
+        study.enqueue_trial(params, user_attrs={"seeded_from": SEEDED_FROM, "seed_notes": notes})
+        log.info("search: trial 0 seeded with the baseline's configuration %s%s", params,
+                 f" ({'; '.join(notes)})" if notes else "")
     search.trials, search.started = trials, time.monotonic()
     log.info("search: %d trials%s over %d folds, objective validation %s", trials,
              f" or {timeout}s" if timeout else "", len(search.folds), spec.hpo.metric)

@@ -203,6 +203,9 @@ class HpoSpec(_Strict):
         "unset = the task's primary metric",
     )
     startup_trials: int = Field(default=5, ge=1, description="Random trials before the TPE sampler kicks in")
+    seed_with_baseline: bool = Field(
+        default=True, description="Trial 0 scores model.baseline's configuration (mapped into the search space) on "
+        "the folds, so the search keeps the shallow model unless a trial beats it there")
 
 
 class ModelSpec(_Strict):

@@ -295,10 +295,19 @@ def run_training(
         best_params = {**study.trials[outcome.best_number].params, "n_estimators": booster.num_boosted_rounds()}
         full_lineage.update(hpo_trials_completed=completed, hpo_trials_pruned=outcome.pruned,
                             hpo_best_trial=outcome.best_number, **(refit or {}))
+        # which trial scored the baseline's configuration (search.baseline_trial), and with which values: the
+        # run says whether the search kept the shallow model or found something better on the folds
+        seeded = next((t for t in study.trials if t.user_attrs.get("seeded_from")), None)
+        if seeded is not None:
+            full_lineage.update(hpo_seeded_trial=seeded.number,
+                                hpo_seeded_params=json.dumps(seeded.params, sort_keys=True),
+                                hpo_best_is_seeded=outcome.best_number == seeded.number)
         if refit:
             full_lineage["test_scored_by"] = "refit model and baseline, once each (after the search)"
         mlflow.set_tags(lin.to_tags({k: full_lineage[k] for k in
                                      ("hpo_trials_completed", "hpo_trials_pruned", "hpo_best_trial", *(refit or {}),
+                                      *(("hpo_seeded_trial", "hpo_seeded_params", "hpo_best_is_seeded")
+                                        if seeded is not None else ()),
                                       *(("test_scored_by",) if refit else ()))}))
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
 
