@@ -212,8 +212,9 @@ def models(ctx: BenchContext) -> BenchResult:
 
 
 # The end-to-end tests' data: tests/e2e/test_chain.py (600 customers x 120 days, 3 trials) and
-# tests/deploy/test_native_stack.py (400 x 90, 2 trials); generator seed 7, weekly labels.
-E2E_SIZES = {"chain": (600, 120, 3), "native_stack": (400, 90, 2)}
+# tests/deploy/test_native_stack.py (400 x 90, 2 trials); generator seed 7, weekly labels. `demo`: the demo's
+# defaults (scripts/demo.py: 3000 customers x 120 days, DEMO_HPO_TRIALS 8), run with --set sizes=...,demo.
+E2E_SIZES = {"chain": (600, 120, 3), "native_stack": (400, 90, 2), "demo": (3000, 120, 8)}
 
 
 def gate_margins(ctx: BenchContext) -> BenchResult:
@@ -223,7 +224,10 @@ def gate_margins(ctx: BenchContext) -> BenchResult:
     gate's vs_baseline check sees, and the floors."""
     rows = []
     seeds = [int(x) for x in str(ctx.param("seeds", "42")).split(",") if x]
-    for size, (customers, days, trials) in E2E_SIZES.items():
+    sizes = [x for x in str(ctx.param("sizes", "chain,native_stack")).split(",") if x]
+    for size in sizes:
+        customers, days, trials = E2E_SIZES[size]
+        trials = ctx.param("trials", 0) or trials  # --set trials=N: every size with N trials
         for use_case in ("churn", "spend"):
             if use_case == "churn":
                 frame, end = training_frame(customers, days, "weekly", known_only=True)
@@ -249,7 +253,12 @@ def gate_margins(ctx: BenchContext) -> BenchResult:
                              "baseline": round(base, 4), "margin": round(sign * (ch - base), 4),
                              "relative_margin": round(sign * (ch - base) / abs(base), 4),
                              "vs_baseline_passes": bool(sign * (ch - base) >= gate.baseline_margin),
-                             "floors_and_ceilings_pass": bool(floors and ceilings)})
+                             "floors_and_ceilings_pass": bool(floors and ceilings),
+                             # did the search keep the seeded baseline configuration (trial 0), and its trees
+                             "best_trial": r["lineage"].get("hpo_best_trial"),
+                             "best_is_seeded": r["lineage"].get("hpo_best_is_seeded", ""),
+                             "refit_rounds": r["lineage"].get("refit_rounds"),
+                             "train_seconds": round(r["seconds"], 1)})
     summary = {f"{r['data']}_{r['use_case']}_{r['seed']}_margin": r["relative_margin"] for r in rows}
     return BenchResult(rows=rows, summary=summary, notes=[
         "margin: challenger minus baseline on compare_metric in the gate's direction (> 0: the challenger is better); "
