@@ -45,11 +45,12 @@ def test_a_baseline_value_outside_the_space_moves_to_its_nearest_bound_and_grid(
 @pytest.fixture(scope="module")
 def additive(module_env):
     """Churn whose log-odds are a sum of one-feature effects (tests/training/fakes.make_churn_data): the depth-2
-    baseline is the right model. Three trials, the first one seeded."""
+    baseline is the right model. Three trials, the first one seeded; hpo seed 1, with which the unseeded search
+    registers depth 3 at learning rate 0.22 (0.808 test ROC AUC against its baseline's 0.812, measured)."""
     from mlops_core.training.train import train_and_log
 
     features, labels = make_churn_data(n_customers=150, days=60, label_every=2, seed=11)
-    uc = small_use_case(hpo={"trials": 3, "timeout_seconds": None, "seed": 3, "pruning": True, "metric": "roc_auc",
+    uc = small_use_case(hpo={"trials": 3, "timeout_seconds": None, "seed": 1, "pruning": True, "metric": "roc_auc",
                              "startup_trials": 3})
     result = train_and_log(training_frame(features, labels), env=module_env, use_case=uc,
                            lineage={"reason": "seeded search test"})
@@ -83,7 +84,8 @@ def test_trial_0_is_the_baseline_configuration_and_the_run_says_so(additive):
 
 def test_on_additive_data_the_registered_model_does_not_lose_to_the_baseline(additive):
     """The gate's vs_baseline comparison on the test window: where the shallow model is right, the search
-    keeps it (or finds one as good), so the challenger is not worse than its baseline beyond noise."""
+    keeps it (or finds one as good), so the challenger is not worse than its baseline. The tolerance (0.002) is
+    below the unseeded search's loss on these data and seed (0.004): the run is deterministic for a seed."""
     _, result = additive
     m = result.metrics
-    assert m["test_roc_auc"] >= m["baseline_test_roc_auc"] - 0.01, (m["test_roc_auc"], m["baseline_test_roc_auc"])
+    assert m["test_roc_auc"] >= m["baseline_test_roc_auc"] - 0.002, (m["test_roc_auc"], m["baseline_test_roc_auc"])
