@@ -19,7 +19,8 @@ date), so the benchmark measures the model, not Spark.
 
     python -m bench.run models --repeats 1
     python -m bench.run models --set trials=20 --set datasets=daily --set customers=1000
-    python -m bench.run gate_margins --repeats 1 --set seeds=42,1,2"""
+    python -m bench.run gate_margins --repeats 1 --set seeds=42,1,2
+    python -m bench.run gate_margins --repeats 1 --set sizes=demo --set seeded=0   # without the seeded trial 0"""
 
 from __future__ import annotations
 
@@ -234,8 +235,9 @@ def gate_margins(ctx: BenchContext) -> BenchResult:
             else:
                 frame, end = spend_frame(customers, days)
             for seed in seeds:
-                uc = _use_case(trials, {"hpo": {**_use_case(1, {}, use_case).model.hpo.model_dump(), "seed": seed}},
-                               use_case)
+                # --set seeded=0: the search without trial 0 = the baseline's configuration (the behaviour before)
+                uc = _use_case(trials, {"hpo": {**_use_case(1, {}, use_case).model.hpo.model_dump(), "seed": seed,
+                                                "seed_with_baseline": bool(ctx.param("seeded", 1))}}, use_case)
                 first = end - timedelta(days=uc.model.training_window_days - 1)
                 window = frame[frame["label_time"] >= first].reset_index(drop=True)
                 with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
