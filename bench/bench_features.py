@@ -5,9 +5,11 @@ features_incremental: the cost of materializing ONE new day with 1x, 4x and 10x 
 plus a few sign-ups per day). Goal: the 10x/1x ratio of the median stays <= 1.2, because a day reads only the
 partitions of its window and the previous day's entity state, never the whole history.
 
-features_lookups_incremental (#28): the same with two lookup groups and filtered aggregates (churn's features plus
-a country rate looked up from the customers' attributes with a 7-day ttl, a channel reference table looked up
-from each order, counts filtered on an order column and on a looked-up one) at 1x and 10x history; same goal.
+features_lookups_incremental (#28): the same with lookups and filtered aggregates (churn's features plus a country
+rate looked up from the customers' attributes with a 7-day ttl, a channel reference table looked up from each
+order, counts filtered on an order column and on a looked-up one, and two lookups keyed by snapshot features:
+the newest channel's tier in the reference table, the country's rate with a 3-day ttl) at 1x and 10x history;
+same goal.
 
 Synthetic bronze is generated directly in the ingest contract's shape (no landing files) and kept under the
 work dir for later runs. Repeats of the two sizes are interleaved, so load from other processes on a shared
@@ -198,10 +200,11 @@ def features_incremental(ctx: BenchContext) -> BenchResult:
 
 
 def lookups_use_case(work_dir: Path):
-    """churn's features plus two lookup groups and filtered aggregates (#28): the customers' attribute group looks
-    up the newest exchange rate of their country in the last 7 days (country_rates, by country and day), the
-    orders group looks up each order's channel in a reference table (channels, no event time) and counts orders
-    over 100 and orders of premium channels."""
+    """churn's features plus lookups and filtered aggregates (#28): the customers' attribute group looks up the
+    newest exchange rate of their country in the last 7 days (country_rates, by country and day), the orders group
+    looks up each order's channel in a reference table (channels, no event time) and counts orders over 100 and
+    orders of premium channels; the snapshot looks up its newest channel (a `latest` feature) in the channels and
+    its country (an attribute) in the rates with a 3-day ttl."""
     import yaml
 
     from mlops_core.config import load_use_case
@@ -231,6 +234,15 @@ def lookups_use_case(work_dir: Path):
         {"name": "premium_channel_orders", "agg": "count", "filter": "channel_tier = 'premium'",
          "description": "Orders through a premium channel"},
         {"name": "avg_channel_fee", "agg": "avg", "column": "channel_fee", "description": "Mean channel fee"},
+        {"name": "last_channel", "agg": "latest", "column": "channel", "description": "Channel of the newest order"},
+    ]
+    # Keyed by the snapshot's features (#28 item 1): a reference table (every partition <= D is read) and a timed
+    # source with a ttl (only the partitions the ttl reaches).
+    feats["lookups"] = [
+        {"source": "channels", "keys": ["last_channel_30d"], "lookup_keys": ["channel"],
+         "columns": [{"name": "last_channel_tier", "column": "tier", "description": "Tier of the newest channel"}]},
+        {"source": "country_rates", "keys": ["country"], "ttl_days": 3,
+         "columns": [{"name": "country_fx_3d", "column": "fx", "description": "Rate of the country, <= 3 days old"}]},
     ]
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / "churn_lookups.yaml"
@@ -268,10 +280,12 @@ def generate_lookups(spark, lakehouse, days: int) -> dict[str, int]:
 
 
 def features_lookups_incremental(ctx: BenchContext) -> BenchResult:
-    """One new day of snapshots with two lookup groups and filtered aggregates at 1x and 10x history (#28)."""
+    """One new day of snapshots with lookups (of events, attributes and snapshot features) and filtered
+    aggregates at 1x and 10x history (#28)."""
     return _incremental(ctx, lookups_use_case(ctx.work_dir), "10", prefix="lk-", extra_bronze=generate_lookups,
                         note="; lookups: country_rates by country and day (ttl 7 days) from the attributes, channels "
-                        "(a reference table) from each order; filtered counts over an order column and a looked-up one")
+                        "(a reference table) from each order; filtered counts over an order column and a looked-up one; "
+                        "snapshot lookups: the newest channel's tier, the country's rate (ttl 3 days)")
 
 
 BENCHMARKS = {"features_incremental": features_incremental,
