@@ -136,8 +136,8 @@ def _bad(mutate):
 BAD = {
     "unknown key": (
         _bad(lambda d: d["model"]["hpo"].update(trails=5)),
-        ["model.hpo.trails: Extra inputs are not permitted", "valid keys here: metric, pruning, seed, startup_trials, "
-         "timeout_seconds, trials"],
+        ["model.hpo.trails: Extra inputs are not permitted",
+         "valid keys here: metric, pruning, seed, seed_with_baseline, startup_trials, timeout_seconds, trials"],
     ),
     "unknown top-level key": (
         _bad(lambda d: d.update(schedule="daily")),
