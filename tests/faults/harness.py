@@ -57,6 +57,31 @@ def job_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def use_dir(monkeypatch, data_dir: Path):
+    """The local environment on `data_dir` (the tests' in-process runs and readers)."""
+    from mlops_core.config import load_environment
+
+    monkeypatch.setenv("MLOPS_DATA_DIR", str(data_dir))
+    return load_environment("local")
+
+
+def pinned_scoring(tmp_path: Path, monkeypatch, uc, day: date, entities: int = 300) -> tuple[dict[str, Any], Any]:
+    """(score params, snapshot): a real XGBoost model registered in an MLflow store of its own (tmp_path/registry,
+    shared by every data directory of the test), pinned in the params as the batch_score DAG pins it, and a
+    snapshot of `entities` customers for `day` (4 with missing attributes) to write where the test scores."""
+    from tests.scoring.helpers import make_snapshot, register_model
+
+    registry = tmp_path / "registry"
+    (registry / "mlflow").mkdir(parents=True)
+    registry_env = use_dir(monkeypatch, registry)
+    model = register_model(registry_env, uc, make_snapshot(uc, date(2026, 2, 1), n=80, seed=1), seed=1, rounds=10)
+    params = {"model_name": uc.model.registered_model_name, "model_version": int(model["version"]),
+              "model_alias": "champion", "model_run_id": model["run_id"], "shadow": False,
+              "mlflow_tracking_uri": registry_env.mlflow.tracking_uri,
+              "mlflow_registry_uri": registry_env.mlflow.registry_uri or registry_env.mlflow.tracking_uri}
+    return params, make_snapshot(uc, day, n=entities, seed=2, missing_attributes=4)
+
+
 # ---- what Delta has on disk -----------------------------------------------------------------------------
 class DeltaDir:
     """A Delta table's folder, read from the file system only (no Spark): its newest commit and the data files

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import PROJECT_ROOT, compare, job_argv, job_env, table_rows
+from tests.faults.harness import PROJECT_ROOT, compare, job_argv, job_env, pinned_scoring, table_rows, use_dir
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,6 @@ SCORE_DAY = date(2026, 3, 1)
 PREDICTION_KEYS = ["customer_id", "as_of_date"]
 PREDICTION_STAMPS = ["scored_at", "_run_id"]
 FEATURE_STAMPS = ["_computed_at", "_run_id"]
-
-
-def use_dir(monkeypatch, data_dir: Path):
-    from mlops_core.config import load_environment
-
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(data_dir))
-    return load_environment("local")
 
 
 def race(argv: list[str], env: dict[str, str], log_file: Path, in_process, retry_process, timeout: float = 600
@@ -87,18 +80,10 @@ def test_a_manual_and_a_scheduled_score_run_of_one_date_at_once_leave_one_result
     from mlops_core.jobs import score
     from mlops_core.jobs.runner import JobContext
     from mlops_core.lakehouse import Lakehouse
-    from tests.scoring.helpers import make_snapshot, register_model, write_snapshot
+    from tests.scoring.helpers import write_snapshot
 
     uc = load_use_case("churn")
-    registry = tmp_path / "registry"
-    (registry / "mlflow").mkdir(parents=True)
-    registry_env = use_dir(monkeypatch, registry)
-    model = register_model(registry_env, uc, make_snapshot(uc, date(2026, 2, 1), n=80, seed=1), seed=1, rounds=10)
-    params = {"model_name": uc.model.registered_model_name, "model_version": int(model["version"]),
-              "model_alias": "champion", "model_run_id": model["run_id"], "shadow": False,
-              "mlflow_tracking_uri": registry_env.mlflow.tracking_uri,
-              "mlflow_registry_uri": registry_env.mlflow.registry_uri or registry_env.mlflow.tracking_uri}
-    snapshot = make_snapshot(uc, SCORE_DAY, n=300, seed=2, missing_attributes=4)
+    params, snapshot = pinned_scoring(tmp_path, monkeypatch, uc, SCORE_DAY)
     clean, both = tmp_path / "clean", tmp_path / "both"
     for d in (both, clean):  # clean last: its environment serves the clean in-process run
         env = use_dir(monkeypatch, d)

@@ -30,11 +30,13 @@ from tests.faults.harness import (
     figures_table,
     job_argv,
     job_env,
+    pinned_scoring,
     record,
     rerun,
     run_and_kill,
     seeded_point,
     table_rows,
+    use_dir,
 )
 from tests.ingest.helpers import csv_text, order, write
 
@@ -64,14 +66,6 @@ def print_figures():
     yield
     if len(FIGURES) > start:
         print("\n\nkill -9 during a Delta write, then a rerun (issue #24 item 2):\n" + figures_table(FIGURES[start:]))
-
-
-def use_dir(monkeypatch, data_dir: Path):
-    """The local environment on `data_dir` (the in-process runs and the readers of this test)."""
-    from mlops_core.config import load_environment
-
-    monkeypatch.setenv("MLOPS_DATA_DIR", str(data_dir))
-    return load_environment("local")
 
 
 def land(data_dir: Path, good: list[str], bad: list[str]) -> None:
@@ -241,18 +235,10 @@ def test_scoring_killed_mid_write_reruns_to_the_clean_state(spark, tmp_path, mon
     from mlops_core.jobs import score
     from mlops_core.jobs.runner import JobContext
     from mlops_core.lakehouse import Lakehouse
-    from tests.scoring.helpers import make_snapshot, register_model, write_snapshot
+    from tests.scoring.helpers import write_snapshot
 
     uc = load_use_case("churn")
-    registry = tmp_path / "registry"
-    (registry / "mlflow").mkdir(parents=True)
-    registry_env = use_dir(monkeypatch, registry)
-    model = register_model(registry_env, uc, make_snapshot(uc, date(2026, 2, 1), n=80, seed=1), seed=1, rounds=10)
-    params = {"model_name": uc.model.registered_model_name, "model_version": int(model["version"]),
-              "model_alias": "champion", "model_run_id": model["run_id"], "shadow": False,
-              "mlflow_tracking_uri": registry_env.mlflow.tracking_uri,
-              "mlflow_registry_uri": registry_env.mlflow.registry_uri or registry_env.mlflow.tracking_uri}
-    snapshot = make_snapshot(uc, SCORE_DAY, n=300, seed=2, missing_attributes=4)
+    params, snapshot = pinned_scoring(tmp_path, monkeypatch, uc, SCORE_DAY)
 
     clean, fault = tmp_path / "clean", tmp_path / "fault"
     for d in (fault, clean):  # clean last: its environment stays for the in-process run
