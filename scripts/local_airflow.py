@@ -400,6 +400,42 @@ expose_config = False
             return None
         return pid
 
+    def component_pid(self, name: str) -> int | None:
+        """The pid of the Airflow component `name` itself (the child its supervisor restarts), None when down."""
+        import psutil
+
+        supervisor = self.pid(name)
+        if supervisor is None:
+            return None
+        children = [c for c in psutil.Process(supervisor).children() if c.status() != psutil.STATUS_ZOMBIE]
+        return children[0].pid if children else None
+
+    def kill_component(self, name: str) -> int:
+        """`kill -9` the Airflow component `name` and every process it started (as a crashed container loses
+        them), not its supervisor, which restarts it as a deployment's restart policy would. Returns the pid."""
+        import psutil
+
+        pid = self.component_pid(name)
+        if pid is None:
+            raise RuntimeError(f"{name} is not running")
+        process = psutil.Process(pid)
+        for p in [*process.children(recursive=True), process]:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return pid
+
+    def wait_for_restart(self, name: str, killed: int, timeout: float = 120) -> int:
+        """Wait until the supervisor has started `name` again; returns the new pid."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.component_pid(name)
+            if pid is not None and pid != killed:
+                return pid
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} was not restarted within {timeout}s; see {self.service_log_dir / (name + '.log')}")
+
     def start(self) -> dict[str, int]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.service_log_dir.mkdir(parents=True, exist_ok=True)
@@ -482,6 +518,25 @@ expose_config = False
                 last = repr(exc)
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s; last answer: {last}")
+
+    def wait_for_scheduler_to_see_exit(self, run_id: str, task_id: str, state: str, timeout: float = 120) -> None:
+        """Wait until the scheduler has processed the exit of the worker that left `task_id` of `run_id` in
+        `state` (`deferred`, `awaiting_input`): its "TaskInstance Finished ... state=<state>" line.
+
+        Airflow 3.3 races there: when the task resumes (a trigger fires, a person answers a Required Action)
+        and is queued again before the scheduler has read that exit, the stale exit event of the same try
+        counts as the resumed task "killed externally" and it goes up_for_retry: a deferred sensor runs again
+        (apache/airflow#71580), an approval task asks again and the first answer is left behind. In production
+        the resume comes minutes after the exit; a test that resumes within a second waits for this first."""
+        wanted = (f"task_id={task_id}, run_id={run_id},", f"state={state},")
+        log = self.service_log_dir / "scheduler.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any("TaskInstance Finished" in line and all(w in line for w in wanted)
+                   for line in log.read_text(errors="replace").splitlines()):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the scheduler did not report the exit of {task_id} ({state}) in {run_id} within {timeout}s")
 
     def admin_password(self) -> str:
         file = self.home / "simple_auth_manager_passwords.json.generated"
@@ -680,6 +735,14 @@ class AirflowClient:
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
 
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        """Delete a DAG run and its task instances (nothing happens when it does not exist)."""
+        try:
+            self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+        except AirflowApiError as exc:
+            if exc.status != 404:
+                raise
+
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date&limit=100")["dag_runs"]
 
@@ -697,6 +760,12 @@ class AirflowClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{q}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
         content = self._request("GET", path).get("content", [])
         return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in content)
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of a task instance (the archived ones and the current), with state and times."""
+        q = urllib.request.quote(run_id, safe="")
+        return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{q}/taskInstances/{task_id}/tries"
+                             )["task_instances"]
 
     def set_connection(self, conn_id: str, conn_type: str, host: str = "", **fields: Any) -> None:
         """Create or replace an Airflow connection."""

@@ -66,9 +66,14 @@ def _wait_for_request(client, run_id: str, timeout: float = 900) -> dict:
     raise TimeoutError(f"no Required Action in {run_id}: {states}")
 
 
-def _unpause_without_the_scheduled_run(client) -> str | None:
-    """Unpausing creates a scheduled run for the newest interval (catchup off): not this test's, it would take
-    the DAG's only run slot and train on whatever data there is; it is marked failed before it gets far."""
+def _unpause_with_only_this_run(client, run_id: str) -> str | None:
+    """Unpause the DAG with `run_id` as its only unfinished run: a run an earlier test on the shared stack left
+    queued in the paused DAG (test_drift's drift-triggered retrain) would take the DAG's only run slot first and
+    promote a champion trained on this test's data; unpausing also creates a scheduled run for the newest
+    interval (catchup off). Both are marked failed before they get far; returns the scheduled one's id."""
+    for run in client.dag_runs(DAG):
+        if run["dag_run_id"] != run_id and run["state"] in ("queued", "running"):
+            client.set_run_state(DAG, run["dag_run_id"], "failed", note="left by another test")
     client.set_paused(DAG, False)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -92,22 +97,42 @@ def _deadline_alerts(received: list[dict], run_id: str, timeout: float = 420) ->
     raise AssertionError(f"no deadline_missed notification for {run_id}; received: {received}")
 
 
+def _answer(client, stack, run_id: str, option: str) -> dict:
+    """Answer the run's Required Action once the scheduler has read the exit of the worker that parked it (a
+    resume queued before that makes Airflow 3.3 retry the task, which asks again; see
+    LocalAirflow.wait_for_scheduler_to_see_exit)."""
+    stack.wait_for_scheduler_to_see_exit(run_id, "wait_for_approval", "awaiting_input")
+    return client.respond(DAG, run_id, "wait_for_approval", [option])
+
+
 def _wait_after_answer(client, stack, run_id: str, timeout: float = 420) -> dict:
-    """Wait for the answered run to finish; when it does not, fail with what tells why: the approval task's
-    tries and their logs' ends, the run's Required Actions (answered or asked again) and the scheduler's lines
-    about the task (a stranded resume was seen once in CI, unexplained: this is what the next one will show)."""
+    """Wait for the answered run to finish; when it does not, fail with what tells why: each try of the approval
+    task with its log's end, the run's Required Actions (answered or asked again) and the scheduler's lines
+    about the task. Each part is read on its own: one the API cannot give must not hide the others."""
     try:
         return client.wait_for_run(DAG, run_id, timeout=timeout)
     except TimeoutError as exc:
-        [ti] = [t for t in client.task_instances(DAG, run_id) if t["task_id"] == "wait_for_approval"]
-        logs = {n: client.task_log(DAG, run_id, "wait_for_approval", n).splitlines()[-12:]
-                for n in range(1, int(ti["try_number"]) + 1)}
-        asked = [{k: d.get(k) for k in ("response_received", "chosen_options", "responded_at")}
-                 for d in client.required_actions(DAG, run_id)]
-        scheduler = [line[:300] for line in (stack.service_log_dir / "scheduler.log").read_text().splitlines()
-                     if "wait_for_approval" in line and run_id in line][-15:]
-        raise AssertionError(f"{exc}\nwait_for_approval: state {ti['state']}, try {ti['try_number']}\n"
-                             f"required actions: {asked}\nlogs: {logs}\nscheduler: {scheduler}") from exc
+        found: dict[str, object] = {}
+
+        def read(label, fetch):
+            try:
+                found[label] = fetch()
+            except Exception as error:  # noqa: BLE001 - a diagnostic that cannot be read is reported, not raised
+                found[label] = f"not readable: {error}"
+
+        read("tries", lambda: [{k: t.get(k) for k in ("try_number", "state", "start_date", "end_date")}
+                               for t in client.task_tries(DAG, run_id, "wait_for_approval")])
+        tries = found["tries"] if isinstance(found["tries"], list) else []
+        for number in sorted({t["try_number"] for t in tries}):
+            read(f"log of try {number}",
+                 lambda n=number: client.task_log(DAG, run_id, "wait_for_approval", n).splitlines()[-12:])
+        read("required actions", lambda: [{k: d.get(k) for k in ("response_received", "chosen_options",
+                                                                 "responded_at")}
+                                          for d in client.required_actions(DAG, run_id)])
+        read("scheduler", lambda: [line[:300] for line in
+                                   (stack.service_log_dir / "scheduler.log").read_text().splitlines()
+                                   if "wait_for_approval" in line and run_id in line][-15:])
+        raise AssertionError("\n".join([str(exc), *(f"{k}: {v}" for k, v in found.items())])) from exc
 
 
 def _history(spark, lakehouse, version: str) -> list[dict]:
@@ -131,7 +156,7 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
     try:
         # 1. approve: the request shows the measurements; the answer names the user and moves the champion
         run_a = airflow_client.trigger(DAG, CONF, logical_date=RUN_DATE)
-        marked_failed = _unpause_without_the_scheduled_run(airflow_client)
+        marked_failed = _unpause_with_only_this_run(airflow_client, run_a)
         request = _wait_for_request(airflow_client, run_a)
         gate = airflow_client.xcom(DAG, run_a, "validate_and_promote")
         assert gate["decision"] == "awaiting_approval", gate
@@ -148,7 +173,7 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
         assert alert["dag_id"] == DAG and alert["extra"]["stage"] == "retrain_model"
         assert alert["extra"]["minutes"] == 1 and "operations.deadlines.retrain_model_minutes" in alert["message"]
 
-        answer = airflow_client.respond(DAG, run_a, "wait_for_approval", ["Approve"])
+        answer = _answer(airflow_client, airflow_stack, run_a, "Approve")
         assert answer["responded_by"]["name"] == "admin"
         done = _wait_after_answer(airflow_client, airflow_stack, run_a)
         states = {t["task_id"]: t["state"] for t in done["task_instances"]}
@@ -166,7 +191,7 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
         run_b = airflow_client.trigger(DAG, CONF, logical_date="2026-01-01T01:00:00Z")
         _wait_for_request(airflow_client, run_b)
         gate_b = airflow_client.xcom(DAG, run_b, "validate_and_promote")
-        airflow_client.respond(DAG, run_b, "wait_for_approval", ["Reject"])
+        _answer(airflow_client, airflow_stack, run_b, "Reject")
         done = _wait_after_answer(airflow_client, airflow_stack, run_b)
         states = {t["task_id"]: t["state"] for t in done["task_instances"]}
         assert states["record_rejection"] == "success" and states["record_approval"] == "skipped", states
