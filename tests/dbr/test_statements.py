@@ -4,6 +4,7 @@ databricks-sdk, and the PromoteOperator sending them (nothing is sent to a works
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -105,6 +106,9 @@ def test_the_operator_records_through_the_warehouse_not_a_job_cluster(databricks
         aliases[alias] = str(version)
 
     client.set_registered_model_alias.side_effect = set_alias
+    model_tags: dict[str, str] = {}  # the move record (mlops.champion_move), a registered-model tag in UC too
+    client.get_registered_model.side_effect = lambda name: SimpleNamespace(tags=dict(model_tags))
+    client.set_registered_model_tag.side_effect = lambda name, key, value: model_tags.__setitem__(key, value)
     monkeypatch.setattr("mlops_airflow.hooks.mlflow.MlflowHook.get_client", lambda self: client)
     monkeypatch.setattr("mlops_airflow.hooks.mlflow.MlflowHook.model_version_url", lambda self, n, v: f"u/{n}/{v}")
     submit = mock.patch("airflow.providers.databricks.hooks.databricks.DatabricksHook.submit_run").start()
@@ -117,6 +121,8 @@ def test_the_operator_records_through_the_warehouse_not_a_job_cluster(databricks
         mock.patch.stopall()
     submit.assert_not_called()
     assert (result["champion_before"], result["champion_after"], result["spark"]) == ("5", "4", None)
+    assert json.loads(model_tags["mlops.champion_move"]) == {"kind": "rollback", "from": "5", "to": "4",
+                                                             "run_id": "manual__1", "state": "done"}
     create, merge = [c.body for c in ws.recorder.calls]
     assert create["warehouse_id"] == merge["warehouse_id"] == "wh-42"
     assert merge["statement"].startswith(f"MERGE INTO {TABLE} AS t")

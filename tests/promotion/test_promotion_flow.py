@@ -303,3 +303,48 @@ def test_the_champion_is_compared_only_on_rows_neither_model_saw(flow, module_en
     absolute = gate.run(_ctx(module_env, lenient, "gate", {"version": old_v, "require_approval": "true"}, "g-abs"))
     check = next(c for c in absolute["checks"] if c["name"] == "vs_champion:roc_auc")
     assert check["passed"] and "absolute checks only" in check["detail"]
+
+
+def test_a_gate_killed_right_after_moving_the_champion_is_finished_by_its_rerun(flow, module_env, spark):
+    """The gate's promotion dies right after the `champion` alias moved (before the version's decision tag,
+    the move marked done and the history rows): Airflow's retry runs the gate job again with the same run id.
+    It must compare with, record and keep as `previous_champion` the champion the first try found, not the
+    version that is champion by then (it would compare the challenger with nothing and record a move from
+    itself to itself). Scores the same models as gate3: v3 (strong) over v1 (weak)."""
+    from mlflow.tracking import MlflowClient
+
+    from mlops_core.jobs import gate
+    from mlops_core.promotion.champion import last_move
+    from mlops_core.promotion.history import read_history
+    from tests.promotion.test_interrupted_moves import Killed
+
+    uc = flow["use_case"]
+    name, v1, v3 = uc.model.registered_model_name, str(flow["v1"]["version"]), str(flow["v3"]["version"])
+    client = MlflowClient()
+    client.set_registered_model_alias(name, "champion", v1)
+    real = MlflowClient.set_registered_model_alias
+
+    def die_after_champion(self, model, alias, version):
+        real(self, model, alias, version)
+        if alias == "champion":
+            raise Killed("right after the champion alias moved")  # as kill -9: nothing after it runs
+
+    MlflowClient.set_registered_model_alias = die_after_champion
+    try:
+        with pytest.raises(Killed):
+            gate.run(_ctx(module_env, uc, "gate", {"version": v3, "triggered_by": "test"}, "g-killed"))
+    finally:
+        MlflowClient.set_registered_model_alias = real
+    assert str(client.get_model_version_by_alias(name, "champion").version) == v3  # moved, then the crash
+    assert last_move(client, name)["state"] == "moving"
+
+    rerun = gate.run(_ctx(module_env, uc, "gate", {"version": v3, "triggered_by": "test"}, "g-killed"))
+    assert rerun["decision"] == "promoted", rerun["reason"]
+    assert (rerun["champion_before"], rerun["champion_after"]) == (v1, v3)
+    assert rerun["champion_metrics"]["rows"] == rerun["challenger_metrics"]["rows"]  # compared with v1 again
+    assert str(client.get_model_version_by_alias(name, "previous_champion").version) == v1
+    assert client.get_model_version(name, v3).tags["mlops.gate.decision"] == "promoted"
+    assert last_move(client, name)["state"] == "done"
+    rows = [r for r in read_history(spark, flow["lakehouse"]) if r["dag_run_id"] == "g-killed"]
+    assert sorted((r["action"], r["from_version"], r["to_version"]) for r in rows) == [
+        ("gate", v1, None), ("promote", v1, v3)]

@@ -97,7 +97,9 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
     else:
         version = str(p.version)
     challenger_mv = client.get_model_version(name, version)
-    champion_before = ch.champion_version(client, name)
+    # a rerun whose first try moved the champion (or died between the moves) is compared with, and records,
+    # the champion that try found
+    champion_before = ch.champion_before(client, name, ctx.run_id)
     champion_mv = client.get_model_version(name, champion_before) \
         if champion_before is not None and champion_before != version else None
 
@@ -170,7 +172,7 @@ def run(ctx: JobContext[GateParams]) -> dict[str, Any]:
                         triggered_by=triggered_by,
                         metrics={"challenger": m.challenger, "champion": m.champion, "baseline": m.baseline})]
     if status == "promoted":
-        ch.promote(client, name, version)
+        ch.promote(client, name, version, run_id=ctx.run_id)
         champion_after = version
         rows.append(history_row(model_name=name, version=version, action="promote", from_version=champion_before,
                                 to_version=version, decision="promoted", reason=decision.reason,

@@ -49,10 +49,10 @@ def apply(use_case: UseCaseConfig, p: PromoteParams, run_id: str, client: Mlflow
     started = time.monotonic()
     name = spec.registered_model_name
     action, reason, triggered_by = p.action, p.reason.strip(), p.triggered_by
-    before = ch.champion_version(client, name)
+    before = ch.champion_before(client, name, run_id)  # on a rerun: as the first try found it
 
     if action == "rollback":
-        from_version, to_version = ch.rollback(client, name, p.target)
+        from_version, to_version = ch.rollback(client, name, p.target, run_id=run_id)
         version, decision = to_version, "rolled_back"
     else:  # approve | reject (PromoteParams allows no other action and requires the version)
         version = str(p.version)
@@ -60,12 +60,13 @@ def apply(use_case: UseCaseConfig, p: PromoteParams, run_id: str, client: Mlflow
         state = mv.tags.get(ch.DECISION_TAG)
         if action == "approve":
             # "promoted" and champion already: this task's retry after the alias moved (changes nothing)
-            if state not in ("awaiting_approval", "passed") and not (state == "promoted" and before == version):
+            if state not in ("awaiting_approval", "passed") and not (
+                    state == "promoted" and ch.champion_version(client, name) == version):
                 raise ch.PromotionError(f"{name} version {version} has gate decision {state!r}: only a version "
                                         "that passed the gate can be approved")
             client.set_model_version_tag(name, version, APPROVAL_TAG, "approved")
             client.set_model_version_tag(name, version, APPROVED_BY_TAG, triggered_by)
-            ch.promote(client, name, version)
+            ch.promote(client, name, version, run_id=run_id)
             from_version, to_version, decision = before, version, "promoted"
         else:
             client.set_model_version_tag(name, version, APPROVAL_TAG, "rejected")
