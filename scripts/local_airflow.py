@@ -43,6 +43,8 @@ SPARK_SERVICE = "spark-connect"
 SERVING_SERVICE = "serving"
 EVIDENTLY_SERVICE = "evidently"
 SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE, EVIDENTLY_SERVICE)
+# restarted by a supervisor when they die (see supervise)
+SUPERVISED = (*AIRFLOW_COMPONENTS, SPARK_SERVICE)
 MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
@@ -401,7 +403,7 @@ expose_config = False
         return pid
 
     def component_pid(self, name: str) -> int | None:
-        """The pid of the Airflow component `name` itself (the child its supervisor restarts), None when down."""
+        """The pid of the supervised service `name` itself (the child its supervisor restarts), None when down."""
         import psutil
 
         supervisor = self.pid(name)
@@ -411,8 +413,9 @@ expose_config = False
         return children[0].pid if children else None
 
     def kill_component(self, name: str) -> int:
-        """`kill -9` the Airflow component `name` and every process it started (as a crashed container loses
-        them), not its supervisor, which restarts it as a deployment's restart policy would. Returns the pid."""
+        """`kill -9` the supervised service `name` and every process it started (as a crashed container loses
+        them; the Spark server's JVM too), not its supervisor, which restarts it as a deployment's restart policy
+        would. Returns the pid."""
         import psutil
 
         pid = self.component_pid(name)
@@ -450,7 +453,7 @@ expose_config = False
             if name == "mlflow" and self.auth:
                 env = {**env, **self._mlflow_auth_env(), "MLFLOW_BACKEND_STORE_URI": cmd[cmd.index("--backend-store-uri") + 1]}
                 env.pop("AIRFLOW_CONN_MLFLOW_DEFAULT", None)
-            if name in AIRFLOW_COMPONENTS:  # restarted when they die (see supervise); stopped with their supervisor
+            if name in SUPERVISED:  # restarted when they die (see supervise); stopped with their supervisor
                 cmd = [sys.executable, str(Path(__file__).resolve()), "supervise", name, "--", *cmd]
             proc = subprocess.Popen(
                 cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home, start_new_session=True
@@ -550,8 +553,9 @@ expose_config = False
 
 
 # An Airflow component exits on an error it does not handle: the triggerer on any exception of its database loop
-# (SQLite's "database is locked" under load, a lost database), the scheduler likewise. Deployments restart it
-# (compose: restart policy; Kubernetes: the pod). The local stack does the same: each component runs under a
+# (SQLite's "database is locked" under load, a lost database), the scheduler likewise; the shared Spark Connect
+# server can die too (its JVM out of memory). Deployments restart them (compose: restart policy; Kubernetes: the
+# pod). The local stack does the same: each of them runs under a
 # supervisor that restarts it with a growing pause, gives up after RESTART_LIMIT restarts within RESTART_WINDOW
 # seconds, and stops with it (make down signals the whole process group).
 RESTART_LIMIT, RESTART_WINDOW = 5, 600
