@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from tests.deploy.native import (
     read_delta,
     service_environment,
 )
-from tests.net import free_port, serve
+from tests.net import free_port, serve, wait_for_port
 from tests.objectstore import keys, moto_server, upload_folder
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -77,6 +78,7 @@ class NativeStack:
     summary: dict[str, Any]
     mlflow_init_log: str
     serving_url: str
+    mlflow_outage: MlflowOutage
 
     def s3(self):
         return _s3_client(self.s3_endpoint, self.dotenv)
@@ -134,6 +136,76 @@ def _generate_landing(tmp: Path, s3) -> int:
     return upload_folder(s3, folder, BUCKET, "landing")  # docker.yaml: landing_root = s3://<bucket>/landing
 
 
+class MlflowOutage(threading.Thread):
+    """#24 item 2, "the MLflow tracking server stopped during a retrain": once retrain_model's `train` task has
+    started its hyperparameter search (its MLflow run is open, trials log nested runs), the tracking server is
+    killed (`kill -9`, its workers with it) and started again, with the same command, `DOWN_SECONDS` later."""
+
+    DOWN_SECONDS = 20
+
+    def __init__(self, client: AirflowClient, proc: subprocess.Popen, cmd: list[str], env: dict[str, str],
+                 port: int, log_file: Path):
+        super().__init__(daemon=True)
+        self.client, self.proc, self.cmd, self.env, self.port, self.log_file = client, proc, cmd, env, port, log_file
+        self.killed_at: dt.datetime | None = None
+        self.restarted_at: dt.datetime | None = None
+        self.run_id: str | None = None
+        self.restarted: subprocess.Popen | None = None
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+
+    def _training_run(self) -> str | None:
+        try:
+            for run in self.client.dag_runs("churn__retrain_model"):
+                states = {t["task_id"]: t for t in self.client.task_instances("churn__retrain_model",
+                                                                              run["dag_run_id"])}
+                train = states.get("train")
+                if train and train["state"] == "running" and "search: " in self.client.task_log(
+                        "churn__retrain_model", run["dag_run_id"], "train", int(train["try_number"])):
+                    return run["dag_run_id"]
+        except AirflowApiError:
+            return None
+        return None
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            while not self._done.is_set():
+                self.run_id = self._training_run()
+                if self.run_id:
+                    break
+                self._done.wait(1)
+            else:
+                return
+            server = psutil.Process(self.proc.pid)
+            for process in [*server.children(recursive=True), server]:
+                process.kill()
+            self.proc.wait(timeout=30)
+            self.killed_at = dt.datetime.now(dt.UTC)
+            self._done.wait(self.DOWN_SECONDS)
+            with open(self.log_file, "ab") as log:
+                self.restarted = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+            wait_for_port(self.port, 180, self.restarted)
+            self.restarted_at = dt.datetime.now(dt.UTC)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test that checks the outage
+            self.error = exc
+
+    def finish(self) -> None:
+        """Stop watching (the chain is over); a restart under way completes first."""
+        self._done.set()
+        self.join(timeout=240)
+
+    def close(self) -> None:
+        """Stop the restarted server, by its pid."""
+        if self.restarted is not None and self.restarted.poll() is None:
+            self.restarted.terminate()
+            try:
+                self.restarted.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.restarted.kill()
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     if postgres_bin_dir() is None and not os.environ.get("MLOPS_REQUIRE_POSTGRES"):
@@ -184,9 +256,9 @@ def stack(tmp_path_factory):
                               "MLFLOW_AUTH_CONFIG_PATH": str(tmp / "run" / "mlflow-auth.ini"),  # the image's path
                               "MLFLOW_BIN": str(VENV_BIN / "mlflow")}
                 args = [a for a in service_command(services["mlflow"]) if not a.startswith(("--host=", "--port="))]
-                cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
-                       f"--port={mlflow_port}", *args]
-                with serve(cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180):
+                mlflow_cmd = [sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-server", "--host=127.0.0.1",
+                              f"--port={mlflow_port}", *args]
+                with serve(mlflow_cmd, mlflow_port, logs / "mlflow.log", env=mlflow_env, timeout=180) as mlflow_proc:
                     # mlflow-init: the platform account, the use case's experiment and registered model
                     mlflow_init = subprocess.run([sys.executable, str(DOCKER_DIR / "deploy.py"), "mlflow-init"],
                                                  text=True, capture_output=True,
@@ -208,6 +280,7 @@ def stack(tmp_path_factory):
                            str(serving_port), "--log-level", "info"]
                     with serve(cmd, serving_port, logs / "serving.log", env=serving_env, timeout=180):
                         af.start()
+                        outage = None
                         try:
                             # the landing files are generated and uploaded while Airflow's components start (nothing
                             # reads the landing zone before the chain's first run)
@@ -218,13 +291,21 @@ def stack(tmp_path_factory):
                             steps = [s for s in steps if s.stage in ("ingest_raw", "materialize_features",
                                                                      "retrain_model", "batch_score")]
                             client = AirflowClient(af.base_url, "admin", admin_password)
-                            summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
+                            outage = MlflowOutage(AirflowClient(af.base_url, "admin", admin_password), mlflow_proc,
+                                                  mlflow_cmd, mlflow_env, mlflow_port, logs / "mlflow.log")
+                            outage.start()
+                            try:
+                                summary = demo.run_chain(client, START, END, END, timeout=1200, steps=steps)
+                            finally:
+                                outage.finish()  # its restarted server serves the module's tests
                             print("native chain task seconds:",
                                   {r["dag_id"]: r["task_seconds"] for r in summary["runs"]})
                             yield NativeStack(pg, dotenv, s3_endpoint, mlflow_url, af, airflow_env,
-                                              init_log, summary, mlflow_init.stdout, serving_url)
+                                              init_log, summary, mlflow_init.stdout, serving_url, outage)
                         finally:
                             af.stop(timeout=10)
+                            if outage is not None:
+                                outage.close()
             finally:
                 if init_proc.poll() is None:  # the block failed before init finished: stop it and its airflow
                     os.killpg(init_proc.pid, signal.SIGKILL)  # child (its own process group, by its pid)
@@ -279,6 +360,36 @@ def test_the_champion_is_in_mlflows_postgres_store_with_artifacts_on_s3(stack, m
     artifacts = keys(stack.s3(), BUCKET, "mlflow/")
     assert any(k.endswith("/MLmodel") for k in artifacts), artifacts[:20]
     assert any(k.endswith("/model.ubj") for k in artifacts)  # the booster the training stage logged
+
+
+def test_the_retrain_survives_the_tracking_server_stopped_mid_training(stack, monkeypatch):
+    """The MLflow server was killed while the retrain's search ran and came back DOWN_SECONDS later (MlflowOutage):
+    the run still ended green, its task finished after the restart (it was in flight across the outage), and
+    the registry holds exactly one version from this run, the one the gate promoted; no training run of it is
+    left marked running."""
+    from mlflow import MlflowClient
+
+    outage = stack.mlflow_outage
+    assert outage.error is None, outage.error
+    assert outage.killed_at and outage.restarted_at, "the outage did not happen: no retrain search was seen"
+    [run] = [r for r in stack.summary["runs"] if r["dag_id"] == "churn__retrain_model"]
+    assert run["run_id"] == outage.run_id and run["state"] == "success", run
+    [train] = [t for t in stack.airflow_client("admin").task_instances("churn__retrain_model", run["run_id"])
+               if t["task_id"] == "train"]
+    ended = dt.datetime.fromisoformat(train["end_date"])
+    assert ended > outage.restarted_at, (train, outage.restarted_at)
+    print(f"MLflow down {(outage.restarted_at - outage.killed_at).total_seconds():.0f} s; train ended "
+          f"{(ended - outage.restarted_at).total_seconds():.0f} s after the restart, on try {train['try_number']}")
+
+    _login(monkeypatch, *stack.mlflow_account("platform"))
+    client = MlflowClient(tracking_uri=stack.mlflow_url)
+    gate = stack.summary["use_cases"]["churn"]["gates"][0]
+    mine = [mv for mv in client.search_model_versions(f"name = '{gate['model_name']}'")
+            if mv.tags.get("mlops.orchestrator_run_id") == run["run_id"]]
+    assert [str(mv.version) for mv in mine] == [str(gate["version"])]
+    experiment = client.get_run(mine[0].run_id).info.experiment_id
+    runs = client.search_runs([experiment], filter_string=f"tags.`mlops.orchestrator_run_id` = '{run['run_id']}'")
+    assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_id, r.info.status) for r in runs]
 
 
 def test_predictions_in_the_object_store_score_every_entity_once_with_the_champion(stack):
