@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.promotion.registry_state import three_versions
+
 MODEL = "promote_op_model"
 
 
@@ -29,21 +31,9 @@ def _java_children() -> set[int]:
 def registry(env, monkeypatch):
     """Three versions of a model in this test's MLflow store: v1 previous champion, v2 champion, v3 rejected
     by the gate; the churn use case's model name points at it."""
-    from mlflow.tracking import MlflowClient
-
     from mlops_core.config import load_use_case
-    from mlops_core.promotion.champion import DECISION_TAG, PREVIOUS_CHAMPION
-    from mlops_core.tracking import configure_mlflow
-    from mlops_core.training.registry import CHAMPION
 
-    configure_mlflow(env)
-    client = MlflowClient()
-    client.create_registered_model(MODEL)
-    for v in (1, 2, 3):
-        client.create_model_version(MODEL, source=f"file:///nowhere/{v}")
-    client.set_registered_model_alias(MODEL, CHAMPION, "2")
-    client.set_registered_model_alias(MODEL, PREVIOUS_CHAMPION, "1")
-    client.set_model_version_tag(MODEL, "3", DECISION_TAG, "rejected")
+    client = three_versions(env, MODEL, "rejected")
     churn = load_use_case("churn")
     cfg = churn.model_copy(update={"model": churn.model.model_copy(update={"registered_model_name": MODEL})})
     monkeypatch.setattr("mlops_core.config.load_use_case", lambda name: cfg)

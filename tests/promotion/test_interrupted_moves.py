@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.promotion.registry_state import three_versions
+
 MODEL = "interrupted_move_model"
 WRITES = ("set_registered_model_alias", "set_model_version_tag", "set_registered_model_tag",
           "delete_registered_model_alias", "delete_registered_model_tag")
@@ -24,21 +26,7 @@ class Killed(BaseException):
 @pytest.fixture
 def registry(env):
     """v1 previous champion, v2 champion, v3 waiting for approval (passed the gate)."""
-    from mlflow.tracking import MlflowClient
-
-    from mlops_core.promotion.champion import DECISION_TAG, PREVIOUS_CHAMPION
-    from mlops_core.tracking import configure_mlflow
-    from mlops_core.training.registry import CHAMPION
-
-    configure_mlflow(env)
-    client = MlflowClient()
-    client.create_registered_model(MODEL)
-    for v in (1, 2, 3):
-        client.create_model_version(MODEL, source=f"file:///nowhere/{v}")
-    client.set_registered_model_alias(MODEL, CHAMPION, "2")
-    client.set_registered_model_alias(MODEL, PREVIOUS_CHAMPION, "1")
-    client.set_model_version_tag(MODEL, "3", DECISION_TAG, "awaiting_approval")
-    return client
+    return three_versions(env, MODEL, "awaiting_approval")
 
 
 @pytest.fixture
