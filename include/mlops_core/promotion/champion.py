@@ -86,9 +86,8 @@ def _move(client: MlflowClient, name: str, move: dict[str, Any]) -> None:
         if move["from"] is not None:
             set_alias(name, PREVIOUS_CHAMPION, move["from"], client)
         set_alias(name, CHAMPION, move["to"], client)
-        tag = "promoted" if move["kind"] == "promote" else None
-        if tag:
-            client.set_model_version_tag(name, move["to"], DECISION_TAG, tag)
+        if move["kind"] == "promote":
+            client.set_model_version_tag(name, move["to"], DECISION_TAG, "promoted")
         elif move["from"] is not None:
             client.set_model_version_tag(name, move["from"], DECISION_TAG, "rolled_back_from")
         client.set_registered_model_tag(name, MOVE_TAG, json.dumps({**move, "state": "done"}))
