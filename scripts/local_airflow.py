@@ -416,17 +416,10 @@ expose_config = False
         """`kill -9` the supervised service `name` and every process it started (as a crashed container loses
         them; the Spark server's JVM too), not its supervisor, which restarts it as a deployment's restart policy
         would. Returns the pid."""
-        import psutil
-
         pid = self.component_pid(name)
         if pid is None:
             raise RuntimeError(f"{name} is not running")
-        process = psutil.Process(pid)
-        for p in [*process.children(recursive=True), process]:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        kill_tree(pid)
         return pid
 
     def wait_for_restart(self, name: str, killed: int, timeout: float = 120) -> int:
@@ -590,6 +583,18 @@ def supervise(name: str, cmd: list[str]) -> int:
             time.sleep(0.2)
         if stopping:
             return code
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process under it (children first), as a crash of its container would."""
+    import psutil
+
+    process = psutil.Process(pid)
+    for p in [*process.children(recursive=True), process]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def _alive(pid: int) -> bool:

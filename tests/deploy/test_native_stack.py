@@ -45,7 +45,7 @@ from tests.objectstore import keys, moto_server, upload_folder
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import demo  # noqa: E402
-from local_airflow import VENV_BIN, AirflowApiError, AirflowClient, LocalAirflow  # noqa: E402
+from local_airflow import VENV_BIN, AirflowApiError, AirflowClient, LocalAirflow, kill_tree  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -168,8 +168,6 @@ class MlflowOutage(threading.Thread):
         return None
 
     def run(self) -> None:
-        import psutil
-
         try:
             while not self._done.is_set():
                 self.run_id = self._training_run()
@@ -178,9 +176,7 @@ class MlflowOutage(threading.Thread):
                 self._done.wait(1)
             else:
                 return
-            server = psutil.Process(self.proc.pid)
-            for process in [*server.children(recursive=True), server]:
-                process.kill()
+            kill_tree(self.proc.pid)
             self.proc.wait(timeout=30)
             self.killed_at = dt.datetime.now(dt.UTC)
             self._done.wait(self.DOWN_SECONDS)
