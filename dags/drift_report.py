@@ -1,5 +1,10 @@
 """drift_report: the nightly Evidently drift report of the scored population.
 
+**Schedule.** Daily at 05:00 UTC for the night that ended (the run's logical date is that night, as ingest_raw's
+is). **wait_for_scores** (deferrable): a scheduled run waits for its night's predictions (up to `wait_minutes`)
+instead of reporting an older night when scoring runs late or the schedule catches up on past nights; a manual
+run does not wait.
+
 **report** (Spark job `drift`): the day's scoring inputs and outputs (gold.predictions joined to the feature
 snapshot they were scored from) against a reference: by default the training data of the model version that
 scored the day, rebuilt from its lineage tags (feature table Delta version + training window); or the scored
@@ -22,12 +27,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
-from airflow.sdk import Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from mlops_airflow.assets import drift_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, document, tags, use_cases
+from mlops_airflow.dag_defaults import (
+    DEFAULT_ARGS,
+    catchup,
+    deadline_alert,
+    document,
+    poll_seconds,
+    schedule_start,
+    tags,
+    use_cases,
+)
 from mlops_airflow.operators.drift import DriftReportOperator
+from mlops_airflow.sensors.scored import ScoredNightSensor
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
@@ -49,9 +63,10 @@ def build(cfg: UseCaseConfig):
 
     @dag(
         dag_id=dag_id(cfg.name, "drift_report"),
-        schedule="0 5 * * *",  # nightly, after the day's scoring
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-        catchup=False,
+        # nightly, after the night's scoring; the logical date is the night (the interval's start), as ingest_raw's
+        schedule=CronDataIntervalTimetable("0 5 * * *", timezone="UTC"),
+        start_date=schedule_start(),  # MLOPS_SCHEDULE_START / MLOPS_CATCHUP (dag_defaults): off by default
+        catchup=catchup(),
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
         deadline=deadline_alert(cfg, "drift_report"),  # operations.deadlines.drift_report_minutes
@@ -69,9 +84,19 @@ def build(cfg: UseCaseConfig):
                                     description="Length of the window reference; empty = monitoring.reference.days"),
             "max_rows": Param(None, type=["null", "integer"], minimum=100, maximum=5_000_000,
                               description="Sample at most this many rows per side; empty = monitoring.sampling"),
+            "wait_minutes": Param(180, type="integer", minimum=0, maximum=24 * 60,
+                                  description="A scheduled run waits this long for its night's predictions before "
+                                              "reporting the newest scored night (manual runs do not wait)"),
         },
     )
     def drift_report():
+        wait_for_scores = ScoredNightSensor(
+            task_id="wait_for_scores",
+            use_case=cfg.name,
+            date="{{ params.date or '' }}",
+            wait_minutes="{{ params.wait_minutes }}",
+            poll_seconds=poll_seconds(60),
+        )
         report = DriftReportOperator(
             task_id="report",
             use_case=cfg.name,
@@ -122,6 +147,7 @@ def build(cfg: UseCaseConfig):
                                            f"{fallback['reason']}")
             return f"the report is on the asked date {result.get('date')}"
 
+        wait_for_scores >> report
         alert(report.output)
         on_asked_date(report.output)
 

@@ -16,11 +16,18 @@ Landing layout, the source contract and the bad-input rules: docs/ingest.md.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag
 
 from mlops_airflow.assets import bronze_asset
-from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
+from mlops_airflow.dag_defaults import (
+    DEFAULT_ARGS,
+    catchup,
+    document,
+    poll_seconds,
+    schedule_start,
+    tags,
+    use_cases,
+)
 from mlops_airflow.operators.spark_job import SparkJobOperator
 from mlops_airflow.sensors.landing import LandingFilesSensor
 from mlops_core.config import UseCaseConfig
@@ -36,7 +43,8 @@ MANUAL_RUN = (
     "ingests every source for the run's date (a manual run without a logical date: today), "
     "waiting up to each source's `wait_timeout_minutes` for its landing files; a scheduled run "
     "whose source has delivered nothing for that date and the 3 days before is skipped at once, "
-    "saying so. Unpausing starts a scheduled run for the newest day (catchup is off)."
+    "saying so. Unpausing starts a scheduled run for the newest day (catchup is off unless the deployment sets "
+    "MLOPS_CATCHUP)."
 )
 
 
@@ -50,8 +58,8 @@ def build(cfg: UseCaseConfig):
     @dag(
         dag_id=dag_id(cfg.name, "ingest_raw"),
         schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-        catchup=False,
+        start_date=schedule_start(),  # MLOPS_SCHEDULE_START / MLOPS_CATCHUP (dag_defaults): off by default
+        catchup=catchup(),
         # Days are ingested in order: duplicate keys are checked against earlier ingest dates.
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
@@ -92,7 +100,7 @@ def build(cfg: UseCaseConfig):
                     on_missing=spec.on_missing,
                     timeout=spec.wait_timeout_minutes * 60,
                     wait_minutes="{{ params.wait_timeout_minutes }}",
-                    poke_interval=30,
+                    poke_interval=poll_seconds(30),
                     deferrable=True,
                 )
                 ingest = SparkJobOperator(

@@ -1,5 +1,9 @@
 """retrain_on_drift: trigger `retrain_model` when the nightly drift reports say so.
 
+**Schedule.** Each drift report's asset event starts a run that judges the night it reported, at once (an hourly
+run before this waited up to 50 minutes for a report and held the DAG's one active run slot meanwhile). A manual run
+judges `expected_date`, by default yesterday's night, waiting for its report.
+
 **wait_for_drift** (deferrable DriftRuleSensor): waits in the triggerer for the drift report of the expected
 night (default: the day before the run) and applies the retrain rule of the use case's `monitoring.retrain`
 section over monitoring.drift_metrics: a night drifted when its dataset drift share reached `drift_share` or a
@@ -21,6 +25,7 @@ import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, task
 
+from mlops_airflow.assets import drift_asset
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, document, tags, use_cases
 from mlops_airflow.operators.retrain_trigger import RecordRetrainTriggerOperator
 from mlops_airflow.sensors.drift import DriftRuleSensor
@@ -49,7 +54,7 @@ def build(cfg: UseCaseConfig):
 
     @dag(
         dag_id=dag_id(cfg.name, "retrain_on_drift"),
-        schedule="@hourly",
+        schedule=[drift_asset(cfg.name)],
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
@@ -70,8 +75,9 @@ def build(cfg: UseCaseConfig):
             "key_features": Param(None, type=["null", "array"], items={"type": "string"},
                                   description="A night drifted when any of these drifted (empty = config)"),
             "expected_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
-                                   description="Night whose report must exist before judging (empty = the day "
-                                               "before the run date)"),
+                                   description="Night whose report must exist before judging (empty = the night "
+                                               "of the report that started the run, else the day before the run "
+                                               "date)"),
             "wait_minutes": Param(50, type="integer", minimum=0, maximum=24 * 60,
                                   description="How long to wait for that night's report before skipping"),
             "poll_seconds": Param(300, type="integer", minimum=1, maximum=3600,

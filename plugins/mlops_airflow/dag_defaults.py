@@ -8,6 +8,7 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 
+import pendulum
 from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
 
 from mlops_airflow.notifiers import MlopsNotifier, deadline_missed
@@ -33,6 +34,34 @@ DEFAULT_ARGS = {
         raise_on_error=False,
     ),
 }
+
+
+# When the nightly cron DAGs (ingest_raw, drift_report) start and whether they catch up on the nights between that
+# date and now: a deployment that starts over history (a soak, a new environment replaying its first weeks) sets
+# both; by default they start on 2026-01-01 and run only the newest night when unpaused (catchup off).
+SCHEDULE_START_ENV = "MLOPS_SCHEDULE_START"
+CATCHUP_ENV = "MLOPS_CATCHUP"
+# How often a deferred wait inside the platform (the landing files, the night's scores) looks again; e2e stacks
+# and the soak set a few seconds.
+POLL_SECONDS_ENV = "MLOPS_POLL_SECONDS"
+
+
+def schedule_start() -> pendulum.DateTime:
+    """start_date of the nightly cron DAGs: MLOPS_SCHEDULE_START (YYYY-MM-DD, UTC), else 2026-01-01."""
+    value = os.environ.get(SCHEDULE_START_ENV, "").strip()
+    day = pendulum.parse(value) if value else pendulum.datetime(2026, 1, 1)
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+
+
+def catchup() -> bool:
+    """catchup of the nightly cron DAGs: MLOPS_CATCHUP=true runs every night since schedule_start(), in order."""
+    return os.environ.get(CATCHUP_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def poll_seconds(default: float) -> float:
+    """A deferred wait's interval between looks: MLOPS_POLL_SECONDS when set, else `default`."""
+    value = os.environ.get(POLL_SECONDS_ENV, "").strip()
+    return float(value) if value else default
 
 
 def use_cases() -> list[UseCaseConfig]:

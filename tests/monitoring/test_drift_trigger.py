@@ -197,3 +197,23 @@ def test_deferrable_sensor_decides_in_the_task_when_the_report_is_in(spark, lake
                             expected_date=(LAST + timedelta(days=1)).isoformat())
     with pytest.raises(TaskDeferred):
         later.execute(_context())
+
+
+def test_a_run_started_by_a_drift_report_judges_the_night_it_reported(lakehouse):
+    """retrain_on_drift runs on the drift asset: its sensor's night is the reported one, not the run date's eve."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from mlops_airflow.sensors.drift import DriftRuleSensor, reported_nights
+
+    events = {"churn.monitoring.drift_metrics": [SimpleNamespace(extra={"date": "2026-03-02", "drift_share": 0.1}),
+                                                SimpleNamespace(extra={"date": "2026-03-04"})]}
+    assert reported_nights(events) == ["2026-03-02", "2026-03-04"] and reported_nights(None) == []
+    sensor = DriftRuleSensor(task_id="wait_for_drift", use_case="churn", wait_minutes="1", poll_seconds="5")
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({**_context("asset_triggered__2026-03-13T10:00:00+00:00"), "logical_date": None,
+                        "triggering_asset_events": events})
+    assert deferred.value.trigger.expected_date == "2026-03-04"
+    given = DriftRuleSensor(task_id="wait_for_drift", use_case="churn", expected_date="2026-03-01")
+    assert given.expected({"triggering_asset_events": events}) == "2026-03-01"  # the Param wins

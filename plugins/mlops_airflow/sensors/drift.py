@@ -2,7 +2,8 @@
 
 * The rule is the use case's `monitoring.retrain` section, overridden by any non-blank argument (k, n,
   drift_share, cooldown_days, key_features: the retrain_on_drift DAG's Params).
-* `expected_date` (default: the day before the run's date) is the newest night that must be reported before the
+* `expected_date` (default: the night of the drift report whose asset event started the run, else the day before
+  the run's date) is the newest night that must be reported before the
   rule is judged; the sensor waits up to `wait_minutes` for it.
 * Deferrable by default: it looks once in the task (the night's report is usually there when the nightly run
   starts: it decides at once), and only when the report is missing defers to DriftRuleTrigger, which reads the
@@ -31,6 +32,13 @@ from mlops_airflow.operators.spark_job import run_date
 from mlops_core.jobs.params import is_blank
 
 REASON_MAX = 500
+
+
+def reported_nights(events_by_asset) -> list[str]:
+    """The nights (`date` of the drift asset's events) that started this run, oldest first; [] for a timed run."""
+    nights = {str((getattr(event, "extra", None) or {}).get("date") or "")[:10]
+              for events in (events_by_asset or {}).values() for event in events}
+    return sorted(n for n in nights if n)
 
 
 class DriftRuleSensor(BaseSensorOperator):
@@ -99,6 +107,9 @@ class DriftRuleSensor(BaseSensorOperator):
     def expected(self, context) -> str:
         if not is_blank(self.expected_date):
             return date.fromisoformat(str(self.expected_date)[:10]).isoformat()
+        reported = reported_nights(context.get("triggering_asset_events"))
+        if reported:  # a run the drift report's asset event started: judge the night it reported
+            return reported[-1]
         return (date.fromisoformat(run_date(context)) - timedelta(days=1)).isoformat()
 
     def _wait_seconds(self) -> float:
