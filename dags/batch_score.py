@@ -6,10 +6,11 @@ Runs when `materialize_features` updates the feature table (asset), or by hand.
    the `challenger` alias for shadow scoring, resolved ONCE through MLflow (connection `mlflow_default`
    when its host is set, else the environment config). Later tasks get version numbers, never aliases, so
    a promotion during the run cannot mix two models in one prediction table.
-2. **as_of_date** picks the snapshot: Param `as_of_date`, else the newest of the triggering feature
-   events' `as_of_dates`, else the run date.
-3. **score** (Spark job `score`, local or on Databricks) scores the snapshot and replaces that date's
-   partition of `gold.predictions` (score = probability, predicted_label at the use case's threshold,
+2. **as_of_dates** picks the snapshots: Param `as_of_date`, else every as-of date of the triggering feature
+   events, oldest to newest (a run that waited behind another gets every update since: no night is skipped),
+   else the run date.
+3. **score** (Spark job `score`, local or on Databricks) scores the snapshots and replaces their dates'
+   partitions of `gold.predictions` (score = probability, predicted_label at the use case's threshold,
    model name/version/run id, feature table version, scored_at). Entities whose required features are
    NULL are kept and flagged (`feature_status = 'missing_features'`, `missing_features` lists the columns);
    a feature table that no longer matches the model signature fails the task, naming the columns.
@@ -28,21 +29,38 @@ from airflow.sdk import Param, dag, task
 from mlops_airflow.assets import feature_asset, predictions_asset
 from mlops_airflow.dag_defaults import DEFAULT_ARGS, deadline_alert, document, tags, use_cases
 from mlops_airflow.operators.resolve_model import ResolveModelVersionOperator
-from mlops_airflow.operators.spark_job import SparkJobOperator
+from mlops_airflow.operators.spark_job import SparkJobOperator, run_date
 from mlops_core.config import UseCaseConfig
 from mlops_core.jobs.contract import dag_id
 
 DATE = r"^\d{4}-\d{2}-\d{2}$"
 
 
-def latest_as_of_date(events_by_asset) -> str | None:
-    """The newest `as_of_dates` entry over the triggering asset events (a mapping asset -> events)."""
-    dates: list[str] = []
+def triggering_as_of_dates(events_by_asset) -> list[str]:
+    """Every `as_of_dates` entry of the triggering asset events (a mapping asset -> events), oldest first."""
+    dates: set[str] = set()
     for events in (events_by_asset or {}).values():
         for event in events:
             extra = getattr(event, "extra", None) or {}
-            dates += [str(d)[:10] for d in extra.get("as_of_dates") or []]
-    return max(dates) if dates else None
+            dates.update(str(d)[:10] for d in extra.get("as_of_dates") or [])
+    return sorted(dates)
+
+
+def as_of_span(params: dict, events_by_asset, default_day: str) -> dict[str, str]:
+    """{'start', 'end'} of the snapshots to score: the `as_of_date` Param; else from the oldest to the newest as-of
+    date of the triggering feature updates (Airflow gives a run that waited at max_active_runs every event since
+    the previous run: each of their nights is scored, none skipped); else the run date."""
+    from datetime import date
+
+    chosen = (params or {}).get("as_of_date")
+    if chosen:
+        span = {"start": chosen, "end": chosen}
+    else:
+        dates = triggering_as_of_dates(events_by_asset)
+        span = {"start": dates[0], "end": dates[-1]} if dates else {"start": default_day, "end": default_day}
+    for day in span.values():
+        date.fromisoformat(day)  # fails clearly on a malformed date
+    return span
 
 
 # What the DAG's page says a manual run with the defaults does (dag_defaults.document).
@@ -91,28 +109,22 @@ def build(cfg: UseCaseConfig):
             shadow_alias="{{ '" + (cfg.scoring.shadow_alias or "") + "' if params.shadow else '' }}",
         )
 
-        @task(task_id="as_of_date")
-        def as_of_date(params=None, triggering_asset_events=None, logical_date=None, dag_run=None) -> str:
-            from datetime import date
+        @task(task_id="as_of_dates", multiple_outputs=True)
+        def as_of_dates(params=None, triggering_asset_events=None, **context) -> dict[str, str]:
+            return as_of_span(params or {}, triggering_asset_events, run_date(context))
 
-            chosen = (params or {}).get("as_of_date") or latest_as_of_date(triggering_asset_events)
-            if not chosen:
-                when = logical_date or dag_run.run_after
-                chosen = when.strftime("%Y-%m-%d")
-            date.fromisoformat(chosen)  # fails clearly on a malformed date
-            return chosen
-
-        day = as_of_date()
+        span = as_of_dates()
         score = SparkJobOperator(
             task_id="score",
             job="score",
             use_case=cfg.name,
-            date=day,
+            start=span["start"],
+            end=span["end"],
             job_params=resolve.output,  # the pinned versions (+ MLflow URIs when a connection set them)
             outlets=[predictions_asset(cfg.name)],
             execution_timeout=timedelta(hours=2),
         )
-        resolve >> day >> score
+        resolve >> span >> score
 
     return document(batch_score(), MANUAL_RUN)
 

@@ -29,10 +29,10 @@ def test_scheduled_on_the_feature_asset_and_emits_predictions(dag):
 
 
 def test_the_version_is_resolved_first_and_passed_to_the_score_job(dag):
-    resolve, day, score = dag.get_task("resolve_model"), dag.get_task("as_of_date"), dag.get_task("score")
+    resolve, days, score = dag.get_task("resolve_model"), dag.get_task("as_of_dates"), dag.get_task("score")
     assert resolve.upstream_task_ids == set()
-    assert day.upstream_task_ids == {"resolve_model"}
-    assert score.upstream_task_ids == {"resolve_model", "as_of_date"}
+    assert days.upstream_task_ids == {"resolve_model"}
+    assert score.upstream_task_ids == {"resolve_model", "as_of_dates"}
     assert score.job == "score"
     # The job receives the pinned versions (the resolve task's XCom), never an alias to resolve itself.
     assert getattr(score.job_params, "operator", None) is resolve
@@ -64,10 +64,19 @@ def _event(extra):
     return SimpleNamespace(extra=extra)
 
 
-def test_as_of_date_comes_from_the_newest_triggering_event():
-    from batch_score import latest_as_of_date
+def test_every_as_of_date_of_the_triggering_events_is_scored():
+    """A run that waited at max_active_runs gets every feature update since the previous run (Airflow 3.3 defers
+    creating an asset-triggered run while the DAG is at max_active_runs): it scores from the oldest to the newest
+    of their dates, so no night goes unscored; the Param wins; no event at all: the run date."""
+    from batch_score import as_of_span, triggering_as_of_dates
 
-    assert latest_as_of_date(None) == latest_as_of_date({}) is None
+    assert triggering_as_of_dates(None) == triggering_as_of_dates({}) == []
     events = {"features": [_event({"as_of_dates": ["2026-03-01", "2026-02-27"]}), _event({}),
                            _event({"as_of_dates": ["2026-03-02"]})]}
-    assert latest_as_of_date(events) == "2026-03-02"
+    assert triggering_as_of_dates(events) == ["2026-02-27", "2026-03-01", "2026-03-02"]
+    assert as_of_span({}, events, "2026-03-05") == {"start": "2026-02-27", "end": "2026-03-02"}
+    assert as_of_span({"as_of_date": "2026-01-10"}, events, "2026-03-05") == {"start": "2026-01-10",
+                                                                              "end": "2026-01-10"}
+    assert as_of_span({}, {}, "2026-03-05") == {"start": "2026-03-05", "end": "2026-03-05"}
+    with pytest.raises(ValueError):
+        as_of_span({"as_of_date": "2026-13-01"}, {}, "2026-03-05")
