@@ -136,7 +136,7 @@ def lakehouse(env):
 # Spark unit tests meanwhile, and no long unit is left for the end of the run.
 OWN_STACK_E2E = ("tests/e2e/test_chain.py",)  # starts its own Airflow (scheduling off, serving on)
 SHARED_STACK = "tests/e2e/[shared Airflow stack]"
-FIRST = ("tests/deploy/test_native_stack.py", "tests/e2e/test_chain.py", SHARED_STACK, "tests/s3/",
+FIRST = ("tests/deploy/test_native_stack.py", "tests/soak/", "tests/e2e/test_chain.py", SHARED_STACK, "tests/s3/",
          "tests/faults/", "tests/usecases/", "tests/features/", "tests/promotion/", "tests/monitoring/",
          "tests/ingest/")
 
