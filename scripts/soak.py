@@ -37,6 +37,7 @@ import importlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -671,6 +672,9 @@ class Soak:
         self.soak_dir, self.clean_dir, self.staging = work / "soak", work / "clean", work / "staging"
         self.failpoint_dir = work / "failpoints"
         self.faults = plan.faults()
+        # A secret the tasks hold (the notifier connection's token, read by every drift alert) and must never write
+        # to a log or a report; scanned for after the nights with the Airflow admin's password.
+        self.notifier_token = secrets.token_hex(16)
         self.af = LocalAirflow(
             home=work / "airflow", port=port, mlflow_port=None, spark_port=spark_port, fast_parsing=True,
             extra_env={
@@ -685,6 +689,9 @@ class Soak:
                 "MLOPS_FAILPOINTS": CHAMPION_MOVE_FAILPOINT
                 if any(f.kind == CRASH_BETWEEN_ALIASES for f in self.faults) else "",
                 "MLOPS_FAILPOINT_DIR": str(self.failpoint_dir),
+                "AIRFLOW_CONN_MLOPS_NOTIFIER": json.dumps({
+                    "conn_type": "http", "host": "", "password": self.notifier_token,
+                    "description": "soak: empty host (notifications are logged), a token that must stay masked"}),
             },
         )
         self.report: dict[str, Any] = {"plan": {**asdict(plan), "last_night": plan.last_night.isoformat(),
@@ -805,6 +812,26 @@ class Soak:
             say(f"FAULT {fault.kind} ({night}): {fault.detail}")
         files = land(self.staging, self.soak_dir / "landing", night)
         say(f"night {night}: {files} files landed")
+
+    def scan_for_secrets(self) -> dict[str, Any]:
+        """Every task log and report, and the services' logs, searched for the secrets the stack held: the notifier
+        connection's token and the Airflow login. (The API server's own log holds the generated login: Airflow's
+        simple auth manager prints it when it starts, as `make up` shows it; not a task's doing.)"""
+        token = {"mlops_notifier connection password": self.notifier_token}
+        values = dict(token)
+        passwords = self.af.home / "simple_auth_manager_passwords.json.generated"
+        if passwords.exists():
+            values.update({f"Airflow password of {user}": pw
+                           for user, pw in json.loads(passwords.read_text(encoding="utf-8")).items()})
+        services = self.af.service_log_dir
+        files, leaks = 0, []
+        for root in (self.af.home / "logs", self.soak_dir / "reports"):
+            for path in (p for p in root.rglob("*") if p.is_file()):
+                files += 1
+                data = path.read_bytes()
+                wanted = token if path.parent == services else values
+                leaks += [f"{name} in {path}" for name, value in wanted.items() if value.encode() in data]
+        return {"secrets": sorted(values), "files": files, "leaks": leaks}
 
     def _rearm_failpoint(self) -> None:
         """A fired failpoint leaves its marker (the retry must run through); once seen, it is kept under a numbered
@@ -980,13 +1007,15 @@ def summarise(soak: Soak, runs: dict[str, list[dict[str, Any]]], tables: list[di
         "recovery_seconds_by_kind": {k: v for k, v in sorted(by_kind.items())},
         "drift_retrains": [{"run_id": r["run_id"], "state": r["state"], "seconds": r["seconds"]} for r in retrains],
         "registry_problems": registry.get("problems", []),
+        "secret_leaks": len(soak.report.get("secret_scan", {}).get("leaks", [])),
         "table_errors": [t for t in tables if t.get("error")],
     }
     figures["passed"] = (completed == soak.plan.nights and figures["faults_injected"] == len(faults)
                          and figures["faults_survived"] == len(faults) and figures["duplicates"] == 0
                          and figures["rows_lost"] == 0 and figures["rows_extra"] == 0
                          and figures["rows_differ"] == 0 and not figures["registry_problems"]
-                         and not figures["table_errors"] and not soak.report.get("errors"))
+                         and not figures["table_errors"] and not soak.report.get("errors")
+                         and figures["secret_leaks"] == 0)
     return {"figures": figures, "nights": nights, "faults": faults, "tables": tables, "registry": registry}
 
 
@@ -1026,6 +1055,9 @@ def print_report(report: dict[str, Any]) -> None:
           f"nights' versions {sorted(set(reg.get('night_versions', {}).values()))}; problems: "
           f"{reg.get('problems') or 'none'}")
     print(f"recovery by fault kind (s): {fig['recovery_seconds_by_kind']}")
+    scan = report.get("secret_scan") or {}
+    print(f"secrets in logs and reports: {len(scan.get('leaks', []))} found in {scan.get('files')} files "
+          f"(looked for: {', '.join(scan.get('secrets', []))})" + "".join(f"\n  LEAK {x}" for x in scan.get("leaks", [])))
     for error in report.get("errors", []):
         print(f"ERROR: {error}")
 
@@ -1075,6 +1107,7 @@ def run(soak: Soak) -> int:
     runs = soak.run_nights()
     soak.report["nights_seconds"] = round(time.monotonic() - t0, 1)
     soak.recoveries(runs)
+    soak.report["secret_scan"] = soak.scan_for_secrets()
     tables = soak.compare()
     registry = registry_checks(soak.soak_dir, plan, runs)
     report = {**soak.report, **summarise(soak, runs, tables, registry), "runs": runs}

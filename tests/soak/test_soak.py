@@ -76,6 +76,12 @@ def test_no_row_lost_doubled_or_changed_against_the_clean_run(report):
     assert drift["rows_checked"] + (drift["soak_only"] or {}).get("rows", 0) > 0
 
 
+def test_no_secret_reaches_a_task_log_or_a_report(report):
+    scan = report["secret_scan"]
+    assert "mlops_notifier connection password" in scan["secrets"] and scan["files"] > 50
+    assert scan["leaks"] == []
+
+
 def test_the_registry_agrees_with_the_history_and_the_predictions(report):
     registry = report["registry"]
     assert registry["problems"] == []  # aliases = the history's last move; each night's version was champion then
