@@ -34,10 +34,10 @@ demo: setup ## run the pipeline end to end on the local stack and print a summar
 	@$(PY) scripts/demo.py $(DEMO_ARGS)
 
 # The soak (issue #24, scripts/soak.py): 30 nights under Airflow's own cron and asset schedules, every fault kind
-# injected twice at nights drawn from the seed, every table compared with a clean run; report in .local/soak/.
+# injected twice at nights drawn from the seed, the tables the nights write compared with a clean run; report in .local/soak/.
 SOAK_ARGS ?= --nights 30
 
-soak: setup ## 30 nights unattended with faults injected, compared with a clean run (report: .local/soak/report.json)
+soak: setup ## 30 nights unattended with faults injected, tables compared with a clean run (report: .local/soak/report.json)
 	@$(PY) scripts/soak.py $(SOAK_ARGS)
 
 # Two pytest workers (pytest-xdist): the end-to-end stacks mostly wait on the scheduler while the other worker runs

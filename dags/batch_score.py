@@ -6,9 +6,9 @@ Runs when `materialize_features` updates the feature table (asset), or by hand.
    the `challenger` alias for shadow scoring, resolved ONCE through MLflow (connection `mlflow_default`
    when its host is set, else the environment config). Later tasks get version numbers, never aliases, so
    a promotion during the run cannot mix two models in one prediction table.
-2. **as_of_dates** picks the snapshots: Param `as_of_date`, else every as-of date of the triggering feature
-   events, oldest to newest (a run that waited behind another gets every update since: no night is skipped),
-   else the run date.
+2. **as_of_dates** picks the snapshots: Param `as_of_date`, else the newest as-of date of the triggering feature
+   events with the consecutive days before it they wrote too (a run that waited behind another gets every update
+   since: no night is skipped), else the run date.
 3. **score** (Spark job `score`, local or on Databricks) scores the snapshots and replaces their dates'
    partitions of `gold.predictions` (score = probability, predicted_label at the use case's threshold,
    model name/version/run id, feature table version, scored_at). Entities whose required features are
@@ -47,17 +47,23 @@ def triggering_as_of_dates(events_by_asset) -> list[str]:
 
 
 def as_of_span(params: dict, events_by_asset, default_day: str) -> dict[str, str]:
-    """{'start', 'end'} of the snapshots to score: the `as_of_date` Param; else from the oldest to the newest as-of
-    date of the triggering feature updates (Airflow gives a run that waited at max_active_runs every event since
-    the previous run: each of their nights is scored, none skipped); else the run date."""
-    from datetime import date
+    """{'start', 'end'} of the snapshots to score: the `as_of_date` Param; else the newest as-of date of the
+    triggering feature updates and every consecutive day before it that they wrote too (a run Airflow created after
+    the DAG waited at max_active_runs carries several nights: none is skipped; an older date apart from them, a
+    backfill of some past day, keeps the predictions it has); else the run date."""
+    from datetime import date, timedelta
 
     chosen = (params or {}).get("as_of_date")
     if chosen:
         span = {"start": chosen, "end": chosen}
     else:
         dates = triggering_as_of_dates(events_by_asset)
-        span = {"start": dates[0], "end": dates[-1]} if dates else {"start": default_day, "end": default_day}
+        if not dates:
+            return {"start": default_day, "end": default_day}
+        written, start = set(dates), date.fromisoformat(dates[-1])
+        while (start - timedelta(days=1)).isoformat() in written:
+            start -= timedelta(days=1)
+        span = {"start": start.isoformat(), "end": dates[-1]}
     for day in span.values():
         date.fromisoformat(day)  # fails clearly on a malformed date
     return span
@@ -89,7 +95,8 @@ def build(cfg: UseCaseConfig):
         params={
             "as_of_date": Param(None, type=["null", "string"], format="date", pattern=DATE,
                                 description="Snapshot date to score (YYYY-MM-DD); empty = the newest date of the "
-                                            "triggering feature update, else the run date"),
+                                            "triggering feature updates and the consecutive days before it they "
+                                            "wrote, else the run date"),
             "model_alias": Param("champion", type="string", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$",
                                  description="Registry alias resolved once at the start of the run"),
             "model_version": Param(None, type=["null", "integer"], minimum=1,

@@ -84,7 +84,9 @@ def build(cfg: UseCaseConfig):
                                     description="Length of the window reference; empty = monitoring.reference.days"),
             "max_rows": Param(None, type=["null", "integer"], minimum=100, maximum=5_000_000,
                               description="Sample at most this many rows per side; empty = monitoring.sampling"),
-            "wait_minutes": Param(180, type="integer", minimum=0, maximum=24 * 60,
+            # below the run's deadline (operations.deadlines.drift_report_minutes, 120 for churn): a report that waited
+            # out its night still ends before the deadline alert
+            "wait_minutes": Param(90, type="integer", minimum=0, maximum=24 * 60,
                                   description="A scheduled run waits this long for its night's predictions before "
                                               "reporting the newest scored night (manual runs do not wait)"),
         },

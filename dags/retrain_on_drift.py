@@ -5,7 +5,7 @@ run before this waited up to 50 minutes for a report and held the DAG's one acti
 judges `expected_date`, by default yesterday's night, waiting for its report.
 
 **wait_for_drift** (deferrable DriftRuleSensor): waits in the triggerer for the drift report of the expected
-night (default: the day before the run) and applies the retrain rule of the use case's `monitoring.retrain`
+night (default: the night of the report that started the run; for a manual run, the day before it) and applies the retrain rule of the use case's `monitoring.retrain`
 section over monitoring.drift_metrics: a night drifted when its dataset drift share reached `drift_share` or a
 key feature drifted; retrain when at least `k` of the last `n` nightly reports drifted, unless a drift retrain
 was triggered less than `cooldown_days` ago. Params override the rule for one run. When the rule does not hold

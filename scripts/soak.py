@@ -1,5 +1,5 @@
 """`make soak`: nights of the churn pipeline driven only by Airflow's own schedules, with faults injected at
-seeded points, then every table compared with a clean run over the same nights (issue #24).
+seeded points, then the tables the nights write compared with a clean run over the same nights (issue #24).
 
 1. **Data.** The generator writes `history` days plus the soak's `nights` (ending the day before yesterday, UTC,
    so every night's 05:00 drift report is due), with drift from a date the plan sets.
@@ -10,15 +10,16 @@ seeded points, then every table compared with a clean run over the same nights (
    catching up from the first night (MLOPS_SCHEDULE_START, MLOPS_CATCHUP), and the nightly DAGs unpaused. Nothing
    is triggered: ingest runs by cron for each night, features and scoring follow by asset events, the drift report
    by cron (waiting for its night's scores), retrain_on_drift on each report's asset event, and its sensor starts
-   retrain_model, whose gate promotes. The nights' files are in the landing zone from the start, but for a night
-   chosen for a scheduler/triggerer kill: its files land only after that kill, while its ingest sensor waits.
+   retrain_model, whose gate promotes. A night's files land once the night before is reported and the night's
+   ingest sensors wait for them (a simulated clock); on a night chosen for it, the scheduler and the triggerer are
+   killed first, while those sensors wait.
 4. **Faults** (FAULTS), each at a night drawn from the seed: `kill -9` of a running job of a stage (the Python
    job process, found by its command line) once its Delta write has put data files on disk; `kill -9` of the
    scheduler and the triggerer while a deferrable sensor waits; `kill -9` of the shared Spark Connect server while
    a job runs on it; a crash of the gate between the champion's two alias moves (a failpoint: no outside
    observer can time two MLflow calls a few milliseconds apart). Airflow's retries must finish every night.
 5. **The clean run.** The same jobs over the same nights in one process on the copy, each night scored with the
-   model version the soak's predictions name (read from the soak's MLflow store), then every table compared by its
+   model version the soak's predictions name (read from the soak's MLflow store), then each table the nights write compared by its
    keys: duplicates, rows lost, rows extra, rows that differ. Lineage columns a rerun may legitimately change (run
    ids, timestamps, Delta versions, file paths under another data directory) are left out of the value comparison.
 6. **Checks of the registry**: the champion and previous_champion aliases agree with the promotion history's last
@@ -58,11 +59,13 @@ NIGHTLY_STAGES = ("ingest_raw", "materialize_features", "batch_score", "drift_re
                   "retrain_model")
 
 # Fault kinds: a job killed during its Delta write, per stage (job module, the table whose files it watches)
+# (job module, the table whose write is watched, a word of the job's command line that picks it, the table's
+# partition column)
 JOB_KILLS = {
-    "kill_ingest_job": ("ingest", "bronze/orders", "orders"),
-    "kill_features_job": ("features", "features/customer_features", None),
-    "kill_score_job": ("score", "gold/predictions", None),
-    "kill_drift_job": ("drift", "monitoring/drift_metrics", None),
+    "kill_ingest_job": ("ingest", "bronze/orders", "orders", "ingest_date"),
+    "kill_features_job": ("features", "features/customer_features", None, "as_of_date"),
+    "kill_score_job": ("score", "gold/predictions", None, "as_of_date"),
+    "kill_drift_job": ("drift", "monitoring/drift_metrics", None, "date"),
 }
 KILL_SCHEDULER_TRIGGERER = "kill_scheduler_and_triggerer"
 KILL_SPARK_CONNECT = "kill_spark_connect_server"
@@ -155,13 +158,14 @@ class Plan:
         planned: list[Fault] = []
         for kind in FAULTS:
             if kind == CRASH_BETWEEN_ALIASES:
-                planned += [Fault(kind, None, f"the gate of drift retrain {i + 1}") for i in range(self.fault_repeats)]
+                # every champion move of the soak crashes once (the weekly retrain's, each drift retrain's)
+                planned += [Fault(kind, None, f"the gate of a retrain ({i + 1})") for i in range(self.fault_repeats)]
                 continue
             # the first night starts the whole chain: the scheduler kill waits for a later one
             free = [n for n in nights if kind != KILL_SCHEDULER_TRIGGERER or n != nights[0]] or nights
             for night in sorted(rng.sample(free, min(self.fault_repeats, len(free)))):
                 if kind in JOB_KILLS:
-                    job, table, _ = JOB_KILLS[kind]
+                    job, table = JOB_KILLS[kind][:2]
                     target = f"job {job} of {night}, during its write of {table}"
                 elif kind == KILL_SPARK_CONNECT:
                     killed_jobs = {JOB_KILLS[f.kind][0] for f in planned if f.kind in JOB_KILLS and f.night == night}
@@ -358,7 +362,7 @@ def bootstrap(plan: Plan, data_dir: Path, work: Path) -> dict[str, Any]:
 
 
 def clean_run(plan: Plan, clean_dir: Path, versions: dict[str, dict[str, Any]], drift_nights: set[str],
-              work: Path) -> None:
+              first: dict[str, Any], work: Path) -> None:
     """The nights again, by hand, in one process: ingest, features, scoring with the version the soak used that
     night (and its shadow version, if any), the drift report on `drift_nights`."""
     steps = []
@@ -366,15 +370,17 @@ def clean_run(plan: Plan, clean_dir: Path, versions: dict[str, dict[str, Any]], 
         run_id = f"clean__{night}"
         steps.append(job_step("ingest", run_id, date=night))
         steps.append(job_step("features", run_id, start=night, end=night))
-        used = versions.get(night.isoformat())
-        if used:
-            params = {"model_name": used["model_name"], "model_version": used["model_version"],
-                      "model_alias": "champion", "shadow": bool(used.get("shadow_version"))}
-            if used.get("shadow_version"):
-                params.update(shadow_version=used["shadow_version"], shadow_alias="challenger")
-            steps.append(job_step("score", run_id, date=night, params=params))
-            if night.isoformat() in drift_nights:
-                steps.append(job_step("drift", run_id, date=night, params={"date": night.isoformat()}))
+        # the version the soak scored the night with; a night the soak has no predictions for is scored with the
+        # first champion, so its rows count as lost in the soak
+        used = versions.get(night.isoformat()) or {"model_name": first["model_name"],
+                                                   "model_version": int(first["version"])}
+        params = {"model_name": used["model_name"], "model_version": used["model_version"],
+                  "model_alias": "champion", "shadow": bool(used.get("shadow_version"))}
+        if used.get("shadow_version"):
+            params.update(shadow_version=used["shadow_version"], shadow_alias="challenger")
+        steps.append(job_step("score", run_id, date=night, params=params))
+        if night.isoformat() in drift_nights:
+            steps.append(job_step("drift", run_id, date=night, params={"date": night.isoformat()}))
     say(f"clean run: {len(steps)} jobs over {plan.nights} nights in one process")
     jobs_in_process(clean_dir, steps, work / "clean.log")
 
@@ -433,7 +439,13 @@ def compare_table(table: str, soak_dir: Path, clean_dir: Path, last_night: dt.da
         # a log of attempts (a start row, then the outcome): readers take the newest row per key; a killed
         # attempt's start row stays as its trace, counted apart
         attempts = {"soak": len(soak), "clean": len(clean)}
-        soak, clean = (APPEND_LOGS[table](frame).drop_duplicates(keys, keep="last") for frame in (soak, clean))
+        ordered = APPEND_LOGS[table](soak)
+        earlier = ordered[ordered.duplicated(keys, keep="last")]
+        # the rows before the newest of a key are traces of attempts (`in_progress`); a second finished ingest of a
+        # night is a duplicate
+        attempts["finished_twice"] = int((earlier["status"] != "in_progress").sum())
+        soak, clean = ordered.drop_duplicates(keys, keep="last"), \
+            APPEND_LOGS[table](clean).drop_duplicates(keys, keep="last")
     dup_soak = int(soak.duplicated(keys).sum())
     dup_clean = int(clean.duplicated(keys).sum())
     soak_keys = set(map(tuple, soak[keys].astype(str).values))
@@ -456,10 +468,17 @@ def compare_table(table: str, soak_dir: Path, clean_dir: Path, last_night: dt.da
         differ |= ~same
     return {"table": table, "keys": keys, "rows_soak": len(soak), "rows_clean": len(clean), "log_rows": attempts,
             "rows_checked": len(clean), "values_checked": len(merged),
-            "duplicates": dup_soak + (alone["duplicates"] if alone else 0), "soak_only": alone,
+            "duplicates": dup_soak + (alone["duplicates"] if alone else 0) + (attempts or {}).get("finished_twice", 0),
+            "soak_only": alone,
             "duplicates_in_clean": dup_clean, "lost": len(lost), "extra": len(extra),
             "differ": int(differ.sum()), "differing_columns": differing_columns,
             "lost_examples": sorted(lost)[:5], "extra_examples": sorted(extra)[:5]}
+
+
+def _empty_dates():
+    import pandas as pd
+
+    return pd.DataFrame({"date": []})
 
 
 def delta_version(path: Path) -> int | None:
@@ -626,7 +645,7 @@ class Injector(threading.Thread):
                 except Exception as exc:  # noqa: BLE001 - reported, not raised in a thread
                     self.errors.append(f"{fault.kind} {fault.night}: {type(exc).__name__}: {exc}")
                     self.pending.remove(fault)
-            time.sleep(0.02)
+            time.sleep(0.1)  # a look through /proc for the target jobs
 
     def _try(self, fault: Fault) -> bool:
         marker = JOB_KILLS[fault.kind][2] if fault.kind in JOB_KILLS else None
@@ -636,6 +655,8 @@ class Injector(threading.Thread):
         pid = pids[0]
         if fault.kind == KILL_SPARK_CONNECT:
             time.sleep(1.0)  # the job is under way on the server
+            if not Path(f"/proc/{pid}").exists():
+                return False  # it ended meanwhile: the next job of that night (a retry) is the target
             killed = self.af.kill_component(SPARK_SERVICE)
             fault.injected_at = time.time()
             new = self.af.wait_for_restart(SPARK_SERVICE, killed)
@@ -644,10 +665,11 @@ class Injector(threading.Thread):
             say(f"FAULT {fault.kind}: {fault.detail}")
             return True
         table = self.lake / JOB_KILLS[fault.kind][1]
-        before_files, before_commits = parquet_files(table), commits(table)
+        partition = table / f"{JOB_KILLS[fault.kind][3]}={fault.night.isoformat()}"  # the night's data files
+        before_files, before_commits = parquet_files(partition), commits(table)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not self.halt.is_set():
-            new_files = parquet_files(table) - before_files
+            new_files = parquet_files(partition) - before_files
             if new_files or commits(table) > before_commits:
                 phase = "mid-write" if commits(table) == before_commits else "after its commit"
                 try:
@@ -675,6 +697,7 @@ class Soak:
         # A secret the tasks hold (the notifier connection's token, read by every drift alert) and must never write
         # to a log or a report; scanned for after the nights with the Airflow admin's password.
         self.notifier_token = secrets.token_hex(16)
+        self.runs: dict[str, list[dict[str, Any]]] = {}
         self.af = LocalAirflow(
             home=work / "airflow", port=port, mlflow_port=None, spark_port=spark_port, fast_parsing=True,
             extra_env={
@@ -745,7 +768,9 @@ class Soak:
             self._follow(client)
         finally:
             halt.set()
-            runs = self._collect_runs()
+            if injector.is_alive():
+                injector.join(timeout=180)  # a kill it is making (a restart it waits for) is recorded
+            runs = self.runs = self._collect_runs()
             af.stop(timeout=10)
         if injector.errors:
             self.report.setdefault("errors", []).extend(injector.errors)
@@ -763,8 +788,8 @@ class Soak:
         to_land = list(nights)
         reported: set[str] = set()
         waiting_since: float | None = None
+        quiet_polls = 0
         while time.monotonic() < deadline:
-            self._rearm_failpoint()
             done = {_night_of(r) for r in client.dag_runs(drift) if r["state"] == "success"}
             for night in sorted(done - reported):
                 if night in {n.isoformat() for n in nights}:
@@ -783,8 +808,11 @@ class Soak:
                         waiting_since = None
                 else:
                     waiting_since = None
-            if not to_land and all(n.isoformat() in reported for n in nights) and self._quiet(client):
-                return
+            if not to_land and all(n.isoformat() in reported for n in nights):
+                quiet_polls = quiet_polls + 1 if self._quiet(client) else 0
+                if quiet_polls >= 5:  # quiet across five looks, 2 s apart: nothing left to start
+                    return
+                time.sleep(1)
             time.sleep(1)
         raise TimeoutError(f"the soak did not finish within {self.timeout:.0f}s; nights reported: "
                            f"{sorted(reported)}; not landed: {[str(n) for n in to_land]}")
@@ -833,28 +861,28 @@ class Soak:
                 leaks += [f"{name} in {path}" for name, value in wanted.items() if value.encode() in data]
         return {"secrets": sorted(values), "files": files, "leaks": leaks}
 
-    def _rearm_failpoint(self) -> None:
-        """A fired failpoint leaves its marker (the retry must run through); once seen, it is kept under a numbered
-        name and the point armed again while more alias crashes are planned."""
-        marker = self.failpoint_dir / f"failpoint.{CHAMPION_MOVE_FAILPOINT}.fired"
-        seen = list(self.failpoint_dir.glob("fired.*"))
-        planned = sum(1 for f in self.faults if f.kind == CRASH_BETWEEN_ALIASES)
-        if not marker.exists() or len(seen) >= planned:
-            return
-        n = len(seen) + 1
-        if n < planned:
-            marker.rename(self.failpoint_dir / f"fired.{n}")  # armed again for the next drift retrain's gate
-        else:
-            shutil.copy2(marker, self.failpoint_dir / f"fired.{n}")  # the marker stays: no more crashes
-        say(f"FAULT {CRASH_BETWEEN_ALIASES} ({n} of {planned}): the gate died between the alias moves")
-
     def _quiet(self, client) -> bool:
-        """Nothing of the drift retrain path still runs (retrain_on_drift runs of reported nights, retrain_model)."""
+        """Nothing of the soak's nights still runs or waits to: no queued or running run of a nightly DAG (but the
+        cron runs for days after the last night, which wait for files that never come), and no asset event queued
+        for an asset-triggered DAG (Airflow creates those runs a loop or two later)."""
         from mlops_core.jobs.contract import dag_id
 
-        for stage in ("retrain_on_drift", "retrain_model", "materialize_features", "batch_score"):
-            for run in client.dag_runs(dag_id(USE_CASE, stage)):
-                if run["state"] in ("queued", "running") and run.get("run_type") != "scheduled":
+        last = self.plan.last_night.isoformat()
+        for stage in NIGHTLY_STAGES:
+            dag = dag_id(USE_CASE, stage)
+            for run in client.dag_runs(dag):
+                night = _night_of(run)
+                if run["state"] in ("queued", "running") and not (
+                        stage in ("ingest_raw", "drift_report") and night and night > last):
+                    return False
+            if stage in ("materialize_features", "batch_score", "retrain_on_drift"):
+                try:
+                    queued = client._request("GET", f"/api/v2/dags/{dag}/assets/queuedEvents")
+                except AirflowApiError as exc:
+                    if exc.status != 404:  # 404: nothing queued
+                        raise
+                    queued = {}
+                if queued.get("total_entries"):
                     return False
         return True
 
@@ -901,9 +929,7 @@ class Soak:
         stage_of_job = {"ingest": "ingest_raw", "features": "materialize_features", "score": "batch_score",
                         "drift": "drift_report"}
         for fault in self.faults:
-            if fault.kind == CRASH_BETWEEN_ALIASES:
-                continue
-            if fault.injected_at is None:
+            if fault.kind == CRASH_BETWEEN_ALIASES or fault.injected_at is None:
                 continue
             stage = stage_of_job[fault.spark_job] if fault.spark_job else "ingest_raw"
             ends = [_when(r["end_date"]).timestamp() for r in runs.get(stage, [])
@@ -914,20 +940,24 @@ class Soak:
                 tries = max((t["tries"] or 1) for r in runs[stage] if fault.night.isoformat() in r["nights"]
                             for t in r["tasks"].values())
                 fault.recovered_by = f"{stage} {fault.night} succeeded (highest try {tries})"
-        # the alias crash: the failpoint's marker, and the gate task that was retried after it
-        self._rearm_failpoint()
-        fired = sorted(self.failpoint_dir.glob("fired.*"), key=lambda p: int(p.suffix[1:]))
-        crash = [f for f in self.faults if f.kind == CRASH_BETWEEN_ALIASES]
-        retrains = [r for r in runs.get("retrain_model", []) if "validate_and_promote" in r["tasks"]]
-        gate_runs = [r for r in retrains if (r["tasks"]["validate_and_promote"]["tries"] or 1) > 1]
-        for fault, marker, gate_run in zip(crash, fired, gate_runs + [None] * len(crash), strict=False):
-            fault.injected_at = marker.stat().st_mtime
-            fault.detail = f"the gate's job (pid {marker.read_text().strip()}) died between the alias moves"
-            gate = (gate_run or {}).get("tasks", {}).get("validate_and_promote", {})
-            if gate.get("state") == "success":
+        # the alias crashes: one marker per retrain run whose gate the failpoint killed (each run's first pass
+        # dies once, its retry runs through), matched to that run's gate task
+        crashes = []
+        for marker in sorted(self.failpoint_dir.glob(f"failpoint.{CHAMPION_MOVE_FAILPOINT}.*.fired")):
+            pid, _, run_id = marker.read_text(encoding="utf-8").strip().partition(" ")
+            fault = Fault(CRASH_BETWEEN_ALIASES, None, f"the gate of retrain_model {run_id}",
+                          injected_at=marker.stat().st_mtime,
+                          detail=f"the gate's job (pid {pid}) died between the champion's alias moves")
+            run = next((r for r in runs.get("retrain_model", []) if r["run_id"] == run_id), None)
+            gate = (run or {}).get("tasks", {}).get("validate_and_promote", {})
+            if gate.get("state") == "success" and (gate.get("tries") or 1) > 1 and gate.get("end_date"):
                 fault.recovered_at = _when(gate["end_date"]).timestamp()
-                fault.recovered_by = (f"retrain_model {gate_run['run_id']}: validate_and_promote succeeded on "
-                                      f"try {gate['tries']}")
+                fault.recovered_by = f"retrain_model {run_id}: validate_and_promote succeeded on try {gate['tries']}"
+            crashes.append(fault)
+        planned = [f for f in self.faults if f.kind == CRASH_BETWEEN_ALIASES]
+        # every promotion's gate crashes once: at least the planned number must have happened
+        self.faults = [f for f in self.faults if f.kind != CRASH_BETWEEN_ALIASES] + crashes + \
+            planned[len(crashes):]
 
     def compare(self) -> list[dict[str, Any]]:
         # the clean run reads the models from a copy of the soak's MLflow store (every version the nights used)
@@ -940,10 +970,17 @@ class Soak:
         comparable = comparable_models(self.soak_dir, self.report["bootstrap_versions"],
                                        {v["model_version"] for v in versions.values()})
         drift_nights = {n for n, v in versions.items() if v["model_version"] in comparable}
+        # every night must have its drift rows (compared by value on drift_nights, present and unique on the others)
+        reported = {r["date"] for r in (read_table(self.soak_dir / "lakehouse" / USE_CASE / "monitoring" /
+                                                   "drift_metrics") or _empty_dates()).to_dict("records")}
+        self.report["nights_without_drift_rows"] = sorted(
+            n.isoformat() for n in self.plan.night_list() if n.isoformat() not in {str(d)[:10] for d in reported})
+        self.report["nights_without_predictions"] = sorted(
+            n.isoformat() for n in self.plan.night_list() if n.isoformat() not in versions)
         self.report["drift_nights_compared"] = sorted(drift_nights)
         # the same deliveries (the nights' files and the empty ones) in the clean run's landing zone
         shutil.copytree(self.soak_dir / "landing", self.clean_dir / "landing", dirs_exist_ok=True)
-        clean_run(self.plan, self.clean_dir, versions, drift_nights, self.work)
+        clean_run(self.plan, self.clean_dir, versions, drift_nights, self.report["first_champion"], self.work)
         return [compare_table(table, self.soak_dir, self.clean_dir, self.plan.last_night,
                               drift_nights if table == "monitoring/drift_metrics" else None) for table in TABLES]
 
@@ -974,6 +1011,9 @@ def nights_table(plan: Plan, runs: dict[str, list[dict[str, Any]]]) -> list[dict
         row: dict[str, Any] = {"night": night.isoformat()}
         for stage in ("ingest_raw", "materialize_features", "batch_score", "drift_report"):
             mine = [r for r in runs.get(stage, []) if night.isoformat() in r["nights"]]
+            if stage == "drift_report":  # the report is on the night, not a fallback to an older one
+                row["drift_on_asked_date"] = any(r["tasks"].get("on_asked_date", {}).get("state") == "success"
+                                                 for r in mine)
             if mine:
                 ok = [r for r in mine if r["state"] == "success"]
                 row[stage] = {"state": (ok or mine)[-1]["state"], "runs": len(mine),
@@ -988,7 +1028,7 @@ def summarise(soak: Soak, runs: dict[str, list[dict[str, Any]]], tables: list[di
     nights = nights_table(soak.plan, runs)
     completed = sum(1 for r in nights if all((r.get(s) or {}).get("state") == "success"
                                              for s in ("ingest_raw", "materialize_features", "batch_score",
-                                                       "drift_report")))
+                                                       "drift_report")) and r.get("drift_on_asked_date"))
     faults = [f.to_dict() for f in soak.faults]
     injected = [f for f in faults if f["injected_at"]]
     survived = [f for f in injected if f["recovered_at"]]
@@ -1008,6 +1048,8 @@ def summarise(soak: Soak, runs: dict[str, list[dict[str, Any]]], tables: list[di
         "drift_retrains": [{"run_id": r["run_id"], "state": r["state"], "seconds": r["seconds"]} for r in retrains],
         "registry_problems": registry.get("problems", []),
         "secret_leaks": len(soak.report.get("secret_scan", {}).get("leaks", [])),
+        "nights_without_predictions": soak.report.get("nights_without_predictions", []),
+        "nights_without_drift_rows": soak.report.get("nights_without_drift_rows", []),
         "table_errors": [t for t in tables if t.get("error")],
     }
     figures["passed"] = (completed == soak.plan.nights and figures["faults_injected"] == len(faults)
@@ -1015,7 +1057,8 @@ def summarise(soak: Soak, runs: dict[str, list[dict[str, Any]]], tables: list[di
                          and figures["rows_lost"] == 0 and figures["rows_extra"] == 0
                          and figures["rows_differ"] == 0 and not figures["registry_problems"]
                          and not figures["table_errors"] and not soak.report.get("errors")
-                         and figures["secret_leaks"] == 0)
+                         and figures["secret_leaks"] == 0 and not figures["nights_without_predictions"]
+                         and not figures["nights_without_drift_rows"])
     return {"figures": figures, "nights": nights, "faults": faults, "tables": tables, "registry": registry}
 
 
@@ -1055,6 +1098,8 @@ def print_report(report: dict[str, Any]) -> None:
           f"nights' versions {sorted(set(reg.get('night_versions', {}).values()))}; problems: "
           f"{reg.get('problems') or 'none'}")
     print(f"recovery by fault kind (s): {fig['recovery_seconds_by_kind']}")
+    print(f"nights without predictions: {fig['nights_without_predictions'] or 'none'}; without drift rows: "
+          f"{fig['nights_without_drift_rows'] or 'none'}")
     scan = report.get("secret_scan") or {}
     print(f"secrets in logs and reports: {len(scan.get('leaks', []))} found in {scan.get('files')} files "
           f"(looked for: {', '.join(scan.get('secrets', []))})" + "".join(f"\n  LEAK {x}" for x in scan.get("leaks", [])))
@@ -1104,7 +1149,11 @@ def run(soak: Soak) -> int:
         + "; ".join(f"{f.kind} at {f.night or 'the drift retrain'}" for f in soak.faults))
     soak.report["first_champion"] = soak.prepare()
     t0 = time.monotonic()
-    runs = soak.run_nights()
+    try:
+        runs = soak.run_nights()
+    except TimeoutError as exc:  # the nights did not finish: the report says how far they got
+        soak.report.setdefault("errors", []).append(str(exc))
+        runs = soak.runs
     soak.report["nights_seconds"] = round(time.monotonic() - t0, 1)
     soak.recoveries(runs)
     soak.report["secret_scan"] = soak.scan_for_secrets()

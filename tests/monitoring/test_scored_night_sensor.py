@@ -80,6 +80,8 @@ def test_a_scheduled_run_waits_for_its_night_and_a_manual_one_does_not(spark, la
     assert sensor.execute_complete(_context(), {"status": "found"}) == f"{NIGHT} is scored"
     assert "not scored after 2 min" in sensor.execute_complete(_context(), {"status": "timeout"})
 
+    with pytest.raises(TaskDeferred):  # a backfill of scheduled nights waits as a scheduled run does
+        sensor.execute(_context("backfill"))
     assert "no wait" in sensor.execute(_context("manual"))
     given = ScoredNightSensor(task_id="wait_for_scores", use_case="churn", date="2026-03-01", wait_minutes="2")
     assert "no wait" in given.execute(_context())

@@ -64,17 +64,21 @@ def _event(extra):
     return SimpleNamespace(extra=extra)
 
 
-def test_every_as_of_date_of_the_triggering_events_is_scored():
+def test_every_night_of_the_triggering_events_is_scored():
     """A run that waited at max_active_runs gets every feature update since the previous run (Airflow 3.3 defers
-    creating an asset-triggered run while the DAG is at max_active_runs): it scores from the oldest to the newest
-    of their dates, so no night goes unscored; the Param wins; no event at all: the run date."""
+    creating an asset-triggered run while the DAG is at max_active_runs): it scores the newest date and the
+    consecutive days before it the updates wrote, so no night goes unscored; an older date apart from them (a
+    backfilled past day) keeps its predictions; the Param wins; no event at all: the run date."""
     from batch_score import as_of_span, triggering_as_of_dates
 
     assert triggering_as_of_dates(None) == triggering_as_of_dates({}) == []
-    events = {"features": [_event({"as_of_dates": ["2026-03-01", "2026-02-27"]}), _event({}),
+    events = {"features": [_event({"as_of_dates": ["2026-03-01", "2026-02-28"]}), _event({}),
                            _event({"as_of_dates": ["2026-03-02"]})]}
-    assert triggering_as_of_dates(events) == ["2026-02-27", "2026-03-01", "2026-03-02"]
-    assert as_of_span({}, events, "2026-03-05") == {"start": "2026-02-27", "end": "2026-03-02"}
+    assert triggering_as_of_dates(events) == ["2026-02-28", "2026-03-01", "2026-03-02"]
+    assert as_of_span({}, events, "2026-03-05") == {"start": "2026-02-28", "end": "2026-03-02"}
+    apart = {"features": [_event({"as_of_dates": ["2026-01-10"]}), _event({"as_of_dates": ["2026-03-01"]}),
+                          _event({"as_of_dates": ["2026-03-02"]})]}
+    assert as_of_span({}, apart, "2026-03-05") == {"start": "2026-03-01", "end": "2026-03-02"}
     assert as_of_span({"as_of_date": "2026-01-10"}, events, "2026-03-05") == {"start": "2026-01-10",
                                                                               "end": "2026-01-10"}
     assert as_of_span({}, {}, "2026-03-05") == {"start": "2026-03-05", "end": "2026-03-05"}

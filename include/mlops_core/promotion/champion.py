@@ -86,7 +86,7 @@ def _move(client: MlflowClient, name: str, move: dict[str, Any]) -> None:
         client.set_registered_model_tag(name, MOVE_TAG, json.dumps(move))
         if move["from"] is not None:
             set_alias(name, PREVIOUS_CHAMPION, move["from"], client)
-        failpoints.hit(failpoints.CHAMPION_MOVE_BETWEEN_ALIASES)  # fault drills only (the soak)
+        failpoints.hit(failpoints.CHAMPION_MOVE_BETWEEN_ALIASES, move.get("run_id"))  # fault drills only (the soak)
         set_alias(name, CHAMPION, move["to"], client)
         if move["kind"] == "promote":
             client.set_model_version_tag(name, move["to"], DECISION_TAG, "promoted")
