@@ -107,6 +107,9 @@ USE_CASE_OVERRIDES = {
     "MLOPS_USE_CASE__MODEL__HPO__TRIALS": "2",
     "MLOPS_USE_CASE__GATE__TOLERANCE": "1",
     "MLOPS_USE_CASE__GATE__NO_FAIR_COMPARISON": "absolute_only",
+    # single-row latency on a machine the soak itself keeps busy says nothing of the model: a first model was
+    # refused at 380 ms p95 (budget 250) with two test runs beside it (the budget has its own tests)
+    "MLOPS_USE_CASE__GATE__MAX_P95_LATENCY_MS": "60000",
     # a night's files land when the night before is done: its sensors wait up to 30 minutes
     "MLOPS_USE_CASE__SOURCES__ORDERS__WAIT_TIMEOUT_MINUTES": "30",
     "MLOPS_USE_CASE__SOURCES__CUSTOMERS__WAIT_TIMEOUT_MINUTES": "30",
