@@ -23,14 +23,18 @@ def write_predictions(spark, lakehouse, day: date) -> None:
 
 
 def _context(run_type: str = "scheduled", date_param: str | None = None):
+    """A task's context as the task SDK gives it: the run's type is the SDK's DagRunType, whose str() is
+    "DagRunType.SCHEDULED", not "scheduled" (a string compare of it once let every scheduled run skip the wait)."""
     from types import SimpleNamespace
 
     import pendulum
+    from airflow.sdk.api.datamodels._generated import DagRunType
 
     # the data-interval timetable: a scheduled run's logical date is the night it reports
     return {"run_id": f"{run_type}__2026-03-13T05:00:00+00:00", "params": {"date": date_param},
             "logical_date": pendulum.datetime(2026, 3, 12, 5, tz="UTC"),
-            "dag_run": SimpleNamespace(run_type=run_type, run_after=pendulum.datetime(2026, 3, 13, 5, tz="UTC"))}
+            "dag_run": SimpleNamespace(run_type=DagRunType(run_type),
+                                       run_after=pendulum.datetime(2026, 3, 13, 5, tz="UTC"))}
 
 
 def first_event(trigger) -> dict:

@@ -51,7 +51,8 @@ class ScoredNightSensor(BaseSensorOperator):
         from mlops_airflow.triggers.partition import DeltaPartitionTrigger, has_partition
         from mlops_core.features.spec_base import AS_OF_DATE  # gold.predictions' partition column too
 
-        run_type = str(getattr(context.get("dag_run"), "run_type", None) or "")
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        run_type = str(getattr(run_type, "value", run_type) or "")  # DagRunType (a str enum) or its value
         # a scheduled run, or a backfill of scheduled nights (`airflow backfill create`), reports its night
         if run_type not in ("scheduled", "backfill") or not is_blank(self.date):
             return f"a {run_type} run{' for a given date' if not is_blank(self.date) else ''}: no wait"
