@@ -479,12 +479,6 @@ def compare_table(table: str, soak_dir: Path, clean_dir: Path, last_night: dt.da
             "lost_examples": sorted(lost)[:5], "extra_examples": sorted(extra)[:5]}
 
 
-def _empty_dates():
-    import pandas as pd
-
-    return pd.DataFrame({"date": []})
-
-
 def delta_version(path: Path) -> int | None:
     from deltalake import DeltaTable
 
@@ -975,10 +969,10 @@ class Soak:
                                        {v["model_version"] for v in versions.values()})
         drift_nights = {n for n, v in versions.items() if v["model_version"] in comparable}
         # every night must have its drift rows (compared by value on drift_nights, present and unique on the others)
-        reported = {r["date"] for r in (read_table(self.soak_dir / "lakehouse" / USE_CASE / "monitoring" /
-                                                   "drift_metrics") or _empty_dates()).to_dict("records")}
+        drift = read_table(self.soak_dir / "lakehouse" / USE_CASE / "monitoring" / "drift_metrics")
+        reported = set() if drift is None else {str(d)[:10] for d in drift["date"]}
         self.report["nights_without_drift_rows"] = sorted(
-            n.isoformat() for n in self.plan.night_list() if n.isoformat() not in {str(d)[:10] for d in reported})
+            n.isoformat() for n in self.plan.night_list() if n.isoformat() not in reported)
         self.report["nights_without_predictions"] = sorted(
             n.isoformat() for n in self.plan.night_list() if n.isoformat() not in versions)
         self.report["drift_nights_compared"] = sorted(drift_nights)
