@@ -15,7 +15,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))  # local_airflow, to stop a stack a killed soak left
 NIGHTS = 3
 
 
@@ -58,11 +58,15 @@ def test_every_night_ran_by_schedule_alone(report):
     assert drift_retrains[0]["tasks"]["promoted"]["state"] == "success"  # its gate promoted the challenger
 
 
-def test_every_fault_kind_was_injected_and_survived(report):
-    from soak import FAULTS
+# #24 item 2's fault kinds as scripts/soak.py injects them (the MLflow server's is tested in the PostgreSQL
+# deployment: the soak's local stack has none)
+FAULT_KINDS = {"kill_ingest_job", "kill_features_job", "kill_score_job", "kill_drift_job",
+               "kill_scheduler_and_triggerer", "kill_spark_connect_server", "crash_between_alias_moves"}
 
+
+def test_every_fault_kind_was_injected_and_survived(report):
     faults = report["faults"]
-    assert {f["kind"] for f in faults} == set(FAULTS)
+    assert {f["kind"] for f in faults} == FAULT_KINDS
     for fault in faults:
         assert fault["injected_at"], f"{fault['kind']} was never injected: {fault}"
         assert fault["recovered_at"], f"{fault['kind']} did not recover: {fault}"
