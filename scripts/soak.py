@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import START, say  # noqa: E402 - progress lines stamped with the time since the start, as the demo's
 from local_airflow import PROJECT_ROOT, SPARK_SERVICE, AirflowApiError, LocalAirflow  # noqa: E402
 
 USE_CASE = "churn"
@@ -115,14 +116,6 @@ USE_CASE_OVERRIDES = {
     "MLOPS_USE_CASE__SOURCES__CUSTOMERS__WAIT_TIMEOUT_MINUTES": "30",
     "MLOPS_USE_CASE__SOURCES__LABELS__WAIT_TIMEOUT_MINUTES": "30",
 }
-
-START = time.monotonic()
-
-
-def say(message: str) -> None:
-    elapsed = time.monotonic() - START
-    print(f"[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {message}", flush=True)
-
 
 # ---- the plan ----------------------------------------------------------------------------------------------
 @dataclass
