@@ -108,6 +108,9 @@ USE_CASE_OVERRIDES = {
     "MLOPS_USE_CASE__MODEL__HPO__TRIALS": "2",
     "MLOPS_USE_CASE__GATE__TOLERANCE": "1",
     "MLOPS_USE_CASE__GATE__NO_FAIR_COMPARISON": "absolute_only",
+    # a 2-trial search on 600 customers may register a challenger that loses to its baseline on the gate's rows
+    # (the check has its own tests and measurements: docs/training.md); the soak needs its moves
+    "MLOPS_USE_CASE__GATE__VS_BASELINE": "false",
     # single-row latency on a machine the soak itself keeps busy says nothing of the model: a first model was
     # refused at 380 ms p95 (budget 250) with two test runs beside it (the budget has its own tests)
     "MLOPS_USE_CASE__GATE__MAX_P95_LATENCY_MS": "60000",

@@ -100,13 +100,18 @@ def test_folds_validate_after_they_train_the_refit_sees_train_and_validation_and
     lin, seen = result.lineage, result.seen
     test_dates = next(dates for name, dates in seen.dmats.values() if name == "test")
     fold_fits = [(t, e) for t, e in seen.calls["train"] if t[0] == "fold_train"]
-    assert len(fold_fits) >= 4 and lin["folds"] == 3
-    for (_, train_dates), evals in fold_fits:
+    search_fits = [(t, e) for t, e in fold_fits if e]  # the trials early-stop on the fold's validation rows
+    assert len(search_fits) >= 4 and lin["folds"] == 3
+    for (_, train_dates), evals in search_fits:
         (name, val_dates), = evals
         assert name == "fold_validation" and max(train_dates) < min(val_dates) < min(test_dates)
-    # the refit: once, on train + validation, after the search; the baseline on the same rows
+    # the baseline candidate: its fixed rounds on each fold's training rows, scored on its validation rows
+    baseline_fits = [t for t, e in fold_fits if not e]
+    assert len(baseline_fits) == 3 and all(max(d) < min(test_dates) for _, d in baseline_fits)
+    # the refit: once, on train + validation, after the search; the baseline on the same rows (one fit when
+    # the selection registered the baseline itself)
     refits = [t for t, _ in seen.calls["train"] if t[0] == "refit"]
-    assert len(refits) == 2  # the refit and the baseline
+    assert len(refits) == (1 if lin["selected_model"] == "baseline" else 2)
     assert lin["rows_refit"] == lin["rows_train"] + lin["rows_validation"]
     assert (lin["refit_start"], lin["refit_end"]) == (lin["train_start"], lin["validation_end"])
     assert result.best_params["n_estimators"] == lin["refit_rounds"]

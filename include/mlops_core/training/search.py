@@ -281,12 +281,79 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
 
 
 @dataclass
+class FoldScores:
+    """A fixed configuration scored on the search's folds (the baseline's): what selection and calibration need."""
+
+    values: list[float]
+    iterations: list[int]
+    oof: list[tuple[Any, Any]]
+    newest_booster: Any
+
+
+def score_on_folds(params: dict[str, Any], rounds: int, folds: list[FoldData], metric: str, task: str,
+                   threshold: float) -> FoldScores:
+    """`params` trained for exactly `rounds` rounds on each fold's training rows (no early stopping: the
+    configuration is fixed) and scored on its validation rows with the search's metric."""
+    import xgboost as xgb
+
+    from mlops_core.metrics import evaluate_task
+
+    values, oof, booster = [], [], None
+    for fold in folds:
+        booster = xgb.train(params, fold.dtrain, num_boost_round=rounds, verbose_eval=False)
+        scores = booster.predict(fold.dval)
+        oof.append((fold.y_val, scores))
+        values.append(float(evaluate_task(task, fold.y_val, scores, threshold)[metric]))
+    return FoldScores(values, [rounds - 1] * len(folds), oof, booster)
+
+
+@dataclass
+class Selection:
+    """Which candidate becomes the registered model: the search's best trial or the baseline."""
+
+    chosen: str  # "search" | "baseline"
+    reason: str
+    best_mean: float
+    best_se: float
+    baseline_mean: float | None = None
+
+
+def select_candidate(metric: str, best_values: list[float], baseline_values: list[float] | None,
+                     within_se: float | None) -> Selection:
+    """The one-standard-error rule between the search's best trial and the simpler baseline: the baseline is
+    chosen when its mean fold metric is no worse than the best trial's by more than `within_se` standard errors
+    of the best trial's mean (std over folds / sqrt(folds)). The search's winner is the maximum of several noisy
+    estimates; on a few hundred validation rows per fold a small lead is as likely luck as skill, and the
+    shallow model then holds up better on new rows."""
+    import numpy as np
+
+    best = np.asarray(best_values, dtype=float)
+    mean = float(best.mean())
+    se = float(best.std(ddof=1) / math.sqrt(len(best))) if len(best) > 1 else 0.0
+    if baseline_values is None or within_se is None:
+        return Selection("search", "the baseline is not a candidate", mean, se)
+    base = float(np.mean(baseline_values))
+    sign = 1.0 if DIRECTION[metric] == "maximize" else -1.0
+    lead = sign * (mean - base)  # > 0: the best trial scores better on the folds
+    allowed = within_se * se
+    if lead <= allowed:
+        reason = (f"baseline: its fold {metric} {base:.4f} is within {within_se:g} standard error(s) of the best "
+                  f"trial's {mean:.4f} (lead {lead:+.4f} <= {allowed:.4f})")
+        return Selection("baseline", reason, mean, se, base)
+    reason = (f"search: the best trial's fold {metric} {mean:.4f} leads the baseline's {base:.4f} by {lead:.4f}, "
+              f"more than {within_se:g} standard error(s) ({allowed:.4f})")
+    return Selection("search", reason, mean, se, base)
+
+
+@dataclass
 class SearchOutcome:
     study: Any
-    booster: Any  # the best trial's booster (pandas engine: its newest fold's, cut at its best round)
+    booster: Any  # the chosen candidate's booster (pandas engine: its newest fold's, cut at its best round)
     best_value: float
     best_number: int
     pruned: int
     fold_values: list[float] = field(default_factory=list)
     fold_iterations: list[int] = field(default_factory=list)
-    oof: list[tuple[Any, Any]] = field(default_factory=list)  # the best trial's (labels, scores) per fold
+    oof: list[tuple[Any, Any]] = field(default_factory=list)  # the chosen candidate's (labels, scores) per fold
+    selection: Selection | None = None
+    selected_params: dict[str, Any] | None = None  # set when the baseline was chosen: its parameters

@@ -183,6 +183,18 @@ class BaselineSpec(_Strict):
     max_depth: int = Field(default=2, ge=1, le=6)
     learning_rate: float = Field(default=0.1, gt=0, le=1)
     num_boost_round: int = Field(default=150, ge=1, le=2000)
+    select_within_se: float | None = Field(
+        default=1.0, ge=0,
+        description="The baseline is also a candidate: scored on the search's folds, it becomes the registered "
+        "model when its mean fold metric is within this many standard errors of the best trial's (the one-"
+        "standard-error rule: on small or noisy folds the search's winner is often a lucky draw that loses to the "
+        "simple model on new rows); 0 = only when it scores at least as well; null = never, compared only",
+    )
+
+    def params(self, objective: str, seed: int, nthread: int) -> dict[str, Any]:
+        """The XGBoost parameters the baseline is trained with (everything else XGBoost's defaults)."""
+        return {"tree_method": "hist", "nthread": nthread, "verbosity": 0, "objective": objective, "seed": seed,
+                "max_depth": self.max_depth, "eta": self.learning_rate}
 
     @property
     def kind(self) -> str:

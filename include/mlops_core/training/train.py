@@ -3,8 +3,12 @@
 One parent MLflow run per training; each HPO trial is a nested run (its params, every fold's validation metric
 and best round, pruned or complete). Steps and the rows each one sees (recorded in the lineage):
   search    rolling-origin folds over the label dates before the test window (mlops_core.training.search)
-  refit     the best params on train + validation, the folds' mean best round scaled by the refit rows over
-            the newest fold's training rows: the registered model
+  select    the baseline's configuration is a candidate too, scored on the same folds: it is registered
+            instead of the best trial when its mean is within model.baseline.select_within_se standard errors
+            of the best trial's (the one-standard-error rule; lineage selected_model / selection_reason)
+  refit     the chosen params on train + validation (the best trial's: its folds' mean best round scaled by
+            the refit rows over the newest fold's training rows; the baseline's: its fixed rounds): the
+            registered model
   baseline  a shallow fixed-parameter XGBoost on the same rows (model.baseline), logged next to it as
             `baseline`; the gate's vs_baseline check scores it on the gate's rows
   test      the untouched test window, scored once by the refit model and once by the baseline
@@ -47,7 +51,7 @@ from mlops_core.training.dataset import (
     resolve_roles,
     time_split,
 )
-from mlops_core.training.search import SearchOutcome, TrialSearch, run_search
+from mlops_core.training.search import SearchOutcome, TrialSearch, run_search, score_on_folds, select_candidate
 from mlops_core.training.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -157,12 +161,35 @@ class PandasData(PreparedData):
     def search(self, spec, seed, trials, timeout, experiment_id, parent_run_id, client) -> SearchOutcome:
         search = TrialSearch(spec, seed, self.folds, experiment_id, parent_run_id, client)
         study = run_search(spec, seed, trials, timeout, search)
-        return SearchOutcome(study, search.best_booster, float(search.best_value), int(search.best_number),
-                             search.pruned, search.best_fold_values, search.best_iterations, search.best_oof)
+        outcome = SearchOutcome(study, search.best_booster, float(search.best_value), int(search.best_number),
+                                search.pruned, search.best_fold_values, search.best_iterations, search.best_oof)
+        b = spec.baseline
+        baseline = None
+        if b.enabled and b.select_within_se is not None:
+            # the baseline is a candidate too: scored on the same folds, chosen by the one-standard-error rule
+            baseline = score_on_folds(self._baseline_params(spec, seed), b.num_boost_round, self.folds,
+                                      spec.hpo.metric, spec.task, spec.threshold)
+        outcome.selection = select_candidate(spec.hpo.metric, outcome.fold_values,
+                                             baseline.values if baseline else None, b.select_within_se)
+        log.info("selection: %s", outcome.selection.reason)
+        if baseline is not None and outcome.selection.chosen == "baseline":
+            outcome.booster, outcome.oof = baseline.newest_booster, baseline.oof
+            outcome.fold_values, outcome.fold_iterations = baseline.values, baseline.iterations
+            outcome.selected_params = {"max_depth": b.max_depth, "learning_rate": b.learning_rate}
+        return outcome
+
+    def _baseline_params(self, spec, seed):
+        return spec.baseline.params(spec.objective, seed, spec.xgboost_params(seed).get("nthread", 2))
 
     def refit(self, spec, seed, outcome):
         import xgboost as xgb
 
+        if outcome.selection is not None and outcome.selection.chosen == "baseline":
+            # the registered model is the baseline's configuration on the refit's rows: the baseline itself
+            booster = self.baseline(spec, seed)
+            return booster, {"refit_rounds": spec.baseline.num_boost_round, "rows_refit": int(len(self.refit_frame)),
+                             "refit_start": self.windows.train_start.isoformat(),
+                             "refit_end": self.windows.validation_end.isoformat()}
         params = {**spec.xgboost_params(seed), **outcome.study.trials[outcome.best_number].params}
         mean_rounds = sum(i + 1 for i in outcome.fold_iterations) / len(outcome.fold_iterations)
         # More rows support more trees: scale by the refit's rows over the newest fold's training rows.
@@ -179,10 +206,10 @@ class PandasData(PreparedData):
 
         if not spec.baseline.enabled:
             return None
-        b = spec.baseline
-        params = {"tree_method": "hist", "nthread": spec.xgboost_params(seed).get("nthread", 2), "verbosity": 0,
-                  "objective": spec.objective, "seed": seed, "max_depth": b.max_depth, "eta": b.learning_rate}
-        return xgb.train(params, self.dmat["refit"], num_boost_round=b.num_boost_round, verbose_eval=False)
+        if getattr(self, "_baseline", None) is None:  # trained once: the refit may have registered it already
+            self._baseline = xgb.train(self._baseline_params(spec, seed), self.dmat["refit"],
+                                       num_boost_round=spec.baseline.num_boost_round, verbose_eval=False)
+        return self._baseline
 
     def labels_and_scores(self, booster):
         return {n: (part[LABEL].to_numpy(), booster.predict(self.dmat[n])) for n, part in self.splits.items()}
@@ -292,9 +319,14 @@ def run_training(
         refit_started = time.monotonic()
         booster, refit = data.refit(spec, seed, outcome)
         refit_seconds = time.monotonic() - refit_started
-        best_params = {**study.trials[outcome.best_number].params, "n_estimators": booster.num_boosted_rounds()}
+        chosen = study.trials[outcome.best_number].params if outcome.selected_params is None else \
+            outcome.selected_params
+        best_params = {**chosen, "n_estimators": booster.num_boosted_rounds()}
         full_lineage.update(hpo_trials_completed=completed, hpo_trials_pruned=outcome.pruned,
                             hpo_best_trial=outcome.best_number, **(refit or {}))
+        selection = outcome.selection
+        if selection is not None:  # which candidate was registered: the search's best trial or the baseline
+            full_lineage.update(selected_model=selection.chosen, selection_reason=selection.reason)
         # which trial scored the baseline's configuration (search.baseline_trial), and with which values: the
         # run says whether the search kept the shallow model or found something better on the folds
         seeded = next((t for t in study.trials if t.user_attrs.get("seeded_from")), None)
@@ -308,6 +340,7 @@ def run_training(
                                      ("hpo_trials_completed", "hpo_trials_pruned", "hpo_best_trial", *(refit or {}),
                                       *(("hpo_seeded_trial", "hpo_seeded_params", "hpo_best_is_seeded")
                                         if seeded is not None else ()),
+                                      *(("selected_model", "selection_reason") if selection is not None else ()),
                                       *(("test_scored_by",) if refit else ()))}))
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
 
@@ -333,6 +366,10 @@ def run_training(
 
             metrics[f"cv_{spec.hpo.metric}_mean"] = float(np.mean(outcome.fold_values))
             metrics[f"cv_{spec.hpo.metric}_std"] = float(np.std(outcome.fold_values))
+            if selection is not None and selection.baseline_mean is not None:
+                metrics[f"cv_best_trial_{spec.hpo.metric}_mean"] = selection.best_mean
+                metrics[f"cv_best_trial_{spec.hpo.metric}_se"] = selection.best_se
+                metrics[f"cv_baseline_{spec.hpo.metric}_mean"] = selection.baseline_mean
             for k, (value, it) in enumerate(zip(outcome.fold_values, outcome.fold_iterations, strict=True)):
                 mlflow.log_metric(f"cv_fold_{spec.hpo.metric}", value, step=k + 1)
                 mlflow.log_metric("cv_fold_best_iteration", it, step=k + 1)
