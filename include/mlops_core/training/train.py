@@ -51,7 +51,13 @@ from mlops_core.training.dataset import (
     resolve_roles,
     time_split,
 )
-from mlops_core.training.search import SearchOutcome, TrialSearch, run_search, score_on_folds, select_candidate
+from mlops_core.training.search import (
+    SearchOutcome,
+    TrialSearch,
+    run_search,
+    score_on_folds,
+    select_candidate,
+)
 from mlops_core.training.spec import ModelSpec
 
 if TYPE_CHECKING:
