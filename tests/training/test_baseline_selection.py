@@ -67,6 +67,9 @@ def test_a_chosen_baseline_is_the_registered_model_and_the_run_says_why(additive
     assert run.data.tags["mlops.selected_model"] == "baseline"
     assert m["cv_roc_auc_mean"] == pytest.approx(m["cv_baseline_roc_auc_mean"])
     assert {"cv_best_trial_roc_auc_mean", "cv_best_trial_roc_auc_se"} <= set(run.data.metrics)
+    card = MlflowClient().download_artifacts(result.run_id, "model_card.md")
+    with open(card, encoding="utf-8") as f:
+        assert "- Registered: the baseline (baseline: its fold roc_auc" in f.read()
 
 
 def test_without_the_rule_the_search_s_best_trial_is_registered(additive_frame, module_env):

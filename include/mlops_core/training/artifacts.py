@@ -188,6 +188,8 @@ def model_card(*, use_case: UseCaseConfig, spec: ModelSpec, lineage: dict[str, A
         f"({lineage.get('hpo_trials_pruned', 0)} pruned) of {lineage.get('hpo_trials')} requested, objective "
         f"validation `{spec.hpo.metric}`; seed {lineage.get('seed')}.",
         "- Best parameters: " + ", ".join(f"`{k}={v}`" for k, v in sorted(best_params.items())),
+        *([f"- Registered: {'the baseline' if lineage['selected_model'] == 'baseline' else 'the best trial'} "
+           f"({lineage.get('selection_reason')})."] if lineage.get("selected_model") else []),
         "",
         *metric_lines,
         "",
