@@ -266,6 +266,7 @@ def gate_margins(ctx: BenchContext) -> BenchResult:
                              "best_trial": r["lineage"].get("hpo_best_trial"),
                              "best_is_seeded": r["lineage"].get("hpo_best_is_seeded", ""),
                              "refit_rounds": r["lineage"].get("refit_rounds"),
+                             "selected": r["lineage"].get("selected_model", ""),
                              "train_seconds": round(r["seconds"], 1)})
     summary = {f"{r['data']}_{r['use_case']}_{r['seed']}_margin": r["relative_margin"] for r in rows}
     return BenchResult(rows=rows, summary=summary, notes=[
