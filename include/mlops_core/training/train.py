@@ -146,6 +146,7 @@ class PandasData(PreparedData):
                                  sp.validation_days, sp.test_days, sp.min_rows, spec.task, folds=sp.folds,
                                  fold_spacing_days=sp.fold_spacing_days, min_dates=sp.min_dates)
         self.refit_frame = pd.concat([self.splits.train, self.splits.validation], ignore_index=True)
+        self._baseline = None  # the baseline booster on the refit's rows, once trained
         # The categories come from the refit's rows (no labels involved): every fold encodes the same way.
         self.encoder = FeatureEncoder.fit(self.refit_frame, self.roles.numeric, self.roles.categorical,
                                           spec.features.categorical_encoding, spec.features.max_categories)
@@ -212,7 +213,7 @@ class PandasData(PreparedData):
 
         if not spec.baseline.enabled:
             return None
-        if getattr(self, "_baseline", None) is None:  # trained once: the refit may have registered it already
+        if self._baseline is None:  # trained once: the refit may have registered it already
             self._baseline = xgb.train(self._baseline_params(spec, seed), self.dmat["refit"],
                                        num_boost_round=spec.baseline.num_boost_round, verbose_eval=False)
         return self._baseline
