@@ -296,8 +296,6 @@ def score_on_folds(params: dict[str, Any], rounds: int, folds: list[FoldData], m
     configuration is fixed) and scored on its validation rows with the search's metric."""
     import xgboost as xgb
 
-    from mlops_core.metrics import evaluate_task
-
     values, oof, booster = [], [], None
     for fold in folds:
         booster = xgb.train(params, fold.dtrain, num_boost_round=rounds, verbose_eval=False)
