@@ -98,6 +98,8 @@ class LocalAirflow:
     fast_parsing: bool = False  # tests: notice new DAG files within seconds
     # The deployment's authentication (MLOPS_AUTH=1): Airflow roles, MLflow basic-auth, the platform account.
     auth: bool = False
+    # per service, the log file's size when this object last started it: the error checks read only that start's lines
+    _log_start: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def run_dir(self) -> Path:
@@ -442,6 +444,7 @@ expose_config = False
                 pids[name] = existing
                 continue
             log = open(self.service_log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+            self._log_start[name] = log.tell()  # where this start's lines begin (the file keeps earlier starts')
             env = self.env()
             if name == "mlflow" and self.auth:
                 env = {**env, **self._mlflow_auth_env(), "MLFLOW_BACKEND_STORE_URI": cmd[cmd.index("--backend-store-uri") + 1]}
@@ -512,8 +515,21 @@ expose_config = False
                     return last
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as exc:
                 last = repr(exc)
+                self._raise_if_port_taken("api-server", self.port)
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s; last answer: {last}")
+
+    def _raise_if_port_taken(self, name: str, port: int) -> None:
+        """Fail at once, and say why, when `name` cannot bind its port: its supervisor restarts it for ever while
+        whatever holds the port answers the health checks (a 404 for minutes, in CI)."""
+        log = self.service_log_dir / f"{name}.log"
+        if not log.exists():
+            return
+        with open(log, "rb") as f:
+            f.seek(self._log_start.get(name, 0))
+            lines = f.read().decode(errors="replace").lower()
+        if "address already in use" in lines:
+            raise RuntimeError(f"{name} cannot listen on {LOOPBACK}:{port}: another process holds the port; see {log}")
 
     def wait_for_scheduler_to_see_exit(self, run_id: str, task_id: str, state: str, timeout: float = 120) -> None:
         """Wait until the scheduler has processed the exit of the worker that left `task_id` of `run_id` in

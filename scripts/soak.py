@@ -52,6 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo import START, say  # noqa: E402 - progress lines stamped with the time since the start, as the demo's
 from local_airflow import PROJECT_ROOT, SPARK_SERVICE, AirflowApiError, LocalAirflow  # noqa: E402
+from ports import free_port  # noqa: E402
 
 USE_CASE = "churn"
 SOURCES = ("customers", "orders", "labels")
@@ -977,14 +978,6 @@ class Soak:
         clean_run(self.plan, self.clean_dir, versions, drift_nights, self.report["first_champion"], self.work)
         return [compare_table(table, self.soak_dir, self.clean_dir, self.plan.last_night,
                               drift_nights if table == "monitoring/drift_metrics" else None) for table in TABLES]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _night_of(run: dict[str, Any]) -> str | None:

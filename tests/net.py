@@ -6,17 +6,16 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_SCRIPTS = str(Path(__file__).resolve().parents[1] / "scripts")  # pytest has it on its path; the benchmarks not
+if _SCRIPTS not in sys.path:
+    sys.path.insert(0, _SCRIPTS)
+from ports import free_port  # noqa: E402, F401 - re-exported: the one way tests pick a port (scripts/ports.py says why)
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -184,3 +184,48 @@ def test_a_component_that_dies_is_restarted_and_stops_with_its_supervisor(tmp_pa
             os.killpg(sup.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_ports_come_from_a_slice_of_their_own_below_the_kernels_ephemeral_range(monkeypatch):
+    """The servers the tests start bind their port minutes after it was picked: ports come from outside the range
+    the kernel hands to port-0 binds and outgoing connections, one slice per xdist worker, never twice."""
+    import socket
+
+    import ports
+
+    low, high = (int(p) for p in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    picked = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        picked[worker] = [ports.free_port() for _ in range(50)]
+        assert len(set(picked[worker])) == 50  # never the same port twice
+        assert all(not low <= p <= high for p in picked[worker])
+    slices = {w: {(p - ports.FIRST_PORT) // ports.SLICE for p in ps} for w, ps in picked.items()}
+    assert slices == {"gw0": {1}, "gw1": {2}}
+
+    # a port someone listens on is skipped
+    with socket.socket() as held:
+        start = ports._slice_start()
+        held.bind(("127.0.0.1", start))
+        held.listen()
+        monkeypatch.setattr(ports.random, "randrange", lambda n: 0)
+        monkeypatch.setattr(ports, "_handed_out", set())
+        assert ports.free_port() == start + 1
+
+
+def test_an_api_server_whose_port_is_taken_fails_the_start_at_once_not_after_the_timeout(tmp_path):
+    """Its supervisor restarts it for ever while another process answers the health checks; only the lines of
+    this start count (the log keeps an earlier start's). The line is what `airflow api-server` 3.3 prints before it
+    exits with 3 when its port is held."""
+    stack = LocalAirflow(home=tmp_path / "airflow", port=20777, mlflow_port=None)
+    stack.service_log_dir.mkdir(parents=True)
+    log = stack.service_log_dir / "api-server.log"
+    taken = ("2026-12-06T17:58:29.298714Z [error    ] [Errno 98] error while attempting to bind on address "
+             "('127.0.0.1', 20777): address already in use [uvicorn.error] loc=server.py:190\n")
+    log.write_text(taken)  # an earlier start's
+    stack._log_start["api-server"] = log.stat().st_size
+    stack._raise_if_port_taken("api-server", 20777)  # nothing from this start yet
+    with open(log, "a") as f:
+        f.write(taken)
+    with pytest.raises(RuntimeError, match="api-server cannot listen on 127.0.0.1:20777: another process holds"):
+        stack._raise_if_port_taken("api-server", 20777)

@@ -4,7 +4,6 @@ store writes, reads and replaces reports in a local folder and on S3 (a local mo
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.net import wait_for_port
+from tests.net import free_port, wait_for_port
 
 
 @pytest.fixture
@@ -100,9 +99,7 @@ def test_notifier_without_host_or_connection_only_logs(receiver, monkeypatch):
 def test_notifier_delivery_failure_raises(monkeypatch):
     from mlops_airflow.notifiers import MlopsNotifier
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_NOTIFIER", json.dumps({"conn_type": "http",
                                                                    "host": f"http://127.0.0.1:{port}/"}))
     with pytest.raises(OSError):
@@ -134,9 +131,7 @@ def test_local_store_replaces_a_date(tmp_path):
 @pytest.fixture
 def moto_s3(monkeypatch):
     """A moto S3 server on a free loopback port, stopped by its pid after the test."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
