@@ -45,6 +45,8 @@ EVIDENTLY_SERVICE = "evidently"
 SERVICES = (*AIRFLOW_COMPONENTS, "mlflow", SPARK_SERVICE, SERVING_SERVICE, EVIDENTLY_SERVICE)
 # restarted by a supervisor when they die (see supervise)
 SUPERVISED = (*AIRFLOW_COMPONENTS, SPARK_SERVICE)
+# what uvicorn (the API server) and Spark (the Connect server) print, lowercased, when their port is held
+PORT_TAKEN = ("address already in use", "failed to bind to address")
 MLFLOW_PLATFORM_USER = "mlops-platform"  # the platform service account (MLOPS_AUTH=1), as in docker/.env.example
 
 
@@ -489,6 +491,9 @@ expose_config = False
             for name in [*AIRFLOW_COMPONENTS, *([SPARK_SERVICE] if spark else [])]:
                 if self.pid(name) is None:
                     raise RuntimeError(f"{name} exited during start-up; see {self.service_log_dir / (name + '.log')}")
+            self._raise_if_port_taken("api-server", self.port)
+            if spark:
+                self._raise_if_port_taken(SPARK_SERVICE, self.spark_port)
             if spark and not server_answers(f"sc://{LOOPBACK}:{self.spark_port}"):
                 last = f"Spark Connect server not listening on {LOOPBACK}:{self.spark_port} yet"
                 time.sleep(1)
@@ -515,20 +520,20 @@ expose_config = False
                     return last
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError) as exc:
                 last = repr(exc)
-                self._raise_if_port_taken("api-server", self.port)
             time.sleep(1)
         raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout}s; last answer: {last}")
 
-    def _raise_if_port_taken(self, name: str, port: int) -> None:
-        """Fail at once, and say why, when `name` cannot bind its port: its supervisor restarts it for ever while
-        whatever holds the port answers the health checks (a 404 for minutes, in CI)."""
+    def _raise_if_port_taken(self, name: str, port: int | None) -> None:
+        """Fail at once, and say why, when the supervised service `name` cannot bind its port: its supervisor
+        restarts it for ever while whatever holds the port answers the health checks (a 404 for minutes, in CI)."""
         log = self.service_log_dir / f"{name}.log"
-        if not log.exists():
+        start = self._log_start.get(name)
+        if start is None or not log.exists():  # not started by this object (already running): nothing to say
             return
         with open(log, "rb") as f:
-            f.seek(self._log_start.get(name, 0))
+            f.seek(start)
             lines = f.read().decode(errors="replace").lower()
-        if "address already in use" in lines:
+        if any(text in lines for text in PORT_TAKEN):
             raise RuntimeError(f"{name} cannot listen on {LOOPBACK}:{port}: another process holds the port; see {log}")
 
     def wait_for_scheduler_to_see_exit(self, run_id: str, task_id: str, state: str, timeout: float = 120) -> None:

@@ -229,3 +229,18 @@ def test_an_api_server_whose_port_is_taken_fails_the_start_at_once_not_after_the
         f.write(taken)
     with pytest.raises(RuntimeError, match="api-server cannot listen on 127.0.0.1:20777: another process holds"):
         stack._raise_if_port_taken("api-server", 20777)
+    # a stack found running (started by an earlier `make up`) is not judged by its old lines
+    LocalAirflow(home=tmp_path / "airflow", port=20777, mlflow_port=None)._raise_if_port_taken("api-server", 20777)
+
+
+def test_a_spark_connect_server_whose_port_is_taken_fails_the_start_at_once(tmp_path):
+    """What `python -m mlops_core.spark_server` prints before it exits when its port is held (measured)."""
+    stack = LocalAirflow(home=tmp_path / "airflow", port=20777, mlflow_port=None, spark_port=20778)
+    stack.service_log_dir.mkdir(parents=True)
+    log = stack.service_log_dir / f"{SPARK_SERVICE}.log"
+    log.write_text("")
+    stack._log_start[SPARK_SERVICE] = 0
+    log.write_text("java.net.BindException: Failed to bind to address /127.0.0.1:20778: Service "
+                   "'org.apache.spark.sql.connect.service.SparkConnectService' failed after 0 retries\n")
+    with pytest.raises(RuntimeError, match="spark-connect cannot listen on 127.0.0.1:20778"):
+        stack._raise_if_port_taken(SPARK_SERVICE, 20778)
