@@ -56,7 +56,8 @@ test-fast: setup ## the tests without the end-to-end Airflow runs
 # environment, .local/compat, that only swaps pyspark/delta-spark and the Delta jars (scripts/compat_env.sh;
 # `COMPAT=1 make setup` builds it too). Lakehouse IO, ingest (contracts, quarantine), features, training set,
 # training, scoring and the drift job's metrics; the slowest repeats of what these already cover are left out
-# to keep the run within CI's budget (the main run still has them).
+# to keep the run within CI's budget (the main run still has them). Two workers, as `make test`: one JVM alone
+# left the second core mostly idle.
 COMPAT_TESTS ?= tests/core/test_lakehouse.py tests/ingest/test_job.py \
 	tests/features/test_materialize.py tests/features/test_training_set.py tests/training/test_train.py \
 	tests/scoring/test_score_job.py tests/monitoring/test_drift_report.py
@@ -65,7 +66,7 @@ COMPAT_DESELECT ?= test_day_by_day_equals_one_range_run_and_reruns_are_idempoten
 
 test-compat: setup ## the jobs' Spark tests on the Databricks runtime's Spark line (pyspark/delta-spark 4.0)
 	@bash scripts/compat_env.sh
-	@.local/compat/venv/bin/python -m pytest -p tests.compat.plugin -p no:cacheprovider $(COMPAT_TESTS) \
+	@.local/compat/venv/bin/python -m pytest -p tests.compat.plugin -p no:cacheprovider $(PYTEST_PARALLEL) $(COMPAT_TESTS) \
 	  -k "not ($(COMPAT_DESELECT))"
 
 lint: setup ## ruff, including Airflow's AIR rules
