@@ -1,7 +1,7 @@
 """The CI-sized soak (issue #24): two nights under Airflow's own schedules with every fault kind injected once,
 then every table compared with a clean run of the same nights. Two nights hold every fault kind (the scheduler's kill
 waits for the second), the drift-triggered retrain (two drifted nights) and its crashed champion move; a third night
-cost about four minutes of the suite and added no check (it was scored while that retrain ran). It runs
+cost about three and a half minutes of the suite and added no check (it was scored while that retrain ran). It runs
 `scripts/soak.py` as `make soak` does (a process of its own: its Airflow, Spark Connect server and data directory
 under the test's tmp folder, stopped by pid at the end) and checks the report it writes. `make soak` is the 30-night
 version, each fault kind twice."""
