@@ -66,7 +66,13 @@ def chain(tmp_path_factory, chain_dir):
             extra_env={"MLOPS_DATA_DIR": str(chain_dir), "MLOPS_ENV": "local",
                        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False", "MLOPS_USE_CASE__MODEL__HPO__TRIALS": str(HPO_TRIALS),
                        # two rolling-origin folds (churn has three): the run tree below still has a fold per step
-                       "MLOPS_USE_CASE__MODEL__SPLIT__FOLDS": "2"},
+                       "MLOPS_USE_CASE__MODEL__SPLIT__FOLDS": "2",
+                       # the chain needs its first models promoted (scoring, drift, serving follow), and on 600
+                       # customers the gate's rows cannot tell a tuned model from its depth-2 baseline: with the
+                       # check on, churn's was refused at 0.8576 vs 0.8618 ROC AUC and spend loses on these data
+                       # for hpo seeds 42, 1 and 2 (docs/training.md). The check runs under the scheduler in
+                       # test_required_actions, on data a depth-2 model cannot rank.
+                       "MLOPS_USE_CASE__GATE__VS_BASELINE": "false"},
         )
         af.init()
         af.start()

@@ -160,6 +160,11 @@ def test_approve_and_reject_through_the_required_action(generated_2025, airflow_
         request = _wait_for_request(airflow_client, run_a)
         gate = airflow_client.xcom(DAG, run_a, "validate_and_promote")
         assert gate["decision"] == "awaiting_approval", gate
+        # churn.yaml's gate.vs_baseline, under the scheduler: the tuned challenger beat its depth-2 baseline on
+        # the same held-out rows (these labels are made so that it can)
+        [vs_baseline] = [c for c in gate["checks"] if c["name"] == "vs_baseline:roc_auc"]
+        assert vs_baseline["passed"] and vs_baseline["value"] > vs_baseline["threshold"], vs_baseline
+        assert vs_baseline["threshold"] == pytest.approx(gate["baseline_metrics"]["roc_auc"])  # margin 0
         assert request["options"] == ["Approve", "Reject"]
         assert f"{name} v{gate['version']}" in request["subject"]
         assert "roc_auc" in request["body"] and "| check | passed |" in request["body"]
