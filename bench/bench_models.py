@@ -195,6 +195,9 @@ def models(ctx: BenchContext) -> BenchResult:
         m, lin, mb = runs["after"][-1]["metrics"], runs["after"][-1]["lineage"], runs["before"][-1]["metrics"]
         wall = {k: median([r["seconds"] for r in v]) for k, v in runs.items()}
         cpu = {k: median([r["cpu_seconds"] for r in v]) for k, v in runs.items()}
+        if lin.get("selection_reason"):  # why the search's best trial or the baseline is the registered model
+            notes.append(f"{name}: {lin['selection_reason']}; trials {lin.get('hpo_trials_completed')} complete, "
+                         f"{lin.get('hpo_trials_pruned')} pruned")
         rows.append({
             "dataset": name, "customers": customers, "rows": len(frame), "label_dates": frame["label_time"].nunique(),
             "trials": trials, "folds": lin.get("folds", 1),

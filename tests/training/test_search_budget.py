@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import statistics
 import time
 
 import pytest
@@ -90,7 +91,8 @@ def test_each_trial_logs_its_progress_with_the_best_so_far(twelve_trials):
     assert elapsed == sorted(elapsed)
     pruned = [m.group(3) for m in progress if m.group(3).startswith("pruned")]
     assert len(pruned) == search.pruned > 0
-    assert all(re.fullmatch(r"pruned after [0-2] of 3 folds", p) for p in pruned)
+    # pruned between folds, never inside one or after the last
+    assert all(re.fullmatch(r"pruned after [12] of 3 folds", p) for p in pruned)
     assert any(
         re.match(r"search: 12 trials over 3 folds, objective validation roc_auc", line) for line in lines
     )
@@ -113,7 +115,12 @@ def test_a_pruned_trial_keeps_the_folds_it_finished_and_the_best_trial_is_comple
         assert [h.step for h in history] == list(range(1, done + 1))
         if trial.state.name == "PRUNED":
             assert run.data.tags["mlops.trial_state"] == "pruned" and run.info.status == "KILLED"
-            assert done < 3
+            assert 1 <= done < 3
+            # the median rule on the finished fold: below the median of the complete trials before it there
+            mine = history[-1].value
+            others = [t.intermediate_values[done - 1] for t in study.trials[: trial.number]
+                      if t.state.name == "COMPLETE"]
+            assert mine < statistics.median(others), (trial.number, mine, others)
         else:
             assert trial.state.name == "COMPLETE" and run.data.tags["mlops.trial_state"] == "complete"
             assert done == 3 and run.info.status == "FINISHED"

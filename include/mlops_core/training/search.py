@@ -4,8 +4,8 @@ Each trial is scored by rolling-origin validation: one XGBoost fit per fold (mlo
 expanding training window, validation on the label dates after it), early stopping decided inside each fold,
 the trial's value the mean of its folds' validation metric. Every fold's metric and best round is logged on the
 trial's run (metric history with step = fold), so the run tree shows how stable the choice is. Hopeless trials
-are pruned (median rule, per boosting round of the same fold); a pruned trial still logs the folds it finished,
-and the best trial is a complete one by construction. The progress (trial n of N, best so far, elapsed) goes
+are pruned between folds (median rule: a finished fold's metric against the other trials' on the same fold); a
+pruned trial still logs the folds it finished, and the best trial is a complete one by construction. The progress (trial n of N, best so far, elapsed) goes
 to the log. Deterministic for a given seed when the trial count, not the timeout, ends it.
 
 Trial 0 is seeded with the baseline's configuration (model.baseline: its depth and learning rate, XGBoost's
@@ -27,11 +27,10 @@ from mlops_core.training.spec import CategoricalParam, FloatParam, IntParam, Mod
 
 log = logging.getLogger("mlops.train")
 
-# XGBoost's own metric for early stopping and pruning, per objective metric. r2 has none: rmse on the same
+# XGBoost's own metric for early stopping, per objective metric. r2 has none: rmse on the same
 # rows orders the rounds the same way (R² = 1 - MSE / Var(y)).
 XGB_EVAL_METRIC = {"roc_auc": "auc", "pr_auc": "aucpr", "log_loss": "logloss", "rmse": "rmse", "mae": "mae",
                    "r2": "rmse"}
-XGB_HIGHER_IS_BETTER = {"auc", "aucpr"}
 DIRECTION = {m: "maximize" if higher_is_better(m) else "minimize" for m in XGB_EVAL_METRIC}
 # Validation metrics logged on each trial's run, per task.
 TRIAL_METRICS = {"binary": ("roc_auc", "pr_auc", "log_loss", "brier"), "regression": ("rmse", "mae", "r2")}
@@ -96,27 +95,6 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _make_pruning_callback(trial, metric: str, sign: float, offset: int, warmup: int):
-    """Report the fold's validation metric each boosting round at step offset + round (so trials are compared
-    on the same fold and round); stop the trial when the pruner says so. No verdict in a fold's first
-    `warmup` rounds: slow learners (small learning_rate) start low. `sign` -1 turns XGBoost's metric into the
-    study's direction (r2 is maximised, its rmse minimised)."""
-    import optuna
-    import xgboost as xgb
-
-    class PruningCallback(xgb.callback.TrainingCallback):
-        def after_iteration(self, model, epoch, evals_log) -> bool:
-            if epoch < warmup:
-                return False
-            value = evals_log["validation"][metric][-1]
-            trial.report(sign * float(value), offset + epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at round {epoch} ({metric}={value:.5f})")
-            return False
-
-    return PruningCallback()
-
-
 # ---- the search ---------------------------------------------------------------------------------------
 @dataclass
 class FoldData:
@@ -173,7 +151,6 @@ class TrialSearch:
         eval_metric = XGB_EVAL_METRIC[metric]
         suggested = suggest(trial, spec.search_space)
         params = {**spec.xgboost_params(self.seed), **suggested, "eval_metric": eval_metric}
-        same_way = (eval_metric in XGB_HIGHER_IS_BETTER) == (DIRECTION[metric] == "maximize")
         seeded = trial.user_attrs.get("seeded_from")
         run = self.client.create_run(
             self.experiment_id,
@@ -207,12 +184,9 @@ class TrialSearch:
 
         try:
             for k, fold in enumerate(self.folds):
-                callbacks = [_make_pruning_callback(trial, eval_metric, 1.0 if same_way else -1.0,
-                                                    k * spec.num_boost_round, spec.early_stopping_rounds)] \
-                    if spec.hpo.pruning else []
                 booster = xgb.train(params, fold.dtrain, num_boost_round=spec.num_boost_round,
                                     evals=[(fold.dval, "validation")], early_stopping_rounds=spec.early_stopping_rounds,
-                                    callbacks=callbacks, verbose_eval=False)
+                                    verbose_eval=False)
                 best_iteration = int(booster.best_iteration)
                 booster = booster[: best_iteration + 1]
                 scores = booster.predict(fold.dval)
@@ -220,6 +194,16 @@ class TrialSearch:
                 fold_scores.append(evaluate_task(spec.task, fold.y_val, scores, spec.threshold))
                 iterations.append(best_iteration)
                 newest = booster
+                # pruning on finished folds only: the fold's early-stopped metric against the other trials' on
+                # the same fold (median rule). Per boosting round, a slow learner (small learning_rate) looks
+                # worse than a fast one for its first hundred rounds and was pruned although it would have won
+                # (docs/training.md); after the last fold there is nothing left to save.
+                if spec.hpo.pruning and k < len(self.folds) - 1:
+                    value_k = fold_scores[-1][metric]
+                    if value_k == value_k:  # a NaN (r2 of constant labels) is no evidence either way
+                        trial.report(float(value_k), k)
+                        if trial.should_prune():
+                            raise optuna.TrialPruned(f"pruned after fold {k + 1} ({metric} {value_k:.5f})")
         except optuna.TrialPruned:
             self.pruned += 1
             log_folds("pruned")
@@ -259,9 +243,9 @@ def run_search(spec: ModelSpec, seed: int, trials: int, timeout: int | None, sea
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.hpo.startup_trials)
-    # the callback holds back its reports during each fold's first early_stopping_rounds rounds
+    # steps are folds (TrialSearch.objective reports each finished fold but the last)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=spec.hpo.startup_trials, n_warmup_steps=0,
-                                          interval_steps=5)
+                                          interval_steps=1)
               if spec.hpo.pruning else optuna.pruners.NopPruner())
     study = optuna.create_study(direction=DIRECTION[spec.hpo.metric], sampler=sampler, pruner=pruner)
     if spec.hpo.seed_with_baseline and spec.search_space:
