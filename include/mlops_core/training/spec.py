@@ -208,7 +208,8 @@ class HpoSpec(_Strict):
         default=1800, ge=1, description="Stop starting trials after this long; unset = trials only"
     )
     seed: int = Field(default=42, ge=0, description="Seeds the sampler and XGBoost: same data + seed = same model")
-    pruning: bool = Field(default=True, description="Stop unpromising trials early (median rule on validation)")
+    pruning: bool = Field(default=True, description="Stop unpromising trials between folds (median rule on the "
+                                                       "finished fold's metric against the complete trials' on it)")
     metric: Literal["roc_auc", "pr_auc", "log_loss", "rmse", "mae", "r2"] = Field(
         default="roc_auc",
         description="Validation objective (binary: roc_auc, pr_auc, log_loss; regression: rmse, mae, r2); "
