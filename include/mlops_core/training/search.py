@@ -5,8 +5,9 @@ expanding training window, validation on the label dates after it), early stoppi
 the trial's value the mean of its folds' validation metric. Every fold's metric and best round is logged on the
 trial's run (metric history with step = fold), so the run tree shows how stable the choice is. Hopeless trials
 are pruned between folds (median rule: a finished fold's metric against the other trials' on the same fold); a
-pruned trial still logs the folds it finished, and the best trial is a complete one by construction. The progress (trial n of N, best so far, elapsed) goes
-to the log. Deterministic for a given seed when the trial count, not the timeout, ends it.
+pruned trial still logs the folds it finished, and the best trial is a complete one by construction. The
+progress (trial n of N, best so far, elapsed) goes to the log. Deterministic for a given seed when the trial
+count, not the timeout, ends it.
 
 Trial 0 is seeded with the baseline's configuration (model.baseline: its depth and learning rate, XGBoost's
 defaults for the rest, mapped into the search space; `baseline_trial`): the shallow model the gate's
