@@ -196,9 +196,9 @@ class TrialSearch:
                 iterations.append(best_iteration)
                 newest = booster
                 # pruning on finished folds only: the fold's early-stopped metric against the other trials' on
-                # the same fold (median rule). Per boosting round, a slow learner (small learning_rate) looks
-                # worse than a fast one for its first hundred rounds and was pruned although it would have won
-                # (docs/training.md); after the last fold there is nothing left to save.
+                # the same fold (median rule), the figure the search ranks trials by. Judged per boosting round,
+                # a trial was compared on the early part of its curve, and the search ended below the unpruned
+                # one (docs/training.md); after the last fold there is nothing left to save.
                 if spec.hpo.pruning and k < len(self.folds) - 1:
                     value_k = fold_scores[-1][metric]
                     if value_k == value_k:  # a NaN (r2 of constant labels) is no evidence either way
