@@ -13,13 +13,11 @@ import pytest
 
 from tests.training.conftest import small_use_case
 
-PROGRESS = re.compile(
-    r"trial (\d+) of (\d+): (.*); best roc_auc so far (none yet|[0-9.]+ \(trial (\d+)\)); "
-    r"(\d+)s elapsed"
-)
+PROGRESS = re.compile(r"trial (\d+) of (\d+): (.*); best roc_auc so far (none yet|[0-9.]+ \(trial (\d+)\)); "
+                      r"(\d+)s elapsed")
 
 
-def _search(module_env, frame, *, trials: int, timeout: int | None, **hpo):
+def _search(module_env, frame, *, trials: int, timeout: int | None):
     """One search over the churn test data's folds, its trials nested under a parent run of its own."""
     from mlflow.tracking import MlflowClient
 
@@ -27,17 +25,8 @@ def _search(module_env, frame, *, trials: int, timeout: int | None, **hpo):
     from mlops_core.training.search import TrialSearch, run_search
     from mlops_core.training.train import PandasData
 
-    uc = small_use_case(
-        hpo={
-            "trials": trials,
-            "timeout_seconds": timeout,
-            "seed": 42,
-            "pruning": True,
-            "metric": "roc_auc",
-            "startup_trials": 2,
-            **hpo,
-        }
-    )
+    uc = small_use_case(hpo={"trials": trials, "timeout_seconds": timeout, "seed": 42, "pruning": True,
+                             "metric": "roc_auc", "startup_trials": 2})
     spec = uc.model
     data = PandasData(frame, uc.entity.keys, spec)
     configure_mlflow(module_env)
@@ -93,20 +82,14 @@ def test_each_trial_logs_its_progress_with_the_best_so_far(twelve_trials):
     assert len(pruned) == search.pruned > 0
     # pruned between folds, never inside one or after the last
     assert all(re.fullmatch(r"pruned after [12] of 3 folds", p) for p in pruned)
-    assert any(
-        re.match(r"search: 12 trials over 3 folds, objective validation roc_auc", line) for line in lines
-    )
+    assert any(re.match(r"search: 12 trials over 3 folds, objective validation roc_auc", line) for line in lines)
 
 
 def test_a_pruned_trial_keeps_the_folds_it_finished_and_the_best_trial_is_complete(twelve_trials):
     study, search, client, _ = twelve_trials
-    runs = {
-        int(r.data.tags["mlops.trial_number"]): r
-        for r in client.search_runs(
-            [client.get_run(search.parent_run_id).info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{search.parent_run_id}'",
-        )
-    }
+    runs = {int(r.data.tags["mlops.trial_number"]): r for r in
+            client.search_runs([client.get_run(search.parent_run_id).info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{search.parent_run_id}'")}
     assert sorted(runs) == list(range(12))
     for trial in study.trials:
         run = runs[trial.number]
@@ -128,13 +111,10 @@ def test_a_pruned_trial_keeps_the_folds_it_finished_and_the_best_trial_is_comple
     # the best trial (what the refit and the selection use) is a complete one, with all its folds
     assert study.best_trial.state.name == "COMPLETE" and search.best_number == study.best_trial.number
     best_run = runs[search.best_number]
-    assert [
-        h.value for h in client.get_metric_history(best_run.info.run_id, "fold_validation_roc_auc")
-    ] == pytest.approx(search.best_fold_values)
+    logged = client.get_metric_history(best_run.info.run_id, "fold_validation_roc_auc")
+    assert [h.value for h in logged] == pytest.approx(search.best_fold_values)
     assert len(search.best_fold_values) == len(search.best_iterations) == 3
-    assert search.best_value == pytest.approx(
-        max(t.value for t in study.trials if t.state.name == "COMPLETE")
-    )
+    assert search.best_value == pytest.approx(max(t.value for t in study.trials if t.state.name == "COMPLETE"))
 
 
 def test_the_time_budget_ends_the_search_before_its_trials(module_env, churn_frame, caplog):
