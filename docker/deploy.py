@@ -6,6 +6,9 @@
     python /opt/airflow/docker/deploy.py api-server  # the airflow-api-server service: write the password file
                                                      # of the Airflow accounts (admin, operator, viewer) from the
                                                      # environment, then exec `airflow api-server`
+    python /opt/airflow/docker/deploy.py scheduler [ARGS]  # the airflow-scheduler service: start the Spark Connect
+                                                     # server its jobs share (loopback, restarted when it dies),
+                                                     # then exec `airflow scheduler ARGS`
     python /opt/airflow/docker/deploy.py mlflow-server [ARGS]  # the mlflow service: write the basic-auth config
                                                      # (auth DB, default READ), `mlflow db upgrade`, then exec
                                                      # `mlflow server --app-name basic-auth ARGS`
@@ -25,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -366,15 +370,78 @@ def api_server(args: list[str]) -> None:
     os.execvp("airflow", ["airflow", "api-server", *args])
 
 
+# ---- The scheduler and the Spark Connect server its jobs share ------------------------------------------------
+# With the LocalExecutor every task, and so every Spark job, runs in the scheduler's container. Instead of a JVM per
+# job (about 20 s to start and warm up, and a cold S3A client), the container runs one Spark Connect server
+# (mlops_core.spark_server) on its own loopback, as `make up` does on a laptop: nothing new is reachable from the
+# compose network (Spark Connect has no authentication of its own), and every job's Delta commits on S3 come from
+# one Spark driver, the only case Delta's default S3 log store makes safe for concurrent writers.
+SPARK_CONNECT_PORT_VARIABLE = "MLOPS_SPARK_CONNECT_PORT"
+SPARK_CONNECT_WAIT = 120  # seconds the scheduler waits for the server; after that its jobs start their own Spark
+
+
+def shared_spark_server(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(environment name, sc:// URL) of the Spark Connect server the scheduler's container should run, or None:
+    when the environment config runs its jobs elsewhere (MLOPS_ENV=databricks), does not ask for a shared server
+    (compute.spark.shared_server), or MLOPS_SPARK_REMOTE already names a server of the operator's own."""
+    from mlops_core.config import load_environment
+    from mlops_core.spark import REMOTE_VAR
+
+    if environ.get(REMOTE_VAR):
+        return None
+
+    env = load_environment(environ.get("MLOPS_ENV") or None)
+    if env.compute.backend != "local" or not env.compute.spark.shared_server:
+        return None
+    return env.name, f"sc://127.0.0.1:{int(environ.get(SPARK_CONNECT_PORT_VARIABLE) or 15002)}"
+
+
+def start_spark_server(env_name: str, url: str) -> subprocess.Popen:
+    """The server under scripts/local_airflow.py's supervisor, which restarts it when it dies (a compose restart
+    policy applies to a container's main process only). Its parent is the scheduler once this process execs it,
+    and it ends with the container."""
+    port = url.rsplit(":", 1)[1]
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "scripts" / "local_airflow.py"), "supervise",
+                             "spark-connect", "--", sys.executable, "-m", "mlops_core.spark_server", "--env",
+                             env_name, "--port", port])
+
+
+def scheduler(args: list[str], wait: float = SPARK_CONNECT_WAIT) -> None:
+    """Start the shared Spark Connect server when the environment wants one, announce it to the jobs
+    (MLOPS_SPARK_REMOTE, MLOPS_SPARK_REMOTE_ENV, inherited by every task), then exec `airflow scheduler ARGS`.
+    A server that is not answering within `wait` seconds is reported; the jobs then start their own Spark until
+    it answers (mlops_core.spark.get_spark checks it for every job)."""
+    shared = shared_spark_server(os.environ)
+    if shared:
+        from mlops_core.spark import REMOTE_ENV_VAR, REMOTE_VAR, server_answers
+
+        env_name, url = shared
+        server = start_spark_server(env_name, url)
+        deadline = time.monotonic() + wait
+        while not server_answers(url, timeout=1.0) and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(1)
+        if server_answers(url, timeout=1.0):
+            print(f"Spark Connect server for environment {env_name}: {url}", flush=True)
+        else:
+            print(f"Spark Connect server {url} not answering after {wait:.0f} s: the jobs start their own Spark "
+                  "until it does", file=sys.stderr, flush=True)
+        os.environ[REMOTE_VAR] = url
+        os.environ[REMOTE_ENV_VAR] = env_name
+    os.execvp("airflow", ["airflow", "scheduler", *args])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("step", choices=["init", "api-server", "mlflow-server", "mlflow-init", "check"])
+    parser.add_argument("step", choices=["init", "api-server", "scheduler", "mlflow-server", "mlflow-init",
+                                                 "check"])
     args, rest = parser.parse_known_args(argv)
     if args.step == "init":
         init()
     elif args.step == "api-server":
         api_server(rest)
+    elif args.step == "scheduler":
+        scheduler(rest)
     elif args.step == "mlflow-server":
         mlflow_server(rest)
     elif args.step == "mlflow-init":

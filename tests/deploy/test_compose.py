@@ -180,7 +180,8 @@ def test_airflow_components_and_localexecutor_on_postgres(compose):
     services = compose["services"]
     commands = {name: service_command(s) for name, s in services.items()}
     components = {cmd[0]: name for name, cmd in commands.items() if cmd and cmd[0] in AIRFLOW_COMPONENTS}
-    components["api-server"] = next(n for n, c in commands.items() if c[-1:] == ["api-server"])
+    for step in ("api-server", "scheduler"):  # through docker/deploy.py
+        components[step] = next(n for n, c in commands.items() if c[-2:] == ["/opt/airflow/docker/deploy.py", step])
     assert set(components) == AIRFLOW_COMPONENTS
     for name in components.values():
         env = services[name]["environment"]

@@ -212,3 +212,23 @@ def test_the_mlflow_auth_config_reads_by_default_and_keeps_its_own_database():
     assert parser["mlflow"]["default_permission"] == "READ"
     assert parser["mlflow"]["admin_username"] == "admin"
     assert "admin_password" not in parser["mlflow"]  # MLflow reads it from the environment, once
+
+
+def test_the_scheduler_runs_a_spark_server_for_the_docker_environment_only(monkeypatch):
+    """deploy.py scheduler starts the shared Spark Connect server on loopback for the docker environment config
+    (compute.spark.shared_server), on MLOPS_SPARK_CONNECT_PORT when set; not when the jobs run on Databricks,
+    and not when MLOPS_SPARK_REMOTE already names a server of the operator's own."""
+    for name in ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_CONNECT_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLOPS_ENV", "docker")
+    assert deploy.shared_spark_server(os.environ) == ("docker", "sc://127.0.0.1:15002")
+    monkeypatch.setenv("MLOPS_SPARK_CONNECT_PORT", "16002")
+    assert deploy.shared_spark_server(os.environ) == ("docker", "sc://127.0.0.1:16002")
+    monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark.internal:15002")
+    assert deploy.shared_spark_server(os.environ) is None
+    monkeypatch.delenv("MLOPS_SPARK_REMOTE")
+    monkeypatch.setenv("MLOPS_ENV", "databricks")
+    assert deploy.shared_spark_server(os.environ) is None
+    monkeypatch.setenv("MLOPS_ENV", "docker")
+    monkeypatch.setenv("MLOPS__COMPUTE__SPARK__SHARED_SERVER", "false")
+    assert deploy.shared_spark_server(os.environ) is None

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from mlops_core.spark import server_answers
 from tests.deploy._support import DOCKER_DIR, ROOT, load_compose, read_env_file, service_command
 from tests.deploy.native import (
     PostgresCluster,
@@ -58,11 +59,13 @@ HPO_TRIALS = 2
 
 
 class ComposeAirflow(LocalAirflow):
-    """The Airflow components as compose runs them: the api-server through `deploy.py api-server`."""
+    """The Airflow components as compose runs them: the api-server through `deploy.py api-server`, the scheduler
+    through `deploy.py scheduler` (which starts the Spark Connect server the jobs share)."""
 
     def _commands(self) -> dict[str, list[str]]:
         cmds = super()._commands()
-        cmds["api-server"] = [sys.executable, str(DOCKER_DIR / "deploy.py"), "api-server", *cmds["api-server"][2:]]
+        for step in ("api-server", "scheduler"):
+            cmds[step] = [sys.executable, str(DOCKER_DIR / "deploy.py"), step, *cmds[step][2:]]
         return cmds
 
 
@@ -104,7 +107,7 @@ def _s3_client(endpoint: str, dotenv: dict[str, str]):
                         aws_secret_access_key=dotenv["S3_SECRET_ACCESS_KEY"], region_name="us-east-1")
 
 
-def _native(env: dict[str, str], home: Path, mlflow_url: str, health_port: int) -> dict[str, str]:
+def _native(env: dict[str, str], home: Path, mlflow_url: str, health_port: int, spark_port: int) -> dict[str, str]:
     """What the image and compose's network give a container, given natively instead."""
     return {
         **env,
@@ -116,6 +119,8 @@ def _native(env: dict[str, str], home: Path, mlflow_url: str, health_port: int) 
         # the scheduler's health server on loopback and a free port (0.0.0.0:8974 inside its container)
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
+        # the scheduler container's Spark Connect server (deploy.py scheduler) on a free loopback port
+        "MLOPS_SPARK_CONNECT_PORT": str(spark_port),
         # the image's data dir (online stores), shared with the serving process
         "MLOPS_DATA_DIR": str(home.parent / "data"),
         # every run is the one the test triggers (as `make demo`'s Airflow)
@@ -209,7 +214,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("native-stack")
     logs = tmp / "logs"
     home = tmp / "airflow-home"
-    af_port, mlflow_port, health_port, serving_port = free_port(), free_port(), free_port(), free_port()
+    af_port, mlflow_port, health_port, serving_port, spark_port = (free_port() for _ in range(5))
     mlflow_url = f"http://127.0.0.1:{mlflow_port}"
     serving_url = f"http://127.0.0.1:{serving_port}"
     with moto_server(logs / "s3.log") as s3_endpoint:
@@ -230,8 +235,9 @@ def stack(tmp_path_factory):
                                 "PGPASSWORD": pg.superuser_password})
 
             airflow_env = _native(service_environment(services["airflow-scheduler"], hosts), home, mlflow_url,
-                                  health_port)
-            init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url, health_port)
+                                  health_port, spark_port)
+            init_env = _native(service_environment(services["airflow-init"], hosts), home, mlflow_url, health_port,
+                               spark_port)
             api_env = service_environment(services["airflow-api-server"], hosts)
             accounts = {k: v for k, v in api_env.items() if k.startswith("AIRFLOW_") and k.endswith("_PASSWORD")}
             admin_password = accounts["AIRFLOW_ADMIN_PASSWORD"]
@@ -316,6 +322,18 @@ def test_the_compose_configuration_translates_completely(stack):
     assert stack.airflow_env["MLOPS_ENV"] == "docker"
     # deploy.py init migrated the DB, imported the settings and created the bucket of the environment config
     assert "bucket mlops-native: created" in stack.init_log and "init done" in stack.init_log
+
+
+def test_every_spark_job_ran_on_the_scheduler_containers_spark_server(stack):
+    """deploy.py scheduler started the shared Spark Connect server on loopback and announced it to the tasks:
+    every job of the chain reports that its Spark work ran there, not in a JVM of its own."""
+    url = f"sc://127.0.0.1:{stack.airflow_env['MLOPS_SPARK_CONNECT_PORT']}"
+    spark_tasks = {"churn__ingest_raw": "orders.ingest", "churn__materialize_features": "materialize",
+                   "churn__retrain_model": "train", "churn__batch_score": "score"}
+    client = stack.airflow_client("admin")
+    for run in stack.summary["runs"]:
+        result = client.xcom(run["dag_id"], run["run_id"], spark_tasks[run["dag_id"]])
+        assert result["spark"] == f"connect {url}", (run["dag_id"], result.get("spark"))
 
 
 def test_the_chain_runs_on_postgres_mlflow_server_and_s3(stack):
@@ -552,6 +570,43 @@ def test_the_serving_container_serves_the_new_champion_by_customer_id_behind_its
     with pytest.raises(urllib.error.HTTPError) as wrong:
         post("not-the-token")
     assert wrong.value.code == 401
+
+
+def test_the_spark_server_is_restarted_after_a_crash_and_serves_the_lakehouse(stack):
+    """A compose restart policy covers a container's main process (the scheduler) only: the Spark Connect server
+    deploy.py scheduler started has a supervisor of its own, which starts it again after a crash (`kill -9` of the
+    server and its JVM). The new server answers and reads the chain's Delta tables on S3."""
+    import time
+
+    import psutil
+    from pyspark.sql import SparkSession
+
+    url = f"sc://127.0.0.1:{stack.airflow_env['MLOPS_SPARK_CONNECT_PORT']}"
+
+    def servers() -> list[int]:
+        found = []
+        for proc in psutil.Process(stack.airflow.pid("scheduler")).children(recursive=True):
+            try:
+                if proc.cmdline()[1:3] == ["-m", "mlops_core.spark_server"]:  # not its supervisor
+                    found.append(proc.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    [crashed] = servers()
+    kill_tree(crashed)
+    deadline = time.monotonic() + 180
+    while not ((new := [pid for pid in servers() if pid != crashed]) and server_answers(url, timeout=1.0)):
+        assert time.monotonic() < deadline, f"no Spark server answering on {url} 180 s after the crash"
+        time.sleep(1)
+    print(f"Spark server {crashed} killed; {new[0]} answering {url}")
+    spark = SparkSession.builder.remote(url).getOrCreate()
+    try:
+        predictions = spark.read.format("delta").load(f"s3://{BUCKET}/lakehouse/churn/gold/predictions")
+        assert predictions.where(f"as_of_date = '{END.isoformat()}'").count() == \
+            stack.summary["use_cases"]["churn"]["scored_rows"]
+    finally:
+        spark.stop()
 
 
 # what people read after a run: task and service logs, the MLflow server's and the serving log, and every report,
