@@ -232,3 +232,44 @@ def test_the_scheduler_runs_a_spark_server_for_the_docker_environment_only(monke
     monkeypatch.setenv("MLOPS_ENV", "docker")
     monkeypatch.setenv("MLOPS__COMPUTE__SPARK__SHARED_SERVER", "false")
     assert deploy.shared_spark_server(os.environ) is None
+
+
+def test_the_scheduler_starts_even_when_its_spark_server_does_not_answer(monkeypatch, capsys):
+    """A server that never answers delays the scheduler by the wait only: the scheduler is exec'd with the server
+    announced (each job checks it and falls back to its own Spark), and the log says so. Without a server to run
+    (Databricks), nothing is started or announced."""
+    import subprocess
+    import sys
+
+    started, execs, servers = [], [], []
+
+    def never_answers(env_name: str, url: str) -> subprocess.Popen:
+        started.append((env_name, url))
+        servers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return servers[-1]
+
+    monkeypatch.setattr(deploy.os, "execvp", lambda file, args: execs.append(args))
+    monkeypatch.setattr(deploy, "start_spark_server", never_answers)
+    announced = ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_REMOTE_ENV")
+    for name in announced:  # recorded, so that what deploy.scheduler sets is undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLOPS_ENV", "docker")
+    monkeypatch.setenv("MLOPS_SPARK_CONNECT_PORT", "1")  # nothing listens on port 1
+    try:
+        deploy.scheduler(["--skip-serve-logs"], wait=1)
+    finally:  # the stand-in server, by its pid
+        for proc in servers:
+            proc.kill()
+            proc.wait()
+    assert started == [("docker", "sc://127.0.0.1:1")]
+    assert execs == [["airflow", "scheduler", "--skip-serve-logs"]]
+    assert os.environ["MLOPS_SPARK_REMOTE"] == "sc://127.0.0.1:1" and os.environ["MLOPS_SPARK_REMOTE_ENV"] == "docker"
+    assert "not answering after 1 s: the jobs start their own Spark" in capsys.readouterr().err
+
+    started.clear(), execs.clear()
+    for name in announced:
+        os.environ.pop(name)
+    monkeypatch.setenv("MLOPS_ENV", "databricks")
+    deploy.scheduler([])
+    assert started == [] and execs == [["airflow", "scheduler"]] and "MLOPS_SPARK_REMOTE" not in os.environ
