@@ -572,6 +572,17 @@ def test_the_serving_container_serves_the_new_champion_by_customer_id_behind_its
     assert wrong.value.code == 401
 
 
+COUNT_ROWS_ON_SPARK_CONNECT = """
+import sys
+from pyspark.sql import SparkSession
+
+url, table, as_of_date = sys.argv[1:4]
+spark = SparkSession.builder.remote(url).getOrCreate()
+print(spark.read.format("delta").load(table).where(f"as_of_date = '{as_of_date}'").count())
+spark.stop()
+"""
+
+
 def test_the_spark_server_is_restarted_after_a_crash_and_serves_the_lakehouse(stack):
     """A compose restart policy covers a container's main process (the scheduler) only: the Spark Connect server
     deploy.py scheduler started has a supervisor of its own, which starts it again after a crash (`kill -9` of the
@@ -579,7 +590,6 @@ def test_the_spark_server_is_restarted_after_a_crash_and_serves_the_lakehouse(st
     import time
 
     import psutil
-    from pyspark.sql import SparkSession
 
     url = f"sc://127.0.0.1:{stack.airflow_env['MLOPS_SPARK_CONNECT_PORT']}"
 
@@ -600,13 +610,12 @@ def test_the_spark_server_is_restarted_after_a_crash_and_serves_the_lakehouse(st
         assert time.monotonic() < deadline, f"no Spark server answering on {url} 180 s after the crash"
         time.sleep(1)
     print(f"Spark server {crashed} killed; {new[0]} answering {url}")
-    spark = SparkSession.builder.remote(url).getOrCreate()
-    try:
-        predictions = spark.read.format("delta").load(f"s3://{BUCKET}/lakehouse/churn/gold/predictions")
-        assert predictions.where(f"as_of_date = '{END.isoformat()}'").count() == \
-            stack.summary["use_cases"]["churn"]["scored_rows"]
-    finally:
-        spark.stop()
+    # A client process of its own: a Spark Connect session marks its whole process as Spark Connect
+    # (SPARK_CONNECT_MODE_ENABLED), and the tests after this one on this worker need classic sessions.
+    proc = subprocess.run([sys.executable, "-c", COUNT_ROWS_ON_SPARK_CONNECT, url, f"s3://{BUCKET}/lakehouse/churn/gold/predictions",
+                           END.isoformat()], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[-1]) == stack.summary["use_cases"]["churn"]["scored_rows"]
 
 
 # what people read after a run: task and service logs, the MLflow server's and the serving log, and every report,
