@@ -380,30 +380,36 @@ SPARK_CONNECT_PORT_VARIABLE = "MLOPS_SPARK_CONNECT_PORT"
 SPARK_CONNECT_WAIT = 120  # seconds the scheduler waits for the server; after that its jobs start their own Spark
 
 
-def shared_spark_server(environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(environment name, sc:// URL) of the Spark Connect server the scheduler's container should run, or None:
-    when the environment config runs its jobs elsewhere (MLOPS_ENV=databricks), does not ask for a shared server
+def shared_spark_server(environ: Mapping[str, str]) -> tuple[str, int] | None:
+    """(environment name, port) of the Spark Connect server the scheduler's container should run, or None: when
+    the environment config runs its jobs elsewhere (MLOPS_ENV=databricks), does not ask for a shared server
     (compute.spark.shared_server), or MLOPS_SPARK_REMOTE already names a server of the operator's own."""
     from mlops_core.config import load_environment
-    from mlops_core.spark import REMOTE_VAR
+    from mlops_core.spark import REMOTE_ENV_VAR, REMOTE_VAR
+    from mlops_core.spark_server import DEFAULT_PORT
 
     if environ.get(REMOTE_VAR):
+        if not environ.get(REMOTE_ENV_VAR):
+            print(f"{REMOTE_VAR} is set without {REMOTE_ENV_VAR}: the jobs use that server only when "
+                  f"{REMOTE_ENV_VAR} names their environment (MLOPS_ENV)", file=sys.stderr, flush=True)
         return None
-
     env = load_environment(environ.get("MLOPS_ENV") or None)
     if env.compute.backend != "local" or not env.compute.spark.shared_server:
         return None
-    return env.name, f"sc://127.0.0.1:{int(environ.get(SPARK_CONNECT_PORT_VARIABLE) or 15002)}"
+    port = environ.get(SPARK_CONNECT_PORT_VARIABLE) or str(DEFAULT_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        print(f"{SPARK_CONNECT_PORT_VARIABLE} must be a TCP port (1-65535), not {port!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return env.name, int(port)
 
 
-def start_spark_server(env_name: str, url: str) -> subprocess.Popen:
+def start_spark_server(env_name: str, port: int) -> subprocess.Popen:
     """The server under scripts/local_airflow.py's supervisor, which restarts it when it dies (a compose restart
     policy applies to a container's main process only). Its parent is the scheduler once this process execs it,
     and it ends with the container."""
-    port = url.rsplit(":", 1)[1]
     return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "scripts" / "local_airflow.py"), "supervise",
                              "spark-connect", "--", sys.executable, "-m", "mlops_core.spark_server", "--env",
-                             env_name, "--port", port])
+                             env_name, "--port", str(port)])
 
 
 def scheduler(args: list[str], wait: float = SPARK_CONNECT_WAIT) -> None:
@@ -414,17 +420,21 @@ def scheduler(args: list[str], wait: float = SPARK_CONNECT_WAIT) -> None:
     shared = shared_spark_server(os.environ)
     if shared:
         from mlops_core.spark import REMOTE_ENV_VAR, REMOTE_VAR, server_answers
+        from mlops_core.spark_server import url as server_url
 
-        env_name, url = shared
-        server = start_spark_server(env_name, url)
+        env_name, port = shared
+        url = server_url(port)  # on loopback
+        server = start_spark_server(env_name, port)
         deadline = time.monotonic() + wait
         while not server_answers(url, timeout=1.0) and time.monotonic() < deadline and server.poll() is None:
             time.sleep(1)
         if server_answers(url, timeout=1.0):
             print(f"Spark Connect server for environment {env_name}: {url}", flush=True)
         else:
-            print(f"Spark Connect server {url} not answering after {wait:.0f} s: the jobs start their own Spark "
-                  "until it does", file=sys.stderr, flush=True)
+            why = (f"its supervisor exited with code {server.returncode}" if server.poll() is not None
+                   else f"not answering after {wait:.0f} s")
+            print(f"Spark Connect server {url}: {why}: the jobs start their own Spark until it answers",
+                  file=sys.stderr, flush=True)
         os.environ[REMOTE_VAR] = url
         os.environ[REMOTE_ENV_VAR] = env_name
     os.execvp("airflow", ["airflow", "scheduler", *args])
@@ -433,8 +443,8 @@ def scheduler(args: list[str], wait: float = SPARK_CONNECT_WAIT) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("step", choices=["init", "api-server", "scheduler", "mlflow-server", "mlflow-init",
-                                                 "check"])
+    steps = ["init", "api-server", "scheduler", "mlflow-server", "mlflow-init", "check"]
+    parser.add_argument("step", choices=steps)
     args, rest = parser.parse_known_args(argv)
     if args.step == "init":
         init()

@@ -65,23 +65,28 @@ def server_conf(env: EnvironmentConfig, port: int = DEFAULT_PORT, host: str = LO
     return conf
 
 
-def serve(conf: dict[str, str]) -> None:
-    """Start the Spark application with `conf` and serve until SIGTERM or SIGINT. The JVM is this process's
-    child: it also ends when this process dies (Spark's Python gateway exits when its parent's pipe closes)."""
+def serve(conf: dict[str, str]) -> int:
+    """Start the Spark application with `conf` and serve until SIGTERM or SIGINT (returns 0), or until its JVM
+    dies (returns 1, so that a supervisor starts a new server: an out-of-memory kill takes the JVM, the largest
+    process, and would otherwise leave this process alive with no server behind the port). The JVM is this
+    process's child: it also ends when this process dies (Spark's Python gateway exits when its parent's pipe
+    closes)."""
     from mlops_core.spark import start_local_session
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     session = start_local_session(conf)
+    jvm = session.sparkContext._gateway.proc  # the spark-submit process pyspark started, exec'd into the JVM
     where = url(int(conf["spark.connect.grpc.binding.port"]), conf["spark.connect.grpc.binding.address"])
     log.info("Spark Connect server on %s (master %s)", where, conf["spark.master"])
-    try:
-        while not stop.wait(timeout=1.0):
-            pass
-    finally:
-        log.info("stopping the Spark Connect server on %s", where)
-        session.stop()
+    while not stop.wait(timeout=1.0):
+        if jvm.poll() is not None:
+            log.error("the Spark Connect server's JVM on %s exited with code %s", where, jvm.returncode)
+            return 1
+    log.info("stopping the Spark Connect server on %s", where)
+    session.stop()
+    return 0
 
 
 def url(port: int = DEFAULT_PORT, host: str = LOOPBACK) -> str:
@@ -102,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"{key}={value}" for key, value in conf.items()))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(conf)
-    return 0
+    return serve(conf)
 
 
 if __name__ == "__main__":

@@ -221,15 +221,19 @@ def test_the_scheduler_runs_a_spark_server_for_the_docker_environment_only(monke
     for name in ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_CONNECT_PORT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLOPS_ENV", "docker")
-    assert deploy.shared_spark_server(os.environ) == ("docker", "sc://127.0.0.1:15002")
+    assert deploy.shared_spark_server(os.environ) == ("docker", 15002)
     monkeypatch.setenv("MLOPS_SPARK_CONNECT_PORT", "16002")
-    assert deploy.shared_spark_server(os.environ) == ("docker", "sc://127.0.0.1:16002")
+    assert deploy.shared_spark_server(os.environ) == ("docker", 16002)
     monkeypatch.setenv("MLOPS_SPARK_REMOTE", "sc://spark.internal:15002")
     assert deploy.shared_spark_server(os.environ) is None
     monkeypatch.delenv("MLOPS_SPARK_REMOTE")
     monkeypatch.setenv("MLOPS_ENV", "databricks")
     assert deploy.shared_spark_server(os.environ) is None
     monkeypatch.setenv("MLOPS_ENV", "docker")
+    for bad in ("0", "70000", "spark"):  # refused with the variable's name, not a traceback and a crash loop
+        monkeypatch.setenv("MLOPS_SPARK_CONNECT_PORT", bad)
+        with pytest.raises(SystemExit):
+            deploy.shared_spark_server(os.environ)
     monkeypatch.setenv("MLOPS__COMPUTE__SPARK__SHARED_SERVER", "false")
     assert deploy.shared_spark_server(os.environ) is None
 
@@ -243,8 +247,8 @@ def test_the_scheduler_starts_even_when_its_spark_server_does_not_answer(monkeyp
 
     started, execs, servers = [], [], []
 
-    def never_answers(env_name: str, url: str) -> subprocess.Popen:
-        started.append((env_name, url))
+    def never_answers(env_name: str, port: int) -> subprocess.Popen:
+        started.append((env_name, port))
         servers.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
         return servers[-1]
 
@@ -262,10 +266,10 @@ def test_the_scheduler_starts_even_when_its_spark_server_does_not_answer(monkeyp
         for proc in servers:
             proc.kill()
             proc.wait()
-    assert started == [("docker", "sc://127.0.0.1:1")]
+    assert started == [("docker", 1)]
     assert execs == [["airflow", "scheduler", "--skip-serve-logs"]]
     assert os.environ["MLOPS_SPARK_REMOTE"] == "sc://127.0.0.1:1" and os.environ["MLOPS_SPARK_REMOTE_ENV"] == "docker"
-    assert "not answering after 1 s: the jobs start their own Spark" in capsys.readouterr().err
+    assert "not answering after 1 s: the jobs start their own Spark until it answers" in capsys.readouterr().err
 
     started.clear(), execs.clear()
     for name in announced:
