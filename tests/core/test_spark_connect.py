@@ -132,3 +132,61 @@ def test_a_job_entry_point_runs_on_the_server_and_says_so(connect_server, data_d
     assert result["spark"] == f"connect {connect_server}"
     assert result["rows_total"] == 40 and result["versions"] == {"2026-03-01": 0}
     assert (data_dir / "lakehouse" / "churn" / "ops" / "smoke" / "_delta_log").is_dir()  # written by the server
+
+
+# A job whose one query sleeps in its Python UDF before a Delta write commits: long enough to stop it mid-query.
+SLOW_JOB = """
+import pathlib, sys, time
+from mlops_core.jobs.runner import run_job
+
+table, started = sys.argv[1], sys.argv[2]
+
+def slow(batches):
+    pathlib.Path(started).touch()  # on the server's Python worker: the query is running
+    for batch in batches:
+        time.sleep(10)
+        yield batch
+
+def run(ctx):
+    ctx.spark.range(4).repartition(1).mapInPandas(slow, "id long").write.format("delta").save(table)
+    return {"written": table}
+
+sys.exit(run_job("smoke", run, sys.argv[3:]))
+"""
+
+
+def test_a_stopped_job_leaves_no_query_running_on_the_server(connect_server, data_dir, tmp_path):
+    """Airflow stops a task's job with SIGTERM (plugins' local backend, on_kill). A Connect query outlives its
+    client: the server would finish it, Delta commit included, after the task is gone, and a retry would meet it
+    like a second run of the same date. The runner interrupts the job's operations first. Two identical jobs
+    start together; the one left alone commits, the stopped one does not (checked after the other's commit)."""
+    import signal
+    import time
+
+    env = {**os.environ, "MLOPS_SPARK_REMOTE": connect_server, "MLOPS_SPARK_REMOTE_ENV": "local",
+           "MLOPS_DATA_DIR": str(data_dir)}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+    def start(name: str) -> tuple[subprocess.Popen, object, object]:
+        table, started = tmp_path / name, tmp_path / f"{name}.started"
+        cmd = [sys.executable, "-c", SLOW_JOB, str(table), str(started), "--use-case", "churn", "--date",
+               "2026-03-02"]
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True), table, started
+
+    stopped, stopped_table, stopped_started = start("stopped")
+    left_alone, finished_table, _ = start("left_alone")
+    deadline = time.monotonic() + 120
+    while not stopped_started.exists():  # the query is on the server, inside its UDF
+        assert stopped.poll() is None and time.monotonic() < deadline, stopped.stdout.read()[-3000:]
+        time.sleep(0.2)
+    os.killpg(stopped.pid, signal.SIGTERM)
+    assert stopped.wait(timeout=30) == -signal.SIGTERM  # it still ends by the signal, as Airflow expects
+    output = stopped.stdout.read()
+
+    out, _ = left_alone.communicate(timeout=120)
+    assert left_alone.returncode == 0, out[-3000:]
+    assert list((finished_table / "_delta_log").glob("*.json"))  # the same query, not stopped: committed
+    time.sleep(2)
+    assert not list((stopped_table / "_delta_log").glob("*.json")), "the stopped job's query committed anyway"
+    assert "interrupted 1 operation(s) on the shared Spark server" in output, output[-3000:]

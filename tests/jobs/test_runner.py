@@ -162,3 +162,15 @@ def test_the_wheel_entry_point_refuses_the_same_way(data_dir):
 
     assert main(["gate", *ARGS, "--params", '{"verison": 3}']) == ExitCode.REFUSED
     assert main(["no_such_job", *ARGS]) == ExitCode.REFUSED
+
+
+def test_the_sigterm_handler_lives_only_as_long_as_the_job(data_dir):
+    """A job interrupts its shared-server queries on SIGTERM (tests/core/test_spark_connect.py); in-process runs
+    (tests, notebooks) get their own handler back afterwards."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    assert run_job("smoke", lambda ctx: seen.append(signal.getsignal(signal.SIGTERM)) or {}, ARGS) == ExitCode.OK
+    assert seen and seen[0] is not before and callable(seen[0])
+    assert signal.getsignal(signal.SIGTERM) is before

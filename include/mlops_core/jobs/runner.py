@@ -9,7 +9,8 @@ typed object. How it ends is decided here too, by the exception's type (mlops_co
     InputError/ConfigError  ExitCode.REFUSED    bad params, command line or config, a refused request: no retry
     TransientError, a Delta write conflict,
     an unreachable service  ExitCode.TRANSIENT  retried
-    anything else           ExitCode.FAILED     traceback; retried (a plain ValueError is *not* a refusal)"""
+    anything else           ExitCode.FAILED     traceback; retried (a plain ValueError is *not* a refusal)
+    SIGTERM (task stopped)  killed by it        its queries on the shared Spark server interrupted first"""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -72,6 +76,19 @@ class JobContext(Generic[P]):
         from mlops_core.spark import is_connect_session, shared_server_url
 
         return f"connect {shared_server_url(self.env)}" if is_connect_session(self.spark) else "local"
+
+    def interrupt_spark(self) -> list[str]:
+        """Interrupt what this run still has running on the shared Spark Connect server and release its session
+        (returns the interrupted operation ids). A Connect query outlives its client: the server finishes it,
+        Delta commit included, after the process that asked for it is gone. Nothing to do for a job-local
+        session, whose JVM ends with the process."""
+        from mlops_core.spark import is_connect_session
+
+        if "spark" not in self.__dict__ or not is_connect_session(self.spark):
+            return []
+        interrupted = list(self.spark.interruptAll())
+        self.close()
+        return interrupted
 
     def close(self) -> None:
         """Release a Spark Connect session on the shared server (its temp views, its settings) now rather
@@ -152,6 +169,34 @@ def _report(job: str, exc: BaseException, code: ExitCode, where: bool = True) ->
         log.exception("job %s failed (exit code %d): %s", job, code, exc)
 
 
+@contextmanager
+def _interrupt_spark_on_sigterm(ctx: JobContext[Any]) -> Iterator[None]:
+    """While the job runs, SIGTERM (Airflow stopping the task: marked failed, a timeout, on_kill) first
+    interrupts the job's queries on the shared Spark server, then ends the process by that signal as before.
+    Only the main thread can set a handler; the previous one comes back after the job (tests run jobs in their
+    own process)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, _frame: Any) -> None:
+        try:
+            interrupted = ctx.interrupt_spark()
+            if interrupted:
+                log.warning("job %s stopped: interrupted %d operation(s) on the shared Spark server", ctx.job,
+                            len(interrupted))
+        except Exception as exc:  # noqa: BLE001 - stopping must not hang on a server that is gone too
+            log.warning("job %s stopped: could not interrupt its Spark Connect operations: %s", ctx.job, exc)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_job(job: str, fn: Callable[[JobContext[Any]], dict[str, Any]], argv: list[str] | None = None,
             params: type[JobParams] | None = None) -> int:
     """Parse the command line, validate the params with the job's model (`params`, default
@@ -185,7 +230,8 @@ def run_job(job: str, fn: Callable[[JobContext[Any]], dict[str, Any]], argv: lis
     log.info("job %s: use case %s, env %s, dates %s..%s, run %s", job, ctx.use_case.name, ctx.env.name,
              args.start_date or args.date, args.end_date or args.date, ctx.run_id)
     try:
-        result = fn(ctx)
+        with _interrupt_spark_on_sigterm(ctx):
+            result = fn(ctx)
         spark_used = ctx.spark_used()
     except Exception as exc:  # noqa: BLE001 - every failure leaves with the exit code of its kind
         code = exit_code_for(exc)
