@@ -173,8 +173,9 @@ def _report(job: str, exc: BaseException, code: ExitCode, where: bool = True) ->
 def _interrupt_spark_on_sigterm(ctx: JobContext[Any]) -> Iterator[None]:
     """While the job runs, SIGTERM (Airflow stopping the task: marked failed, a timeout, on_kill) first
     interrupts the job's queries on the shared Spark server, then ends the process by that signal as before.
-    Only the main thread can set a handler; the previous one comes back after the job (tests run jobs in their
-    own process)."""
+    Only the main thread can set a handler; the previous one comes back after the job (tests and notebooks run
+    jobs in their own process). A server that is gone too makes the interrupt fail after the client's retries;
+    the local backend's SIGKILL follows its SIGTERM after 30 s anyway."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -185,7 +186,7 @@ def _interrupt_spark_on_sigterm(ctx: JobContext[Any]) -> Iterator[None]:
             if interrupted:
                 log.warning("job %s stopped: interrupted %d operation(s) on the shared Spark server", ctx.job,
                             len(interrupted))
-        except Exception as exc:  # noqa: BLE001 - stopping must not hang on a server that is gone too
+        except Exception as exc:  # noqa: BLE001 - the process ends by its signal whatever the server says
             log.warning("job %s stopped: could not interrupt its Spark Connect operations: %s", ctx.job, exc)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
