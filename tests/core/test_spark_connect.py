@@ -176,17 +176,23 @@ def test_a_stopped_job_leaves_no_query_running_on_the_server(connect_server, dat
 
     stopped, stopped_table, stopped_started = start("stopped")
     left_alone, finished_table, _ = start("left_alone")
-    deadline = time.monotonic() + 120
-    while not stopped_started.exists():  # the query is on the server, inside its UDF
-        assert stopped.poll() is None and time.monotonic() < deadline, stopped.stdout.read()[-3000:]
-        time.sleep(0.2)
-    os.killpg(stopped.pid, signal.SIGTERM)
-    assert stopped.wait(timeout=30) == -signal.SIGTERM  # it still ends by the signal, as Airflow expects
-    output = stopped.stdout.read()
+    try:
+        deadline = time.monotonic() + 120
+        while not stopped_started.exists():  # the query is on the server, inside its UDF
+            assert stopped.poll() is None and time.monotonic() < deadline, stopped.stdout.read()[-3000:]
+            time.sleep(0.2)
+        os.killpg(stopped.pid, signal.SIGTERM)
+        assert stopped.wait(timeout=30) == -signal.SIGTERM  # it still ends by the signal, as Airflow expects
+        output = stopped.stdout.read()
 
-    out, _ = left_alone.communicate(timeout=120)
-    assert left_alone.returncode == 0, out[-3000:]
-    assert list((finished_table / "_delta_log").glob("*.json"))  # the same query, not stopped: committed
-    time.sleep(2)
-    assert not list((stopped_table / "_delta_log").glob("*.json")), "the stopped job's query committed anyway"
+        out, _ = left_alone.communicate(timeout=120)
+        assert left_alone.returncode == 0, out[-3000:]
+        assert list((finished_table / "_delta_log").glob("*.json"))  # the same query, not stopped: committed
+        time.sleep(2)
+        assert not list((stopped_table / "_delta_log").glob("*.json")), "the stopped job's query committed anyway"
+    finally:  # a failed assertion leaves no job behind
+        for proc in (stopped, left_alone):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     assert "interrupted 1 operation(s) on the shared Spark server" in output, output[-3000:]
