@@ -51,9 +51,12 @@ def job_argv(job: str, day: date, params: dict[str, Any], run_id: str, use_case:
 
 
 def job_env(data_dir: Path) -> dict[str, str]:
+    from mlops_core.spark import short_lived_jvm_env
+
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env.update(MLOPS_DATA_DIR=str(data_dir), MLOPS_ENV="local", PYSPARK_PYTHON=sys.executable,
-               PYSPARK_DRIVER_PYTHON=sys.executable, MLOPS_PROJECT_ROOT=str(PROJECT_ROOT))
+               PYSPARK_DRIVER_PYTHON=sys.executable, MLOPS_PROJECT_ROOT=str(PROJECT_ROOT),
+               **short_lived_jvm_env())  # a job's JVM lives seconds here
     return env
 
 

@@ -46,7 +46,7 @@ def chain(tmp_path_factory, s3_endpoint, s3, spark):
     from mlops_core.datagen import GenConfig, generate, simulate
     from mlops_core.jobs import features
     from mlops_core.lakehouse import Lakehouse
-    from mlops_core.spark import get_spark
+    from mlops_core.spark import get_spark, short_lived_jvm_env
 
     tmp = tmp_path_factory.mktemp("s3-chain")
     bucket = new_bucket(s3)
@@ -61,7 +61,7 @@ def chain(tmp_path_factory, s3_endpoint, s3, spark):
         written = generate(cfg, tmp / "landing", uc)["written"]
         uploaded = upload_folder(s3, tmp / "landing", bucket, "mlops/landing")
 
-        child_env = {**os.environ, "MLOPS_ENV": "s3", "MLOPS_PROJECT_ROOT": str(PROJECT_ROOT)}
+        child_env = {**os.environ, "MLOPS_ENV": "s3", "MLOPS_PROJECT_ROOT": str(PROJECT_ROOT), **short_lived_jvm_env()}
         proc = subprocess.run(
             [sys.executable, "-m", "mlops_core.jobs.ingest", "--use-case", "churn", "--start-date", START.isoformat(),
              "--end-date", END.isoformat(), "--run-id", "s3-ingest-1"],
