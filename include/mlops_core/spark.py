@@ -54,22 +54,6 @@ LOCAL_DEFAULTS = {
 }
 
 
-# A JVM that lives for one small job and ends (the fault tests' job processes) spends more CPU in C2, the
-# optimising compiler, than C2's code returns before the JVM exits: with C1 alone the fault tests took a sixth less
-# CPU (docs/architecture.md, measured). Not for the shared server, a pytest session, a JVM that runs several jobs
-# (the soak's clean run: 4 % less CPU, 15 % more wall time) or a production job: C2 pays there.
-SHORT_LIVED_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-
-
-def short_lived_jvm_env(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The JAVA_TOOL_OPTIONS entry for a child process whose Spark JVM lives one small job (the JVM reads it at
-    start; options already set there are kept)."""
-    current = (os.environ if environ is None else environ).get("JAVA_TOOL_OPTIONS", "")
-    if SHORT_LIVED_JVM_OPTIONS in current.split():
-        return {"JAVA_TOOL_OPTIONS": current}
-    return {"JAVA_TOOL_OPTIONS": f"{current} {SHORT_LIVED_JVM_OPTIONS}".strip()}
-
-
 S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 # Keys in Hadoop settings (fs.s3a.*) first, per-bucket ones included; then the AWS SDK's default chain:
 # AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY(/AWS_SESSION_TOKEN), AWS_PROFILE and ~/.aws, web identity (EKS),

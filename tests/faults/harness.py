@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from tests.jvm import short_lived_jvm_env
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Spark Connect would run the write in the shared server, out of reach of the kill.
 DROPPED_ENV = ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_REMOTE_ENV", "SPARK_CONNECT_MODE_ENABLED")
@@ -51,8 +53,6 @@ def job_argv(job: str, day: date, params: dict[str, Any], run_id: str, use_case:
 
 
 def job_env(data_dir: Path) -> dict[str, str]:
-    from mlops_core.spark import short_lived_jvm_env
-
     env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
     env.update(MLOPS_DATA_DIR=str(data_dir), MLOPS_ENV="local", PYSPARK_PYTHON=sys.executable,
                PYSPARK_DRIVER_PYTHON=sys.executable, MLOPS_PROJECT_ROOT=str(PROJECT_ROOT),

@@ -17,6 +17,7 @@ import pytest
 
 from mlops_core import tables
 from mlops_core.jobs.contract import RESULT_MARKER
+from tests.jvm import short_lived_jvm_env
 from tests.objectstore import keys, upload_folder
 from tests.s3.conftest import SECRET_KEY, new_bucket
 
@@ -46,7 +47,7 @@ def chain(tmp_path_factory, s3_endpoint, s3, spark):
     from mlops_core.datagen import GenConfig, generate, simulate
     from mlops_core.jobs import features
     from mlops_core.lakehouse import Lakehouse
-    from mlops_core.spark import get_spark, short_lived_jvm_env
+    from mlops_core.spark import get_spark
 
     tmp = tmp_path_factory.mktemp("s3-chain")
     bucket = new_bucket(s3)
