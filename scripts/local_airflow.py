@@ -698,9 +698,11 @@ class AirflowClient:
         self._token: str | None = None
 
     # SQLite (the one-machine metadata DB) lets one writer in at a time: a request that waits past its busy
-    # timeout while the scheduler writes fails with HTTP 500 "Database error". Requests that are safe to repeat
-    # are tried again; a POST (a trigger) is not.
+    # timeout (30 s, plugins/mlops_airflow/metadata_db.py) while the scheduler writes fails with HTTP 500 "Database
+    # error". Requests that are safe to repeat are tried again, also when no answer came in READ_TIMEOUT_SECONDS
+    # (longer than that busy wait, so the server's own answer normally comes first); a POST (a trigger) is not.
     _RETRIED_METHODS = ("GET", "PATCH", "PUT", "DELETE")
+    READ_TIMEOUT_SECONDS = 90
 
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         for attempt in range(4):
@@ -710,7 +712,10 @@ class AirflowClient:
                 busy = exc.status == 500 and "Database error" in str(exc)
                 if not busy or method not in self._RETRIED_METHODS or attempt == 3:
                     raise
-                time.sleep(1 + attempt)
+            except TimeoutError:
+                if method not in self._RETRIED_METHODS or attempt == 3:
+                    raise
+            time.sleep(1 + attempt)
         raise AssertionError("unreachable")
 
     def _request_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
@@ -720,7 +725,7 @@ class AirflowClient:
         if auth:
             req.add_header("Authorization", f"Bearer {self.token()}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=self.READ_TIMEOUT_SECONDS) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")

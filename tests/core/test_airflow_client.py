@@ -1,0 +1,105 @@
+"""The REST client the demo, the soak and the end-to-end tests drive Airflow with (scripts/local_airflow.py), against
+a loopback HTTP server that answers as a busy SQLite-backed API server does: late, or with its "Database error"."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from local_airflow import AirflowApiError, AirflowClient
+
+
+class BusyApi:
+    """Answers each request per the script given for its method: "slow" (no answer before the client's timeout),
+    "busy" (HTTP 500 Database error) or "ok"; records what arrived."""
+
+    def __init__(self, script: dict[str, list[str]], slow_seconds: float):
+        self.script, self.slow_seconds, self.calls = script, slow_seconds, []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                api.calls.append((self.command, self.path, body))
+                if self.path == "/auth/token":
+                    return self._send(201, {"access_token": "t"})
+                steps = api.script.get(self.command, [])
+                step = steps.pop(0) if steps else "ok"
+                if step == "slow":
+                    threading.Event().wait(api.slow_seconds)  # time.sleep is patched out below
+                    return self._send(200, {"late": True})
+                if step == "busy":
+                    return self._send(500, {"detail": "Database error"})
+                return self._send(200, {"state": body.get("state") if body else None})
+
+            def _send(self, status, payload):
+                raw = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up on a slow answer
+                    pass
+
+            do_GET = do_POST = do_PATCH = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def count(self, method: str) -> int:
+        return sum(1 for m, path, _ in self.calls if m == method and path != "/auth/token")
+
+
+@pytest.fixture
+def client_for(monkeypatch):
+    monkeypatch.setattr(AirflowClient, "READ_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("local_airflow.time.sleep", lambda seconds: None)  # the backoff between tries
+    return lambda api: AirflowClient(api.url, "admin", "admin")
+
+
+def test_a_state_change_the_server_answers_too_late_is_sent_again(client_for):
+    with BusyApi({"PATCH": ["slow", "busy"]}, slow_seconds=2) as api:
+        client_for(api).set_run_state("churn__ingest_raw", "manual__1", "failed")
+        assert api.count("PATCH") == 3  # late, busy, then done
+        assert all(body == {"state": "failed"} for m, _, body in api.calls if m == "PATCH")
+
+
+def test_a_trigger_is_never_sent_twice(client_for):
+    with BusyApi({"POST": ["slow"]}, slow_seconds=2) as api:
+        with pytest.raises(TimeoutError):
+            client_for(api).trigger("churn__ingest_raw", {})
+        assert api.count("POST") == 1
+    with BusyApi({"POST": ["busy"]}, slow_seconds=2) as api:
+        with pytest.raises(AirflowApiError, match="Database error"):
+            client_for(api).trigger("churn__ingest_raw", {})
+        assert api.count("POST") == 1
+
+
+def test_the_client_gives_up_after_four_tries(client_for):
+    with BusyApi({"GET": ["slow", "busy", "slow", "slow", "ok"]}, slow_seconds=2) as api:
+        with pytest.raises(TimeoutError):
+            client_for(api).get_dag("churn__ingest_raw")
+        assert api.count("GET") == 4
+
+
+def test_the_client_waits_longer_than_the_metadata_dbs_busy_timeout():
+    from mlops_airflow.metadata_db import SQLITE_BUSY_TIMEOUT_SECONDS
+
+    assert AirflowClient.READ_TIMEOUT_SECONDS > SQLITE_BUSY_TIMEOUT_SECONDS
