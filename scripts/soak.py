@@ -3,9 +3,10 @@ seeded points, then the tables the nights write compared with a clean run over t
 
 1. **Data.** The generator writes `history` days plus the soak's `nights` (ending the day before yesterday, UTC,
    so every night's 05:00 drift report is due), with drift from a date the plan sets.
-2. **History, once, by hand.** The history is ingested, materialized, and a first model trained, registered and
-   promoted by the jobs themselves in one process (no Airflow): the state every night starts from. The clean
-   reference's lakehouse is a copy of it.
+2. **History, once, by hand.** Airflow starts with every DAG paused; the history is ingested, materialized, and a
+   first model trained, registered and promoted by the jobs themselves, run one after another in one process on
+   the stack's Spark Connect server (no Airflow task): the state every night starts from. The clean reference's
+   lakehouse is a copy of it.
 3. **The nights, unattended.** Airflow starts with cron and asset scheduling on, `ingest_raw` and `drift_report`
    catching up from the first night (MLOPS_SCHEDULE_START, MLOPS_CATCHUP), and the nightly DAGs unpaused. Nothing
    is triggered: ingest runs by cron for each night, features and scoring follow by asset events, the drift report
@@ -18,16 +19,18 @@ seeded points, then the tables the nights write compared with a clean run over t
    scheduler and the triggerer while a deferrable sensor waits; `kill -9` of the shared Spark Connect server while
    a job runs on it; a crash of the gate between the champion's two alias moves (a failpoint: no outside
    observer can time two MLflow calls a few milliseconds apart). Airflow's retries must finish every night.
-5. **The clean run.** The same jobs over the same nights in one process on the copy, each night scored with the
-   model version the soak's predictions name (read from the soak's MLflow store), then each table the nights write compared by its
-   keys: duplicates, rows lost, rows extra, rows that differ. Lineage columns a rerun may legitimately change (run
-   ids, timestamps, Delta versions, file paths under another data directory) are left out of the value comparison.
+5. **The clean run.** The same jobs over the same nights on the copy, in one process with a Spark of its own
+   (not the stack's server the faults hit: the reference shares nothing with the nights but the code), each night
+   scored with the model version the soak's predictions name (read from the soak's MLflow store), then each table
+   the nights write compared by its keys: duplicates, rows lost, rows extra, rows that differ. Lineage columns a
+   rerun may legitimately change (run ids, timestamps, Delta versions, file paths under another data directory)
+   are left out of the value comparison.
 6. **Checks of the registry**: the champion and previous_champion aliases agree with the promotion history's last
    move, no move is left half done, and every night's predictions name a version that was champion when it ran.
 
 The report (`<work>/report.json` and the text printed at the end) lists each night's runs and durations, the
 faults (where, when, the recovery time), rows checked, duplicates and rows lost. Exit code 0 when the soak
-passed. `python scripts/soak.py --nights 30` is `make soak`; the test suite runs a 3-night version
+passed. `python scripts/soak.py --nights 30` is `make soak`; the test suite runs a 2-night version
 (tests/soak/test_soak.py)."""
 
 from __future__ import annotations
@@ -205,11 +208,14 @@ class Fault:
 
 
 # ---- data and landing --------------------------------------------------------------------------------------
-def data_env(data_dir: Path, spark_remote: bool = False) -> dict[str, str]:
+def data_env(data_dir: Path, spark_remote: str | None = None) -> dict[str, str]:
+    """The local environment on `data_dir`; its jobs on the Spark Connect server at `spark_remote`, else on a
+    Spark of their own."""
     env = dict(os.environ)
-    if not spark_remote:
-        for name in ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_REMOTE_ENV", "SPARK_CONNECT_MODE_ENABLED"):
-            env.pop(name, None)
+    for name in ("MLOPS_SPARK_REMOTE", "MLOPS_SPARK_REMOTE_ENV", "SPARK_CONNECT_MODE_ENABLED"):
+        env.pop(name, None)
+    if spark_remote:
+        env.update(MLOPS_SPARK_REMOTE=spark_remote, MLOPS_SPARK_REMOTE_ENV="local")
     env.update(USE_CASE_OVERRIDES)
     env.update(MLOPS_DATA_DIR=str(data_dir), MLOPS_ENV="local", MLOPS_USE_CASES=USE_CASE,
                MLOPS_PROJECT_ROOT=str(PROJECT_ROOT), PYSPARK_PYTHON=sys.executable,
@@ -317,23 +323,27 @@ def run_steps(steps: list[dict[str, Any]], results: Path) -> int:
     return 0
 
 
-def jobs_in_process(data_dir: Path, steps: list[dict[str, Any]], log_file: Path) -> list[dict[str, Any]]:
-    """Run `steps` in a child process (`soak.py jobs`) on `data_dir`'s local environment; returns the results."""
+def jobs_in_process(data_dir: Path, steps: list[dict[str, Any]], log_file: Path,
+                    spark_remote: str | None = None) -> list[dict[str, Any]]:
+    """Run `steps` in a child process (`soak.py jobs`) on `data_dir`'s local environment, on the Spark Connect
+    server at `spark_remote` or else on the child's own local Spark; returns the results."""
     plan_file = log_file.with_suffix(".steps.json")
     results = log_file.with_suffix(".results.jsonl")
     plan_file.write_text(json.dumps(steps), encoding="utf-8")
     results.unlink(missing_ok=True)
     with log_file.open("w", encoding="utf-8") as log:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "jobs", str(plan_file), str(results)],
-                              env=data_env(data_dir), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              check=False)
+                              env=data_env(data_dir, spark_remote), cwd=PROJECT_ROOT, stdout=log,
+                              stderr=subprocess.STDOUT, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"jobs on {data_dir} failed (exit {proc.returncode}); see {log_file}")
     return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def bootstrap(plan: Plan, data_dir: Path, work: Path) -> dict[str, Any]:
-    """The history before the first night, by hand: ingest, features, a first model trained, registered, gated."""
+def bootstrap(plan: Plan, data_dir: Path, work: Path, spark_remote: str) -> dict[str, Any]:
+    """The history before the first night, by hand: ingest, features, a first model trained, registered, gated, on
+    the stack's Spark Connect server (the nights' jobs then start on a server that has compiled Spark's code
+    paths once already, instead of a second JVM doing that work for the history alone)."""
     last = plan.first_night - dt.timedelta(days=1)
     steps = [
         job_step("ingest", "soak_history", start=plan.history_start, end=last),
@@ -353,8 +363,8 @@ def bootstrap(plan: Plan, data_dir: Path, work: Path) -> dict[str, Any]:
          "from_last": {"version": "version"}},
     ]
     say(f"history {plan.history_start}..{last}: ingest, features, a first model trained, registered and gated "
-        "(one process, local Spark)")
-    results = jobs_in_process(data_dir, steps, work / "history.log")
+        "(by hand, on the stack's Spark Connect server; every DAG still paused)")
+    results = jobs_in_process(data_dir, steps, work / "history.log", spark_remote)
     trained, registered, gate = results[-3:]
     if gate.get("decision") != "promoted":
         raise RuntimeError(f"the first model was not promoted: {gate.get('decision')} ({gate.get('reason')})")
@@ -364,8 +374,9 @@ def bootstrap(plan: Plan, data_dir: Path, work: Path) -> dict[str, Any]:
 
 def clean_run(plan: Plan, clean_dir: Path, versions: dict[str, dict[str, Any]], drift_nights: set[str],
               first: dict[str, Any], work: Path) -> None:
-    """The nights again, by hand, in one process: ingest, features, scoring with the version the soak used that
-    night (and its shadow version, if any), the drift report on `drift_nights`."""
+    """The nights again, by hand, in one process with a local Spark of its own (independent of the server the
+    faults hit): ingest, features, scoring with the version the soak used that night (and its shadow version, if
+    any), the drift report on `drift_nights`."""
     steps = []
     for night in plan.night_list():
         run_id = f"clean__{night}"
@@ -733,7 +744,16 @@ class Soak:
         (self.soak_dir / "mlflow").mkdir(exist_ok=True)
         subprocess.run([sys.executable, "-m", "mlops_core.cli", "init-mlflow"], check=True, cwd=PROJECT_ROOT,
                        env=data_env(self.soak_dir), stdout=subprocess.DEVNULL)
-        first = bootstrap(self.plan, self.soak_dir, self.work)
+        # Airflow starts now (its DAGs paused at creation: nothing runs until run_nights unpauses them), so that
+        # the history's jobs run on its Spark Connect server; run_nights stops the stack, or this on a failure.
+        self.af.init()
+        self.af.start()
+        try:
+            self.af.wait_until_healthy(timeout=240)
+            first = bootstrap(self.plan, self.soak_dir, self.work, self.af.env()["MLOPS_SPARK_REMOTE"])
+        except BaseException:
+            self.af.stop(timeout=10)
+            raise
         self.report["bootstrap_versions"] = {  # the history both lakehouses share
             table: delta_version(self.soak_dir / "lakehouse" / USE_CASE / table)
             for table in ("features/customer_features", "bronze/labels")}
@@ -743,9 +763,8 @@ class Soak:
         return first
 
     def run_nights(self) -> dict[str, list[dict[str, Any]]]:
+        """The nights under the stack prepare() started (it stops the stack when they end)."""
         af = self.af
-        af.init()
-        af.start()
         halt = threading.Event()
         injector = Injector(af, self.soak_dir / "lakehouse" / USE_CASE, self.faults, halt)
         try:
