@@ -751,15 +751,15 @@ class Soak:
         try:
             self.af.wait_until_healthy(timeout=240)
             first = bootstrap(self.plan, self.soak_dir, self.work, self.af.env()["MLOPS_SPARK_REMOTE"])
+            self.report["bootstrap_versions"] = {  # the history both lakehouses share
+                table: delta_version(self.soak_dir / "lakehouse" / USE_CASE / table)
+                for table in ("features/customer_features", "bronze/labels")}
+            # the clean run starts from the same lakehouse and landing zone
+            shutil.copytree(self.soak_dir / "lakehouse", self.clean_dir / "lakehouse")
+            shutil.copytree(self.soak_dir / "landing", self.clean_dir / "landing")
         except BaseException:
             self.af.stop(timeout=10)
             raise
-        self.report["bootstrap_versions"] = {  # the history both lakehouses share
-            table: delta_version(self.soak_dir / "lakehouse" / USE_CASE / table)
-            for table in ("features/customer_features", "bronze/labels")}
-        # the clean run starts from the same lakehouse and landing zone
-        shutil.copytree(self.soak_dir / "lakehouse", self.clean_dir / "lakehouse")
-        shutil.copytree(self.soak_dir / "landing", self.clean_dir / "landing")
         return first
 
     def run_nights(self) -> dict[str, list[dict[str, Any]]]:
