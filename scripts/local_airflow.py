@@ -703,6 +703,7 @@ class AirflowClient:
     # (longer than that busy wait, so the server's own answer normally comes first); a POST (a trigger) is not.
     _RETRIED_METHODS = ("GET", "PATCH", "PUT", "DELETE")
     READ_TIMEOUT_SECONDS = 90
+    RETRY_BACKOFF_SECONDS = 1  # times the try's number
 
     def _request(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:
         for attempt in range(4):
@@ -715,7 +716,7 @@ class AirflowClient:
             except TimeoutError:
                 if method not in self._RETRIED_METHODS or attempt == 3:
                     raise
-            time.sleep(1 + attempt)
+            time.sleep(self.RETRY_BACKOFF_SECONDS * (1 + attempt))
         raise AssertionError("unreachable")
 
     def _request_once(self, method: str, path: str, body: Any = None, auth: bool = True) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -29,7 +30,7 @@ class BusyApi:
                 steps = api.script.get(self.command, [])
                 step = steps.pop(0) if steps else "ok"
                 if step == "slow":
-                    threading.Event().wait(api.slow_seconds)  # time.sleep is patched out below
+                    time.sleep(api.slow_seconds)
                     return self._send(200, {"late": True})
                 if step == "busy":
                     return self._send(500, {"detail": "Database error"})
@@ -70,7 +71,7 @@ class BusyApi:
 @pytest.fixture
 def client_for(monkeypatch):
     monkeypatch.setattr(AirflowClient, "READ_TIMEOUT_SECONDS", 0.5)
-    monkeypatch.setattr("local_airflow.time.sleep", lambda seconds: None)  # the backoff between tries
+    monkeypatch.setattr(AirflowClient, "RETRY_BACKOFF_SECONDS", 0)
     return lambda api: AirflowClient(api.url, "admin", "admin")
 
 
