@@ -212,6 +212,23 @@ def test_the_mlflow_auth_config_reads_by_default_and_keeps_its_own_database():
     assert parser["mlflow"]["default_permission"] == "READ"
     assert parser["mlflow"]["admin_username"] == "admin"
     assert "admin_password" not in parser["mlflow"]  # MLflow reads it from the environment, once
+    # a checked account is trusted for a minute unless the deployment says otherwise (0: every call checked)
+    assert parser["mlflow"].getint("auth_cache_ttl_seconds") == 60
+    parser.read_string(deploy.mlflow_auth_config({"MLFLOW_AUTH_DATABASE_URI": uri,
+                                                  "MLFLOW_AUTH_CACHE_TTL_SECONDS": "0"}))
+    assert parser["mlflow"].getint("auth_cache_ttl_seconds") == 0
+
+
+def test_a_cache_ttl_that_is_not_whole_seconds_is_refused_naming_the_variable():
+    server = {name: "x" * 40 for name in deploy.MLFLOW_SERVER_REQUIRED}
+    for bad in ("1m", "-5", "2.5"):
+        problems = deploy.check_environment({**server, "MLFLOW_AUTH_CACHE_TTL_SECONDS": bad},
+                                            deploy.MLFLOW_SERVER_REQUIRED)
+        assert problems == ["MLFLOW_AUTH_CACHE_TTL_SECONDS is not a whole number of seconds (0 turns the cache off)"]
+        assert bad not in problems[0]
+    for good in ("0", "300", ""):
+        assert deploy.check_environment({**server, "MLFLOW_AUTH_CACHE_TTL_SECONDS": good},
+                                        deploy.MLFLOW_SERVER_REQUIRED) == []
 
 
 def test_the_scheduler_runs_a_spark_server_for_the_docker_environment_only(monkeypatch):

@@ -14,6 +14,7 @@ predictions in the object store."""
 from __future__ import annotations
 
 import base64
+import configparser
 import datetime as dt
 import os
 import secrets
@@ -439,19 +440,28 @@ def test_the_deployment_health_checks_answer(stack):
 
 
 def test_mlflow_answers_no_call_without_a_valid_account(stack):
+    """Also once the server trusts a checked account for a while (auth_cache_ttl_seconds): the trust is for the
+    account and its password together, so the platform's name with another password is still refused."""
     url = f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/search"
-    for auth in (None, ("admin", "not-the-admin-password")):
+    user, password = stack.mlflow_account("platform")
+
+    def status(auth: tuple[str, str] | None) -> int:
         req = urllib.request.Request(url)
         if auth:
             req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(req, timeout=10)
-        assert refused.value.code == 401
-    req = urllib.request.Request(url)
-    user, password = stack.mlflow_account("platform")
-    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    assert status(None) == 401 and status(("admin", "not-the-admin-password")) == 401
+    for _ in range(4):  # both workers have answered the platform account, and still check every other password
+        assert status((user, password)) == 200
+        assert status((user, password + "x")) == 401 and status((user, password[:-1])) == 401
+    config = configparser.ConfigParser()
+    config.read(stack.mlflow_outage.env["MLFLOW_AUTH_CONFIG_PATH"])  # what deploy.py wrote for the server
+    assert config["mlflow"].getint("auth_cache_ttl_seconds") == 60  # the compose default reached the server
 
 
 def test_the_platform_account_owns_the_models_and_a_person_can_only_read(stack, monkeypatch):
