@@ -49,8 +49,8 @@ test: setup ## the whole test suite (unit, DAG integrity, end to end under the r
 	@$(PY) -m ruff check .
 	@$(PY) -m pytest $(PYTEST_PARALLEL)
 
-test-fast: setup ## the tests without the end-to-end Airflow runs
-	@$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e"
+test-fast: setup ## the tests without the end-to-end Airflow runs and the slow ones (a few minutes)
+	@$(PY) -m pytest $(PYTEST_PARALLEL) -m "not e2e and not slow"
 
 # The jobs' Spark tests on the Spark line of the supported Databricks runtime (docs/databricks.md): a second
 # environment, .local/compat, that only swaps pyspark/delta-spark and the Delta jars (scripts/compat_env.sh;

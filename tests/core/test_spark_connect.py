@@ -15,6 +15,8 @@ import pytest
 
 from tests.net import free_port
 
+pytestmark = pytest.mark.slow  # a Spark Connect server of its own
+
 
 def test_server_settings_are_the_job_session_settings_on_loopback(data_dir):
     from mlops_core.config import load_environment

@@ -26,6 +26,7 @@ def _ctx(env, churn, start, end, **params):
                       params=params)
 
 
+@pytest.mark.slow
 def test_backfill_of_a_date_range_for_every_source(spark, env, churn, lakehouse):
     cfg = GenConfig(customers=80, days=DAYS, seed=4, start=START, bad_rate=0.05)
     written = generate(cfg, env.storage.landing_root, churn)["written"]

@@ -100,6 +100,7 @@ def test_sampling_is_bounded_deterministic_and_stated(spark, lakehouse, churn, s
     assert set(first.drifted_features) >= {"total_spent_30d", "country"}
 
 
+@pytest.mark.slow
 def test_job_writes_store_metrics_mlflow_and_is_idempotent_per_date(spark, env, lakehouse, churn, scored):
     import mlflow
 
@@ -168,6 +169,7 @@ def test_no_predictions_for_the_date_is_reported_not_raised(env, lakehouse, chur
     assert out["status"] == "no_data" and "2026-04-01" in out["reason"]
 
 
+@pytest.mark.slow
 def test_champion_training_reference_and_performance(spark, env, lakehouse, churn, data_dir, tmp_path,
                                                      monkeypatch):
     """Reference = the scoring version's training data rebuilt from its lineage tags (feature table at the
@@ -274,6 +276,7 @@ def _labels_of(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
     return labels
 
 
+@pytest.mark.slow
 def test_champion_reference_holds_the_scored_population_not_only_the_labelled(spark, env, lakehouse, churn,
                                                                               data_dir, tmp_path):
     """Only active customers (3+ orders in 30 days) get a label, and idle customers are on the free plan;

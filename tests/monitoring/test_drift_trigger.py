@@ -66,6 +66,7 @@ def make_trigger(lakehouse, expected: str | None, **rule):
                             params.model_dump(), expected, deadline=time.time() + 60, poll_interval=0.5)
 
 
+@pytest.mark.slow
 def test_reader_follows_checkpoints_and_replaced_partitions(spark, lakehouse):
     """One commit per night (as the nightly job writes), more than 10: Delta writes a checkpoint; then a
     rerun replaces a night. The Spark-free reader sees exactly what Spark sees."""

@@ -140,6 +140,7 @@ def test_live_rows_equal_a_pandas_reconstruction_of_what_the_endpoint_saw(spark,
     assert not any("client_note" in (r.request_features or "") for r in log_rows)
 
 
+@pytest.mark.slow
 def test_drift_in_live_requests_only_is_flagged_in_the_live_report(spark, lakehouse, churn, data_dir, tmp_path):
     result = drift.compute(spark, lakehouse, churn, DRIFT_NIGHT, reference_kind="window", reference_days=7,
                            out_dir=tmp_path, live=True)
@@ -158,6 +159,7 @@ def test_drift_in_live_requests_only_is_flagged_in_the_live_report(spark, lakeho
 
 
 
+@pytest.mark.slow
 def test_job_reports_both_and_the_rule_reads_the_batch_rows(spark, env, lakehouse, churn, data_dir):
     import mlflow
 

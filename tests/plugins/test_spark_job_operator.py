@@ -52,6 +52,7 @@ def test_result_line_parsing():
     assert parse_result("some log line") is None
 
 
+@pytest.mark.slow
 def test_operator_runs_a_real_spark_job_and_attaches_asset_extra(data_dir, capfd):
     asset = Asset(name="churn.ops.smoke", uri="x-mlops://churn/ops/smoke")
     op = SparkJobOperator(task_id="smoke", job="smoke", use_case="churn", job_params={"rows": 7}, outlets=[asset])

@@ -11,6 +11,8 @@ import pytest
 from tests.training.conftest import small_use_case
 from tests.training.fakes import make_churn_data, write_lakehouse
 
+pytestmark = pytest.mark.slow
+
 
 def _use_case(**model_overrides):
     from mlops_core.promotion.spec import GateSpec

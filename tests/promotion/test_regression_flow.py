@@ -16,6 +16,8 @@ import pytest
 
 from tests.promotion.spend_data import END, expected_spend, simulate, sundays, write_lakehouse
 
+pytestmark = pytest.mark.slow
+
 RUN_DATE = date(2026, 4, 20)  # every label up to 2026-03-16 (+29 days) has landed
 REPORT_DATE = date(2026, 4, 19)  # a Sunday: a scored snapshot
 PERF_DATES = [date(2026, 2, 22), date(2026, 3, 1), date(2026, 3, 8), date(2026, 3, 15)]  # L - 1 of known labels

@@ -12,6 +12,8 @@ from mlops_core.lakehouse import Lakehouse, Table
 from tests.objectstore import keys
 from tests.s3.conftest import ACCESS_KEY, SECRET_KEY
 
+pytestmark = pytest.mark.slow
+
 EVENTS = Table("bronze", "events")
 STATE = Table("ops", "state")
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)

@@ -9,6 +9,8 @@ import json
 import logging
 import uuid
 
+import pytest
+
 from tests.objectstore import keys
 from tests.plugins.test_spark_job_operator import _context
 
@@ -42,6 +44,7 @@ def test_a_connection_without_keys_or_a_missing_one_leaves_the_worker_chain(monk
     assert aws_job_environment("aws_default", logging.getLogger("test")) == {}
 
 
+@pytest.mark.slow
 def test_local_job_writes_to_s3_with_the_connection_keys_and_never_logs_them(s3_endpoint, s3, bucket, data_dir,
                                                                               monkeypatch, capfd):
     from mlops_airflow.operators.spark_job import SparkJobOperator

@@ -84,6 +84,7 @@ def test_connection_host_overrides_and_is_handed_to_the_job(scoring_env, uc, mon
     assert pins["mlflow_tracking_uri"] == uri and pins["mlflow_registry_uri"] == uri
 
 
+@pytest.mark.slow
 def test_pinned_at_the_start_through_the_operators(spark, scoring_env, uc, empty_mlflow_connection):
     from airflow.sdk import Asset
 

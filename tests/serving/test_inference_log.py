@@ -18,6 +18,8 @@ import pytest
 from tests.net import free_port, serve
 from tests.serving.conftest import TOKEN, TOKEN_ENV, call, feature_rows
 
+pytestmark = pytest.mark.slow
+
 DAYS = [date(2026, 2, 1), date(2026, 2, 2)]
 
 

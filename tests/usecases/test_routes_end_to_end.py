@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow
+
 START = date(2026, 1, 1)
 DAYS = 30
 END = START + timedelta(days=DAYS - 1)
