@@ -69,8 +69,9 @@ MLFLOW_ADMIN_USER = "admin"
 MIN_FLASK_SECRET = 32
 # How long a worker of the MLflow server trusts a checked account (MLflow's auth_cache_ttl_seconds; 0: off).
 # MLflow checks the password hash (scrypt) on every request by default: measured on a 2-core machine, a logged
-# metric cost the server 0.23 CPU-s and the caller 183 ms that way, 0.07 CPU-s and 35 ms with the cache. The price: a password changed or an account deleted through one worker still opens
-# the others for up to this many seconds (the worker that made the change forgets it at once).
+# metric cost the server 0.23 CPU-s and the caller 183 ms that way, 0.07 CPU-s and 35 ms with the cache. The
+# price: a password changed or an account deleted through one worker still opens the others for up to this many
+# seconds (the worker that made the change forgets the old one at once).
 MLFLOW_AUTH_CACHE_TTL_SECONDS = 60
 
 
