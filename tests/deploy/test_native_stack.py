@@ -456,7 +456,7 @@ def test_mlflow_answers_no_call_without_a_valid_account(stack):
             return refused.code
 
     assert status(None) == 401 and status(("admin", "not-the-admin-password")) == 401
-    for _ in range(4):  # both workers have answered the platform account, and still check every other password
+    for _ in range(4):  # answered several times (by either worker), then checked again with other passwords
         assert status((user, password)) == 200
         assert status((user, password + "x")) == 401 and status((user, password[:-1])) == 401
     config = configparser.ConfigParser()
