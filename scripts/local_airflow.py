@@ -462,7 +462,9 @@ expose_config = False
 
     def stop(self, timeout: float = 30) -> list[str]:
         """Stop every service this home started, by its pid file (the whole process group): all are asked
-        at once (SIGTERM), then whatever is still alive after `timeout` is killed."""
+        at once (SIGTERM), then whatever of their groups is still alive after `timeout` is killed. The group, not
+        only its leader: a leader can exit and leave a member behind (the scheduler's own Spark server, stuck
+        after its JVM died, kept its supervisor waiting for it after `make down`)."""
         pids = {name: pid for name in SERVICES if (pid := self.pid(name)) is not None}
         for pid in pids.values():
             try:
@@ -470,10 +472,11 @@ expose_config = False
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_alive(pid) for pid in pids.values()):
+        while time.monotonic() < deadline and any(live_group_members(pid) for pid in pids.values()):
             time.sleep(0.2)
         for name, pid in pids.items():
-            if _alive(pid):
+            if left := live_group_members(pid):
+                print(f"{name}: processes {left} still running {timeout:.0f} s after SIGTERM: killed", file=sys.stderr)
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -618,17 +621,21 @@ def kill_tree(pid: int) -> None:
             pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie child still answers kill(0); treat it as gone.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        return state != "Z"
-    except OSError:
-        return False
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of process group `pgid` that still run (zombies left out: a child this process reaps later,
+    or a dead JVM its stuck parent has not waited for, runs nothing)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(entry))
+    return members
 
 
 def _evidently_workspace(env: dict[str, str]) -> str:

@@ -84,6 +84,8 @@ def serve(conf: dict[str, str]) -> int:
         if jvm.poll() is not None:
             log.error("the Spark Connect server's JVM on %s exited with code %s", where, jvm.returncode)
             return 1
+    if jvm.poll() is not None:  # the same SIGTERM (one process group) ended the JVM: nothing left to stop
+        return 0
     log.info("stopping the Spark Connect server on %s", where)
     session.stop()
     return 0

@@ -246,3 +246,35 @@ def test_a_spark_connect_server_whose_port_is_taken_fails_the_start_at_once(tmp_
                    "'org.apache.spark.sql.connect.service.SparkConnectService' failed after 0 retries\n")
     with pytest.raises(RuntimeError, match="spark-connect cannot listen on 127.0.0.1:20778"):
         stack._raise_if_port_taken(SPARK_SERVICE, 20778)
+
+
+def test_stop_leaves_no_process_of_a_services_group_when_its_leader_exits_first(tmp_path, monkeypatch):
+    """`make down` ends the whole process group of each service: the scheduler's supervisor exits with the
+    scheduler, but a process the scheduler started (its Spark server, once stuck after its JVM died) would stay
+    behind, reparented to init, if only the group's leader were waited for."""
+    import os
+    import time
+
+    from local_airflow import live_group_members
+
+    started = tmp_path / "stuck.pid"
+    # the "scheduler": starts a child that ignores SIGTERM, then runs until SIGTERM ends it
+    scheduler = ("import pathlib, signal, subprocess, sys, time; "
+                 "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)']); "
+                 f"pathlib.Path({str(started)!r}).write_text(str(child.pid)); time.sleep(120)")
+    stack = _stack(tmp_path, "local", spark_port=None)
+    monkeypatch.setattr(stack, "_commands", lambda: {"scheduler": [sys.executable, "-c", scheduler]})
+    leader = stack.start()["scheduler"]
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stuck = int(started.read_text())
+        assert os.getpgid(stuck) == leader  # the supervisor, the scheduler and its child: one group
+        assert stack.stop(timeout=3) == ["scheduler"]
+        assert live_group_members(leader) == []
+        assert stack.pid("scheduler") is None
+    finally:
+        for pid in live_group_members(leader):
+            os.kill(pid, 9)

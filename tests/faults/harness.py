@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from local_airflow import live_group_members
+
 from tests.jvm import short_lived_jvm_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -181,23 +183,6 @@ class Killed:
         return self.commits >= self.point.write
 
 
-def _group_alive(pgid: int) -> list[int]:
-    """Processes of the process group that are not zombies."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            alive.append(int(entry))
-    return alive
-
-
 def run_and_kill(argv: list[str], env: dict[str, str], lake_root: Path, point: KillPoint, log_file: Path,
                  timeout: float = 300.0) -> Killed:
     """Start the job, wait for `point` on disk, SIGKILL the job's process group, wait until all of it is gone."""
@@ -232,9 +217,9 @@ def run_and_kill(argv: list[str], env: dict[str, str], lake_root: Path, point: K
             os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
         deadline = time.monotonic() + 20
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
+        while live_group_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-    left = _group_alive(proc.pid)
+    left = live_group_members(proc.pid)
     assert not left, f"processes of the killed job still run: {left}"
     return Killed(point, round(seconds, 2), code, uncommitted, _commits_after(table, before), log_file.read_text())
 
