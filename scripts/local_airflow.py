@@ -778,13 +778,23 @@ class AirflowClient:
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
 
-    def delete_run(self, dag_id: str, run_id: str) -> None:
-        """Delete a DAG run and its task instances (nothing happens when it does not exist)."""
-        try:
-            self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
-        except AirflowApiError as exc:
-            if exc.status != 404:
-                raise
+    def delete_run(self, dag_id: str, run_id: str, end_running: bool = False, timeout: float = 60) -> None:
+        """Delete a DAG run and its task instances (nothing happens when it does not exist). Airflow refuses to
+        delete a queued or running run; with `end_running` it is set to failed first, again until the delete goes
+        through (the scheduler, having read a queued run before it was ended, can still move it to running)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if end_running and self.dag_run(dag_id, run_id)["state"] in ("queued", "running"):
+                self.set_run_state(dag_id, run_id, "failed")
+            try:
+                self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}")
+                return
+            except AirflowApiError as exc:
+                if exc.status == 404:
+                    return
+                if not (end_running and exc.status == 409 and time.monotonic() < deadline):
+                    raise
+            time.sleep(1)
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?order_by=-start_date&limit=100")["dag_runs"]

@@ -34,10 +34,16 @@ class BusyApi:
                     return self._send(200, {"late": True})
                 if step == "busy":
                     return self._send(500, {"detail": "Database error"})
+                if step == "conflict":  # Airflow refuses to delete a queued or running run
+                    return self._send(409, {"detail": "cannot be deleted in running state"})
+                if step in ("queued", "running", "failed"):  # a run's state
+                    return self._send(200, {"state": step})
+                if step == "deleted":
+                    return self._send(204, None)
                 return self._send(200, {"state": body.get("state") if body else None})
 
             def _send(self, status, payload):
-                raw = json.dumps(payload).encode()
+                raw = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
@@ -47,7 +53,7 @@ class BusyApi:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up on a slow answer
                     pass
 
-            do_GET = do_POST = do_PATCH = _answer
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
             def log_message(self, *args):
                 pass
@@ -98,6 +104,20 @@ def test_the_client_gives_up_after_four_tries(client_for):
         with pytest.raises(TimeoutError):
             client_for(api).get_dag("churn__ingest_raw")
         assert api.count("GET") == 4
+
+
+def test_a_run_the_scheduler_starts_after_it_was_ended_is_ended_again_then_deleted(client_for):
+    """The scheduler read the run while it was queued and moved it to running after the client had set it to
+    failed: the delete is refused (409), so the client ends the run again and deletes it."""
+    script = {"GET": ["queued", "running"], "DELETE": ["conflict", "deleted"]}
+    with BusyApi(script, slow_seconds=2) as api:
+        client_for(api).delete_run("churn__retrain_on_drift", "manual__1", end_running=True)
+        assert [(m, body) for m, path, body in api.calls if path != "/auth/token"] == [
+            ("GET", None), ("PATCH", {"state": "failed"}), ("DELETE", None),
+            ("GET", None), ("PATCH", {"state": "failed"}), ("DELETE", None)]
+    with BusyApi({"DELETE": ["conflict"]}, slow_seconds=2) as api:  # without end_running the refusal is raised
+        with pytest.raises(AirflowApiError, match="HTTP 409"):
+            client_for(api).delete_run("churn__retrain_on_drift", "manual__1")
 
 
 def test_the_client_waits_longer_than_the_metadata_dbs_busy_timeout():

@@ -132,4 +132,4 @@ def test_drift_rule_triggers_retrain_once_then_cooldown(run_dag, airflow_client,
         assert [r["dag_run_id"] for r in drift_runs(airflow_client) if r["dag_run_id"] not in before] == created
     finally:
         for run_id in created:  # leave no queued retrain behind: it would run when another test unpauses the DAG
-            airflow_client.delete_run("churn__retrain_model", run_id)
+            airflow_client.delete_run("churn__retrain_model", run_id, end_running=True)

@@ -7,11 +7,9 @@ runs (the DAGs stay paused); the runs are deleted afterwards."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
-from local_airflow import AirflowApiError
 
 pytestmark = pytest.mark.e2e
 
@@ -81,23 +79,6 @@ def _submit(page, base_url: str, dag_id: str, fill: dict, shot: Path | None) -> 
     dialog.wait_for(state="hidden", timeout=30_000)
 
 
-def _end_and_delete(client, dag_id: str, run_id: str, timeout: float = 60.0) -> None:
-    """Delete the form's run. An unpaused DAG (another test on the shared stack unpaused it) starts the run at once,
-    and Airflow refuses to delete a running run: end it first. The scheduler may still move it from queued to
-    running after the run was ended (it had read the run before), so end it again until the delete goes through."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if client.dag_run(dag_id, run_id)["state"] in ("queued", "running"):
-            client.set_run_state(dag_id, run_id, "failed")
-        try:
-            client.delete_run(dag_id, run_id)
-            return
-        except AirflowApiError as exc:
-            if exc.status != 409 or time.monotonic() > deadline:
-                raise
-        time.sleep(1)
-
-
 def test_every_trigger_form_submits_its_defaults(ui, airflow_stack, airflow_client, tmp_path):
     base = airflow_stack.base_url
     dag_ids = _dag_ids(airflow_client)
@@ -121,7 +102,8 @@ def test_every_trigger_form_submits_its_defaults(ui, airflow_stack, airflow_clie
             assert run["conf"] == expected, (dag_id, run["conf"], expected)
             assert airflow_client.get_dag(dag_id)["is_paused"] == paused, f"{dag_id}: the form changed is_paused"
         finally:
-            _end_and_delete(airflow_client, dag_id, run["dag_run_id"])
+            # an unpaused DAG (another test on the shared stack unpaused it) starts the run at once: end it first
+            airflow_client.delete_run(dag_id, run["dag_run_id"], end_running=True)
         checked.append(dag_id)
     assert set(checked) == set(dag_ids)
     assert (screenshots / "trigger_form_churn__rollback_model.png").stat().st_size > 10_000
