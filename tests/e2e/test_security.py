@@ -59,21 +59,6 @@ def _listening_sockets() -> dict[str, str]:
     return listening
 
 
-def _process_group_members(pgids: set[int]) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        pgid = int(stat.rsplit(")", 1)[1].split()[2])  # after "pid (comm)": state, ppid, pgrp
-        if pgid in pgids:
-            members.append(int(entry))
-    return members
-
-
 def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
     try:
@@ -90,13 +75,13 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def test_every_server_the_stack_started_listens_on_loopback_only(airflow_stack):
-    from local_airflow import SERVICES
+    from local_airflow import SERVICES, live_group_members
 
     groups = {pid for name in SERVICES if (pid := airflow_stack.pid(name)) is not None}
     assert len(groups) >= 5, "Airflow's four components and the Spark Connect server run"
     listening = _listening_sockets()
     ours = {}
-    for pid in _process_group_members(groups):
+    for pid in [member for group in groups for member in live_group_members(group)]:
         comm = Path(f"/proc/{pid}/comm").read_text().strip() if Path(f"/proc/{pid}/comm").exists() else "?"
         for inode in _socket_inodes(pid) & listening.keys():
             ours[f"{comm}[{pid}] {listening[inode]}"] = listening[inode]
