@@ -463,8 +463,8 @@ expose_config = False
     def stop(self, timeout: float = 30) -> list[str]:
         """Stop every service this home started, by its pid file (the whole process group): all are asked
         at once (SIGTERM), then whatever of their groups is still alive after `timeout` is killed. The group, not
-        only its leader: a leader can exit and leave a member behind (the scheduler's own Spark server, stuck
-        after its JVM died, kept its supervisor waiting for it after `make down`)."""
+        only its leader: a leader can exit and leave a member behind (deploy.py's scheduler starts its own Spark
+        server; one that hung after its JVM died outlived the native deployment test's stack, supervisor and all)."""
         pids = {name: pid for name in SERVICES if (pid := self.pid(name)) is not None}
         for pid in pids.values():
             try:
