@@ -482,6 +482,10 @@ expose_config = False
                 except ProcessLookupError:
                     pass
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+        # A killed process ends when the kernel next runs it: return once it has, so its ports are free
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(live_group_members(pid) for pid in pids.values()):
+            time.sleep(0.05)
         return list(pids)
 
     def wait_until_healthy(self, timeout: float = 180) -> dict[str, Any]:

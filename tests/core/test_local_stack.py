@@ -258,11 +258,10 @@ def test_stop_leaves_no_process_of_a_services_group_when_its_leader_exits_first(
     from local_airflow import live_group_members
 
     started = tmp_path / "stuck.pid"
-    # the "scheduler": starts a child that ignores SIGTERM, then runs until SIGTERM ends it
-    scheduler = ("import pathlib, signal, subprocess, sys, time; "
-                 "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
-                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)']); "
-                 f"pathlib.Path({str(started)!r}).write_text(str(child.pid)); time.sleep(120)")
+    # the "scheduler": starts a child that ignores SIGTERM (and says so once it does), then runs until SIGTERM
+    child = ("import os, pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+             f"pathlib.Path({str(started)!r}).write_text(str(os.getpid())); time.sleep(120)")
+    scheduler = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(120)"
     stack = _stack(tmp_path, "local", spark_port=None)
     monkeypatch.setattr(stack, "_commands", lambda: {"scheduler": [sys.executable, "-c", scheduler]})
     leader = stack.start()["scheduler"]
