@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -471,9 +472,7 @@ expose_config = False
                 os.killpg(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(live_group_members(pid) for pid in pids.values()):
-            time.sleep(0.2)
+        _wait_for_groups_to_end(pids.values(), timeout)
         for name, pid in pids.items():
             if left := live_group_members(pid):
                 print(f"{name}: processes {left} still running {timeout:.0f} s after SIGTERM: killed", file=sys.stderr)
@@ -483,9 +482,7 @@ expose_config = False
                     pass
             (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
         # A killed process ends when the kernel next runs it: return once it has, so its ports are free
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(live_group_members(pid) for pid in pids.values()):
-            time.sleep(0.05)
+        _wait_for_groups_to_end(pids.values(), 10)
         return list(pids)
 
     def wait_until_healthy(self, timeout: float = 180) -> dict[str, Any]:
@@ -640,6 +637,12 @@ def live_group_members(pgid: int) -> list[int]:
         if int(group) == pgid and state != "Z":
             members.append(int(entry))
     return members
+
+
+def _wait_for_groups_to_end(pgids: Iterable[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(live_group_members(pgid) for pgid in pgids):
+        time.sleep(0.1)
 
 
 def _evidently_workspace(env: dict[str, str]) -> str:
